@@ -1,0 +1,47 @@
+"""Typed errors raised by the engine; the QGIS adapter turns them into Processing exceptions."""
+
+from __future__ import annotations
+
+
+class MusError(Exception):
+    """Base class of every error the engine raises on purpose, with a message meant for the user."""
+
+
+class StudyAreaError(MusError, ValueError):
+    """The study area is missing, ambiguous, empty or invalid, or a place name was not found."""
+
+
+class OsmFileError(MusError, ValueError):
+    """A local OpenStreetMap file cannot be read or holds no OpenStreetMap data."""
+
+
+class NoStreetsError(MusError, ValueError):
+    """The study area holds no street of the chosen classes."""
+
+
+class CrsError(MusError, ValueError):
+    """A coordinate reference system cannot serve where distances in metres are needed."""
+
+
+class DownloadError(MusError, RuntimeError):
+    """A network service (Nominatim, Overpass) could not be reached or answered with an error."""
+
+
+class Canceled(MusError):
+    """The user cancelled the run."""
+
+    def __init__(self, message: str = "Canceled by the user.") -> None:
+        super().__init__(message)
+
+
+class MissingDependencyError(MusError, ImportError):
+    """A Python package the algorithm needs cannot be imported."""
+
+    def __init__(self, packages: list[str], install_command: str) -> None:
+        self.packages = packages
+        self.install_command = install_command
+        names = ", ".join(packages)
+        super().__init__(
+            f"This algorithm needs the Python package(s) {names}, which QGIS's Python cannot "
+            f"import. Install them with:\n    {install_command}\nthen restart QGIS."
+        )

@@ -1,0 +1,355 @@
+"""Sample street centroids: one point at the middle of each street segment, merged within a distance.
+
+The method of "CLIP and the City": take a study area's street network, keep chosen highway classes,
+put a sample point at the middle of each segment (on the street, halfway along it), and merge points
+closer than 20 m so that nearby segments share one location.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import osmnx as ox
+import pyproj
+import shapely
+
+from .errors import CrsError, NoStreetsError, StudyAreaError
+from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
+from .progress import LoggingProgress, Progress, check_canceled
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+# The reference study's classes; footways and tracks were set apart as mostly without imagery.
+DEFAULT_CLASSES = ("primary", "secondary", "tertiary", "residential", "pedestrian")
+
+WGS84 = "EPSG:4326"
+_GEOD = pyproj.Geod(ellps="WGS84")
+_RING_ANCHOR = "mus_ring_anchor"
+
+
+@dataclass(frozen=True)
+class StudyArea:
+    """Where to sample: a place name, a polygon in EPSG:4326, or a local OpenStreetMap file.
+
+    A polygon given with a file clips the file's streets to it; otherwise exactly one is given.
+    """
+
+    place: str | None = None
+    polygon: BaseGeometry | None = None
+    osm_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        online = [s for s in (self.place, self.polygon) if s is not None]
+        if self.osm_file is None and not online:
+            raise StudyAreaError(
+                "No study area: give a place name, a polygon layer, an extent or an "
+                "OpenStreetMap file."
+            )
+        if self.place is not None and self.polygon is not None:
+            raise StudyAreaError("Give a place name or a polygon/extent as study area, not both.")
+        if self.place is not None and self.osm_file is not None:
+            raise StudyAreaError(
+                "Give a place name or an OpenStreetMap file, not both; to clip a file, give a "
+                "polygon layer or an extent with it."
+            )
+        if self.place is not None and not self.place.strip():
+            raise StudyAreaError("The place name is empty.")
+        if self.polygon is not None:
+            _check_polygon(self.polygon)
+
+
+def _check_polygon(polygon: BaseGeometry) -> None:
+    if polygon.is_empty:
+        raise StudyAreaError("The study area polygon is empty.")
+    if polygon.geom_type not in ("Polygon", "MultiPolygon"):
+        raise StudyAreaError(f"The study area must be a polygon, not a {polygon.geom_type}.")
+    if not polygon.is_valid:
+        raise StudyAreaError(
+            f"The study area polygon is invalid ({shapely.is_valid_reason(polygon)}); repair it "
+            "first, e.g. with Processing's 'Fix geometries'."
+        )
+    if polygon.area == 0:
+        raise StudyAreaError("The study area polygon has no area.")
+    west, south, east, north = polygon.bounds
+    if west < -180 or east > 180 or south < -90 or north > 90:
+        raise StudyAreaError(
+            "The study area polygon is not in longitude/latitude (EPSG:4326) degrees."
+        )
+
+
+@dataclass
+class SamplingResult:
+    """Sample points and the counts a study reports.
+
+    ``points`` is in EPSG:4326 with the columns id, osm_ids, highway, name, length_m, bearing and
+    n_merged.
+    """
+
+    points: gpd.GeoDataFrame
+    segments_total: int
+    segments_selected: int
+    segments_excluded: int
+    excluded_by_class: dict[str, int] = field(default_factory=dict)
+    projected_crs: str = ""
+
+    @property
+    def locations(self) -> int:
+        return len(self.points)
+
+    def summary(self) -> str:
+        return (
+            f"Street segments found: {self.segments_total}; of the chosen classes: "
+            f"{self.segments_selected}; excluded by class: {self.segments_excluded}; "
+            f"locations after merging: {self.locations}."
+        )
+
+
+def sample_street_centroids(
+    area: StudyArea,
+    *,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    merge_distance_m: float = 20.0,
+    projected_crs: str | None = None,
+    services: NetworkServices | None = None,
+    progress: Progress | None = None,
+) -> SamplingResult:
+    """Sample one point per street segment of the chosen classes and merge close points.
+
+    Parameters
+    ----------
+    area
+        The study area.
+    classes
+        OpenStreetMap ``highway`` values to keep.
+    merge_distance_m
+        Points closer than this, in metres, are merged; no two output points are closer.
+    projected_crs
+        CRS in which distances are measured (any form pyproj accepts); ``None`` picks the UTM
+        zone of the study area.
+    services
+        How to reach Nominatim and Overpass (unused for a local file).
+    progress
+        Receives progress and messages, and is asked about a cancel between steps.
+    """
+    progress = progress or LoggingProgress()
+    services = services or NetworkServices()
+    classes = _check_classes(classes)
+    if not merge_distance_m >= 0:
+        raise ValueError("The merge distance must be zero or more metres.")
+
+    polygon = area.polygon
+    if area.osm_file is not None:
+        progress.info(f"Reading streets from {Path(area.osm_file).name}")
+        graph = graph_from_osm_file(Path(area.osm_file))
+    else:
+        if area.place is not None:
+            progress.info(f"Finding '{area.place}' with Nominatim")
+            polygon = geocode_place(area.place, services)
+            check_canceled(progress)
+        progress.info("Downloading streets from Overpass")
+        graph = graph_from_overpass(polygon, services)
+    progress.set_progress(30)
+    check_canceled(progress)
+
+    selected = _segments(graph, lambda highway: highway in classes)
+    progress.set_progress(50)
+    check_canceled(progress)
+    excluded = _segments(graph, lambda highway: highway not in classes)
+    progress.set_progress(60)
+    check_canceled(progress)
+
+    if polygon is not None:
+        selected = _midpoint_within(selected, polygon)
+        excluded = _midpoint_within(excluded, polygon)
+    if selected.empty:
+        found = ", ".join(sorted(excluded["highway"].unique())) if len(excluded) else "none"
+        raise NoStreetsError(
+            f"The study area has no streets of the classes {', '.join(classes)} "
+            f"(classes found: {found})."
+        )
+
+    crs = _projected_crs(selected, projected_crs)
+    points = _midpoints(selected, crs)
+    progress.set_progress(80)
+    check_canceled(progress)
+    merged = merge_close_points(points, merge_distance_m, crs)
+    progress.set_progress(100)
+
+    result = SamplingResult(
+        points=merged,
+        segments_total=len(selected) + len(excluded),
+        segments_selected=len(selected),
+        segments_excluded=len(excluded),
+        excluded_by_class=excluded["highway"].value_counts().to_dict() if len(excluded) else {},
+        projected_crs=crs.to_string(),
+    )
+    progress.info(result.summary())
+    return result
+
+
+def _check_classes(classes: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(c.strip() for c in classes if c and c.strip()))
+    if not chosen:
+        raise StudyAreaError("Choose at least one street class.")
+    return chosen
+
+
+def _segments(graph: nx.MultiDiGraph, keep) -> gpd.GeoDataFrame:
+    """Street segments of the kept classes: simplified, each two-way street counted once.
+
+    A segment runs between intersections (or dead ends) of the kept network, and also ends where
+    the highway class changes, so that each segment has one class.
+    """
+    edges = [
+        (u, v, k) for u, v, k, hw in graph.edges(keys=True, data="highway") if keep(_first(hw))
+    ]
+    columns = ["u", "v", "key", "osmid", "highway", "name", "length", "geometry"]
+    if not edges:
+        return gpd.GeoDataFrame(columns=columns, geometry="geometry", crs=WGS84)
+    sub = graph.edge_subgraph(edges).copy()
+    for u, v, k, hw in sub.edges(keys=True, data="highway"):
+        sub.edges[u, v, k]["highway"] = _first(hw)
+    _anchor_isolated_rings(sub)
+    sub = ox.simplify_graph(
+        sub, node_attrs_include=[_RING_ANCHOR], edge_attrs_differ=["highway"], remove_rings=False
+    )
+    undirected = ox.convert.to_undirected(sub)
+    gdf = ox.graph_to_gdfs(undirected, nodes=False, fill_edge_geometry=True).reset_index()
+    if "name" not in gdf:
+        gdf["name"] = None
+    gdf = gdf[columns]
+    # A deterministic order, so that merging (which depends on order) is reproducible.
+    return gdf.sort_values(["u", "v", "key"], kind="stable").reset_index(drop=True)
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def _anchor_isolated_rings(graph: nx.MultiDiGraph) -> None:
+    """Mark one node of each component that is a bare cycle, so simplifying keeps it as a loop.
+
+    osmnx either drops such rings (a street loop whose side streets are of other classes) or leaves
+    them unsimplified; a loop is one street and gets one sample point.
+    """
+    for component in nx.weakly_connected_components(graph):
+        if all(len(set(graph.predecessors(n)) | set(graph.successors(n))) == 2 for n in component):
+            graph.nodes[min(component)][_RING_ANCHOR] = True
+
+
+def _midpoint_within(segments: gpd.GeoDataFrame, polygon: BaseGeometry) -> gpd.GeoDataFrame:
+    if segments.empty:
+        return segments
+    middles = shapely.line_interpolate_point(segments.geometry.values, 0.5, normalized=True)
+    return segments[shapely.within(middles, polygon)].reset_index(drop=True)
+
+
+def _projected_crs(segments: gpd.GeoDataFrame, requested: str | None) -> pyproj.CRS:
+    if requested:
+        try:
+            crs = pyproj.CRS.from_user_input(requested)
+        except pyproj.exceptions.CRSError as exc:
+            raise CrsError(f"Unknown coordinate reference system '{requested}': {exc}") from exc
+        if not crs.is_projected:
+            raise CrsError(
+                f"{crs.name} is a geographic CRS in degrees; distances in metres need a projected "
+                "CRS (leave it empty to use the study area's UTM zone)."
+            )
+        unit = crs.axis_info[0].unit_name if crs.axis_info else ""
+        if unit not in ("metre", "meter"):
+            raise CrsError(f"{crs.name} measures in {unit}; choose a CRS in metres.")
+        return crs
+    return segments.estimate_utm_crs()
+
+
+def _midpoints(segments: gpd.GeoDataFrame, crs: pyproj.CRS) -> gpd.GeoDataFrame:
+    """The point halfway along each segment, and the street's bearing there (degrees from north)."""
+    lines = segments.geometry.to_crs(crs).values
+    lengths = shapely.length(lines)
+    middles = shapely.line_interpolate_point(lines, 0.5, normalized=True)
+    step = np.minimum(1.0, lengths / 4)
+    before = shapely.line_interpolate_point(lines, lengths / 2 - step)
+    after = shapely.line_interpolate_point(lines, lengths / 2 + step)
+    to_wgs84 = pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
+    lon0, lat0 = to_wgs84.transform(shapely.get_x(before), shapely.get_y(before))
+    lon1, lat1 = to_wgs84.transform(shapely.get_x(after), shapely.get_y(after))
+    azimuth, _, _ = _GEOD.inv(lon0, lat0, lon1, lat1)
+    return gpd.GeoDataFrame(
+        {
+            "osm_ids": [_as_id_list(v) for v in segments["osmid"]],
+            "highway": segments["highway"].astype(str).values,
+            "name": [_as_name(v) for v in segments["name"]],
+            "length_m": segments["length"].astype(float).round(2).values,
+            "bearing": np.round(np.mod(azimuth, 360.0), 2),
+        },
+        geometry=gpd.GeoSeries(middles, crs=crs),
+    )
+
+
+def _as_id_list(value) -> list[int]:
+    values = value if isinstance(value, list) else [value]
+    return sorted({int(v) for v in values})
+
+
+def _as_name(value) -> str | None:
+    if isinstance(value, list):
+        names = [str(v) for v in dict.fromkeys(value) if isinstance(v, str)]
+        return "; ".join(names) or None
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def merge_close_points(
+    points: gpd.GeoDataFrame, distance_m: float, crs: pyproj.CRS
+) -> gpd.GeoDataFrame:
+    """Merge points closer than ``distance_m`` so that no two kept points are closer.
+
+    Points are visited from the longest segment down; a point is kept unless a kept point lies
+    closer than the distance, in which case it joins the nearest kept point. Each kept point
+    stays where it was (on its street) and carries the way ids of all points that joined it.
+
+    ``points`` must be in ``crs`` (metres); the result is in EPSG:4326.
+    """
+    order = np.lexsort((np.arange(len(points)), -points["length_m"].to_numpy()))
+    xs = shapely.get_x(points.geometry.values)
+    ys = shapely.get_y(points.geometry.values)
+    kept: list[int] = []
+    members: dict[int, list[int]] = {}
+    cell = max(distance_m, 1e-9)
+    grid: dict[tuple[int, int], list[int]] = {}
+    for i in order:
+        gx, gy = int(math.floor(xs[i] / cell)), int(math.floor(ys[i] / cell))
+        nearest, nearest_d = -1, math.inf
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for j in grid.get((gx + dx, gy + dy), ()):
+                    d = math.hypot(xs[i] - xs[j], ys[i] - ys[j])
+                    if d < nearest_d:
+                        nearest, nearest_d = j, d
+        if nearest >= 0 and nearest_d < distance_m:
+            members[nearest].append(i)
+        else:
+            kept.append(i)
+            members[i] = [i]
+            grid.setdefault((gx, gy), []).append(i)
+
+    rows = points.iloc[kept].copy()
+    osm_ids = points["osm_ids"].to_numpy()
+    rows["osm_ids"] = [
+        ";".join(str(w) for w in sorted({w for m in members[i] for w in osm_ids[m]})) for i in kept
+    ]
+    rows["n_merged"] = [len(members[i]) for i in kept]
+    rows.insert(0, "id", np.arange(1, len(kept) + 1))
+    rows = rows.set_crs(crs, allow_override=True).to_crs(WGS84)
+    return rows.reset_index(drop=True)[
+        ["id", "osm_ids", "highway", "name", "length_m", "bearing", "n_merged", "geometry"]
+    ]
