@@ -27,10 +27,10 @@ class DownloadError(MusError, RuntimeError):
     """A network service (Nominatim, Overpass) could not be reached or answered with an error."""
 
 
-class Canceled(MusError):
+class CanceledError(MusError):
     """The user cancelled the run."""
 
-    def __init__(self, message: str = "Canceled by the user.") -> None:
+    def __init__(self, message: str = "CanceledError by the user.") -> None:
         super().__init__(message)
 
 

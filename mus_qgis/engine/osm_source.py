@@ -185,20 +185,14 @@ def _pbf_streets_to_xml(src: Path, dst: Path) -> None:
         for way_id, refs, tags in ways:
             out.write(f'<way id="{way_id}">')
             out.write("".join(f'<nd ref="{ref}"/>' for ref in refs))
-            out.write(
-                "".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items())
-            )
+            out.write("".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items()))
             out.write("</way>\n")
         out.write("</osm>\n")
 
 
 def make_bidirectional(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Add the reverse of every one-way edge: a street is sampled once, whatever its traffic."""
-    missing = [
-        (v, u, data)
-        for u, v, data in graph.edges(data=True)
-        if not graph.has_edge(v, u)
-    ]
+    missing = [(v, u, data) for u, v, data in graph.edges(data=True) if not graph.has_edge(v, u)]
     for v, u, data in missing:
         graph.add_edge(v, u, **{**data, "reversed": not data.get("reversed", False)})
     return graph

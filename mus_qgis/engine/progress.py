@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from .errors import Canceled
+from .errors import CanceledError
 
 log = logging.getLogger("mus_qgis")
 
@@ -39,6 +39,6 @@ class LoggingProgress:
 
 
 def check_canceled(progress: Progress) -> None:
-    """Raise :class:`Canceled` if the caller asked to stop."""
+    """Raise :class:`CanceledError` if the caller asked to stop."""
     if progress.is_canceled():
-        raise Canceled()
+        raise CanceledError()

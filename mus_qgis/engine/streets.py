@@ -1,4 +1,4 @@
-"""Sample street centroids: one point at the middle of each street segment, merged within a distance.
+"""Sample street centroids: a point at the middle of each street segment, merged within a distance.
 
 The method of "CLIP and the City": take a study area's street network, keep chosen highway classes,
 put a sample point at the middle of each segment (on the street, halfway along it), and merge points
@@ -23,12 +23,13 @@ import shapely
 from .errors import CrsError, NoStreetsError, StudyAreaError
 from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
 from .progress import LoggingProgress, Progress, check_canceled
+from .street_classes import reference_study_classes
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
 # The reference study's classes; footways and tracks were set apart as mostly without imagery.
-DEFAULT_CLASSES = ("primary", "secondary", "tertiary", "residential", "pedestrian")
+DEFAULT_CLASSES = reference_study_classes()
 
 WGS84 = "EPSG:4326"
 _GEOD = pyproj.Geod(ellps="WGS84")
@@ -271,24 +272,25 @@ def _projected_crs(segments: gpd.GeoDataFrame, requested: str | None) -> pyproj.
 
 
 def _midpoints(segments: gpd.GeoDataFrame, crs: pyproj.CRS) -> gpd.GeoDataFrame:
-    """The point halfway along each segment, and the street's bearing there (degrees from north)."""
+    """The point halfway along each segment, and the street's axis there (degrees from north)."""
     lines = segments.geometry.to_crs(crs).values
     lengths = shapely.length(lines)
     middles = shapely.line_interpolate_point(lines, 0.5, normalized=True)
     step = np.minimum(1.0, lengths / 4)
     before = shapely.line_interpolate_point(lines, lengths / 2 - step)
     after = shapely.line_interpolate_point(lines, lengths / 2 + step)
-    to_wgs84 = pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
-    lon0, lat0 = to_wgs84.transform(shapely.get_x(before), shapely.get_y(before))
-    lon1, lat1 = to_wgs84.transform(shapely.get_x(after), shapely.get_y(after))
-    azimuth, _, _ = _GEOD.inv(lon0, lat0, lon1, lat1)
+    ends = gpd.GeoSeries(np.concatenate([before, after]), crs=crs).to_crs(WGS84)
+    lon, lat = ends.x.to_numpy(), ends.y.to_numpy()
+    n = len(lines)
+    azimuth, _, _ = _GEOD.inv(lon[:n], lat[:n], lon[n:], lat[n:])
     return gpd.GeoDataFrame(
         {
             "osm_ids": [_as_id_list(v) for v in segments["osmid"]],
             "highway": segments["highway"].astype(str).values,
             "name": [_as_name(v) for v in segments["name"]],
             "length_m": segments["length"].astype(float).round(2).values,
-            "bearing": np.round(np.mod(azimuth, 360.0), 2),
+            # A street is walked both ways: its bearing is the axis, 0 (north-south) to 180.
+            "bearing": np.round(np.mod(azimuth, 180.0), 2),
         },
         geometry=gpd.GeoSeries(middles, crs=crs),
     )
@@ -327,7 +329,7 @@ def merge_close_points(
     cell = max(distance_m, 1e-9)
     grid: dict[tuple[int, int], list[int]] = {}
     for i in order:
-        gx, gy = int(math.floor(xs[i] / cell)), int(math.floor(ys[i] / cell))
+        gx, gy = math.floor(xs[i] / cell), math.floor(ys[i] / cell)
         nearest, nearest_d = -1, math.inf
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):

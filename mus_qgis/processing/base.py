@@ -1,0 +1,109 @@
+"""What every mus algorithm shares: naming, icon, help, and the bridge to the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsField,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+)
+from qgis.PyQt.QtCore import QCoreApplication, QVariant
+from qgis.PyQt.QtGui import QIcon
+
+from ..engine.resources import resource_path
+
+
+class MusAlgorithm(QgsProcessingAlgorithm):
+    """Base of the plugin's algorithms; subclasses set ``NAME``, ``DISPLAY_NAME``, ``GROUP``."""
+
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    HELP = ""
+
+    def name(self) -> str:
+        """Algorithm id without the provider prefix."""
+        return self.NAME
+
+    def displayName(self) -> str:
+        """Name shown in the toolbox."""
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        """Toolbox group."""
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:
+        """Toolbox group id."""
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:
+        """Help shown beside the parameters."""
+        return self.tr(self.HELP)
+
+    def icon(self) -> QIcon:
+        """Algorithm icon (the provider's)."""
+        return QIcon(str(resource_path("icons", "mus.svg")))
+
+    def tr(self, text: str) -> str:
+        """Translate a string in this algorithm's context."""
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self):
+        """A fresh instance, as Processing asks for one per run."""
+        return type(self)()
+
+
+class FeedbackProgress:
+    """The engine's progress channel over a Processing feedback object."""
+
+    def __init__(self, feedback: QgsProcessingFeedback | None) -> None:
+        self._feedback = feedback or QgsProcessingFeedback()
+
+    def set_progress(self, percent: float) -> None:
+        self._feedback.setProgress(percent)
+
+    def is_canceled(self) -> bool:
+        return self._feedback.isCanceled()
+
+    def info(self, message: str) -> None:
+        self._feedback.pushInfo(message)
+
+
+def require_engine(*modules: str) -> None:
+    """Check that the engine's packages import, or stop with a message that says how to install."""
+    from ..engine.deps import require
+    from ..engine.errors import MissingDependencyError
+
+    try:
+        require(*modules)
+    except MissingDependencyError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+def plugin_cache_dir(*parts: str) -> Path:
+    """The plugin's cache folder in the QGIS profile (downloads, embeddings); created on demand."""
+    folder = Path(QgsApplication.qgisSettingsDirPath()) / "cache" / "mus_qgis"
+    folder = folder.joinpath(*parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+_FIELD_TYPES = {"int": "Int", "int64": "LongLong", "double": "Double", "string": "QString"}
+
+
+def make_field(name: str, kind: str) -> QgsField:
+    """A QgsField of a kind ('int', 'int64', 'double', 'string') on QGIS 3.22 and on Qt6 builds."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+
+        qt_name = "QString" if kind == "string" else _FIELD_TYPES[kind]
+        return QgsField(name, getattr(QMetaType.Type, qt_name))
+    variant = "String" if kind == "string" else _FIELD_TYPES[kind]
+    return QgsField(name, getattr(QVariant, variant))

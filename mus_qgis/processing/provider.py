@@ -1,0 +1,38 @@
+"""The ``mus`` Processing provider."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from ..engine.resources import plugin_version, resource_path
+from .sample_street_centroids import SampleStreetCentroids
+
+
+class MusProvider(QgsProcessingProvider):
+    """Multimodal Urban Studies: street sampling, panoramas, CLIP classification, grids."""
+
+    def id(self) -> str:
+        """Provider id, the prefix of every algorithm id (``mus:...``)."""
+        return "mus"
+
+    def name(self) -> str:
+        """Name shown in the Processing Toolbox."""
+        return "Multimodal Urban Studies"
+
+    def longName(self) -> str:
+        """Name with version."""
+        return f"Multimodal Urban Studies (mus_qgis {plugin_version()})"
+
+    def icon(self) -> QIcon:
+        """Provider icon."""
+        return QIcon(str(resource_path("icons", "mus.svg")))
+
+    def svgIconPath(self) -> str:
+        """Provider icon as an SVG path."""
+        return str(resource_path("icons", "mus.svg"))
+
+    def loadAlgorithms(self) -> None:
+        """Add one instance of each algorithm."""
+        for algorithm in (SampleStreetCentroids(),):
+            self.addAlgorithm(algorithm)

@@ -1,0 +1,293 @@
+"""Processing algorithm ``mus:samplestreetcentroids``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+
+from ..engine.resources import plugin_version, resource_path
+from ..engine.street_classes import street_classes
+from .base import FeedbackProgress, MusAlgorithm, make_field, plugin_cache_dir, require_engine
+
+WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
+
+OUTPUT_FIELDS = (
+    ("id", "int"),
+    ("osm_ids", "string"),
+    ("highway", "string"),
+    ("name", "string"),
+    ("length_m", "double"),
+    ("bearing", "double"),
+    ("n_merged", "int"),
+)
+
+
+class SampleStreetCentroids(MusAlgorithm):
+    """One point at the middle of each street segment of a study area, merged within a distance."""
+
+    NAME = "samplestreetcentroids"
+    DISPLAY_NAME = "Sample street centroids"
+    GROUP = "1 · Streets"
+    GROUP_ID = "streets"
+    HELP = (
+        "Puts a sample point at the middle of every street segment of a study area and merges "
+        "points closer than the merge distance, as in 'CLIP and the City'.\n\n"
+        "Study area: a place name (found with Nominatim), a polygon layer, or an extent, for which "
+        "the streets are downloaded from Overpass with osmnx; or a local OpenStreetMap file "
+        "(.osm, .osm.bz2, .osm.pbf) for offline and large studies, optionally clipped by a "
+        "polygon layer or an extent.\n\n"
+        "Segments run between intersections of the chosen street classes (two-way streets count "
+        "once) and keep disconnected pieces. Distances are measured in the study area's UTM zone "
+        "unless a projected CRS is given. Each output point lies on its street and carries the "
+        "ids of the OSM ways it stands for, the street class and name, the segment's length, the "
+        "street's bearing (degrees clockwise from north, used later to aim the camera) and how "
+        "many segments were merged into it.\n\n"
+        "Downloads are cached in the plugin's cache folder; OpenStreetMap data © OpenStreetMap "
+        "contributors (ODbL)."
+    )
+
+    PLACE = "PLACE"
+    AREA = "AREA"
+    EXTENT = "EXTENT"
+    OSM_FILE = "OSM_FILE"
+    CLASSES = "CLASSES"
+    MERGE_DISTANCE = "MERGE_DISTANCE"
+    PROJECTED_CRS = "PROJECTED_CRS"
+    OVERPASS_URL = "OVERPASS_URL"
+    NOMINATIM_URL = "NOMINATIM_URL"
+    OUTPUT = "OUTPUT"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._styler: _StyleStreetCentroids | None = None
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        classes = street_classes()
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.PLACE, self.tr("Place name (geocoded with Nominatim)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AREA,
+                self.tr("Study area polygon layer"),
+                types=[QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(self.EXTENT, self.tr("Study area extent"), optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.OSM_FILE,
+                self.tr("Local OpenStreetMap file"),
+                optional=True,
+                fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.pbf *.pbf *.xml)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.CLASSES,
+                self.tr("Street classes (OSM highway values)"),
+                options=[f"{c.value} — {c.description}" for c in classes],
+                allowMultiple=True,
+                defaultValue=[i for i, c in enumerate(classes) if c.reference_study],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MERGE_DISTANCE,
+                self.tr("Merge points closer than (metres)"),
+                type=QgsProcessingParameterNumber.Double,
+                minValue=0.0,
+                defaultValue=20.0,
+            )
+        )
+        advanced = [
+            QgsProcessingParameterCrs(
+                self.PROJECTED_CRS,
+                self.tr("Projected CRS for distances (empty: the study area's UTM zone)"),
+                optional=True,
+            ),
+            QgsProcessingParameterString(
+                self.OVERPASS_URL,
+                self.tr("Overpass API URL"),
+                defaultValue="https://overpass-api.de/api",
+            ),
+            QgsProcessingParameterString(
+                self.NOMINATIM_URL,
+                self.tr("Nominatim URL"),
+                defaultValue="https://nominatim.openstreetmap.org/",
+            ),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, self.tr("Street centroids"), type=QgsProcessing.TypeVectorPoint
+            )
+        )
+        for name, description in (
+            ("SEGMENTS_FOUND", "Street segments found"),
+            ("SEGMENTS_SELECTED", "Segments of the chosen classes"),
+            ("SEGMENTS_EXCLUDED", "Segments excluded by class"),
+            ("LOCATIONS", "Locations after merging"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(description)))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Sample the streets and write the points."""
+        require_engine("osmnx", "geopandas", "osmium")
+        from ..engine.errors import MusError
+        from ..engine.osm_source import NetworkServices
+        from ..engine.streets import StudyArea, sample_street_centroids
+
+        offered = street_classes()
+        classes = [
+            offered[i].value for i in self.parameterAsEnums(parameters, self.CLASSES, context)
+        ]
+        crs = self.parameterAsCrs(parameters, self.PROJECTED_CRS, context)
+        services = NetworkServices(
+            cache_dir=plugin_cache_dir("osmnx"),
+            user_agent=f"mus_qgis/{plugin_version()} (QGIS plugin for Multimodal Urban Studies)",
+            overpass_url=self.parameterAsString(parameters, self.OVERPASS_URL, context) or None,
+            nominatim_url=self.parameterAsString(parameters, self.NOMINATIM_URL, context) or None,
+        )
+        try:
+            area = StudyArea(
+                place=self.parameterAsString(parameters, self.PLACE, context).strip() or None,
+                polygon=self._area_polygon(parameters, context),
+                osm_file=self._osm_file(parameters, context),
+            )
+            result = sample_street_centroids(
+                area,
+                classes=classes,
+                merge_distance_m=self.parameterAsDouble(parameters, self.MERGE_DISTANCE, context),
+                projected_crs=crs.toWkt() if crs.isValid() else None,
+                services=services,
+                progress=FeedbackProgress(feedback),
+            )
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        for highway, count in sorted(result.excluded_by_class.items(), key=lambda kv: -kv[1]):
+            feedback.pushInfo(f"  excluded {highway}: {count}")
+        dest_id = self._write(result.points, parameters, context)
+        if context.willLoadLayerOnCompletion(dest_id):
+            self._styler = _StyleStreetCentroids()
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(self._styler)
+        return {
+            self.OUTPUT: dest_id,
+            "SEGMENTS_FOUND": result.segments_total,
+            "SEGMENTS_SELECTED": result.segments_selected,
+            "SEGMENTS_EXCLUDED": result.segments_excluded,
+            "LOCATIONS": result.locations,
+        }
+
+    def _osm_file(self, parameters, context) -> Path | None:
+        path = self.parameterAsFile(parameters, self.OSM_FILE, context)
+        return Path(path) if path else None
+
+    def _area_polygon(self, parameters, context):
+        """The study polygon in EPSG:4326 from the polygon layer or the extent, or None."""
+        import shapely.wkb
+
+        from ..engine.errors import StudyAreaError
+
+        has_area = parameters.get(self.AREA) not in (None, "")
+        has_extent = parameters.get(self.EXTENT) not in (None, "")
+        if has_area and has_extent:
+            raise StudyAreaError("Give a polygon layer or an extent as study area, not both.")
+        if has_extent:
+            rect = self.parameterAsExtent(parameters, self.EXTENT, context, WGS84)
+            if rect.isNull() or rect.isEmpty():
+                raise StudyAreaError("The study area extent is empty.")
+            return shapely.wkb.loads(bytes(QgsGeometry.fromRect(rect).asWkb()))
+        if not has_area:
+            return None
+        source = self.parameterAsSource(parameters, self.AREA, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.AREA))
+        if not source.sourceCrs().isValid():
+            raise StudyAreaError("The study area layer has no valid CRS.")
+        transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
+        parts = []
+        for feature in source.getFeatures():
+            geometry = QgsGeometry(feature.geometry())
+            if geometry.isNull() or geometry.isEmpty():
+                continue
+            if not geometry.isGeosValid():
+                raise StudyAreaError(
+                    f"Feature {feature.id()} of the study area layer is an invalid polygon; "
+                    "repair it first, e.g. with Processing's 'Fix geometries'."
+                )
+            geometry.transform(transform)
+            parts.append(geometry)
+        if not parts:
+            raise StudyAreaError("The study area layer has no polygon.")
+        union = QgsGeometry.unaryUnion(parts)
+        return shapely.wkb.loads(bytes(union.asWkb()))
+
+    def _write(self, points, parameters, context) -> str:
+        fields = QgsFields()
+        for name, kind in OUTPUT_FIELDS:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Point, WGS84
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        names = [name for name, _ in OUTPUT_FIELDS]
+        for row in points.itertuples(index=False):
+            feature = QgsFeature(fields)
+            point = row.geometry
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(point.x, point.y)))
+            feature.setAttributes([_plain(getattr(row, name)) for name in names])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return dest_id
+
+
+def _plain(value):
+    """A numpy or pandas scalar as the Python value QGIS stores (None for a missing value)."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+class _StyleStreetCentroids(QgsProcessingLayerPostProcessorInterface):
+    """Give the loaded output its style (runs on the main thread once the layer is loaded)."""
+
+    def postProcessLayer(self, layer, context, feedback):
+        """Apply the shipped QML style."""
+        layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
+        layer.triggerRepaint()

@@ -1,0 +1,38 @@
+"""Shared test helpers: where the real data is, and small OSM files made on the fly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ROME_OSM = SHARED_DATA / "osm" / "rome_monti_2016.osm"
+
+
+def osm_xml(nodes: dict[int, tuple[float, float]], ways: list[tuple[int, list[int], dict]]) -> str:
+    """OSM XML text for nodes {id: (lon, lat)} and ways [(id, node ids, tags)]."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6">']
+    for node_id, (lon, lat) in nodes.items():
+        lines.append(f'<node id="{node_id}" lat="{lat}" lon="{lon}"/>')
+    for way_id, refs, tags in ways:
+        body = "".join(f'<nd ref="{r}"/>' for r in refs)
+        body += "".join(f'<tag k="{k}" v="{v}"/>' for k, v in tags.items())
+        lines.append(f'<way id="{way_id}">{body}</way>')
+    lines.append("</osm>")
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def write_osm(tmp_path):
+    def write(nodes, ways, name="area.osm") -> Path:
+        path = tmp_path / name
+        path.write_text(osm_xml(nodes, ways), encoding="utf-8")
+        return path
+
+    return write
