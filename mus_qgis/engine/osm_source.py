@@ -59,9 +59,12 @@ class NetworkServices:
 
 
 @contextmanager
-def _osmnx_settings(services: NetworkServices) -> Iterator[None]:
+def _osmnx_settings(
+    services: NetworkServices, *, overpass_rate_limit: bool = True
+) -> Iterator[None]:
     """Apply the services to osmnx's module-wide settings for one call, then restore them."""
     names = {
+        "overpass_rate_limit": overpass_rate_limit,
         "use_cache": services.cache_dir is not None,
         "http_user_agent": services.user_agent,
         "requests_timeout": services.timeout_s,
@@ -103,8 +106,9 @@ def geocode_place(place: str, services: NetworkServices) -> BaseGeometry:
 
 def graph_from_overpass(polygon: BaseGeometry, services: NetworkServices) -> nx.MultiDiGraph:
     """Download every street inside a polygon (EPSG:4326) from Overpass."""
+    reachable = _reachable(services.overpass_url or ox.settings.overpass_url, services)
     try:
-        with _osmnx_settings(services):
+        with _osmnx_settings(services, overpass_rate_limit=reachable):
             graph = ox.graph_from_polygon(
                 polygon,
                 network_type="all",
@@ -120,6 +124,23 @@ def graph_from_overpass(polygon: BaseGeometry, services: NetworkServices) -> nx.
     except ox._errors.InsufficientResponseError as exc:
         raise StudyAreaError("OpenStreetMap has no streets in the study area.") from exc
     return make_bidirectional(graph)
+
+
+def _reachable(base_url: str, services: NetworkServices) -> bool:
+    """Whether Overpass answers at all.
+
+    When it does not, osmnx's wait for a free slot is switched off: it would sleep 60 s before
+    failing, whereas now a cached study still runs offline and an uncached one fails at once.
+    """
+    try:
+        requests.get(
+            base_url.rstrip("/") + "/status",
+            timeout=min(services.timeout_s, 15),
+            headers={"User-Agent": services.user_agent},
+        )
+    except requests.RequestException:
+        return False
+    return True
 
 
 def graph_from_osm_file(path: Path) -> nx.MultiDiGraph:

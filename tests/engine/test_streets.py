@@ -11,7 +11,13 @@ import pytest
 import shapely
 from shapely.geometry import LineString, Polygon, box
 
-from mus_qgis.engine.errors import CanceledError, CrsError, NoStreetsError, OsmFileError, StudyAreaError
+from mus_qgis.engine.errors import (
+    CanceledError,
+    CrsError,
+    NoStreetsError,
+    OsmFileError,
+    StudyAreaError,
+)
 from mus_qgis.engine.streets import DEFAULT_CLASSES, StudyArea, sample_street_centroids
 from tests.conftest import ROME_OSM, SHARED_DATA
 from tests.osm_reference import count_segments, read_ways

@@ -24,9 +24,12 @@ KNOWN_PLACE = "Rione Monti, Rome, Italy"
 
 def overpass_highways(path: Path = ROME_OVERPASS_JSON) -> dict:
     data = json.loads(path.read_text(encoding="utf-8"))
+    # The export repeats one way id (the second time without tags); a real server returns each
+    # element once, and OSM readers keep the last, so the fake does the same.
+    last_ways = {e["id"]: e for e in data["elements"] if e["type"] == "way"}
     ways = [
         e
-        for e in data["elements"]
+        for e in last_ways.values()
         if e["type"] == "way" and "highway" in e.get("tags", {}) and e["tags"].get("area") != "yes"
     ]
     needed = {n for w in ways for n in w["nodes"]}
