@@ -3,7 +3,7 @@
 # pyproj against the system PROJ, Xvfb for screenshots), when any is missing and we are root.
 set -euo pipefail
 
-packages=(qgis python3-qgis qgis-providers python3-venv python3-dev xvfb xauth libproj-dev proj-bin
+packages=(qgis python3-qgis qgis-providers python3-venv python3-dev xvfb xauth libproj-dev
           build-essential unzip)
 missing=()
 for package in "${packages[@]}"; do

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
+    QgsFeatureRequest,
     QgsFeatureSink,
     QgsFields,
     QgsGeometry,
@@ -79,10 +80,6 @@ class SampleStreetCentroids(MusAlgorithm):
     OVERPASS_URL = "OVERPASS_URL"
     NOMINATIM_URL = "NOMINATIM_URL"
     OUTPUT = "OUTPUT"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._styler: _StyleStreetCentroids | None = None
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
@@ -200,8 +197,9 @@ class SampleStreetCentroids(MusAlgorithm):
             feedback.pushInfo(f"  excluded {highway}: {count}")
         dest_id = self._write(result.points, parameters, context)
         if context.willLoadLayerOnCompletion(dest_id):
-            self._styler = _StyleStreetCentroids()
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(self._styler)
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                _StyleStreetCentroids.instance()
+            )
         return {
             self.OUTPUT: dest_id,
             "SEGMENTS_FOUND": result.segments_total,
@@ -238,7 +236,10 @@ class SampleStreetCentroids(MusAlgorithm):
             raise StudyAreaError("The study area layer has no valid CRS.")
         transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
         parts = []
-        for feature in source.getFeatures():
+        # Validity is checked below with a message that says what to do, whatever the context's
+        # invalid-geometry setting.
+        request = QgsFeatureRequest().setInvalidGeometryCheck(QgsFeatureRequest.GeometryNoCheck)
+        for feature in source.getFeatures(request):
             geometry = QgsGeometry(feature.geometry())
             if geometry.isNull() or geometry.isEmpty():
                 continue
@@ -286,6 +287,16 @@ def _plain(value):
 
 class _StyleStreetCentroids(QgsProcessingLayerPostProcessorInterface):
     """Give the loaded output its style (runs on the main thread once the layer is loaded)."""
+
+    _instance: _StyleStreetCentroids | None = None
+
+    @classmethod
+    def instance(cls) -> _StyleStreetCentroids:
+        """One long-lived styler: QGIS calls it after the algorithm object is gone, so a
+        per-run object would already be deleted by then."""
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
 
     def postProcessLayer(self, layer, context, feedback):
         """Apply the shipped QML style."""
