@@ -1,0 +1,187 @@
+"""The plugin as QGIS loads it: light start-up, the zip, qgis_process, the Graphical Modeler."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterFile,
+)
+
+from scripts.package import build_zip
+from tests.conftest import ROME_OSM, ROOT, SHARED_DATA
+
+VENV_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+HEAVY = ("osmnx", "torch", "open_clip", "geopandas", "networkx", "osmium")
+
+
+def test_plugin_start_up_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from qgis.core import QgsApplication\n"
+        "app = QgsApplication([], False); app.initQgis()\n"
+        "import mus_qgis\n"
+        "plugin = mus_qgis.classFactory(None)\n"
+        "plugin.initProcessing()\n"
+        "ids = [a.id() for a in QgsApplication.processingRegistry().providerById('mus').algorithms()]\n"
+        "print('ALGS', ids)\n"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
+        "plugin.unload()\n"
+        "print('UNLOADED', QgsApplication.processingRegistry().providerById('mus') is None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    ).stdout
+    assert "ALGS ['mus:samplestreetcentroids']" in out
+    assert "HEAVY []" in out
+    assert "UNLOADED True" in out
+
+
+@pytest.fixture(scope="module")
+def plugin_zip(tmp_path_factory) -> Path:
+    return build_zip(tmp_path_factory.mktemp("dist") / "mus_qgis.zip")
+
+
+def test_zip_has_the_layout_qgis_expects(plugin_zip):
+    with zipfile.ZipFile(plugin_zip) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read("mus_qgis/metadata.txt").decode()
+    assert {"mus_qgis/__init__.py", "mus_qgis/metadata.txt", "mus_qgis/LICENSE"} <= names
+    assert "mus_qgis/resources/styles/street_centroids.qml" in names
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    assert {n.split("/")[0] for n in names} == {"mus_qgis"}
+    parser = configparser.ConfigParser()
+    parser.read_string(metadata)
+    general = parser["general"]
+    for key in (
+        "name",
+        "qgisMinimumVersion",
+        "description",
+        "about",
+        "version",
+        "author",
+        "email",
+        "repository",
+        "tracker",
+        "tags",
+        "icon",
+    ):
+        assert general.get(key), key
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["hasProcessingProvider"] == "yes"
+    assert f"mus_qgis/{general['icon']}" in names
+
+
+def _qgis_process(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "QGIS_CUSTOM_CONFIG_PATH": str(profile),
+        "PYTHONPATH": str(VENV_SITE / "site-packages"),
+    }
+    env.pop("QGIS_PLUGINPATH", None)
+    return subprocess.run(
+        ["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_zip_installed_in_a_fresh_profile_runs_from_qgis_process(plugin_zip, tmp_path):
+    profile = tmp_path / "config"
+    plugins = profile / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(plugin_zip) as archive:
+        archive.extractall(plugins)
+    enabled = _qgis_process(profile, "plugins", "enable", "mus_qgis")
+    assert enabled.returncode == 0, enabled.stderr
+    listed = _qgis_process(profile, "list")
+    assert "mus:samplestreetcentroids" in listed.stdout
+    output = tmp_path / "pbf.gpkg"
+    ran = _qgis_process(
+        profile,
+        "run",
+        "mus:samplestreetcentroids",
+        "--",
+        f"OSM_FILE={SHARED_DATA / 'osm' / 'rome_castro_pretorio.osm.pbf'}",
+        "CLASSES=3,0",
+        "MERGE_DISTANCE=20",
+        f"OUTPUT={output}",
+    )
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert "LOCATIONS:" in ran.stdout
+    assert output.exists()
+
+
+def test_runs_inside_a_graphical_model(mus_provider):
+    model = QgsProcessingModelAlgorithm("sample rome", "mus tests")
+    model.addModelParameter(
+        QgsProcessingParameterFile("osm", "OSM file"),
+        QgsProcessingModelParameter("osm"),
+    )
+    child = QgsProcessingModelChildAlgorithm("mus:samplestreetcentroids")
+    child.setChildId("sample")
+    child.addParameterSources(
+        "OSM_FILE", [QgsProcessingModelChildParameterSource.fromModelParameter("osm")]
+    )
+    child.addParameterSources(
+        "MERGE_DISTANCE", [QgsProcessingModelChildParameterSource.fromStaticValue(20)]
+    )
+    output = QgsProcessingModelOutput("points", "points")
+    output.setChildOutputName("OUTPUT")
+    child.setModelOutputs({"points": output})
+    model.addChildAlgorithm(child)
+    context = QgsProcessingContext()
+    results, ok = model.run(
+        {"osm": str(ROME_OSM), "sample:points": "TEMPORARY_OUTPUT"},
+        context,
+        QgsProcessingFeedback(),
+    )
+    assert ok
+    layer = context.getMapLayer(results["sample:points"])
+    assert layer.featureCount() == 362
+    assert QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
+
+
+def test_demo_writes_a_styled_geopackage_and_project():
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsVectorLayer
+
+    from scripts.package import stage
+
+    stage(ROOT / "build" / "plugins")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "locations after merging points closer than 20 m: 362" in done.stdout
+    gpkg = ROOT / "demo_output" / "rome_monti.gpkg"
+    layer = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
+    assert layer.isValid() and layer.featureCount() == 362
+    layer.loadDefaultStyle()
+    assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
+    project = QgsProject()
+    assert project.read(str(ROOT / "demo_output" / "rome_monti.qgz"))
+    (loaded,) = project.mapLayers().values()
+    assert loaded.isValid()
+    assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer)
