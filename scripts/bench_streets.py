@@ -57,7 +57,7 @@ def main() -> None:
     )
     crs = selected.estimate_utm_crs()
     points, t_midpoints = timed(streets._midpoints, selected, crs)
-    merged, t_merge = timed(streets.merge_close_points, points, 20.0, crs)
+    _, t_merge = timed(streets.merge_close_points, points, 20.0, crs)
     result, t_total = timed(sample_street_centroids, StudyArea(osm_file=ROME))
     print(f"Rome extract ({ROME.name}): {result.summary()}")
     print(
