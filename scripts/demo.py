@@ -2,7 +2,8 @@
 
 Runs the packaged plugin (build/plugins, made by `make stage`) through qgis_process on the real
 OpenStreetMap extract in ../shared/data, then stores the layer's style in the GeoPackage and writes
-a QGIS project, so both open styled in QGIS. Later stages of the pipeline join this demo as they land.
+a QGIS project, so both open styled in QGIS. Later stages of the pipeline join this demo as they
+land.
 """
 
 from __future__ import annotations
