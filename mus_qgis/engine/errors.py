@@ -30,7 +30,7 @@ class DownloadError(MusError, RuntimeError):
 class CanceledError(MusError):
     """The user cancelled the run."""
 
-    def __init__(self, message: str = "CanceledError by the user.") -> None:
+    def __init__(self, message: str = "Canceled by the user.") -> None:
         super().__init__(message)
 
 

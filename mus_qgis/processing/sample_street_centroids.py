@@ -15,6 +15,7 @@ from qgis.core import (
     QgsPointXY,
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingFeatureSource,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
@@ -237,9 +238,9 @@ class SampleStreetCentroids(MusAlgorithm):
         transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
         parts = []
         # Validity is checked below with a message that says what to do, whatever the context's
-        # invalid-geometry setting.
-        request = QgsFeatureRequest().setInvalidGeometryCheck(QgsFeatureRequest.GeometryNoCheck)
-        for feature in source.getFeatures(request):
+        # invalid-geometry setting (which would otherwise stop or silently drop features first).
+        skip_checks = QgsProcessingFeatureSource.FlagSkipGeometryValidityChecks
+        for feature in source.getFeatures(QgsFeatureRequest(), skip_checks):
             geometry = QgsGeometry(feature.geometry())
             if geometry.isNull() or geometry.isEmpty():
                 continue

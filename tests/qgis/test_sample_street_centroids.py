@@ -142,7 +142,7 @@ def test_place_name_through_fake_services(mus_provider, tmp_path):
             {"OSM_FILE": str(ROME_OSM), "AREA": "bowtie", "EXTENT": "1,2,3,4 [EPSG:4326]"},
             "not both",
         ),
-        ({"AREA": "bowtie"}, "invalid geometry|invalid polygon"),
+        ({"AREA": "bowtie"}, "invalid polygon(.|\n)*Fix geometries"),
         ({"AREA": "empty"}, "no polygon"),
     ],
 )
@@ -172,7 +172,7 @@ def test_missing_package_names_it_and_the_install_command(mus_provider, monkeypa
 def test_cancel_is_honoured(mus_provider):
     feedback = QgsProcessingFeedback()
     feedback.cancel()
-    with pytest.raises(QgsProcessingException, match="Canceled"):
+    with pytest.raises(QgsProcessingException, match="Canceled by the user"):
         processing.run(ALG, {"OSM_FILE": str(ROME_OSM), "OUTPUT": "memory:"}, feedback=feedback)
 
 
