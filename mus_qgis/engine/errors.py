@@ -45,3 +45,15 @@ class MissingDependencyError(MusError, ImportError):
             f"This algorithm needs the Python package(s) {names}, which QGIS's Python cannot "
             f"import. Install them with:\n    {install_command}\nthen restart QGIS."
         )
+
+
+class LabelSetError(MusError, ValueError):
+    """A label set or a prompt template cannot be used (empty, duplicated labels, no {label})."""
+
+
+class ModelError(MusError, RuntimeError):
+    """A model cannot be created or its weights cannot be found or loaded."""
+
+
+class EmbeddingStoreError(MusError, RuntimeError):
+    """The embedding store cannot be opened or belongs to another model or view setting."""

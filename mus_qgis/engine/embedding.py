@@ -1,0 +1,216 @@
+"""Image embeddings for locations, fast: parallel decoding, batched inference, nothing twice.
+
+Worker threads read, hash, decode (JPEG draft mode) and cut images while the calling thread runs
+the model on batches of views; Pillow and torch release the GIL for the heavy parts. A location
+with several images (a panorama, or one photo per heading) gets the mean of their embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import CanceledError
+from .imagery import embedding_key, prepare_image
+from .panorama import ViewSetting
+from .progress import LoggingProgress, Progress
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Location:
+    """The images of one point, and the angles that aim a panorama's views along the street."""
+
+    paths: tuple[str, ...]
+    bearing: float | None = None
+    heading: float | None = None
+
+
+@dataclass
+class LocationEmbeddings:
+    vectors: object  # float32 N×D; a failed location's row is NaN
+    status: list[str]
+    images_used: list[int]
+    keys: list[list[str]]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Task:
+    path: str
+    bearing: float | None
+    heading: float | None
+    key: str = ""
+    status: str = "pending"
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+def embed_locations(locations: list[Location], model, setting: ViewSetting, store=None,
+                    progress: Progress | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                    workers: int | None = None, fast_decode: bool = True) -> LocationEmbeddings:
+    """Embed every location's images; images already in ``store`` are not read again."""
+    import numpy as np
+
+    progress = progress or LoggingProgress()
+    tasks: dict[tuple, _Task] = {}
+    task_of_location = []
+    for location in locations:
+        ids = []
+        for path in location.paths:
+            task_id = (path, location.bearing, location.heading)
+            tasks.setdefault(task_id, _Task(path, location.bearing, location.heading))
+            ids.append(task_id)
+        task_of_location.append(ids)
+
+    known_keys = store.keys() if store is not None else set()
+    to_read = _resolve_from_store(list(tasks.values()), store, setting, known_keys)
+    counts = {"images": len(tasks), "known without reading": len(tasks) - len(to_read)}
+    computed = _encode(to_read, model, setting, store, progress, batch_size,
+                       workers or default_workers(), fast_decode, known_keys, counts)
+
+    wanted = {t.key for t in tasks.values() if t.status in ("ok", "cached") and t.key}
+    vectors = dict(computed)
+    missing = wanted - vectors.keys()
+    if missing and store is not None:
+        vectors.update(store.get(missing))
+    dim = _dimension(model, vectors)
+    result = np.full((len(locations), dim), np.nan, dtype=np.float32)
+    status, used, keys = [], [], []
+    for row, ids in enumerate(task_of_location):
+        good = [tasks[i] for i in ids if tasks[i].key in vectors]
+        keys.append([t.key for t in good])
+        used.append(len(good))
+        if good:
+            mean = np.mean([vectors[t.key] for t in good], axis=0)
+            result[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            status.append("ok")
+        elif not ids:
+            status.append("no image")
+        else:
+            failures = sorted({tasks[i].status for i in ids})
+            status.append("; ".join(failures))
+    counts["locations ok"] = sum(1 for s in status if s == "ok")
+    return LocationEmbeddings(result, status, used, keys, counts)
+
+
+def _dimension(model, vectors: dict) -> int:
+    for vector in vectors.values():
+        return int(vector.shape[-1])
+    return int(getattr(model.model, "embed_dim", 0) or model.model.text_projection.shape[-1])
+
+
+def _resolve_from_store(tasks: list[_Task], store, setting: ViewSetting, known_keys: set):
+    """Tasks whose embedding the store has for this exact file version need no reading at all."""
+    if store is None:
+        return tasks
+    known_files = store.file_facts(t.path for t in tasks)
+    to_read = []
+    for task in tasks:
+        record = known_files.get(task.path)
+        if record is not None:
+            size, mtime, facts = record
+            try:
+                stat = os.stat(task.path)
+                unchanged = stat.st_size == size and stat.st_mtime_ns == mtime
+            except OSError:
+                unchanged = True  # images elsewhere (a GPU server): the store speaks for them
+            key = embedding_key(facts, setting, task.bearing, task.heading)
+            if unchanged and key in known_keys:
+                task.key, task.status = key, "cached"
+                continue
+        to_read.append(task)
+    return to_read
+
+
+def _encode(tasks, model, setting, store, progress, batch_size, workers, fast_decode,
+            known_keys, counts) -> dict:
+    import torch
+
+    computed: dict[str, object] = {}
+    pending: list[tuple[_Task, object]] = []
+    pending_views = 0
+    pending_keys: set[str] = set()
+    new_files = []
+    counts.update({"decoded": 0, "cached": 0, "failed": 0})
+    total = max(len(tasks), 1)
+    views_per_image = 1 if setting.centre_crop else setting.count
+    window = max(2 * workers, 2 * math.ceil(batch_size / views_per_image))
+
+    def flush() -> None:
+        nonlocal pending, pending_views
+        if not pending:
+            return
+        features = model.encode_images(torch.cat([views for _, views in pending]))
+        rows, start = [], 0
+        for task, views in pending:
+            part = features[start : start + views.shape[0]]
+            start += views.shape[0]
+            pooled = torch.nn.functional.normalize(part.mean(dim=0), dim=0).numpy()
+            computed[task.key] = pooled
+            rows.append((task.key, pooled, views.shape[0]))
+        if store is not None:
+            store.put(rows, new_files)
+            new_files.clear()
+        pending, pending_views = [], 0
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mus-decode") as pool:
+        queue: deque = deque()
+        task_iter = iter(tasks)
+        done = 0
+
+        def top_up() -> None:
+            while len(queue) < window:
+                task = next(task_iter, None)
+                if task is None:
+                    return
+                future = pool.submit(prepare_image, task.path, setting, model.preprocess,
+                                     known_keys, task.bearing, task.heading, fast_decode)
+                queue.append((task, future))
+
+        top_up()
+        while queue:
+            if progress.is_canceled():
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise CanceledError()
+            task, future = queue.popleft()
+            prepared = future.result()
+            top_up()
+            done += 1
+            task.key, task.status = prepared.key, prepared.status
+            if prepared.facts is not None:
+                new_files.append(_file_record(task.path, prepared.facts))
+            if prepared.status == "ok":
+                if task.key in computed or task.key in pending_keys:
+                    task.status = "cached"  # the same picture under another name
+                else:
+                    pending.append((task, prepared.views))
+                    pending_keys.add(task.key)
+                    pending_views += prepared.views.shape[0]
+                    counts["decoded"] += 1
+            elif prepared.status == "cached":
+                counts["cached"] += 1
+            else:
+                counts["failed"] += 1
+            if pending_views >= batch_size:
+                flush()
+                pending_keys.clear()
+            progress.set_progress(100.0 * done / total)
+        flush()
+    if store is not None and new_files:
+        store.put((), new_files)
+    return computed
+
+
+def _file_record(path: str, facts):
+    try:
+        stat = os.stat(path)
+        return (path, stat.st_size, stat.st_mtime_ns, facts)
+    except OSError:
+        return (path, None, None, facts)

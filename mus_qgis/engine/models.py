@@ -1,0 +1,302 @@
+"""OpenCLIP models: which one, on which device, and where its weights come from.
+
+A model is named by its open_clip architecture and either a pretrained tag (downloaded once by
+open_clip into the cache folder) or a local checkpoint file for machines without network. A loaded
+model is kept for the rest of the session, so a second run does not load it again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import socket
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .deps import require
+from .errors import ModelError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_KEEP_MODELS = 2
+_UNTRAINED_SEED = 0
+
+_loaded: OrderedDict[tuple, LoadedModel] = OrderedDict()
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to use. ``checkpoint`` (a local file) wins over ``pretrained`` (a tag).
+
+    With neither, the model has random weights: useful for tests and timing, useless for answers.
+    """
+
+    name: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    checkpoint: str = ""
+    device: str = "auto"
+
+    @property
+    def untrained(self) -> bool:
+        return not self.pretrained and not self.checkpoint
+
+    def describe(self) -> str:
+        if self.checkpoint:
+            return f"{self.name} with weights from {self.checkpoint}"
+        if self.pretrained:
+            return f"{self.name} ({self.pretrained})"
+        return f"{self.name} with random, untrained weights"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: object
+    tokenizer: object
+    device: object
+    dtype: object
+    identity: str
+    preprocess: dict
+    logit_scale: float
+
+    @property
+    def image_size(self) -> int:
+        size = self.preprocess["size"]
+        return int(size[0] if isinstance(size, tuple | list) else size)
+
+    @property
+    def untrained(self) -> bool:
+        return self.spec.untrained
+
+    def encode_images(self, pixels):
+        """L2-normalised embeddings (float32, on the CPU) of a uint8 batch N×3×H×W."""
+        import torch
+
+        mean = torch.tensor(self.preprocess["mean"], device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.preprocess["std"], device=self.device).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            batch = pixels.to(self.device, non_blocking=True).float().div_(255.0)
+            batch = batch.sub_(mean).div_(std).to(self.dtype)
+            features = self.model.encode_image(batch).float()
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu()
+
+    def encode_texts(self, texts: list[str], batch_size: int = 256):
+        """L2-normalised embeddings (float32, on the CPU) of the given prompts."""
+        import torch
+
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(texts[start : start + batch_size]).to(self.device)
+                features = self.model.encode_text(tokens).float()
+                parts.append(torch.nn.functional.normalize(features, dim=-1).cpu())
+        return torch.cat(parts)
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable device is an error."""
+    require("torch")
+    import torch
+
+    requested = (requested or "auto").lower()
+    if requested not in DEVICES and not requested.startswith("cuda:"):
+        raise ModelError(f"Unknown device {requested!r}; use one of {', '.join(DEVICES)}.")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if has_mps else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("CUDA was asked for, but torch sees no CUDA GPU here. Use auto or cpu.")
+    if requested == "mps" and not has_mps:
+        raise ModelError("Apple MPS was asked for, but it is not available here. Use auto or cpu.")
+    return requested
+
+
+def known_models() -> list[str]:
+    require("open_clip")
+    import open_clip
+
+    return open_clip.list_models()
+
+
+def pretrained_tags(name: str) -> list[str]:
+    require("open_clip")
+    import open_clip
+
+    return open_clip.list_pretrained_tags_by_model(name)
+
+
+def load_model(spec: ModelSpec, cache_dir: str | Path | None = None) -> LoadedModel:
+    """Create (or reuse from this session) the model ``spec`` names."""
+    require("torch", "open_clip")
+    device = resolve_device(spec.device)
+    checkpoint_id = _checkpoint_identity(spec.checkpoint) if spec.checkpoint else ""
+    key = (spec.name, spec.pretrained, checkpoint_id, device)
+    with _lock:
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+        loaded = _create(spec, device, checkpoint_id, cache_dir)
+        _loaded[key] = loaded
+        while len(_loaded) > _KEEP_MODELS:
+            _loaded.popitem(last=False)
+        return loaded
+
+
+def forget_models() -> None:
+    """Drop the models kept for reuse (frees their memory)."""
+    with _lock:
+        _loaded.clear()
+
+
+def _create(spec: ModelSpec, device: str, checkpoint_id: str, cache_dir) -> LoadedModel:
+    import open_clip
+    import torch
+
+    name = _register_config_file(spec.name)
+    _check_name(name)
+    precision = "fp16" if device.startswith("cuda") else "fp32"
+    kwargs = {"device": device, "precision": precision}
+    if cache_dir:
+        kwargs["cache_dir"] = str(cache_dir)
+    if spec.checkpoint:
+        path = Path(spec.checkpoint)
+        if not path.is_file():
+            raise ModelError(f"The checkpoint file {path} does not exist.")
+        pretrained, identity = str(path), f"{name}/file-{checkpoint_id}"
+    elif spec.pretrained:
+        _check_weights_reachable(name, spec.pretrained, cache_dir)
+        pretrained, identity = spec.pretrained, f"{name}/{spec.pretrained}"
+    else:
+        pretrained, identity = None, f"{name}/random-seed{_UNTRAINED_SEED}"
+    try:
+        # Random weights are seeded so that stored embeddings of an untrained model stay valid.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_UNTRAINED_SEED)
+            model, _, _ = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, **kwargs
+            )
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"Could not create {spec.describe()}: {exc}") from exc
+    model.eval()
+    preprocess = dict(model.visual.preprocess_cfg)
+    if preprocess.get("resize_mode", "shortest") not in ("shortest", "squash"):
+        raise ModelError(
+            f"{spec.name} resizes images with mode {preprocess['resize_mode']!r}, "
+            "which mus_qgis does not support yet."
+        )
+    tokenizer = open_clip.get_tokenizer(name)
+    dtype = next(model.parameters()).dtype
+    logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
+    return LoadedModel(spec, model, tokenizer, torch.device(device), dtype, identity, preprocess,
+                       logit_scale)
+
+
+def _register_config_file(name: str) -> str:
+    """A model given as an open_clip JSON config file is registered under the file's stem."""
+    if name.lower().endswith(".json"):
+        import open_clip
+
+        path = Path(name)
+        if not path.is_file():
+            raise ModelError(f"The model configuration file {path} does not exist.")
+        open_clip.add_model_config(path)
+        return path.stem
+    return name
+
+
+def _check_name(name: str) -> None:
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return
+    models = known_models()
+    if name not in models:
+        close = difflib.get_close_matches(name, models, n=4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"open_clip has no model called {name!r}.{hint}")
+
+
+def _check_weights_reachable(name: str, tag: str, cache_dir) -> None:
+    """Fail at once, with advice, when the weights are neither cached nor downloadable."""
+    import open_clip
+
+    if not open_clip.pretrained.is_pretrained_cfg(name, tag):
+        tags = pretrained_tags(name)
+        listed = ", ".join(tags) if tags else "none"
+        raise ModelError(
+            f"open_clip has no pretrained weights {tag!r} for {name}. Tags for {name}: {listed}."
+        )
+    cfg = open_clip.pretrained.get_pretrained_cfg(name, tag)
+    if _weights_cached(cfg, cache_dir):
+        return
+    reason = _offline_reason()
+    if reason:
+        raise ModelError(
+            f"The weights of {name} ({tag}) are not in the cache and cannot be downloaded: "
+            f"{reason}. On a machine with internet, run "
+            f"`python -m mus_qgis.engine download --model {name} --pretrained {tag}` or download "
+            "the checkpoint file (open_clip_pytorch_model.bin or .safetensors from the model's "
+            "Hugging Face page), copy it here and give it as the checkpoint file."
+        )
+
+
+def _weights_cached(cfg: dict, cache_dir) -> bool:
+    if cfg.get("file"):
+        return Path(cfg["file"]).is_file()
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub[:-1], "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth")):
+            names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+        folder = str(cache_dir) if cache_dir else None
+        return any(
+            isinstance(try_to_load_from_cache(repo, n, cache_dir=folder), str) for n in names
+        )
+    url = cfg.get("url", "")
+    return bool(url and cache_dir and (Path(cache_dir) / os.path.basename(url)).is_file())
+
+
+def _offline_reason() -> str:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    port = urlparse(constants.ENDPOINT).port or 443
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return ""
+    except OSError as exc:
+        return f"{host} cannot be reached ({exc.strerror or exc})"
+
+
+_checkpoint_ids: dict[tuple, str] = {}
+
+
+def _checkpoint_identity(path: str) -> str:
+    """A content hash of a checkpoint file, computed once per file version per session."""
+    file = Path(path)
+    if not file.is_file():
+        raise ModelError(f"The checkpoint file {file} does not exist.")
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _checkpoint_ids:
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+        _checkpoint_ids[key] = digest.hexdigest()[:16]
+    return _checkpoint_ids[key]

@@ -1,0 +1,129 @@
+"""Whole 360° panoramas: equirectangular images cut into perspective views (gnomonic projection).
+
+Angles: yaw is measured clockwise from the panorama's centre column (which faces the camera's
+heading when that is known), pitch upwards from the horizon. Column x of a W-wide panorama looks
+at yaw (x + 0.5) / W * 360 - 180; row y of an H-high one at pitch 90 - (y + 0.5) / H * 180.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+EQUIRECTANGULAR_ASPECT_TOLERANCE = 0.01
+_GPANO_PROJECTION = re.compile(rb"GPano:ProjectionType\s*(?:=\s*[\"']|>)\s*equirectangular", re.I)
+_GPANO_HEADING = re.compile(rb"GPano:PoseHeadingDegrees\s*(?:=\s*[\"']|>)\s*(-?[0-9.]+)", re.I)
+
+
+@dataclass(frozen=True)
+class ViewSetting:
+    """How an image becomes model inputs.
+
+    Panoramas are cut into ``count`` views of ``fov`` degrees, evenly spaced in yaw from the
+    street's bearing (or the panorama's centre) and tilted by ``pitch``. ``centre_crop`` instead
+    gives every image CLIP's own square centre crop, which keeps only a quarter of a 2:1 panorama:
+    it is there to compare with, not to use.
+    """
+
+    count: int = 4
+    fov: float = 90.0
+    pitch: float = 0.0
+    centre_crop: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.centre_crop:
+            if not 1 <= self.count <= 36:
+                raise ValueError(f"A panorama gives 1 to 36 views, not {self.count}.")
+            if not 10.0 <= self.fov <= 150.0:
+                raise ValueError(f"A view's field of view must be 10° to 150°, not {self.fov}°.")
+            if not -90.0 <= self.pitch <= 90.0:
+                raise ValueError(f"The pitch must be within ±90°, not {self.pitch}°.")
+
+    @property
+    def key(self) -> str:
+        """Names the setting in the embedding store."""
+        if self.centre_crop:
+            return "centre-crop"
+        return f"views{self.count}-fov{self.fov:g}-pitch{self.pitch:g}"
+
+    def yaws(self, offset: float = 0.0) -> list[float]:
+        return [(offset + index * 360.0 / self.count) % 360.0 for index in range(self.count)]
+
+    def panorama_width_needed(self, view_size: int) -> int:
+        """The panorama width at which one panorama pixel maps to about one view pixel."""
+        return math.ceil(math.pi * view_size / math.tan(math.radians(self.fov) / 2.0))
+
+
+def is_equirectangular(width: int, height: int, head: bytes = b"") -> bool:
+    """A 2:1 image, or one whose XMP says so (GPano:ProjectionType), is taken as a panorama."""
+    if head and _GPANO_PROJECTION.search(head):
+        return True
+    return height > 0 and abs(width / height - 2.0) <= 2.0 * EQUIRECTANGULAR_ASPECT_TOLERANCE
+
+
+def xmp_heading(head: bytes) -> float | None:
+    """The compass heading of the panorama's centre column from GPano XMP, when present."""
+    match = _GPANO_HEADING.search(head)
+    return float(match.group(1)) % 360.0 if match else None
+
+
+def view_directions(yaw: float, pitch: float, fov: float, size: int):
+    """For each pixel of a size×size view: (yaw, pitch) in radians that it looks at."""
+    import torch
+
+    focal = (size / 2.0) / math.tan(math.radians(fov) / 2.0)
+    centres = torch.arange(size, dtype=torch.float64) + 0.5 - size / 2.0
+    down, right = torch.meshgrid(centres, centres, indexing="ij")
+    # Camera frame: x right, y up, z forward; tilt by pitch about x, then turn by yaw about y.
+    x, y, z = right, -down, torch.full_like(right, focal)
+    cos_p, sin_p = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
+    y, z = y * cos_p + z * sin_p, -y * sin_p + z * cos_p
+    cos_y, sin_y = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    x, z = x * cos_y + z * sin_y, -x * sin_y + z * cos_y
+    return torch.atan2(x, z), torch.atan2(y, torch.sqrt(x * x + z * z))
+
+
+@lru_cache(maxsize=64)
+def _sampling_plan(width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float,
+                   size: int):
+    """Flat pixel indices and bilinear weights for every view: computed once per geometry."""
+    import torch
+
+    indices, weights = [], []
+    for yaw in yaws:
+        lon, lat = view_directions(yaw, pitch, fov, size)
+        column = (lon / (2 * math.pi) + 0.5) * width - 0.5
+        row = (0.5 - lat / math.pi) * height - 0.5
+        left, top = torch.floor(column), torch.floor(row)
+        fx, fy = column - left, row - top
+        left = left.long()
+        top = top.long()
+        corners = []
+        for dy, dx, weight in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                               (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+            # Longitude wraps around; latitude stops at the poles.
+            cols = (left + dx) % width
+            rows = (top + dy).clamp(0, height - 1)
+            corners.append(((rows * width + cols).reshape(-1), weight.reshape(-1).float()))
+        indices.append(torch.stack([c[0] for c in corners]))
+        weights.append(torch.stack([c[1] for c in corners]))
+    return torch.stack(indices), torch.stack(weights)
+
+
+def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, size: int):
+    """Views (uint8, V×3×size×size) of an equirectangular uint8 tensor H×W×3."""
+    import torch
+
+    height, width = panorama.shape[0], panorama.shape[1]
+    plan_yaws = tuple(round(yaw, 3) for yaw in yaws)
+    indices, weights = _sampling_plan(width, height, plan_yaws, float(pitch), float(fov), size)
+    flat = panorama.reshape(-1, 3).float()
+    views = []
+    for view_indices, view_weights in zip(indices, weights, strict=True):
+        pixels = torch.zeros(view_indices.shape[1], 3)
+        for corner in range(4):
+            pixels.addcmul_(flat[view_indices[corner]], view_weights[corner].unsqueeze(1))
+        views.append(pixels.reshape(size, size, 3).permute(2, 0, 1))
+    return torch.stack(views).round_().clamp_(0, 255).to(torch.uint8)
