@@ -36,3 +36,33 @@ def write_osm(tmp_path):
         return path
 
     return write
+
+
+IMAGES = SHARED_DATA / "images"
+AREZZO_PHOTOS = sorted((IMAGES / "arezzo").glob("*.jpg"))
+PANORAMAS = sorted((IMAGES / "equirectangular").glob("*.jpg"))
+TINY_MODEL_CONFIG = ROOT / "tests" / "assets" / "mus-tiny-vit.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint file of the tiny test architecture with random (seeded) weights.
+
+    Tests load it the way users load a downloaded checkpoint: a file given as ``pretrained``.
+    """
+    import open_clip
+    import torch
+
+    open_clip.add_model_config(TINY_MODEL_CONFIG)
+    torch.manual_seed(1234)
+    model = open_clip.create_model(TINY_MODEL_CONFIG.stem)
+    path = tmp_path_factory.mktemp("weights") / "mus-tiny-vit.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tiny_checkpoint):
+    from mus_qgis.engine.models import ModelSpec
+
+    return ModelSpec(str(TINY_MODEL_CONFIG), "", str(tiny_checkpoint), "cpu")

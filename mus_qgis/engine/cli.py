@@ -1,0 +1,223 @@
+"""Command line: embed images on a GPU server, score label sets anywhere the store is.
+
+    python -m mus_qgis.engine embed IMAGES... [--model ViT-B-32 --pretrained TAG | --checkpoint F]
+    python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scores.csv
+    python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .classify import UNTRAINED_WARNING, classify_locations, model_cache_dir, open_stores
+from .embedding import Location, embed_locations
+from .errors import MusError
+from .labels import builtin_label_set, builtin_label_sets, read_label_file
+from .models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, load_model
+from .panorama import ViewSetting
+from .scoring import label_embeddings, score
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get("MUS_QGIS_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "mus_qgis"
+
+
+def image_paths(arguments: list[str]) -> list[str]:
+    """Files as given, image files inside folders (recursively), and lines of .txt lists."""
+    paths: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            paths += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            paths += [line.strip() for line in lines if line.strip()]
+        else:
+            paths.append(argument)
+    return paths
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="open_clip architecture, or an open_clip JSON config file")
+    parser.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                        help="pretrained tag; empty for random weights")
+    parser.add_argument("--checkpoint", default="", help="local weights file (wins over a tag)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--views", type=int, default=4, help="views per panorama")
+    parser.add_argument("--fov", type=float, default=90.0, help="field of view of a view, °")
+    parser.add_argument("--pitch", type=float, default=0.0, help="pitch of the views, °")
+    parser.add_argument("--centre-crop", action="store_true",
+                        help="CLIP's centre crop instead of views (for comparison only)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where weights and embeddings live (default $MUS_QGIS_CACHE or "
+                             "~/.cache/mus_qgis)")
+
+
+def _spec(args) -> ModelSpec:
+    return ModelSpec(args.model, args.pretrained, args.checkpoint, args.device)
+
+
+def _setting(args) -> ViewSetting:
+    return ViewSetting(args.views, args.fov, args.pitch, args.centre_crop)
+
+
+def _label_set(args):
+    templates = args.template or None
+    if Path(args.labels).is_file():
+        return read_label_file(args.labels, templates)
+    return builtin_label_set(args.labels, templates)
+
+
+def cmd_embed(args) -> int:
+    spec, setting = _spec(args), _setting(args)
+    model = load_model(spec, model_cache_dir(args.cache_dir))
+    if model.untrained:
+        print(UNTRAINED_WARNING, file=sys.stderr)
+    locations = [Location((path,)) for path in image_paths(args.images)]
+    store, text_store = open_stores(args.cache_dir, model, setting)
+    try:
+        result = embed_locations(locations, model, setting, store, None, args.batch_size,
+                                 args.workers)
+    finally:
+        store.close()
+        text_store.close()
+    for path, status in zip((loc.paths[0] for loc in locations), result.status, strict=True):
+        if status != "ok":
+            print(f"{path}: {status}", file=sys.stderr)
+    print(f"{result.counts.get('locations ok', 0)} of {len(locations)} images embedded into "
+          f"{store.path} ({result.counts})")
+    return 0 if result.counts.get("locations ok", 0) else 1
+
+
+def cmd_score(args) -> int:
+    spec, setting, label_set = _spec(args), _setting(args), _label_set(args)
+    if args.images:
+        paths = image_paths(args.images)
+        run = classify_locations([Location((p,)) for p in paths], label_set, spec, setting,
+                                 args.top_k, args.cache_dir, None, args.batch_size, args.workers)
+        scores, status = run.scores, run.embeddings.status
+    else:
+        # Everything in the store, no image needed: the files table says which key is which.
+        model = load_model(spec, model_cache_dir(args.cache_dir))
+        store, text_store = open_stores(args.cache_dir, model, setting)
+        try:
+            files = store.files()
+            stored_keys, vectors = store.all()
+            text_vectors = label_embeddings(model, label_set, text_store)
+        finally:
+            store.close()
+            text_store.close()
+        if not stored_keys:
+            print(f"The store {store.path} is empty: embed images first.", file=sys.stderr)
+            return 1
+        digest_to_path = {f.digest: path for path, f in files.items()}
+        paths = [digest_to_path.get(k.split("@")[0], k) for k in stored_keys]
+        scores = score(vectors, text_vectors, label_set, model.logit_scale, args.top_k)
+        status = ["ok"] * len(paths)
+    _write_scores(args.out, paths, status, scores)
+    return 0
+
+
+def _write_scores(out, paths, status, scores) -> None:
+    k = scores.top_k
+    header = ["path", "status"]
+    for name in ("label", "score", "prob"):
+        header += [f"{name}_{i}" for i in range(1, k + 1)]
+    header.append("margin")
+    handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for row, path in enumerate(paths):
+            labels = [label or "" for label in scores.top_labels(row)]
+            cos = [_number(v) for v in scores.cosine[row]]
+            prob = [_number(v) for v in scores.probability[row]]
+            writer.writerow([path, status[row], *labels, *cos, *prob, _number(scores.margin[row])])
+    finally:
+        if out:
+            handle.close()
+
+
+def _number(value) -> str:
+    return "" if value != value else f"{float(value):.6f}"
+
+
+def cmd_labelsets(_args) -> int:
+    for entry in builtin_label_sets():
+        count = len(builtin_label_set(entry.name))
+        print(f"{entry.name:28} {count:4} labels  {entry.title}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    import open_clip
+
+    for name, tag in open_clip.list_pretrained():
+        if not args.filter or args.filter.lower() in name.lower():
+            print(f"{name:40} {tag}")
+    return 0
+
+
+def cmd_download(args) -> int:
+    model = load_model(ModelSpec(args.model, args.pretrained, "", "cpu"),
+                       model_cache_dir(args.cache_dir))
+    print(f"{model.identity} is in {model_cache_dir(args.cache_dir)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mus_qgis.engine", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    embed = commands.add_parser("embed", help="embed images into the store")
+    embed.add_argument("images", nargs="+", help="image files, folders or .txt lists of paths")
+    _model_arguments(embed)
+    embed.set_defaults(run=cmd_embed)
+
+    scorer = commands.add_parser("score", help="score images (or the whole store) on labels")
+    scorer.add_argument("images", nargs="*", help="images; none scores every stored embedding")
+    scorer.add_argument("--labels", required=True, help="built-in set name or a .txt/.csv file")
+    scorer.add_argument("--template", action="append",
+                        help="prompt template with {label}; repeat for an ensemble")
+    scorer.add_argument("--top-k", type=int, default=3)
+    scorer.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
+    _model_arguments(scorer)
+    scorer.set_defaults(run=cmd_score)
+
+    commands.add_parser("labelsets", help="list the built-in label sets").set_defaults(
+        run=cmd_labelsets)
+    models = commands.add_parser("models", help="list open_clip models and pretrained tags")
+    models.add_argument("filter", nargs="?", default="")
+    models.set_defaults(run=cmd_models)
+    download = commands.add_parser("download", help="download pretrained weights into the cache")
+    download.add_argument("--model", default=DEFAULT_MODEL)
+    download.add_argument("--pretrained", default=DEFAULT_PRETRAINED)
+    download.add_argument("--cache-dir", type=Path, default=None)
+    download.set_defaults(run=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(message)s")
+    if getattr(args, "cache_dir", None) is None and hasattr(args, "cache_dir"):
+        args.cache_dir = default_cache_dir()
+    try:
+        return args.run(args)
+    except MusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

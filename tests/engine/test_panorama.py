@@ -1,0 +1,121 @@
+"""Panorama views are checked geometrically: a mark at a known direction lands where it should."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mus_qgis.engine.panorama import (
+    ViewSetting,
+    is_equirectangular,
+    perspective_views,
+    view_directions,
+    xmp_heading,
+)
+
+WIDTH, HEIGHT, SIZE = 1440, 720, 101
+
+
+def panorama_with_mark(lon: float, lat: float, radius_deg: float = 2.0) -> torch.Tensor:
+    """A black equirectangular image with a white disc centred at (lon, lat) degrees."""
+    cols = (np.arange(WIDTH) + 0.5) / WIDTH * 360.0 - 180.0
+    rows = 90.0 - (np.arange(HEIGHT) + 0.5) / HEIGHT * 180.0
+    lon_grid, lat_grid = np.meshgrid(cols, rows)
+    lon_r, lat_r = np.radians(lon_grid), np.radians(lat_grid)
+    centre = np.array([math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
+                       math.sin(math.radians(lat)),
+                       math.cos(math.radians(lat)) * math.cos(math.radians(lon))])
+    points = np.stack([np.cos(lat_r) * np.sin(lon_r), np.sin(lat_r), np.cos(lat_r) * np.cos(lon_r)])
+    angle = np.degrees(np.arccos(np.clip(np.tensordot(centre, points, 1), -1, 1)))
+    image = np.where(angle <= radius_deg, 255, 0).astype(np.uint8)
+    return torch.from_numpy(np.repeat(image[:, :, None], 3, axis=2).copy())
+
+
+def mark_centre(view: torch.Tensor) -> tuple[float, float] | None:
+    """(column, row) of the bright pixels' centroid in a 3×S×S view, or None if there are none."""
+    bright = view[0].numpy() > 127
+    if not bright.any():
+        return None
+    rows, cols = np.nonzero(bright)
+    return float(cols.mean()), float(rows.mean())
+
+
+def expected_pixel(yaw_view: float, pitch_view: float, lon: float, lat: float, fov: float):
+    """Where the gnomonic projection puts a direction, computed independently of the engine."""
+    direction = np.array([math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
+                          math.sin(math.radians(lat)),
+                          math.cos(math.radians(lat)) * math.cos(math.radians(lon))])
+    yaw, pitch = math.radians(yaw_view), math.radians(pitch_view)
+    forward = np.array([math.cos(pitch) * math.sin(yaw), math.sin(pitch),
+                        math.cos(pitch) * math.cos(yaw)])
+    right = np.array([math.cos(yaw), 0.0, -math.sin(yaw)])
+    up = np.cross(forward, right)
+    focal = (SIZE / 2) / math.tan(math.radians(fov) / 2)
+    depth = direction @ forward
+    return SIZE / 2 + focal * (direction @ right) / depth - 0.5, \
+        SIZE / 2 - focal * (direction @ up) / depth - 0.5
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "yaw", "pitch", "fov"),
+    [
+        (90.0, 0.0, 90.0, 0.0, 90.0),  # straight ahead
+        (90.0, 0.0, 60.0, 0.0, 90.0),  # 30° to the right of the view's centre
+        (-120.0, 20.0, -100.0, 0.0, 90.0),  # left and up
+        (10.0, 35.0, 0.0, 30.0, 90.0),  # a tilted view
+        (45.0, -10.0, 30.0, -5.0, 60.0),  # a narrower view
+    ],
+)
+def test_a_mark_lands_where_the_projection_says(lon, lat, yaw, pitch, fov):
+    views = perspective_views(panorama_with_mark(lon, lat), [yaw], pitch, fov, SIZE)
+    assert views.shape == (1, 3, SIZE, SIZE) and views.dtype == torch.uint8
+    found = mark_centre(views[0])
+    want = expected_pixel(yaw, pitch, lon, lat, fov)
+    assert found is not None
+    assert abs(found[0] - want[0]) < 1.0 and abs(found[1] - want[1]) < 1.0
+
+
+def test_a_mark_behind_the_view_is_not_seen_and_the_seam_wraps():
+    panorama = panorama_with_mark(180.0, 0.0, radius_deg=4.0)
+    views = perspective_views(panorama, [0.0, 180.0, -180.0], 0.0, 90.0, SIZE)
+    assert mark_centre(views[0]) is None
+    for view in views[1:]:
+        column, row = mark_centre(view)
+        # Both halves of the disc, left and right of the seam, are in the view.
+        assert abs(column - (SIZE - 1) / 2) < 0.5 and abs(row - (SIZE - 1) / 2) < 0.5
+        bright_columns = np.nonzero(view[0].numpy().max(axis=0) > 127)[0]
+        assert bright_columns.min() <= SIZE // 2 - 3 and bright_columns.max() >= SIZE // 2 + 3
+
+
+def test_view_centre_looks_along_yaw_and_pitch():
+    lon, lat = view_directions(37.0, 12.0, 90.0, 3)
+    assert np.degrees(lon[1, 1].item()) == pytest.approx(37.0, abs=1e-9)
+    assert np.degrees(lat[1, 1].item()) == pytest.approx(12.0, abs=1e-9)
+
+
+def test_view_setting_yaws_keys_and_limits():
+    setting = ViewSetting()
+    assert setting.yaws() == [0.0, 90.0, 180.0, 270.0]
+    assert setting.yaws(100.0) == [100.0, 190.0, 280.0, 10.0]
+    assert setting.key == "views4-fov90-pitch0"
+    assert ViewSetting(centre_crop=True).key == "centre-crop"
+    # A 224-pixel 90° view needs a panorama about 704 pixels wide.
+    assert setting.panorama_width_needed(224) == 704
+    for bad in ({"count": 0}, {"fov": 170.0}, {"pitch": 95.0}):
+        with pytest.raises(ValueError):
+            ViewSetting(**bad)
+
+
+def test_equirectangular_recognised_by_shape_or_xmp():
+    assert is_equirectangular(4096, 2048)
+    assert is_equirectangular(5376, 2688)
+    assert not is_equirectangular(640, 480)
+    xmp = b'<x:xmpmeta><rdf:Description GPano:ProjectionType="equirectangular" ' \
+          b'GPano:PoseHeadingDegrees="123.5"/></x:xmpmeta>'
+    assert is_equirectangular(3000, 1400, xmp)
+    assert xmp_heading(xmp) == pytest.approx(123.5)
+    assert xmp_heading(b"<GPano:PoseHeadingDegrees>-90</GPano:PoseHeadingDegrees>") == 270.0
+    assert xmp_heading(b"nothing here") is None
