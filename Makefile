@@ -20,6 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints-build.txt scripts/in
 # The engine's tests run with pytest-qgis switched off and QGIS unimportable: the engine must not
 # need QGIS. The adapter's tests then run inside a headless QGIS.
 test: install
+	rm -rf .qgis-settings  # pytest-qgis's profile: each run starts from a fresh one
 	$(PY) -m pytest -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/engine
 	$(PY) -m pytest tests/qgis
 
@@ -36,6 +37,7 @@ demo: install stage
 
 bench: install
 	$(PY) scripts/bench_streets.py
+	$(PY) scripts/bench_classify.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -44,11 +44,18 @@ def open_stores(cache_dir, model: LoadedModel, setting: ViewSetting):
     return EmbeddingStore.under(root, model.identity, setting.key), TextStore(root, model.identity)
 
 
-def classify_locations(locations: list[Location], label_set: LabelSet, spec: ModelSpec,
-                       setting: ViewSetting | None = None, top_k: int = 3,
-                       cache_dir: str | Path | None = None, progress: Progress | None = None,
-                       batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
-                       fast_decode: bool = True) -> ClassificationRun:
+def classify_locations(
+    locations: list[Location],
+    label_set: LabelSet,
+    spec: ModelSpec,
+    setting: ViewSetting | None = None,
+    top_k: int = 3,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    fast_decode: bool = True,
+) -> ClassificationRun:
     """Embed each location's images (reusing stored ones) and score them against the labels."""
     progress = progress or LoggingProgress()
     setting = setting or ViewSetting()
@@ -59,8 +66,9 @@ def classify_locations(locations: list[Location], label_set: LabelSet, spec: Mod
     check_canceled(progress)
     store, text_store = open_stores(cache_dir, model, setting)
     try:
-        embeddings = embed_locations(locations, model, setting, store, progress, batch_size,
-                                     workers, fast_decode)
+        embeddings = embed_locations(
+            locations, model, setting, store, progress, batch_size, workers, fast_decode
+        )
         check_canceled(progress)
         text_vectors = label_embeddings(model, label_set, text_store)
     finally:
@@ -79,8 +87,7 @@ def classify_locations(locations: list[Location], label_set: LabelSet, spec: Mod
     return ClassificationRun(embeddings, scores, metadata, model)
 
 
-def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting,
-                 top_k: int) -> dict:
+def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting, top_k: int) -> dict:
     """What a map needs to be reproduced: model, weights, labels, prompts, views, versions."""
     import open_clip
     import torch

@@ -1,8 +1,8 @@
 """Command line: embed images on a GPU server, score label sets anywhere the store is.
 
-    python -m mus_qgis.engine embed IMAGES... [--model ViT-B-32 --pretrained TAG | --checkpoint F]
-    python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scores.csv
-    python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
+python -m mus_qgis.engine embed IMAGES... [--model ViT-B-32 --pretrained TAG | --checkpoint F]
+python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scores.csv
+python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
 """
 
 from __future__ import annotations
@@ -46,22 +46,32 @@ def image_paths(arguments: list[str]) -> list[str]:
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="open_clip architecture, or an open_clip JSON config file")
-    parser.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
-                        help="pretrained tag; empty for random weights")
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="open_clip architecture, or an open_clip JSON config file",
+    )
+    parser.add_argument(
+        "--pretrained", default=DEFAULT_PRETRAINED, help="pretrained tag; empty for random weights"
+    )
     parser.add_argument("--checkpoint", default="", help="local weights file (wins over a tag)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--views", type=int, default=4, help="views per panorama")
     parser.add_argument("--fov", type=float, default=90.0, help="field of view of a view, °")
     parser.add_argument("--pitch", type=float, default=0.0, help="pitch of the views, °")
-    parser.add_argument("--centre-crop", action="store_true",
-                        help="CLIP's centre crop instead of views (for comparison only)")
+    parser.add_argument(
+        "--centre-crop",
+        action="store_true",
+        help="CLIP's centre crop instead of views (for comparison only)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where weights and embeddings live (default $MUS_QGIS_CACHE or "
-                             "~/.cache/mus_qgis)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where weights and embeddings live (default $MUS_QGIS_CACHE or ~/.cache/mus_qgis)",
+    )
 
 
 def _spec(args) -> ModelSpec:
@@ -87,16 +97,19 @@ def cmd_embed(args) -> int:
     locations = [Location((path,)) for path in image_paths(args.images)]
     store, text_store = open_stores(args.cache_dir, model, setting)
     try:
-        result = embed_locations(locations, model, setting, store, None, args.batch_size,
-                                 args.workers)
+        result = embed_locations(
+            locations, model, setting, store, None, args.batch_size, args.workers
+        )
     finally:
         store.close()
         text_store.close()
     for path, status in zip((loc.paths[0] for loc in locations), result.status, strict=True):
         if status != "ok":
             print(f"{path}: {status}", file=sys.stderr)
-    print(f"{result.counts.get('locations ok', 0)} of {len(locations)} images embedded into "
-          f"{store.path} ({result.counts})")
+    print(
+        f"{result.counts.get('locations ok', 0)} of {len(locations)} images embedded into "
+        f"{store.path} ({result.counts})"
+    )
     return 0 if result.counts.get("locations ok", 0) else 1
 
 
@@ -104,8 +117,17 @@ def cmd_score(args) -> int:
     spec, setting, label_set = _spec(args), _setting(args), _label_set(args)
     if args.images:
         paths = image_paths(args.images)
-        run = classify_locations([Location((p,)) for p in paths], label_set, spec, setting,
-                                 args.top_k, args.cache_dir, None, args.batch_size, args.workers)
+        run = classify_locations(
+            [Location((p,)) for p in paths],
+            label_set,
+            spec,
+            setting,
+            args.top_k,
+            args.cache_dir,
+            None,
+            args.batch_size,
+            args.workers,
+        )
         scores, status = run.scores, run.embeddings.status
     else:
         # Everything in the store, no image needed: the files table says which key is which.
@@ -170,15 +192,19 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
-    model = load_model(ModelSpec(args.model, args.pretrained, "", "cpu"),
-                       model_cache_dir(args.cache_dir))
+    model = load_model(
+        ModelSpec(args.model, args.pretrained, "", "cpu"), model_cache_dir(args.cache_dir)
+    )
     print(f"{model.identity} is in {model_cache_dir(args.cache_dir)}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mus_qgis.engine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m mus_qgis.engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -190,15 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     scorer = commands.add_parser("score", help="score images (or the whole store) on labels")
     scorer.add_argument("images", nargs="*", help="images; none scores every stored embedding")
     scorer.add_argument("--labels", required=True, help="built-in set name or a .txt/.csv file")
-    scorer.add_argument("--template", action="append",
-                        help="prompt template with {label}; repeat for an ensemble")
+    scorer.add_argument(
+        "--template", action="append", help="prompt template with {label}; repeat for an ensemble"
+    )
     scorer.add_argument("--top-k", type=int, default=3)
     scorer.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
     _model_arguments(scorer)
     scorer.set_defaults(run=cmd_score)
 
     commands.add_parser("labelsets", help="list the built-in label sets").set_defaults(
-        run=cmd_labelsets)
+        run=cmd_labelsets
+    )
     models = commands.add_parser("models", help="list open_clip models and pretrained tags")
     models.add_argument("filter", nargs="?", default="")
     models.set_defaults(run=cmd_models)
@@ -212,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     if getattr(args, "cache_dir", None) is None and hasattr(args, "cache_dir"):
         args.cache_dir = default_cache_dir()
     try:

@@ -48,13 +48,39 @@ class _Task:
     status: str = "pending"
 
 
+PATH_SEPARATOR = ";"
+
+
+def parse_image_paths(value, base_folder: str | None = None) -> tuple[str, ...]:
+    """The image paths in a field value: one path, or several joined by ``;``.
+
+    Relative paths are taken relative to ``base_folder`` when one is given.
+    """
+    if value is None:
+        return ()
+    text = str(value).strip()
+    if not text or text.upper() == "NULL":
+        return ()
+    paths = [part.strip() for part in text.split(PATH_SEPARATOR) if part.strip()]
+    if base_folder:
+        paths = [p if os.path.isabs(p) else os.path.join(base_folder, p) for p in paths]
+    return tuple(paths)
+
+
 def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
-def embed_locations(locations: list[Location], model, setting: ViewSetting, store=None,
-                    progress: Progress | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                    workers: int | None = None, fast_decode: bool = True) -> LocationEmbeddings:
+def embed_locations(
+    locations: list[Location],
+    model,
+    setting: ViewSetting,
+    store=None,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    fast_decode: bool = True,
+) -> LocationEmbeddings:
     """Embed every location's images; images already in ``store`` are not read again."""
     import numpy as np
 
@@ -72,8 +98,18 @@ def embed_locations(locations: list[Location], model, setting: ViewSetting, stor
     known_keys = store.keys() if store is not None else set()
     to_read = _resolve_from_store(list(tasks.values()), store, setting, known_keys)
     counts = {"images": len(tasks), "known without reading": len(tasks) - len(to_read)}
-    computed = _encode(to_read, model, setting, store, progress, batch_size,
-                       workers or default_workers(), fast_decode, known_keys, counts)
+    computed = _encode(
+        to_read,
+        model,
+        setting,
+        store,
+        progress,
+        batch_size,
+        workers or default_workers(),
+        fast_decode,
+        known_keys,
+        counts,
+    )
 
     wanted = {t.key for t in tasks.values() if t.status in ("ok", "cached") and t.key}
     vectors = dict(computed)
@@ -129,8 +165,9 @@ def _resolve_from_store(tasks: list[_Task], store, setting: ViewSetting, known_k
     return to_read
 
 
-def _encode(tasks, model, setting, store, progress, batch_size, workers, fast_decode,
-            known_keys, counts) -> dict:
+def _encode(
+    tasks, model, setting, store, progress, batch_size, workers, fast_decode, known_keys, counts
+) -> dict:
     import torch
 
     computed: dict[str, object] = {}
@@ -170,8 +207,16 @@ def _encode(tasks, model, setting, store, progress, batch_size, workers, fast_de
                 task = next(task_iter, None)
                 if task is None:
                     return
-                future = pool.submit(prepare_image, task.path, setting, model.preprocess,
-                                     known_keys, task.bearing, task.heading, fast_decode)
+                future = pool.submit(
+                    prepare_image,
+                    task.path,
+                    setting,
+                    model.preprocess,
+                    known_keys,
+                    task.bearing,
+                    task.heading,
+                    fast_decode,
+                )
                 queue.append((task, future))
 
         top_up()

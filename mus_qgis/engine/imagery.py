@@ -32,8 +32,9 @@ class PreparedImage:
     status: str  # "ok", "cached" or the reason it failed
 
 
-def embedding_key(facts: ImageFacts, setting: ViewSetting, bearing: float | None,
-                  heading: float | None) -> str:
+def embedding_key(
+    facts: ImageFacts, setting: ViewSetting, bearing: float | None, heading: float | None
+) -> str:
     """The store key: the file's content plus, for a panorama, where its views point."""
     if facts.kind == "photo" or setting.centre_crop:
         return facts.digest
@@ -69,8 +70,10 @@ def read_facts(data: bytes, setting: ViewSetting):
         return None, None, f"unreadable image ({exc})"
     width, height = image.size
     if width * height > MAX_PIXELS:
-        return None, None, (
-            f"image too large ({width}×{height} pixels; at most {MAX_PIXELS:,} are read)"
+        return (
+            None,
+            None,
+            (f"image too large ({width}×{height} pixels; at most {MAX_PIXELS:,} are read)"),
         )
     head = data[:_HEAD_BYTES]
     panorama = not setting.centre_crop and is_equirectangular(width, height, head)
@@ -79,9 +82,15 @@ def read_facts(data: bytes, setting: ViewSetting):
     return ImageFacts(digest, kind, width, height, heading), image, "ok"
 
 
-def prepare_image(path: str, setting: ViewSetting, preprocess: dict, known_keys,
-                  bearing: float | None = None, heading: float | None = None,
-                  fast_decode: bool = True) -> PreparedImage:
+def prepare_image(
+    path: str,
+    setting: ViewSetting,
+    preprocess: dict,
+    known_keys,
+    bearing: float | None = None,
+    heading: float | None = None,
+    fast_decode: bool = True,
+) -> PreparedImage:
     """Read, hash and (unless its embedding is stored) decode and cut one image file."""
     try:
         with open(path, "rb") as handle:
@@ -114,8 +123,11 @@ def _decode_views(image, facts, setting, preprocess, bearing, heading, fast_deco
     import torch
     from PIL import ImageOps
 
-    size = int(preprocess["size"][0] if isinstance(preprocess["size"], tuple | list)
-               else preprocess["size"])
+    size = int(
+        preprocess["size"][0]
+        if isinstance(preprocess["size"], tuple | list)
+        else preprocess["size"]
+    )
     if facts.kind == "panorama":
         if fast_decode and image.format == "JPEG":
             # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale: a big panorama costs far less.
@@ -123,8 +135,9 @@ def _decode_views(image, facts, setting, preprocess, bearing, heading, fast_deco
             image.draft("RGB", (needed, needed // 2))
         rgb = np.ascontiguousarray(_to_rgb(image))
         offset = yaw_offset(facts, bearing, heading)
-        return perspective_views(torch.from_numpy(rgb), setting.yaws(offset), setting.pitch,
-                                 setting.fov, size)
+        return perspective_views(
+            torch.from_numpy(rgb), setting.yaws(offset), setting.pitch, setting.fov, size
+        )
     if fast_decode and image.format == "JPEG":
         short = min(image.size)
         image.draft("RGB", (image.size[0] * size // short, image.size[1] * size // short))
@@ -149,8 +162,8 @@ def _resize_and_crop(image, size: int, preprocess: dict):
         new_size = (int(size * width / height), size)
     if new_size != image.size:
         image = image.resize(new_size, resample)
-    left = int(round((new_size[0] - size) / 2.0))
-    top = int(round((new_size[1] - size) / 2.0))
+    left = round((new_size[0] - size) / 2.0)
+    top = round((new_size[1] - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 

@@ -11,11 +11,12 @@ import csv
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import tomllib
 
 from .errors import LabelSetError
 from .resources import resource_path
@@ -219,5 +220,7 @@ def _read_csv(path: Path) -> tuple[Label, ...]:
         values = {name: cell.strip() for name, cell in zip(header, row, strict=False)}
         known = {key: values.pop(key, "") for key in ("label", "code", "colour", "prompt")}
         known["colour"] = known["colour"] or values.pop("color", "")
-        labels.append(Label(known["label"], known["code"], known["colour"], known["prompt"], values))
+        labels.append(
+            Label(known["label"], known["code"], known["colour"], known["prompt"], values)
+        )
     return tuple(labels)

@@ -199,8 +199,9 @@ def _create(spec: ModelSpec, device: str, checkpoint_id: str, cache_dir) -> Load
     tokenizer = open_clip.get_tokenizer(name)
     dtype = next(model.parameters()).dtype
     logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
-    return LoadedModel(spec, model, tokenizer, torch.device(device), dtype, identity, preprocess,
-                       logit_scale)
+    return LoadedModel(
+        spec, model, tokenizer, torch.device(device), dtype, identity, preprocess, logit_scale
+    )
 
 
 def _register_config_file(name: str) -> str:
@@ -224,6 +225,16 @@ def _check_name(name: str) -> None:
         close = difflib.get_close_matches(name, models, n=4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"open_clip has no model called {name!r}.{hint}")
+
+
+def weights_problem(name: str, tag: str, cache_dir=None) -> str:
+    """Why the pretrained weights ``tag`` of ``name`` cannot be had here ("" if they can)."""
+    require("open_clip")
+    try:
+        _check_weights_reachable(_register_config_file(name), tag, cache_dir)
+    except ModelError as exc:
+        return str(exc)
+    return ""
 
 
 def _check_weights_reachable(name: str, tag: str, cache_dir) -> None:
@@ -258,7 +269,11 @@ def _weights_cached(cfg: dict, cache_dir) -> bool:
         from huggingface_hub import try_to_load_from_cache
 
         repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub[:-1], "")
-        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        names = (
+            [filename]
+            if filename
+            else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        )
         if filename.endswith((".bin", ".pth")):
             names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
         folder = str(cache_dir) if cache_dir else None

@@ -86,8 +86,9 @@ def view_directions(yaw: float, pitch: float, fov: float, size: int):
 
 
 @lru_cache(maxsize=64)
-def _sampling_plan(width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float,
-                   size: int):
+def _sampling_plan(
+    width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float, size: int
+):
     """Flat pixel indices and bilinear weights for every view: computed once per geometry."""
     import torch
 
@@ -101,8 +102,12 @@ def _sampling_plan(width: int, height: int, yaws: tuple[float, ...], pitch: floa
         left = left.long()
         top = top.long()
         corners = []
-        for dy, dx, weight in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
-                               (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        for dy, dx, weight in (
+            (0, 0, (1 - fx) * (1 - fy)),
+            (0, 1, fx * (1 - fy)),
+            (1, 0, (1 - fx) * fy),
+            (1, 1, fx * fy),
+        ):
             # Longitude wraps around; latitude stops at the poles.
             cols = (left + dx) % width
             rows = (top + dy).clamp(0, height - 1)

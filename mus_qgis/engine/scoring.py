@@ -49,8 +49,9 @@ def label_embeddings(model, label_set: LabelSet, text_store=None):
     return weights.astype(np.float32)
 
 
-def score(image_vectors, text_vectors, label_set: LabelSet, logit_scale: float,
-          top_k: int = 3) -> Scores:
+def score(
+    image_vectors, text_vectors, label_set: LabelSet, logit_scale: float, top_k: int = 3
+) -> Scores:
     """Scores of N image embeddings (NaN rows allowed) against L label embeddings."""
     import numpy as np
 

@@ -46,7 +46,9 @@ class EmbeddingStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise EmbeddingStoreError(f"Cannot open the embedding store {self.path}: {exc}") from exc
+            raise EmbeddingStoreError(
+                f"Cannot open the embedding store {self.path}: {exc}"
+            ) from exc
         self._check_meta()
 
     @classmethod
@@ -83,8 +85,11 @@ class EmbeddingStore:
     def keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM embeddings")}
 
-    def put(self, rows: Iterable[tuple[str, object, int]],
-            files: Iterable[tuple[str, int, int, ImageFacts]] = ()) -> None:
+    def put(
+        self,
+        rows: Iterable[tuple[str, object, int]],
+        files: Iterable[tuple[str, int, int, ImageFacts]] = (),
+    ) -> None:
         """Store (key, float32 vector, number of views) rows and file facts in one commit."""
         import numpy as np
 
@@ -92,13 +97,17 @@ class EmbeddingStore:
         with self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO embeddings(key, vector, views, created) VALUES (?,?,?,?)",
-                [(key, np.asarray(vec, dtype="<f4").tobytes(), views, now)
-                 for key, vec, views in rows],
+                [
+                    (key, np.asarray(vec, dtype="<f4").tobytes(), views, now)
+                    for key, vec, views in rows
+                ],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                [(path, size, mtime, f.digest, f.kind, f.width, f.height, f.heading)
-                 for path, size, mtime, f in files],
+                [
+                    (path, size, mtime, f.digest, f.kind, f.width, f.height, f.heading)
+                    for path, size, mtime, f in files
+                ],
             )
 
     def get(self, keys: Iterable[str]) -> dict[str, object]:

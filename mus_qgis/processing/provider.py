@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import plugin_version, resource_path
+from .classify_clip import ClassifyClip
 from .sample_street_centroids import SampleStreetCentroids
 
 
@@ -34,5 +35,5 @@ class MusProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         """Add one instance of each algorithm."""
-        for algorithm in (SampleStreetCentroids(),):
+        for algorithm in (SampleStreetCentroids(), ClassifyClip()):
             self.addAlgorithm(algorithm)

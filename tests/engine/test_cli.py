@@ -11,8 +11,16 @@ from tests.conftest import AREZZO_PHOTOS, IMAGES, ROOT, TINY_MODEL_CONFIG
 
 
 def model_args(tiny_checkpoint, cache):
-    return ["--model", str(TINY_MODEL_CONFIG), "--checkpoint", str(tiny_checkpoint),
-            "--device", "cpu", "--cache-dir", str(cache)]
+    return [
+        "--model",
+        str(TINY_MODEL_CONFIG),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+    ]
 
 
 def test_embed_a_folder_then_score_the_store_without_images(tmp_path, tiny_checkpoint, capsys):
@@ -21,8 +29,10 @@ def test_embed_a_folder_then_score_the_store_without_images(tmp_path, tiny_check
     assert "9 of 9 images embedded" in capsys.readouterr().out
 
     out = tmp_path / "scores.csv"
-    assert main(["score", "--labels", "european_capitals", "--top-k", "2", "--out", str(out),
-                 *args]) == 0
+    assert (
+        main(["score", "--labels", "european_capitals", "--top-k", "2", "--out", str(out), *args])
+        == 0
+    )
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in AREZZO_PHOTOS)
     assert {"label_1", "label_2", "score_1", "prob_2", "margin"} <= rows[0].keys()
@@ -35,9 +45,21 @@ def test_score_images_with_own_labels_and_templates(tmp_path, tiny_checkpoint):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{AREZZO_PHOTOS[0]}\n{tmp_path / 'missing.jpg'}\n", encoding="utf-8")
     out = tmp_path / "scores.csv"
-    code = main(["score", str(listing), "--labels", str(labels), "--template",
-                 "a photo of {label}", "--template", "a street near {label}", "--out", str(out),
-                 *model_args(tiny_checkpoint, tmp_path / "cache")])
+    code = main(
+        [
+            "score",
+            str(listing),
+            "--labels",
+            str(labels),
+            "--template",
+            "a photo of {label}",
+            "--template",
+            "a street near {label}",
+            "--out",
+            str(out),
+            *model_args(tiny_checkpoint, tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["status"] for r in rows] == ["ok", "missing file"]
@@ -51,6 +73,12 @@ def test_errors_are_one_clear_line(tmp_path, tiny_checkpoint, capsys):
 
 
 def test_module_entry_point_lists_label_sets():
-    done = subprocess.run([sys.executable, "-m", "mus_qgis.engine", "labelsets"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "mus_qgis.engine", "labelsets"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "urban_atlas_2018" in done.stdout and "27 labels" in done.stdout

@@ -58,8 +58,9 @@ def test_photo_embeddings_and_scores_agree_with_open_clip_zero_shot(tiny):
 
     classnames = [label.prompt_text for label in label_set.labels]
     templates = [t.replace("{label}", "{}") for t in label_set.templates]
-    weights = build_zero_shot_classifier(tiny.model, tiny.tokenizer, classnames, templates,
-                                         device="cpu").numpy()
+    weights = build_zero_shot_classifier(
+        tiny.model, tiny.tokenizer, classnames, templates, device="cpu"
+    ).numpy()
     ours = label_embeddings(tiny, label_set)
     np.testing.assert_allclose(ours, weights.T, atol=2e-5)
 
@@ -94,30 +95,35 @@ def test_panorama_embedding_pools_its_views(tiny):
 
 def test_centre_crop_is_open_clips_own_view_of_a_panorama(tiny):
     panorama = PANORAMAS[0]
-    result = embed_locations([Location((str(panorama),))], tiny, ViewSetting(centre_crop=True),
-                             fast_decode=False)
-    np.testing.assert_allclose(result.vectors[0],
-                               open_clip_reference(tiny, [Image.open(panorama)])[0], atol=2e-5)
+    result = embed_locations(
+        [Location((str(panorama),))], tiny, ViewSetting(centre_crop=True), fast_decode=False
+    )
+    np.testing.assert_allclose(
+        result.vectors[0], open_clip_reference(tiny, [Image.open(panorama)])[0], atol=2e-5
+    )
 
 
 def test_views_follow_the_street_when_the_panorama_heading_is_known(tiny):
     panorama = str(PANORAMAS[0])
     setting = ViewSetting(count=1, fov=90.0)
-    along = embed_locations([Location((panorama,), bearing=100.0, heading=10.0)], tiny, setting,
-                            fast_decode=False).vectors[0]
+    along = embed_locations(
+        [Location((panorama,), bearing=100.0, heading=10.0)], tiny, setting, fast_decode=False
+    ).vectors[0]
     rgb = torch.from_numpy(np.array(Image.open(panorama).convert("RGB")))
     expected = tiny.encode_images(perspective_views(rgb, [90.0], 0.0, 90.0, 224))[0].numpy()
     np.testing.assert_allclose(along, expected, atol=1e-5)
-    unaligned = embed_locations([Location((panorama,), bearing=100.0)], tiny, setting,
-                                fast_decode=False).vectors[0]
+    unaligned = embed_locations(
+        [Location((panorama,), bearing=100.0)], tiny, setting, fast_decode=False
+    ).vectors[0]
     centre = tiny.encode_images(perspective_views(rgb, [0.0], 0.0, 90.0, 224))[0].numpy()
     np.testing.assert_allclose(unaligned, centre, atol=1e-5)
 
 
 def test_a_location_with_several_images_gets_their_mean(tiny):
     pair = [str(p) for p in AREZZO_PHOTOS[:2]]
-    result = embed_locations([Location(tuple(pair)), Location((pair[0],)), Location((pair[1],))],
-                             tiny, ViewSetting())
+    result = embed_locations(
+        [Location(tuple(pair)), Location((pair[0],)), Location((pair[1],))], tiny, ViewSetting()
+    )
     mean = result.vectors[1] + result.vectors[2]
     np.testing.assert_allclose(result.vectors[0], mean / np.linalg.norm(mean), atol=1e-6)
     assert result.images_used == [2, 1, 1]
@@ -193,7 +199,7 @@ def write_bad_images(folder):
     rgba = source.convert("RGBA")
     rgba.putalpha(128)
     rgba.save(folder / "alpha.png")
-    grey16 = Image.fromarray((np.asarray(source.convert("L"), dtype=np.uint16) * 257))
+    grey16 = Image.fromarray(np.asarray(source.convert("L"), dtype=np.uint16) * 257)
     grey16.save(folder / "grey16.png")
     source.convert("P").save(folder / "palette.gif")
     return {
@@ -213,14 +219,22 @@ def write_bad_images(folder):
 
 def test_bad_images_get_a_status_and_the_rest_completes(tiny, tmp_path):
     expected = write_bad_images(tmp_path / "bad")
-    names = list(expected) + ["good"]
+    names = [*list(expected), "good"]
     locations = [Location((str(tmp_path / "bad" / n),)) for n in expected]
     locations.append(Location((str(AREZZO_PHOTOS[2]),)))
-    run = classify_locations(locations, builtin_label_set("european_capitals"), tiny.spec,
-                             cache_dir=tmp_path / "cache", top_k=2)
-    for name, status, labels in zip(names, run.embeddings.status,
-                                    (run.scores.top_labels(i) for i in range(len(names))),
-                                    strict=True):
+    run = classify_locations(
+        locations,
+        builtin_label_set("european_capitals"),
+        tiny.spec,
+        cache_dir=tmp_path / "cache",
+        top_k=2,
+    )
+    for name, status, labels in zip(
+        names,
+        run.embeddings.status,
+        (run.scores.top_labels(i) for i in range(len(names))),
+        strict=True,
+    ):
         want = expected.get(name, "ok")
         assert want in status, (name, status)
         assert (labels[0] is None) == (want != "ok"), name
@@ -246,8 +260,15 @@ def test_a_cancel_keeps_finished_batches_and_the_next_run_completes(tiny, tmp_pa
             return self.checks < 0
 
     with store_for(tmp_path, tiny, setting) as store, pytest.raises(CanceledError):
-        embed_locations([Location((p,)) for p in paths], tiny, setting, store,
-                        CancelAfter(6), batch_size=2, workers=2)
+        embed_locations(
+            [Location((p,)) for p in paths],
+            tiny,
+            setting,
+            store,
+            CancelAfter(6),
+            batch_size=2,
+            workers=2,
+        )
     with store_for(tmp_path, tiny, setting) as store:
         kept = len(store)
         assert 2 <= kept < len(paths)
@@ -259,10 +280,12 @@ def test_a_cancel_keeps_finished_batches_and_the_next_run_completes(tiny, tmp_pa
 def test_rescoring_from_the_store_needs_no_image(tiny, tmp_path):
     paths = [str(p) for p in (*AREZZO_PHOTOS, *(IMAGES / "berlin").glob("*.jpg"))]
     locations = [Location((p,)) for p in paths]
-    first = classify_locations(locations, builtin_label_set("urban_atlas_2018"), tiny.spec,
-                               cache_dir=tmp_path)
-    second = classify_locations(locations, builtin_label_set("world_capitals"), tiny.spec,
-                                cache_dir=tmp_path)
+    first = classify_locations(
+        locations, builtin_label_set("urban_atlas_2018"), tiny.spec, cache_dir=tmp_path
+    )
+    second = classify_locations(
+        locations, builtin_label_set("world_capitals"), tiny.spec, cache_dir=tmp_path
+    )
     assert second.embeddings.counts["decoded"] == 0
     np.testing.assert_array_equal(first.embeddings.vectors, second.embeddings.vectors)
     assert second.metadata["label_set"] == "world_capitals"

@@ -59,8 +59,13 @@ def test_reference_study_sets_have_what_the_study_ranked():
     dated = [lab for lab in architects.labels if lab.extra.get("born")]
     assert len(dated) >= 211
     assert architects.prompts()[0][0].startswith("a photo of a street designed by ")
-    for indicator in ("sustainability", "resiliency", "mobility", "social_inclusion",
-                      "urban_innovation"):
+    for indicator in (
+        "sustainability",
+        "resiliency",
+        "mobility",
+        "social_inclusion",
+        "urban_innovation",
+    ):
         levels = builtin_label_set(f"planning_{indicator}")
         assert [lab.code for lab in levels.labels] == ["1", "2", "3", "4", "5"]
         assert levels.texts[0].startswith("very low") and levels.texts[-1].startswith("very high")

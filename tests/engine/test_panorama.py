@@ -25,9 +25,13 @@ def panorama_with_mark(lon: float, lat: float, radius_deg: float = 2.0) -> torch
     rows = 90.0 - (np.arange(HEIGHT) + 0.5) / HEIGHT * 180.0
     lon_grid, lat_grid = np.meshgrid(cols, rows)
     lon_r, lat_r = np.radians(lon_grid), np.radians(lat_grid)
-    centre = np.array([math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
-                       math.sin(math.radians(lat)),
-                       math.cos(math.radians(lat)) * math.cos(math.radians(lon))])
+    centre = np.array(
+        [
+            math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
+            math.sin(math.radians(lat)),
+            math.cos(math.radians(lat)) * math.cos(math.radians(lon)),
+        ]
+    )
     points = np.stack([np.cos(lat_r) * np.sin(lon_r), np.sin(lat_r), np.cos(lat_r) * np.cos(lon_r)])
     angle = np.degrees(np.arccos(np.clip(np.tensordot(centre, points, 1), -1, 1)))
     image = np.where(angle <= radius_deg, 255, 0).astype(np.uint8)
@@ -45,18 +49,24 @@ def mark_centre(view: torch.Tensor) -> tuple[float, float] | None:
 
 def expected_pixel(yaw_view: float, pitch_view: float, lon: float, lat: float, fov: float):
     """Where the gnomonic projection puts a direction, computed independently of the engine."""
-    direction = np.array([math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
-                          math.sin(math.radians(lat)),
-                          math.cos(math.radians(lat)) * math.cos(math.radians(lon))])
+    direction = np.array(
+        [
+            math.cos(math.radians(lat)) * math.sin(math.radians(lon)),
+            math.sin(math.radians(lat)),
+            math.cos(math.radians(lat)) * math.cos(math.radians(lon)),
+        ]
+    )
     yaw, pitch = math.radians(yaw_view), math.radians(pitch_view)
-    forward = np.array([math.cos(pitch) * math.sin(yaw), math.sin(pitch),
-                        math.cos(pitch) * math.cos(yaw)])
+    forward = np.array(
+        [math.cos(pitch) * math.sin(yaw), math.sin(pitch), math.cos(pitch) * math.cos(yaw)]
+    )
     right = np.array([math.cos(yaw), 0.0, -math.sin(yaw)])
     up = np.cross(forward, right)
     focal = (SIZE / 2) / math.tan(math.radians(fov) / 2)
     depth = direction @ forward
-    return SIZE / 2 + focal * (direction @ right) / depth - 0.5, \
-        SIZE / 2 - focal * (direction @ up) / depth - 0.5
+    return SIZE / 2 + focal * (direction @ right) / depth - 0.5, SIZE / 2 - focal * (
+        direction @ up
+    ) / depth - 0.5
 
 
 @pytest.mark.parametrize(
@@ -113,8 +123,10 @@ def test_equirectangular_recognised_by_shape_or_xmp():
     assert is_equirectangular(4096, 2048)
     assert is_equirectangular(5376, 2688)
     assert not is_equirectangular(640, 480)
-    xmp = b'<x:xmpmeta><rdf:Description GPano:ProjectionType="equirectangular" ' \
-          b'GPano:PoseHeadingDegrees="123.5"/></x:xmpmeta>'
+    xmp = (
+        b'<x:xmpmeta><rdf:Description GPano:ProjectionType="equirectangular" '
+        b'GPano:PoseHeadingDegrees="123.5"/></x:xmpmeta>'
+    )
     assert is_equirectangular(3000, 1400, xmp)
     assert xmp_heading(xmp) == pytest.approx(123.5)
     assert xmp_heading(b"<GPano:PoseHeadingDegrees>-90</GPano:PoseHeadingDegrees>") == 270.0

@@ -52,7 +52,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         timeout=120,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
-    assert "ALGS ['mus:samplestreetcentroids']" in out
+    assert "ALGS ['mus:classifyclip', 'mus:samplestreetcentroids']" in out
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
 
@@ -115,6 +115,7 @@ def test_zip_installed_in_a_fresh_profile_runs_from_qgis_process(plugin_zip, tmp
     assert enabled.returncode == 0, enabled.stderr
     listed = _qgis_process(profile, "list")
     assert "mus:samplestreetcentroids" in listed.stdout
+    assert "mus:classifyclip" in listed.stdout
     output = tmp_path / "pbf.gpkg"
     ran = _qgis_process(
         profile,
@@ -181,8 +182,22 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert layer.isValid() and layer.featureCount() == 362
     layer.loadDefaultStyle()
     assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
+    assert (
+        "UNTRAINED" in done.stdout
+        or "pretrained on" in done.stdout
+        or "weights from" in (done.stdout)
+    )
+    assert "Street photos classified: 14, without a usable image: 0" in done.stdout
+    photos = QgsVectorLayer(f"{gpkg}|layername=photo_labels", "photos", "ogr")
+    assert photos.isValid() and photos.featureCount() == 14
+    assert all(f["clip_status"] == "ok" and f["label_1"] for f in photos.getFeatures())
+    assert "label_set_hash" in photos.metadata().abstract()
     project = QgsProject()
     assert project.read(str(ROOT / "demo_output" / "rome_monti.qgz"))
-    (loaded,) = project.mapLayers().values()
-    assert loaded.isValid()
-    assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer)
+    layers = {layer.name(): layer for layer in project.mapLayers().values()}
+    assert len(layers) == 2
+    for loaded in layers.values():
+        assert loaded.isValid()
+        assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer)
+    photo_style = layers["Street photos: Urban Atlas label (CLIP)"].renderer()
+    assert photo_style.classAttribute() == "label_1"

@@ -21,19 +21,10 @@ from qgis.core import (
 
 from tests.conftest import ROME_OSM
 from tests.fakes.osm_services import KNOWN_PLACE, FakeOsmServices
+from tests.qgis.helpers import RecordingFeedback
 
 ALG = "mus:samplestreetcentroids"
 FIELDS = ["id", "osm_ids", "highway", "name", "length_m", "bearing", "n_merged"]
-
-
-class RecordingFeedback(QgsProcessingFeedback):
-    def __init__(self):
-        super().__init__()
-        self.lines: list[str] = []
-
-    def pushInfo(self, info):
-        self.lines.append(info)
-        super().pushInfo(info)
 
 
 def _polygon_layer(wkt_polygons: list[str], crs: str = "EPSG:4326") -> QgsVectorLayer:

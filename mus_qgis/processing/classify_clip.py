@@ -1,0 +1,499 @@
+"""Processing algorithm ``mus:classifyclip``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsLayerMetadata,
+    QgsMarkerSymbol,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProperty,
+    QgsProviderRegistry,
+    QgsRendererCategory,
+    QgsSymbolLayer,
+)
+
+from ..engine.labels import builtin_label_sets
+from ..engine.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from .base import FeedbackProgress, MusAlgorithm, make_field, plugin_cache_dir, require_engine
+
+# (label shown, count, field of view, centre crop); Processing stores the index: append only.
+VIEW_CHOICES = (
+    ("4 views of 90° (whole panorama)", 4, 90.0, False),
+    ("6 views of 60°", 6, 60.0, False),
+    ("8 views of 45°", 8, 45.0, False),
+    ("1 view of 90° along the street", 1, 90.0, False),
+    ("CLIP's centre crop (keeps a quarter of a panorama; for comparison only)", 1, 90.0, True),
+)
+NO_LABEL_COLOUR = "#b4b4b4"
+
+
+class ClassifyClip(MusAlgorithm):
+    """Score each point's street images against a label set with an OpenCLIP model."""
+
+    NAME = "classifyclip"
+    DISPLAY_NAME = "CLIP-classify street images"
+    GROUP = "3 · Classification"
+    GROUP_ID = "classification"
+    HELP = (
+        "Asks an OpenCLIP model which labels of a set best fit each point's street images, as in "
+        "'CLIP and the City'.\n\n"
+        "Images: a field with the image path, or several paths joined by ';' (the views of "
+        "one location; their embeddings are averaged). 360° equirectangular panoramas (2:1, or "
+        "marked so in their XMP) are cut into perspective views, aimed along the street when the "
+        "bearing field and the panorama's heading are known; ordinary photos are used whole.\n\n"
+        "Labels: a built-in set (Urban Atlas 2018 with its official colours, CORINE Land Cover, "
+        "planning indicators, Italian architects, provinces, capitals) or your own file: a text "
+        "file with one label a line, or a CSV with label, code, colour columns. Each label is "
+        "put into the prompt templates (one a line, each with {label}); the text embeddings are "
+        "averaged over the templates.\n\n"
+        "Output: the points with label_1..k, score_1..k (cosine similarity), prob_1..k (softmax "
+        "probability), margin (first minus second probability), n_images and clip_status. "
+        "Points without a usable image keep their row with empty labels and the reason. The "
+        "layer is coloured by the first label and sized by its score; the run's settings "
+        "(model, weights, label set and its hash, templates, views, plugin version) go into the "
+        "layer's metadata.\n\n"
+        "Model: any open_clip architecture with a pretrained tag (downloaded once into the "
+        "plugin's cache) or a local checkpoint file. Without either, the weights are random and "
+        "the labels mean nothing: the log says so. Image embeddings are stored in the cache "
+        "folder, so scoring another label set over the same images reads no image again."
+    )
+
+    INPUT = "INPUT"
+    IMAGE_FIELD = "IMAGE_FIELD"
+    BEARING_FIELD = "BEARING_FIELD"
+    HEADING_FIELD = "HEADING_FIELD"
+    LABEL_SET = "LABEL_SET"
+    LABEL_FILE = "LABEL_FILE"
+    TEMPLATES = "TEMPLATES"
+    TOP_K = "TOP_K"
+    MODEL = "MODEL"
+    PRETRAINED = "PRETRAINED"
+    CHECKPOINT = "CHECKPOINT"
+    DEVICE = "DEVICE"
+    BATCH_SIZE = "BATCH_SIZE"
+    VIEWS = "VIEWS"
+    PITCH = "PITCH"
+    IMAGE_FOLDER = "IMAGE_FOLDER"
+    CACHE_FOLDER = "CACHE_FOLDER"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.INPUT, self.tr("Points with images"), [QgsProcessing.TypeVectorPoint]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.IMAGE_FIELD,
+                self.tr("Field with the image path(s), ';'-separated"),
+                defaultValue="image_paths",
+                parentLayerParameterName=self.INPUT,
+                type=QgsProcessingParameterField.String,
+                # Optional only so that QGIS 3.22 applies the default when the field is not given;
+                # processAlgorithm insists on a field.
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.BEARING_FIELD,
+                self.tr("Street bearing field (aims panorama views)"),
+                defaultValue="bearing",
+                parentLayerParameterName=self.INPUT,
+                type=QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.LABEL_SET,
+                self.tr("Label set"),
+                options=[entry.title for entry in builtin_label_sets()],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.LABEL_FILE,
+                self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
+                optional=True,
+                fileFilter="Label files (*.txt *.csv *.tsv)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.TEMPLATES,
+                self.tr("Prompt templates, one a line, with {label} (empty: the label set's own)"),
+                multiLine=True,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOP_K,
+                self.tr("Labels to keep per point (top k)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=3,
+                minValue=1,
+                maxValue=10,
+            )
+        )
+        advanced = [
+            QgsProcessingParameterField(
+                self.HEADING_FIELD,
+                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
+                parentLayerParameterName=self.INPUT,
+                type=QgsProcessingParameterField.Numeric,
+                optional=True,
+            ),
+            QgsProcessingParameterString(
+                self.MODEL,
+                self.tr("OpenCLIP model (architecture or JSON config file)"),
+                defaultValue=DEFAULT_MODEL,
+            ),
+            QgsProcessingParameterString(
+                self.PRETRAINED,
+                self.tr("Pretrained tag (empty: random weights)"),
+                defaultValue=DEFAULT_PRETRAINED,
+                optional=True,
+            ),
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                self.tr("Local checkpoint file (wins over the tag)"),
+                optional=True,
+                fileFilter="Checkpoints (*.pt *.pth *.bin *.safetensors)",
+            ),
+            QgsProcessingParameterEnum(
+                self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0
+            ),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE,
+                self.tr("Batch size (views)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=32,
+                minValue=1,
+                maxValue=4096,
+            ),
+            QgsProcessingParameterEnum(
+                self.VIEWS,
+                self.tr("Panorama views"),
+                options=[choice[0] for choice in VIEW_CHOICES],
+                defaultValue=0,
+            ),
+            QgsProcessingParameterNumber(
+                self.PITCH,
+                self.tr("View pitch (degrees above the horizon)"),
+                QgsProcessingParameterNumber.Double,
+                defaultValue=0.0,
+                minValue=-90.0,
+                maxValue=90.0,
+            ),
+            QgsProcessingParameterFile(
+                self.IMAGE_FOLDER,
+                self.tr("Folder that relative image paths start from"),
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            ),
+            QgsProcessingParameterFile(
+                self.CACHE_FOLDER,
+                self.tr("Cache folder for weights and embeddings (empty: the plugin's)"),
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            ),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, self.tr("Classified points"), QgsProcessing.TypeVectorPoint
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("CLASSIFIED", self.tr("Points classified")))
+        self.addOutput(
+            QgsProcessingOutputNumber("FAILED", self.tr("Points without a usable image"))
+        )
+        self.addOutput(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Read the points' images, classify them with the engine, write the scored points."""
+        require_engine("torch", "open_clip", "PIL", "numpy")
+        from ..engine.classify import classify_locations
+        from ..engine.errors import MusError
+
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        try:
+            label_set = self._label_set(parameters, context)
+            locations, features = self._locations(source, parameters, context)
+            top_k = self.parameterAsInt(parameters, self.TOP_K, context)
+            run = classify_locations(
+                locations,
+                label_set,
+                self._model_spec(parameters, context),
+                self._view_setting(parameters, context),
+                top_k,
+                self._cache_folder(parameters, context),
+                FeedbackProgress(feedback),
+                self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            )
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        if run.model.untrained:
+            feedback.reportError(
+                self.tr("Untrained model: the labels below mean nothing."), fatalError=False
+            )
+        dest_id, classified = self._write(source, features, run, parameters, context)
+        settings = run.metadata
+        _save_metadata(dest_id, settings, feedback)
+        if context.willLoadLayerOnCompletion(dest_id):
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                _StyleClassified.create(label_set, settings, run.scores.top_k)
+            )
+        return {
+            self.OUTPUT: dest_id,
+            "CLASSIFIED": classified,
+            "FAILED": len(features) - classified,
+            "SETTINGS": json.dumps(settings, ensure_ascii=False),
+        }
+
+    def _label_set(self, parameters, context):
+        from ..engine.labels import builtin_label_set, parse_templates, read_label_file
+
+        text = self.parameterAsString(parameters, self.TEMPLATES, context)
+        templates = parse_templates(text) if text.strip() else None
+        path = self.parameterAsFile(parameters, self.LABEL_FILE, context)
+        if path:
+            return read_label_file(path, templates)
+        index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
+        return builtin_label_set(builtin_label_sets()[index].name, templates)
+
+    def _model_spec(self, parameters, context):
+        from ..engine.models import ModelSpec
+
+        return ModelSpec(
+            self.parameterAsString(parameters, self.MODEL, context).strip() or DEFAULT_MODEL,
+            self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
+            self.parameterAsFile(parameters, self.CHECKPOINT, context),
+            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+        )
+
+    def _view_setting(self, parameters, context):
+        from ..engine.panorama import ViewSetting
+
+        _, count, fov, centre_crop = VIEW_CHOICES[
+            self.parameterAsEnum(parameters, self.VIEWS, context)
+        ]
+        return ViewSetting(
+            count, fov, self.parameterAsDouble(parameters, self.PITCH, context), centre_crop
+        )
+
+    def _cache_folder(self, parameters, context):
+        folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
+        return folder or str(plugin_cache_dir())
+
+    def _field_index(self, source, parameters, name, context, kind: str) -> int:
+        chosen = self.parameterAsFields(parameters, name, context)
+        if not chosen or not chosen[0]:
+            return -1
+        index = source.fields().lookupField(chosen[0])
+        if (
+            index < 0
+            and chosen[0] == self.parameterDefinition(name).defaultValue()
+            and (name != self.IMAGE_FIELD)
+        ):
+            return -1  # an optional field left at its default that this layer does not have
+        if index < 0:
+            offered = ", ".join(f.name() for f in source.fields()) or "none"
+            raise QgsProcessingException(
+                f"The input layer has no field {chosen[0]!r} for the {kind}. Its fields: {offered}."
+            )
+        return index
+
+    def _locations(self, source, parameters, context):
+        from ..engine.embedding import Location, parse_image_paths
+
+        path_index = self._field_index(source, parameters, self.IMAGE_FIELD, context, "images")
+        if path_index < 0:
+            raise QgsProcessingException("Choose the field that holds the image paths.")
+        bearing_index = self._field_index(
+            source, parameters, self.BEARING_FIELD, context, "bearing"
+        )
+        heading_index = self._field_index(
+            source, parameters, self.HEADING_FIELD, context, "panorama heading"
+        )
+        folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
+        locations, features = [], []
+        for feature in source.getFeatures():
+            attributes = feature.attributes()
+            locations.append(
+                Location(
+                    parse_image_paths(attributes[path_index], folder),
+                    _angle(attributes[bearing_index]) if bearing_index >= 0 else None,
+                    _angle(attributes[heading_index]) if heading_index >= 0 else None,
+                )
+            )
+            features.append(feature)
+        return locations, features
+
+    def _write(self, source, features, run, parameters, context):
+        k = run.scores.top_k
+        ours = [(f"label_{i}", "string") for i in range(1, k + 1)]
+        ours += [("code_1", "string")]
+        ours += [(f"score_{i}", "double") for i in range(1, k + 1)]
+        ours += [(f"prob_{i}", "double") for i in range(1, k + 1)]
+        ours += [("margin", "double"), ("n_images", "int"), ("clip_status", "string")]
+        names = {name for name, _ in ours}
+        # Classifying a classified layer again replaces the old scores instead of clashing.
+        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(source.fields().at(index))
+        for name, kind in ours:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        scores, labels = run.scores, run.scores.label_set.labels
+        classified = 0
+        for row, feature in enumerate(features):
+            top = [int(i) for i in scores.top_index[row]]
+            ok = top[0] >= 0
+            classified += ok
+            values = [labels[i].text if i >= 0 else None for i in top]
+            values.append(labels[top[0]].code or None if ok else None)
+            values += [_number(v) for v in scores.cosine[row]]
+            values += [_number(v) for v in scores.probability[row]]
+            values += [
+                _number(scores.margin[row]),
+                run.embeddings.images_used[row],
+                run.embeddings.status[row],
+            ]
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + values)
+            sink.addFeature(out, QgsFeatureSink.FastInsert)
+        # Closing the sink writes the file, so that its metadata can be saved next.
+        del sink
+        return dest_id, classified
+
+
+def _angle(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def _number(value):
+    number = float(value)
+    return None if number != number else number
+
+
+def _layer_metadata(settings: dict) -> QgsLayerMetadata:
+    metadata = QgsLayerMetadata()
+    metadata.setTitle(
+        f"CLIP classification: {settings['label_set_title'] or settings['label_set']}"
+    )
+    lines = [f"{key}: {value}" for key, value in settings.items()]
+    if settings.get("untrained"):
+        lines.insert(0, "WARNING: untrained model, random weights; the labels mean nothing.")
+    metadata.setAbstract("\n".join(lines))
+    metadata.addKeywords("mus_qgis", [json.dumps(settings, ensure_ascii=False)])
+    return metadata
+
+
+def _save_metadata(dest_id: str, settings: dict, feedback) -> None:
+    """Write the settings into the output file's own metadata (GeoPackage), when it has one."""
+    path = dest_id.split("|")[0]
+    if not path.lower().endswith(".gpkg"):
+        return
+    uri = dest_id if "layername=" in dest_id else f"{path}|layername={Path(path).stem}"
+    try:
+        saved, message = QgsProviderRegistry.instance().saveLayerMetadata(
+            "ogr", uri, _layer_metadata(settings)
+        )
+    except Exception as exc:  # a metadata failure must not lose the classified points
+        saved, message = False, str(exc)
+    if not saved:
+        feedback.pushWarning(f"Could not save the run settings into {path}: {message}")
+
+
+class _StyleClassified(QgsProcessingLayerPostProcessorInterface):
+    """Dot map of the first label in the label set's colours, sized by its score."""
+
+    # QGIS calls stylers after the algorithm object is gone: the class keeps the latest alive.
+    _alive: ClassVar[list[_StyleClassified]] = []
+
+    @classmethod
+    def create(cls, label_set, settings: dict, top_k: int) -> _StyleClassified:
+        styler = cls()
+        styler.label_set, styler.settings = label_set, settings
+        cls._alive = [*cls._alive[-31:], styler]
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback):
+        """Apply the renderer and the metadata."""
+        style_classified_layer(layer, self.label_set, self.settings)
+
+
+def style_classified_layer(layer, label_set, settings: dict | None = None) -> None:
+    """Colour by the first label (the set's colours) and size by its score; attach settings."""
+    present = set(layer.uniqueValues(layer.fields().lookupField("label_1")))
+    categories = []
+    for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
+        if label.text in present:
+            name = f"{label.code} {label.text}" if label.code else label.text
+            categories.append(QgsRendererCategory(label.text, _dot(colour), name))
+    categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("label_1", categories))
+    if settings:
+        layer.setMetadata(_layer_metadata(settings))
+        layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))
+    layer.triggerRepaint()
+
+
+def _dot(colour: str, size: float | None = None) -> QgsMarkerSymbol:
+    symbol = QgsMarkerSymbol.createSimple(
+        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
+    )
+    if size is not None:
+        symbol.setSize(size)
+        return symbol
+    # Marker size follows the score across the layer's range, as in the study's dot maps.
+    size_expression = (
+        'coalesce(scale_linear("score_1", minimum("score_1"), maximum("score_1"), 1.2, 4.0), 1.2)'
+    )
+    symbol.symbolLayer(0).setDataDefinedProperty(
+        QgsSymbolLayer.PropertySize, QgsProperty.fromExpression(size_expression)
+    )
+    return symbol

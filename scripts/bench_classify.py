@@ -1,0 +1,204 @@
+"""Benchmark: CLIP-classifying panoramas, the engine against a naive loop and the model alone.
+
+Prints, from one run on one machine (these are shared and noisy: compare ratios, not seconds):
+  (a) a naive loop: open each panorama at full size, cut four views, open_clip's preprocess,
+      encode one view at a time;
+  (b) the engine end to end (parallel draft-mode decoding and projection, batched inference);
+  (c) the model alone on ready tensors, the same number of views (the compute ceiling);
+  (d) re-scoring a new 250-label set over 4,157 stored panorama embeddings (text encoding
+      aside), against recomputing those embeddings at rate (b).
+The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, turned by a
+different angle each and re-encoded, so every file differs. Results go in BENCHMARKS.md.
+
+    python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--model ViT-B-32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mus_qgis.engine.embedding import Location, embed_locations
+from mus_qgis.engine.labels import Label, LabelSet
+from mus_qgis.engine.models import ModelSpec, load_model
+from mus_qgis.engine.panorama import ViewSetting
+from mus_qgis.engine.scoring import score
+from mus_qgis.engine.store import EmbeddingStore
+
+SOURCE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "images"
+    / "equirectangular"
+    / "pannellum_examplepano_nonurban.jpg"
+)
+STUDY_LOCATIONS = 4157
+
+
+def make_panoramas(folder: Path, count: int) -> list[str]:
+    from PIL import Image
+
+    source = np.asarray(Image.open(SOURCE).convert("RGB"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(count):
+        turned = np.roll(source, int(rng.integers(0, source.shape[1])), axis=1)
+        path = folder / f"pano_{index:04d}.jpg"
+        Image.fromarray(turned).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def naive_view(panorama: np.ndarray, yaw: float, fov: float, size: int) -> np.ndarray:
+    """A straightforward gnomonic view: the sampling grid computed anew, bilinear in numpy."""
+    height, width = panorama.shape[:2]
+    focal = (size / 2) / math.tan(math.radians(fov) / 2)
+    grid = np.arange(size) + 0.5 - size / 2
+    x, y = np.meshgrid(grid, -grid)
+    z = np.full_like(x, focal)
+    cos_y, sin_y = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    x, z = x * cos_y + z * sin_y, -x * sin_y + z * cos_y
+    lon, lat = np.arctan2(x, z), np.arctan2(y, np.hypot(x, z))
+    col = (lon / (2 * math.pi) + 0.5) * width - 0.5
+    row = (0.5 - lat / math.pi) * height - 0.5
+    c0, r0 = np.floor(col).astype(int), np.floor(row).astype(int)
+    fc, fr = (col - c0)[..., None], (row - r0)[..., None]
+    c1, r0c, r1c = (c0 + 1) % width, np.clip(r0, 0, height - 1), np.clip(r0 + 1, 0, height - 1)
+    c0 %= width
+    top = panorama[r0c, c0] * (1 - fc) + panorama[r0c, c1] * fc
+    bottom = panorama[r1c, c0] * (1 - fc) + panorama[r1c, c1] * fc
+    return (top * (1 - fr) + bottom * fr).round().astype(np.uint8)
+
+
+def run_naive(paths, model, setting) -> float:
+    import open_clip
+    import torch
+    from PIL import Image
+
+    preprocess = open_clip.transform.image_transform_v2(
+        open_clip.transform.PreprocessCfg(**model.model.visual.preprocess_cfg), is_train=False
+    )
+    started = time.perf_counter()
+    for path in paths:
+        panorama = np.asarray(Image.open(path).convert("RGB"))
+        views = []
+        for yaw in setting.yaws():
+            view = Image.fromarray(naive_view(panorama, yaw, setting.fov, model.image_size))
+            with torch.no_grad():
+                features = model.model.encode_image(preprocess(view).unsqueeze(0))
+            views.append(torch.nn.functional.normalize(features, dim=-1))
+    return time.perf_counter() - started
+
+
+def run_engine(paths, model, setting, batch_size) -> float:
+    started = time.perf_counter()
+    result = embed_locations([Location((p,)) for p in paths], model, setting, batch_size=batch_size)
+    elapsed = time.perf_counter() - started
+    assert result.status == ["ok"] * len(paths), set(result.status)
+    return elapsed
+
+
+def run_model_alone(views: int, model, batch_size) -> float:
+    import torch
+
+    size = model.image_size
+    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    model.encode_images(batch[:2])
+    started = time.perf_counter()
+    done = 0
+    while done < views:
+        count = min(batch_size, views - done)
+        model.encode_images(batch[:count])
+        done += count
+    return time.perf_counter() - started
+
+
+def run_rescoring(folder: Path, dim: int, labels: int) -> tuple[float, float]:
+    """(time to open the store, read 4,157 embeddings and score them; time for scoring alone)."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((STUDY_LOCATIONS, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with EmbeddingStore(folder / "rescoring.sqlite", "bench", "views4") as store:
+        store.put((f"{i:032x}@0.0", vectors[i], 4) for i in range(STUDY_LOCATIONS))
+    text = rng.standard_normal((labels, dim)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    label_set = LabelSet("bench", tuple(Label(f"label {i}") for i in range(labels)), ("{label}",))
+    started = time.perf_counter()
+    with EmbeddingStore(folder / "rescoring.sqlite", "bench", "views4") as store:
+        _, stored = store.all()
+    loaded = time.perf_counter()
+    scores = score(stored, text, label_set, 100.0, top_k=5)
+    finished = time.perf_counter()
+    assert scores.top_index.shape == (STUDY_LOCATIONS, 5)
+    return finished - started, finished - loaded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--panoramas", type=int, default=200)
+    parser.add_argument("--naive", type=int, default=40, help="panoramas for the naive loop")
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--pretrained", default="", help="weights do not change the speed")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    import torch
+
+    setting = ViewSetting()
+    model = load_model(ModelSpec(args.model, args.pretrained, "", args.device))
+    print(
+        f"model {model.identity} on {model.device} ({model.dtype}); "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = make_panoramas(folder, args.panoramas)
+        views = len(paths) * setting.count
+        naive_paths = paths[: args.naive]
+
+        engine_s = run_engine(paths, model, setting, args.batch_size)
+        ceiling_s = run_model_alone(views, model, args.batch_size)
+        naive_s = run_naive(naive_paths, model, setting) if args.naive else float("nan")
+        rescore_s, score_only_s = run_rescoring(
+            folder,
+            model.model.text_projection.shape[-1]
+            if hasattr(model.model, "text_projection")
+            else 512,
+            250,
+        )
+
+    naive_rate = len(naive_paths) * setting.count / naive_s
+    engine_rate = views / engine_s
+    ceiling_rate = views / ceiling_s
+    print(
+        f"(a) naive loop        {len(naive_paths):5d} panoramas {naive_s:8.2f} s "
+        f"{naive_rate:8.2f} views/s"
+    )
+    print(
+        f"(b) engine            {len(paths):5d} panoramas {engine_s:8.2f} s "
+        f"{engine_rate:8.2f} views/s"
+    )
+    print(
+        f"(c) model alone       {views:5d} views     {ceiling_s:8.2f} s {ceiling_rate:8.2f} views/s"
+    )
+    print(f"(b)/(a) = {engine_rate / naive_rate:.2f}x   (b)/(c) = {engine_rate / ceiling_rate:.0%}")
+    recompute_s = STUDY_LOCATIONS * setting.count / engine_rate
+    print(
+        f"(d) re-scoring {STUDY_LOCATIONS} stored panoramas on 250 labels: "
+        f"{rescore_s * 1000:.0f} ms (of which scoring {score_only_s * 1000:.0f} ms); "
+        f"recomputing at rate (b): {recompute_s:.0f} s ({recompute_s / rescore_s:,.0f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
