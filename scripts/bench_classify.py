@@ -10,7 +10,7 @@ Prints, from one run on one machine (these are shared and noisy: compare ratios,
 The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, turned by a
 different angle each and re-encoded, so every file differs. Results go in BENCHMARKS.md.
 
-    python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--model ViT-B-32]
+    python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--width 4096]
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ SOURCE = (
 STUDY_LOCATIONS = 4157
 
 
-def make_panoramas(folder: Path, count: int) -> list[str]:
+def make_panoramas(folder: Path, count: int, width: int) -> list[str]:
     from PIL import Image
 
-    source = np.asarray(Image.open(SOURCE).convert("RGB"))
+    source = Image.open(SOURCE).convert("RGB")
+    if width != source.width:
+        source = source.resize((width, width // 2), Image.BICUBIC)
+    source = np.asarray(source)
     rng = np.random.default_rng(0)
     paths = []
     for index in range(count):
@@ -150,6 +153,13 @@ def main() -> None:
     parser.add_argument("--pretrained", default="", help="weights do not change the speed")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=4096,
+        help="panorama width: 4096 is the real file; 360° cameras and Street "
+        "View give 5760 to 16384",
+    )
     args = parser.parse_args()
 
     import torch
@@ -162,7 +172,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        paths = make_panoramas(folder, args.panoramas)
+        paths = make_panoramas(folder, args.panoramas, args.width)
         views = len(paths) * setting.count
         naive_paths = paths[: args.naive]
 

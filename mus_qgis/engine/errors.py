@@ -57,3 +57,15 @@ class ModelError(MusError, RuntimeError):
 
 class EmbeddingStoreError(MusError, RuntimeError):
     """The embedding store cannot be opened or belongs to another model or view setting."""
+
+
+class ServiceError(MusError, RuntimeError):
+    """An imagery service failed in a way that retrying does not mend."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CredentialsError(ServiceError):
+    """The key or token is missing, invalid or not allowed: the whole run stops at once."""

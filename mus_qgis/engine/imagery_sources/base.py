@@ -1,0 +1,167 @@
+"""What every imagery source provides: find the nearest image to a point, then download it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import ClassVar
+
+from ..http import Http
+
+
+@dataclass(frozen=True)
+class FetchPoint:
+    key: int
+    lon: float
+    lat: float
+    bearing: float | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key: str = ""  # Street View key, Mapillary client token
+    secret: str = ""  # Street View URL-signing secret
+
+    def __repr__(self) -> str:  # never show a secret, even in a traceback
+        return f"Credentials(key={'***' if self.key else ''!r}, secret={'***' if self.secret else ''!r})"
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """What to save per location: ``count`` views of ``fov``° from the street's bearing, or the
+    whole equirectangular panorama where the source has one."""
+
+    count: int = 4
+    fov: float = 90.0
+    pitch: float = 0.0
+    size: int = 640
+    whole_panorama: bool = False
+
+    def headings(self, bearing: float | None) -> list[float]:
+        start = bearing if bearing is not None else 0.0
+        return [round((start + i * 360.0 / self.count) % 360.0, 1) for i in range(self.count)]
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    start: date | None = None
+    end: date | None = None
+
+    def contains(self, captured: date | None) -> bool:
+        if captured is None:
+            return self.start is None and self.end is None
+        return (self.start is None or captured >= self.start) and (
+            self.end is None or captured <= self.end)
+
+
+@dataclass
+class Candidate:
+    """One image a source offers for a point."""
+
+    source: str
+    image_id: str
+    lon: float
+    lat: float
+    captured: date | None = None
+    heading: float | None = None  # compass heading of the image's centre
+    is_panorama: bool = False
+    creator: str = ""
+    licence: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class ImagerySource:
+    """Base of the imagery sources. Subclasses set ``name``, ``title`` and implement the two calls.
+
+    ``find`` returns the best image within ``radius_m`` of the point (or None); ``download``
+    writes the planned files for a candidate into ``folder`` (atomically) and returns their paths
+    and compass headings. Both raise :class:`~..errors.CredentialsError` for a refused key.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+    needs_key: ClassVar[bool] = False
+    default_url: ClassVar[str] = ""
+
+    def __init__(self, http: Http, credentials: Credentials | None = None, url: str = "",
+                 location: str = "") -> None:
+        self.http = http
+        self.credentials = credentials or Credentials()
+        self.url = (url or self.default_url).rstrip("/")
+        self.location = location  # a folder or CSV, for sources that read local files
+        if self.needs_key and not self.credentials.key:
+            from ..errors import CredentialsError
+
+            raise CredentialsError(f"{self.title} needs a key or token: set one in the "
+                                   "authentication configuration.")
+
+    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+        raise NotImplementedError
+
+    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
+                 folder: Path) -> tuple[list[Path], list[float]]:
+        raise NotImplementedError
+
+    def planned_files(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
+                      folder: Path) -> tuple[list[Path], list[float]]:
+        """The files a download would write, so a cached location needs no request at all."""
+        if plan.whole_panorama and candidate.is_panorama:
+            return [folder / "panorama.jpg"], [candidate.heading if candidate.heading else 0.0]
+        headings = plan.headings(point.bearing)
+        names = [f"h{h:05.1f}_f{plan.fov:g}_p{plan.pitch:g}_{plan.size}.jpg" for h in headings]
+        return [folder / name for name in names], headings
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres (haversine)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlmb = phi2 - phi1, math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
+    return 2 * 6371008.8 * math.asin(math.sqrt(a))
+
+
+def bbox_around(lon: float, lat: float, radius_m: float) -> tuple[float, float, float, float]:
+    dlat = radius_m / 111_320.0
+    dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+    return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def cut_views(image_bytes: bytes, candidate: Candidate, headings: list[float], plan: ViewPlan):
+    """Perspective views (JPEG bytes) at compass headings from an equirectangular panorama."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..panorama import perspective_views
+
+    rgb = np.array(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
+    centre = candidate.heading or 0.0
+    yaws = [(h - centre) % 360.0 for h in headings]
+    views = perspective_views(torch.from_numpy(rgb), yaws, plan.pitch, plan.fov, plan.size)
+    out = []
+    for view in views:
+        buffer = io.BytesIO()
+        Image.fromarray(view.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=92)
+        out.append(buffer.getvalue())
+    return out
+
+
+def is_placeholder(image_bytes: bytes) -> bool:
+    """A flat grey "no imagery" picture (some services send one instead of an error)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            image.draft("L", (64, 64))
+            values = np.asarray(image.convert("L"), dtype=np.float32)
+    except Exception:
+        return False
+    return float(values.std()) < 2.0

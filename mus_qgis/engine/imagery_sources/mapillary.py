@@ -1,0 +1,127 @@
+"""Mapillary API v4 (a free client token; images CC BY-SA 4.0).
+
+Searches a small box round the point, prefers 360° images, and asks for a fresh thumbnail URL
+right before each download (they expire). 360° images are equirectangular: the whole panorama is
+kept, or views are cut from it at headings relative to the street.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import ServiceError
+from ..http import write_atomic
+from .base import (
+    Candidate,
+    DateWindow,
+    FetchPoint,
+    ImagerySource,
+    ViewPlan,
+    bbox_around,
+    cut_views,
+    distance_m,
+)
+
+SEARCH_FIELDS = ("id,geometry,captured_at,compass_angle,computed_compass_angle,is_pano,"
+                 "camera_type,creator")
+
+
+class Mapillary(ImagerySource):
+    name = "mapillary"
+    title = "Mapillary"
+    order = 2
+    needs_key = True
+    default_url = "https://graph.mapillary.com"
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"OAuth {self.credentials.key}"}
+
+    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+        box = ",".join(f"{v:.7f}" for v in bbox_around(point.lon, point.lat, radius_m))
+        answer = self.http.get_json(
+            f"{self.url}/images", params={"bbox": box, "fields": SEARCH_FIELDS, "limit": 1000},
+            headers=self._headers(), transient=_transient, credentials_rejected=_refused)
+        if "error" in answer:
+            raise ServiceError(self.http.redact(f"Mapillary: {answer['error'].get('message')}"))
+        best = None
+        for item in answer.get("data") or []:
+            lon, lat = item["geometry"]["coordinates"][:2]
+            distance = distance_m(point.lon, point.lat, lon, lat)
+            captured = _captured(item.get("captured_at"))
+            if distance > radius_m or not window.contains(captured):
+                continue
+            rank = (not item.get("is_pano", False), distance)
+            if best is None or rank < best[0]:
+                best = (rank, item, lon, lat, captured)
+        if best is None:
+            return None
+        _, item, lon, lat, captured = best
+        heading = item.get("computed_compass_angle", item.get("compass_angle"))
+        creator = (item.get("creator") or {}).get("username", "")
+        return Candidate(self.name, str(item["id"]), lon, lat, captured,
+                         float(heading) if heading is not None else None,
+                         bool(item.get("is_pano")), creator, "CC BY-SA 4.0")
+
+    def _fresh_url(self, image_id: str, size: int) -> str:
+        field = "thumb_2048_url" if size <= 2048 else "thumb_original_url"
+        answer = self.http.get_json(f"{self.url}/{image_id}", params={"fields": field},
+                                    headers=self._headers(), transient=_transient,
+                                    credentials_rejected=_refused)
+        if field not in answer:
+            raise ServiceError(f"Mapillary gave no image URL for image {image_id}")
+        return answer[field]
+
+    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
+                 folder: Path) -> tuple[list[Path], list[float]]:
+        paths, headings = self.planned_files(candidate, point, plan, folder)
+        if all(path.exists() for path in paths):
+            return paths, headings
+        data = None
+        for _ in range(2):  # an expired URL gets one fresh URL
+            response = self.http.get(self._fresh_url(candidate.image_id, 2048))
+            if response.status_code == 200:
+                data = response.content
+                break
+            if response.status_code not in (403, 410):
+                raise ServiceError(f"image download answered HTTP {response.status_code}",
+                                   response.status_code)
+        if data is None:
+            raise ServiceError("the image URL kept expiring")
+        if (plan.whole_panorama and candidate.is_panorama) or not candidate.is_panorama:
+            write_atomic(paths[0], data)
+            return paths[:1], headings[:1]
+        for path, view in zip(paths, cut_views(data, candidate, headings, plan), strict=True):
+            write_atomic(path, view)
+        return paths, headings
+
+    def planned_files(self, candidate, point, plan, folder):
+        if not candidate.is_panorama:
+            return [folder / "image.jpg"], [candidate.heading or 0.0]
+        return super().planned_files(candidate, point, plan, folder)
+
+
+def _transient(response) -> bool:
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    return bool(error.get("is_transient")) or error.get("code") in (4, 17, 32, 613)
+
+
+def _refused(response) -> bool:
+    if response.status_code == 401:
+        return True
+    if response.status_code != 403:
+        return False
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    return error.get("code") in (190, 102) or error.get("type") == "OAuthException"
+
+
+def _captured(milliseconds):
+    if milliseconds is None:
+        return None
+    return datetime.fromtimestamp(int(milliseconds) / 1000, tz=timezone.utc).date()

@@ -1,0 +1,273 @@
+"""Fake Street View, Mapillary and KartaView servers on 127.0.0.1, with their real answers and
+failure modes (429 with Retry-After, 500, timeouts, truncated bodies, non-JSON, refused keys,
+Mapillary's transient code 4, expiring image URLs, grey placeholders)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from tests.conftest import AREZZO_PHOTOS, PANORAMAS
+
+GOOD_KEY = "AIzaFAKE-good-key-123"
+GOOD_TOKEN = "MLY|4242|fake-token-abc"
+
+
+@dataclass
+class FakeImage:
+    image_id: str
+    lon: float
+    lat: float
+    captured: str = "2019-05-14"
+    is_pano: bool = True
+    heading: float = 30.0
+    creator: str = "street_mapper"
+
+
+def grid_images(count: int, lon0: float = 12.49, lat0: float = 41.89, step_m: float = 40.0):
+    """``count`` images on a grid, ``step_m`` apart."""
+    side = max(1, math.ceil(math.sqrt(count)))
+    dlat = step_m / 111_320.0
+    dlon = dlat / math.cos(math.radians(lat0))
+    return [FakeImage(f"img{i:05d}", lon0 + (i % side) * dlon, lat0 + (i // side) * dlat)
+            for i in range(count)]
+
+
+class FakeImageryServices:
+    """All three services in one threaded server. ``faults[route]`` is a FIFO of faults to serve
+    next; ``failure_rate`` adds random transient faults; ``latency`` delays every answer."""
+
+    def __init__(self, images: list[FakeImage], latency: float = 0.0,
+                 failure_rate: float = 0.0, seed: int = 0) -> None:
+        self.images = {image.image_id: image for image in images}
+        self.latency = latency
+        self.failure_rate = failure_rate
+        self.random = random.Random(seed)
+        self.faults: dict[str, list[str]] = defaultdict(list)
+        self.requests: list[tuple[str, dict, dict]] = []
+        self.downloads: Counter = Counter()
+        self.lock = threading.Lock()
+        self.pano_bytes = PANORAMAS[0].read_bytes()
+        self.photo_bytes = AREZZO_PHOTOS[0].read_bytes()
+        self.thumb_serial = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def streetview_url(self) -> str:
+        return f"{self.base}/maps/api/streetview"
+
+    @property
+    def mapillary_url(self) -> str:
+        return f"{self.base}/mly"
+
+    @property
+    def kartaview_url(self) -> str:
+        return f"{self.base}/kv/2.0"
+
+    def __enter__(self) -> FakeImageryServices:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for path, _, _ in self.requests if path.startswith(prefix))
+
+    def nearest(self, lon: float, lat: float, radius: float, panos_only=False):
+        best = None
+        for image in self.images.values():
+            dy = (image.lat - lat) * 111_320.0
+            dx = (image.lon - lon) * 111_320.0 * math.cos(math.radians(lat))
+            distance = math.hypot(dx, dy)
+            if distance <= radius and (best is None or distance < best[0]):
+                best = (distance, image)
+        return best[1] if best else None
+
+    def _next_fault(self, route: str) -> str:
+        with self.lock:
+            if self.faults[route]:
+                return self.faults[route].pop(0)
+            if self.failure_rate and self.random.random() < self.failure_rate:
+                return self.random.choice(["429", "500", "503", "truncated"])
+        return ""
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                with fake.lock:
+                    fake.requests.append((parts.path, query, dict(self.headers)))
+                if fake.latency:
+                    time.sleep(fake.latency)
+                route = fake._route(parts.path)
+                fault = fake._next_fault(route)
+                if fault and self._serve_fault(fault):
+                    return
+                status, content_type, body = fake._answer(parts.path, query, self.headers,
+                                                          fault)
+                self._send(status, content_type, body)
+
+            def _send(self, status, content_type, body, headers=None, length=None):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(length or len(body)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _serve_fault(self, fault: str) -> bool:
+                if fault == "429":
+                    self._send(429, "text/plain", b"slow down", {"Retry-After": "0"})
+                elif fault in ("500", "503"):
+                    self._send(int(fault), "text/html", b"<html>server error</html>")
+                elif fault == "timeout":
+                    time.sleep(1.5)
+                    self._send(200, "application/json", b"{}")
+                elif fault == "truncated":
+                    self._send(200, "application/octet-stream", b"{\"partial", length=500)
+                    self.close_connection = True
+                elif fault == "badjson":
+                    self._send(200, "text/html", b"<html>proxy login page</html>")
+                elif fault == "code4":
+                    body = json.dumps({"error": {"message": "Application request limit reached",
+                                                 "type": "MLYApiException",
+                                                 "is_transient": True, "code": 4}})
+                    self._send(400, "application/json", body.encode())
+                else:
+                    return False
+                return True
+
+        return Handler
+
+    @staticmethod
+    def _route(path: str) -> str:
+        if path.endswith("/metadata"):
+            return "sv-metadata"
+        if path.startswith("/maps/api/streetview"):
+            return "sv-image"
+        if path.startswith("/mly/images"):
+            return "mly-search"
+        if path.startswith("/mly-thumbs"):
+            return "mly-thumb"
+        if path.startswith("/mly/"):
+            return "mly-entity"
+        if path.startswith("/kv-files"):
+            return "kv-file"
+        return "kv-search"
+
+    def _answer(self, path, query, headers, fault):
+        route = self._route(path)
+        if route == "sv-metadata":
+            if query.get("key") != GOOD_KEY:
+                return _json({"status": "REQUEST_DENIED",
+                              "error_message": "The provided API key is invalid."})
+            lat, lon = (float(v) for v in query["location"].split(","))
+            image = self.nearest(lon, lat, float(query.get("radius", 50)))
+            if image is None:
+                return _json({"status": "ZERO_RESULTS"})
+            return _json({"status": "OK", "pano_id": image.image_id, "date": image.captured[:7],
+                          "location": {"lat": image.lat, "lng": image.lon},
+                          "copyright": "© Google"})
+        if route == "sv-image":
+            if query.get("key") != GOOD_KEY:
+                return 403, "text/plain", b"The Google Maps Platform server rejected your request."
+            if query.get("pano") not in self.images:
+                return 404, "text/plain", b"not found"
+            with self.lock:
+                self.downloads[(query["pano"], query.get("heading"))] += 1
+            if fault == "placeholder":
+                return 200, "image/jpeg", _grey_jpeg()
+            return 200, "image/jpeg", self.photo_bytes
+        if route.startswith("mly"):
+            if route != "mly-thumb" and headers.get("Authorization") != f"OAuth {GOOD_TOKEN}":
+                return _json({"error": {"message": "Invalid OAuth access token.",
+                                        "type": "OAuthException", "code": 190}}, 401)
+            if route == "mly-search":
+                west, south, east, north = (float(v) for v in query["bbox"].split(","))
+                data = [
+                    {"id": i.image_id, "geometry": {"type": "Point", "coordinates": [i.lon, i.lat]},
+                     "captured_at": _millis(i.captured), "compass_angle": i.heading,
+                     "computed_compass_angle": i.heading, "is_pano": i.is_pano,
+                     "camera_type": "spherical" if i.is_pano else "perspective",
+                     "creator": {"username": i.creator, "id": "1"}}
+                    for i in self.images.values()
+                    if west <= i.lon <= east and south <= i.lat <= north]
+                return _json({"data": data})
+            if route == "mly-entity":
+                image_id = path.rsplit("/", 1)[-1]
+                if image_id not in self.images:
+                    return _json({"error": {"message": "Unsupported get request", "code": 100}},
+                                 400)
+                with self.lock:
+                    self.thumb_serial += 1
+                    serial = self.thumb_serial
+                return _json({"id": image_id,
+                              "thumb_2048_url": f"{self.base}/mly-thumbs/{image_id}.jpg?exp="
+                                                f"{serial}"})
+            image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
+            if fault == "expired":
+                return 403, "application/xml", b"<Error>Request has expired</Error>"
+            with self.lock:
+                self.downloads[(image_id, None)] += 1
+            image = self.images[image_id]
+            return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
+        if route == "kv-search":
+            image = self.nearest(float(query["lng"]), float(query["lat"]),
+                                 float(query.get("radius", 50)))
+            if image is None:
+                return _json({"status": {"apiCode": 601, "apiMessage": "No results"},
+                              "result": {"data": []}})
+            item = {"id": image.image_id, "lat": str(image.lat), "lng": str(image.lon),
+                    "heading": str(image.heading), "shotDate": f"{image.captured} 10:00:00",
+                    "fileurlProc": f"{self.base}/kv-files/{image.image_id}.jpg",
+                    "projectionType": "PLANE", "sequenceId": "77"}
+            return _json({"status": {"apiCode": 600, "apiMessage": "Request processed"},
+                          "result": {"data": [item]}})
+        image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
+        with self.lock:
+            self.downloads[(image_id, None)] += 1
+        return 200, "image/jpeg", self.photo_bytes
+
+
+def _json(value, status=200):
+    return status, "application/json", json.dumps(value).encode()
+
+
+def _millis(day: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _grey_jpeg() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 640), (228, 227, 223)).save(buffer, "JPEG")
+    return buffer.getvalue()
