@@ -66,14 +66,19 @@ class FetchOutcome:
 def make_source(settings: FetchSettings, http: Http, credentials: Credentials) -> ImagerySource:
     sources = imagery_sources()
     if settings.source not in sources:
-        raise MusError(f"Unknown imagery source {settings.source!r}; known: "
-                       f"{', '.join(sources)}.")
+        raise MusError(f"Unknown imagery source {settings.source!r}; known: {', '.join(sources)}.")
     return sources[settings.source](http, credentials, settings.url, settings.location)
 
 
-def fetch_imagery(points: list[FetchPoint], settings: FetchSettings, cache_dir: str | Path,
-                  credentials: Credentials | None = None, progress: Progress | None = None,
-                  proxies: dict | None = None, http: Http | None = None) -> list[FetchOutcome]:
+def fetch_imagery(
+    points: list[FetchPoint],
+    settings: FetchSettings,
+    cache_dir: str | Path,
+    credentials: Credentials | None = None,
+    progress: Progress | None = None,
+    proxies: dict | None = None,
+    http: Http | None = None,
+) -> list[FetchOutcome]:
     """Imagery for every point; no point is dropped (its status says what happened)."""
     progress = progress or LoggingProgress()
     credentials = credentials or Credentials()
@@ -97,8 +102,9 @@ def fetch_imagery(points: list[FetchPoint], settings: FetchSettings, cache_dir: 
     return [outcomes[p.key] for p in points]
 
 
-def _run_concurrently(items, work, concurrency: int, progress: Progress, start: float,
-                      span: float, total: int) -> None:
+def _run_concurrently(
+    items, work, concurrency: int, progress: Progress, start: float, span: float, total: int
+) -> None:
     """Run ``work(item)`` over items with bounded concurrency; a cancel or a refused key stops
     everything at once (finished items stay done)."""
     lock = threading.Lock()
@@ -153,8 +159,9 @@ def _find_all(points, settings, source, lookups, outcomes, progress):
         outcome.captured, outcome.is_panorama = candidate.captured, candidate.is_panorama
         outcome.image_heading = candidate.heading
         outcome.creator, outcome.licence = candidate.creator, candidate.licence
-        outcome.distance_m = round(distance_m(point.lon, point.lat, candidate.lon,
-                                              candidate.lat), 2)
+        outcome.distance_m = round(
+            distance_m(point.lon, point.lat, candidate.lon, candidate.lat), 2
+        )
 
     progress.info(f"Looking up {source.title} imagery for {len(points)} points ...")
     _run_concurrently(points, find, settings.concurrency, progress, 0.0, 40.0, len(points))
@@ -176,47 +183,77 @@ def _mark_duplicates(points, candidates, outcomes):
 
 
 def _download_all(owners, settings, source, root, outcomes, progress, total_points):
-    counts = {"reused": 0, "downloaded": 0}
+    """Check what the cache holds, then fetch the rest; one task per view where the source
+    fetches views one by one, so that every connection stays busy to the end."""
     lock = threading.Lock()
+    units: list[tuple] = []
+    reused = [0]
 
-    def download(item) -> None:
+    def prepare(item) -> None:
         point, candidate = item
         outcome = outcomes[point.key]
         folder = root / _safe(candidate.image_id)
         try:
             planned, headings = source.planned_files(candidate, point, settings.plan, folder)
-            # Leftovers of a killed run; one worker owns each image folder, so none is in use.
-            for leftover in folder.glob(".*.part"):
-                leftover.unlink(missing_ok=True)
-            for path in planned:
-                # A file that no longer decodes (a crash mid-write elsewhere, a bad disk) goes.
-                if path.exists() and source.name != "local" and not image_decodes(path):
-                    path.unlink()
-            reused = all(path.exists() for path in planned)
-            paths, headings = (planned, headings) if reused else source.download(
-                candidate, point, settings.plan, folder)
-        except (CredentialsError, CanceledError):
-            raise
         except MusError as exc:
             outcome.status = f"error: {exc}"
             return
+        # Leftovers of a killed run; one task owns each image folder, so none is in use.
+        for leftover in folder.glob(".*.part"):
+            leftover.unlink(missing_ok=True)
+        for path in planned:
+            # A file that no longer decodes (a crash mid-write elsewhere, a bad disk) goes.
+            if path.exists() and source.name != "local" and not image_decodes(path):
+                path.unlink()
+        outcome.paths, outcome.headings = [str(p) for p in planned], list(headings)
+        missing = [(p, h) for p, h in zip(planned, headings, strict=True) if not p.exists()]
         with lock:
-            counts["reused" if reused else "downloaded"] += 1
-        outcome.paths = [str(p) for p in paths]
-        outcome.headings = list(headings)
-        outcome.status = STATUS_OK
+            if not missing:
+                outcome.status = STATUS_OK
+                reused[0] += 1
+            elif hasattr(source, "download_view") and len(planned) > 1:
+                units.extend((point, candidate, path, heading) for path, heading in missing)
+            else:
+                units.append((point, candidate, None, None))
 
-    _run_concurrently(owners, download, settings.concurrency, progress, 40.0, 60.0, len(owners))
-    duplicates = total_points - len(owners) - sum(
-        1 for o in outcomes.values() if o.duplicate_of is None and not o.image_id)
-    progress.info(f"{len(owners)} images: {counts['downloaded']} fetched, {counts['reused']} "
-                  f"already in the cache; {duplicates} points share an image with another point.")
+    def fetch(unit) -> None:
+        point, candidate, path, heading = unit
+        outcome = outcomes[point.key]
+        folder = root / _safe(candidate.image_id)
+        try:
+            if path is None:
+                paths, headings = source.download(candidate, point, settings.plan, folder)
+                outcome.paths, outcome.headings = [str(p) for p in paths], list(headings)
+            else:
+                source.download_view(candidate, heading, path, settings.plan)
+        except (CredentialsError, CanceledError):
+            raise
+        except MusError as exc:
+            with lock:
+                if not outcome.status.startswith("error"):
+                    outcome.status = f"error: {exc}"
+
+    _run_concurrently(owners, prepare, settings.concurrency, progress, 40.0, 5.0, len(owners))
+    _run_concurrently(units, fetch, settings.concurrency, progress, 45.0, 55.0, len(units))
+    for point, _candidate in owners:
+        outcome = outcomes[point.key]
+        if not outcome.status.startswith("error"):
+            outcome.status = STATUS_OK
+    duplicates = sum(1 for o in outcomes.values() if o.duplicate_of is not None)
+    progress.info(
+        f"{len(owners)} images: {len(owners) - reused[0]} fetched, {reused[0]} "
+        f"already in the cache; {duplicates} points share an image with another point."
+    )
 
 
 def _safe(image_id: str) -> str:
     """A folder name for an image id (ids of local photos are paths)."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)[-80:]
-    return cleaned if cleaned == image_id else f"{cleaned}-{hashlib.sha1(image_id.encode()).hexdigest()[:8]}"
+    return (
+        cleaned
+        if cleaned == image_id
+        else f"{cleaned}-{hashlib.sha1(image_id.encode()).hexdigest()[:8]}"
+    )
 
 
 class _Lookups:
@@ -226,6 +263,8 @@ class _Lookups:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Commits without fsync: a lookup lost to a power cut is simply asked again.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS lookups (key TEXT PRIMARY KEY, value TEXT)")
         self._lock = threading.Lock()
 
@@ -238,9 +277,18 @@ class _Lookups:
     @staticmethod
     def key(source: str, settings: FetchSettings, point: FetchPoint) -> str:
         window = settings.window
-        return json.dumps([source, settings.url, settings.location, round(point.lon, 6),
-                           round(point.lat, 6), settings.radius_m, str(window.start),
-                           str(window.end)])
+        return json.dumps(
+            [
+                source,
+                settings.url,
+                settings.location,
+                round(point.lon, 6),
+                round(point.lat, 6),
+                settings.radius_m,
+                str(window.start),
+                str(window.end),
+            ]
+        )
 
     def get(self, key: str):
         """The remembered candidate, {} for "nothing there", None when never looked up."""
@@ -255,9 +303,15 @@ class _Lookups:
         return Candidate(**value, captured=date.fromisoformat(captured) if captured else None)
 
     def put(self, key: str, candidate: Candidate | None) -> None:
-        value = {} if candidate is None else {
-            **candidate.__dict__, "captured": candidate.captured.isoformat()
-            if candidate.captured else None}
+        value = (
+            {}
+            if candidate is None
+            else {
+                **candidate.__dict__,
+                "captured": candidate.captured.isoformat() if candidate.captured else None,
+            }
+        )
         with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO lookups VALUES (?, ?)",
-                             (key, json.dumps(value)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO lookups VALUES (?, ?)", (key, json.dumps(value))
+            )

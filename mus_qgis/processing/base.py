@@ -107,3 +107,25 @@ def make_field(name: str, kind: str) -> QgsField:
         return QgsField(name, getattr(QMetaType.Type, qt_name))
     variant = "String" if kind == "string" else _FIELD_TYPES[kind]
     return QgsField(name, getattr(QVariant, variant))
+
+
+def qgis_proxies() -> dict[str, str] | None:
+    """The proxy set in QGIS's options, as a requests ``proxies`` mapping (None without one)."""
+    from urllib.parse import quote
+
+    from qgis.core import QgsSettings
+
+    settings = QgsSettings()
+    if str(settings.value("proxy/proxyEnabled", False)).lower() not in ("true", "1"):
+        return None
+    host = str(settings.value("proxy/proxyHost", "") or "")
+    if not host:
+        return None
+    port = str(settings.value("proxy/proxyPort", "") or "")
+    user = str(settings.value("proxy/proxyUser", "") or "")
+    password = str(settings.value("proxy/proxyPassword", "") or "")
+    kind = str(settings.value("proxy/proxyType", "HttpProxy") or "HttpProxy")
+    scheme = "socks5h" if "Socks" in kind else "http"
+    login = f"{quote(user)}:{quote(password)}@" if user else ""
+    address = f"{scheme}://{login}{host}{':' + port if port else ''}"
+    return {"http": address, "https": address}

@@ -164,6 +164,7 @@ class ClassifyClip(MusAlgorithm):
             QgsProcessingParameterField(
                 self.HEADING_FIELD,
                 self.tr("Panorama heading field (compass heading of the panorama's centre)"),
+                defaultValue="image_heading",
                 parentLayerParameterName=self.INPUT,
                 type=QgsProcessingParameterField.Numeric,
                 optional=True,

@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import plugin_version, resource_path
 from .classify_clip import ClassifyClip
+from .fetch_panoramas import FetchPanoramas
 from .sample_street_centroids import SampleStreetCentroids
 
 
@@ -35,5 +36,5 @@ class MusProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         """Add one instance of each algorithm."""
-        for algorithm in (SampleStreetCentroids(), ClassifyClip()):
+        for algorithm in (SampleStreetCentroids(), FetchPanoramas(), ClassifyClip()):
             self.addAlgorithm(algorithm)

@@ -25,9 +25,9 @@ from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServic
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=1.0)
 
 
-def http_for(credentials: Credentials | None = None) -> Http:
+def http_for(credentials: Credentials | None = None, policy: RetryPolicy = FAST) -> Http:
     credentials = credentials or Credentials()
-    return Http(secrets=[credentials.key, credentials.secret], policy=FAST)
+    return Http(secrets=[credentials.key, credentials.secret], policy=policy)
 
 
 def points_on(images, offset_m: float = 5.0) -> list[FetchPoint]:
@@ -41,17 +41,23 @@ def points_on(images, offset_m: float = 5.0) -> list[FetchPoint]:
 
 
 def settings_for(fake, source: str, **kwargs) -> tuple[FetchSettings, Credentials | None]:
-    urls = {"streetview": fake.streetview_url, "mapillary": fake.mapillary_url,
-            "kartaview": fake.kartaview_url}
-    credentials = {"streetview": Credentials(GOOD_KEY, ""),
-                   "mapillary": Credentials(GOOD_TOKEN)}.get(source)
+    urls = {
+        "streetview": fake.streetview_url,
+        "mapillary": fake.mapillary_url,
+        "kartaview": fake.kartaview_url,
+    }
+    credentials = {
+        "streetview": Credentials(GOOD_KEY, ""),
+        "mapillary": Credentials(GOOD_TOKEN),
+    }.get(source)
     return FetchSettings(source, url=urls[source], **kwargs), credentials
 
 
-def run(fake, source, cache, points, progress=None, **kwargs):
+def run(fake, source, cache, points, progress=None, policy=FAST, **kwargs):
     settings, credentials = settings_for(fake, source, **kwargs)
-    return fetch_imagery(points, settings, cache, credentials, progress,
-                         http=http_for(credentials))
+    return fetch_imagery(
+        points, settings, cache, credentials, progress, http=http_for(credentials, policy)
+    )
 
 
 def test_every_source_is_registered_from_its_own_module():
@@ -88,8 +94,9 @@ def test_each_source_finds_downloads_and_marks_duplicates(tmp_path, source):
 def test_mapillary_whole_panorama_is_kept_as_one_equirectangular_file(tmp_path):
     images = grid_images(2)
     with FakeImageryServices(images) as fake:
-        outcomes = run(fake, "mapillary", tmp_path, points_on(images)[:2],
-                       plan=ViewPlan(whole_panorama=True))
+        outcomes = run(
+            fake, "mapillary", tmp_path, points_on(images)[:2], plan=ViewPlan(whole_panorama=True)
+        )
     assert all(len(o.paths) == 1 and o.is_panorama for o in outcomes)
     from PIL import Image
 
@@ -120,8 +127,7 @@ def test_a_placeholder_or_persistent_failure_is_that_points_status(tmp_path):
     images = grid_images(3)
     with FakeImageryServices(images) as fake:
         fake.faults["sv-image"] = ["placeholder"]
-        outcomes = run(fake, "streetview", tmp_path, points_on(images)[:3],
-                       concurrency=1)
+        outcomes = run(fake, "streetview", tmp_path, points_on(images)[:3], concurrency=1)
     statuses = [o.status for o in outcomes]
     assert statuses.count("ok") == 2
     assert any("placeholder" in s for s in statuses)
@@ -140,8 +146,13 @@ def test_bad_key_stops_at_the_first_call_and_is_never_shown(tmp_path):
     with FakeImageryServices(images) as fake:
         settings = FetchSettings("mapillary", url=fake.mapillary_url)
         with pytest.raises(CredentialsError, match="credentials"):
-            fetch_imagery(points_on(images), settings, tmp_path, Credentials("MLY|bad"),
-                          http=http_for(Credentials("MLY|bad")))
+            fetch_imagery(
+                points_on(images),
+                settings,
+                tmp_path,
+                Credentials("MLY|bad"),
+                http=http_for(Credentials("MLY|bad")),
+            )
         assert fake.count("/mly") == 1
 
 
@@ -164,20 +175,36 @@ def test_signed_urls_carry_a_signature(tmp_path):
     with FakeImageryServices(images) as fake:
         settings = FetchSettings("streetview", url=fake.streetview_url)
         credentials = Credentials(GOOD_KEY, "c2VjcmV0LXNpZ25pbmc=")
-        fetch_imagery(points_on(images)[:1], settings, tmp_path, credentials,
-                      http=http_for(credentials))
+        fetch_imagery(
+            points_on(images)[:1], settings, tmp_path, credentials, http=http_for(credentials)
+        )
         assert all("signature" in query for _, query, _ in fake.requests)
 
 
 def test_date_window_and_street_view_without_whole_panoramas(tmp_path):
     images = grid_images(2)
     with FakeImageryServices(images) as fake:
-        outside = run(fake, "mapillary", tmp_path / "a", points_on(images)[:2],
-                      window=DateWindow(date(2020, 1, 1), None))
-        inside = run(fake, "mapillary", tmp_path / "b", points_on(images)[:2],
-                     window=DateWindow(date(2019, 1, 1), date(2019, 12, 31)))
-        whole = run(fake, "streetview", tmp_path / "c", points_on(images)[:1],
-                    plan=ViewPlan(whole_panorama=True))
+        outside = run(
+            fake,
+            "mapillary",
+            tmp_path / "a",
+            points_on(images)[:2],
+            window=DateWindow(date(2020, 1, 1), None),
+        )
+        inside = run(
+            fake,
+            "mapillary",
+            tmp_path / "b",
+            points_on(images)[:2],
+            window=DateWindow(date(2019, 1, 1), date(2019, 12, 31)),
+        )
+        whole = run(
+            fake,
+            "streetview",
+            tmp_path / "c",
+            points_on(images)[:1],
+            plan=ViewPlan(whole_panorama=True),
+        )
     assert [o.status for o in outside] == ["no imagery"] * 2
     assert [o.status for o in inside] == ["ok"] * 2
     assert "not whole panoramas" in whole[0].status
@@ -219,8 +246,15 @@ def test_a_cancel_then_a_second_run_completes_without_fetching_twice(tmp_path):
     with FakeImageryServices(images) as fake:
         started = time.perf_counter()
         with pytest.raises(CanceledError):
-            run(fake, "streetview", tmp_path, points, CancelAfter(len(points) + 5),
-                concurrency=4)
+            # Progress ticks once per lookup, once per image checked, then once per view.
+            run(
+                fake,
+                "streetview",
+                tmp_path,
+                points,
+                CancelAfter(len(points) + len(images) + 5),
+                concurrency=4,
+            )
         assert time.perf_counter() - started < 10
         fetched_before = sum(fake.downloads.values())
         assert 0 < fetched_before < 24 * 4
@@ -247,22 +281,35 @@ def test_a_killed_fetch_leaves_no_corrupt_file_and_resumes(tmp_path):
     images = grid_images(30)
     coords = [(im.lon, im.lat) for im in images]
     with FakeImageryServices(images, latency=0.05) as fake:
-        script = KILL_SCRIPT.format(root=str(ROOT), coords=coords, url=fake.streetview_url,
-                                    cache=str(tmp_path), key=GOOD_KEY)
-        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                                 text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        script = KILL_SCRIPT.format(
+            root=str(ROOT),
+            coords=coords,
+            url=fake.streetview_url,
+            cache=str(tmp_path),
+            key=GOOD_KEY,
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert child.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 60
         while sum(fake.downloads.values()) < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
         child.wait()
+        time.sleep(0.5)  # the server finishes answering what was in flight at the kill
         before = Counter(fake.downloads)
         assert 20 <= sum(before.values()) < 30 * 4
         on_disk = {(p.parent.name, float(p.name[1:6])) for p in tmp_path.rglob("h*.jpg")}
         assert on_disk and all(image_decodes(p) for p in tmp_path.rglob("*.jpg"))
         points = [FetchPoint(i, lon, lat, 90.0) for i, (lon, lat) in enumerate(coords)]
-        outcomes = run(fake, "streetview", tmp_path, points)
+        # A generous timeout: a timed-out request is rightly asked again, which would blur
+        # what this test counts.
+        patient = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=30.0)
+        outcomes = run(fake, "streetview", tmp_path, points, policy=patient)
         again = Counter(fake.downloads)
         again.subtract(before)
         # What was on disk is never fetched again; what was in flight at the kill, once more.
@@ -280,8 +327,9 @@ def image_points():
 
 def test_local_photos_from_a_folder_with_exif_gps(tmp_path):
     rows = image_points()
-    points = [FetchPoint(i, float(r["lon"]), float(r["lat"]) + 2e-5, None)
-              for i, r in enumerate(rows)]
+    points = [
+        FetchPoint(i, float(r["lon"]), float(r["lat"]) + 2e-5, None) for i, r in enumerate(rows)
+    ]
     settings = FetchSettings("local", radius_m=10.0, location=str(IMAGES))
     outcomes = fetch_imagery(points, settings, tmp_path)
     for row, outcome in zip(rows, outcomes, strict=True):
@@ -294,8 +342,12 @@ def test_local_photos_from_a_folder_with_exif_gps(tmp_path):
 
 def test_local_photos_from_a_csv_recognise_panoramas(tmp_path):
     listing = tmp_path / "photos.csv"
-    listing.write_text("lon,lat,path\n12.50,41.90,%s\n12.51,41.90,%s\n"
-                       % (PANORAMAS[0], IMAGES / "arezzo" / "DSCN0010.jpg"), encoding="utf-8")
+    listing.write_text(
+        "lon,lat,path\n12.50,41.90,{}\n12.51,41.90,{}\n".format(
+            PANORAMAS[0], IMAGES / "arezzo" / "DSCN0010.jpg"
+        ),
+        encoding="utf-8",
+    )
     settings = FetchSettings("local", radius_m=20.0, location=str(listing))
     points = [FetchPoint(1, 12.50, 41.90001), FetchPoint(2, 12.51, 41.90), FetchPoint(3, 0, 0)]
     outcomes = fetch_imagery(points, settings, tmp_path)

@@ -37,16 +37,23 @@ def grid_images(count: int, lon0: float = 12.49, lat0: float = 41.89, step_m: fl
     side = max(1, math.ceil(math.sqrt(count)))
     dlat = step_m / 111_320.0
     dlon = dlat / math.cos(math.radians(lat0))
-    return [FakeImage(f"img{i:05d}", lon0 + (i % side) * dlon, lat0 + (i // side) * dlat)
-            for i in range(count)]
+    return [
+        FakeImage(f"img{i:05d}", lon0 + (i % side) * dlon, lat0 + (i // side) * dlat)
+        for i in range(count)
+    ]
 
 
 class FakeImageryServices:
     """All three services in one threaded server. ``faults[route]`` is a FIFO of faults to serve
     next; ``failure_rate`` adds random transient faults; ``latency`` delays every answer."""
 
-    def __init__(self, images: list[FakeImage], latency: float = 0.0,
-                 failure_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: list[FakeImage],
+        latency: float = 0.0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.images = {image.image_id: image for image in images}
         self.latency = latency
         self.failure_rate = failure_rate
@@ -58,7 +65,7 @@ class FakeImageryServices:
         self.pano_bytes = PANORAMAS[0].read_bytes()
         self.photo_bytes = AREZZO_PHOTOS[0].read_bytes()
         self.thumb_serial = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -111,12 +118,21 @@ class FakeImageryServices:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the real services
+
             def log_message(self, *args):
                 pass
 
             def do_GET(self):
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                if parts.path == "/__stats":  # for a server run in another process
+                    stats = {
+                        "requests": len(fake.requests),
+                        "downloads": [[list(k), n] for k, n in fake.downloads.items()],
+                    }
+                    self._send(200, "application/json", json.dumps(stats).encode())
+                    return
                 with fake.lock:
                     fake.requests.append((parts.path, query, dict(self.headers)))
                 if fake.latency:
@@ -125,8 +141,7 @@ class FakeImageryServices:
                 fault = fake._next_fault(route)
                 if fault and self._serve_fault(fault):
                     return
-                status, content_type, body = fake._answer(parts.path, query, self.headers,
-                                                          fault)
+                status, content_type, body = fake._answer(parts.path, query, self.headers, fault)
                 self._send(status, content_type, body)
 
             def _send(self, status, content_type, body, headers=None, length=None):
@@ -150,14 +165,21 @@ class FakeImageryServices:
                     time.sleep(1.5)
                     self._send(200, "application/json", b"{}")
                 elif fault == "truncated":
-                    self._send(200, "application/octet-stream", b"{\"partial", length=500)
+                    self._send(200, "application/octet-stream", b'{"partial', length=500)
                     self.close_connection = True
                 elif fault == "badjson":
                     self._send(200, "text/html", b"<html>proxy login page</html>")
                 elif fault == "code4":
-                    body = json.dumps({"error": {"message": "Application request limit reached",
-                                                 "type": "MLYApiException",
-                                                 "is_transient": True, "code": 4}})
+                    body = json.dumps(
+                        {
+                            "error": {
+                                "message": "Application request limit reached",
+                                "type": "MLYApiException",
+                                "is_transient": True,
+                                "code": 4,
+                            }
+                        }
+                    )
                     self._send(400, "application/json", body.encode())
                 else:
                     return False
@@ -185,15 +207,25 @@ class FakeImageryServices:
         route = self._route(path)
         if route == "sv-metadata":
             if query.get("key") != GOOD_KEY:
-                return _json({"status": "REQUEST_DENIED",
-                              "error_message": "The provided API key is invalid."})
+                return _json(
+                    {
+                        "status": "REQUEST_DENIED",
+                        "error_message": "The provided API key is invalid.",
+                    }
+                )
             lat, lon = (float(v) for v in query["location"].split(","))
             image = self.nearest(lon, lat, float(query.get("radius", 50)))
             if image is None:
                 return _json({"status": "ZERO_RESULTS"})
-            return _json({"status": "OK", "pano_id": image.image_id, "date": image.captured[:7],
-                          "location": {"lat": image.lat, "lng": image.lon},
-                          "copyright": "© Google"})
+            return _json(
+                {
+                    "status": "OK",
+                    "pano_id": image.image_id,
+                    "date": image.captured[:7],
+                    "location": {"lat": image.lat, "lng": image.lon},
+                    "copyright": "© Google",
+                }
+            )
         if route == "sv-image":
             if query.get("key") != GOOD_KEY:
                 return 403, "text/plain", b"The Google Maps Platform server rejected your request."
@@ -206,30 +238,48 @@ class FakeImageryServices:
             return 200, "image/jpeg", self.photo_bytes
         if route.startswith("mly"):
             if route != "mly-thumb" and headers.get("Authorization") != f"OAuth {GOOD_TOKEN}":
-                return _json({"error": {"message": "Invalid OAuth access token.",
-                                        "type": "OAuthException", "code": 190}}, 401)
+                return _json(
+                    {
+                        "error": {
+                            "message": "Invalid OAuth access token.",
+                            "type": "OAuthException",
+                            "code": 190,
+                        }
+                    },
+                    401,
+                )
             if route == "mly-search":
                 west, south, east, north = (float(v) for v in query["bbox"].split(","))
                 data = [
-                    {"id": i.image_id, "geometry": {"type": "Point", "coordinates": [i.lon, i.lat]},
-                     "captured_at": _millis(i.captured), "compass_angle": i.heading,
-                     "computed_compass_angle": i.heading, "is_pano": i.is_pano,
-                     "camera_type": "spherical" if i.is_pano else "perspective",
-                     "creator": {"username": i.creator, "id": "1"}}
+                    {
+                        "id": i.image_id,
+                        "geometry": {"type": "Point", "coordinates": [i.lon, i.lat]},
+                        "captured_at": _millis(i.captured),
+                        "compass_angle": i.heading,
+                        "computed_compass_angle": i.heading,
+                        "is_pano": i.is_pano,
+                        "camera_type": "spherical" if i.is_pano else "perspective",
+                        "creator": {"username": i.creator, "id": "1"},
+                    }
                     for i in self.images.values()
-                    if west <= i.lon <= east and south <= i.lat <= north]
+                    if west <= i.lon <= east and south <= i.lat <= north
+                ]
                 return _json({"data": data})
             if route == "mly-entity":
                 image_id = path.rsplit("/", 1)[-1]
                 if image_id not in self.images:
-                    return _json({"error": {"message": "Unsupported get request", "code": 100}},
-                                 400)
+                    return _json(
+                        {"error": {"message": "Unsupported get request", "code": 100}}, 400
+                    )
                 with self.lock:
                     self.thumb_serial += 1
                     serial = self.thumb_serial
-                return _json({"id": image_id,
-                              "thumb_2048_url": f"{self.base}/mly-thumbs/{image_id}.jpg?exp="
-                                                f"{serial}"})
+                return _json(
+                    {
+                        "id": image_id,
+                        "thumb_2048_url": f"{self.base}/mly-thumbs/{image_id}.jpg?exp={serial}",
+                    }
+                )
             image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
             if fault == "expired":
                 return 403, "application/xml", b"<Error>Request has expired</Error>"
@@ -238,21 +288,37 @@ class FakeImageryServices:
             image = self.images[image_id]
             return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
         if route == "kv-search":
-            image = self.nearest(float(query["lng"]), float(query["lat"]),
-                                 float(query.get("radius", 50)))
+            image = self.nearest(
+                float(query["lng"]), float(query["lat"]), float(query.get("radius", 50))
+            )
             if image is None:
-                return _json({"status": {"apiCode": 601, "apiMessage": "No results"},
-                              "result": {"data": []}})
-            item = {"id": image.image_id, "lat": str(image.lat), "lng": str(image.lon),
-                    "heading": str(image.heading), "shotDate": f"{image.captured} 10:00:00",
-                    "fileurlProc": f"{self.base}/kv-files/{image.image_id}.jpg",
-                    "projectionType": "PLANE", "sequenceId": "77"}
-            return _json({"status": {"apiCode": 600, "apiMessage": "Request processed"},
-                          "result": {"data": [item]}})
+                return _json(
+                    {"status": {"apiCode": 601, "apiMessage": "No results"}, "result": {"data": []}}
+                )
+            item = {
+                "id": image.image_id,
+                "lat": str(image.lat),
+                "lng": str(image.lon),
+                "heading": str(image.heading),
+                "shotDate": f"{image.captured} 10:00:00",
+                "fileurlProc": f"{self.base}/kv-files/{image.image_id}.jpg",
+                "projectionType": "PLANE",
+                "sequenceId": "77",
+            }
+            return _json(
+                {
+                    "status": {"apiCode": 600, "apiMessage": "Request processed"},
+                    "result": {"data": [item]},
+                }
+            )
         image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
         with self.lock:
             self.downloads[(image_id, None)] += 1
         return 200, "image/jpeg", self.photo_bytes
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 refuses a burst of concurrent connections
 
 
 def _json(value, status=200):
@@ -271,3 +337,11 @@ def _grey_jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (640, 640), (228, 227, 223)).save(buffer, "JPEG")
     return buffer.getvalue()
+
+
+def serve_in_this_process(images, latency, failure_rate, seed, port_queue, stop_event) -> None:
+    """Run the fake services until ``stop_event`` is set (a target for multiprocessing), so a
+    benchmark's client and server do not share one interpreter's GIL."""
+    with FakeImageryServices(images, latency, failure_rate, seed) as fake:
+        port_queue.put(fake.server.server_address[1])
+        stop_event.wait()

@@ -25,7 +25,9 @@ class Credentials:
     secret: str = ""  # Street View URL-signing secret
 
     def __repr__(self) -> str:  # never show a secret, even in a traceback
-        return f"Credentials(key={'***' if self.key else ''!r}, secret={'***' if self.secret else ''!r})"
+        key = "***" if self.key else ""
+        secret = "***" if self.secret else ""
+        return f"Credentials(key={key!r}, secret={secret!r})"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class DateWindow:
         if captured is None:
             return self.start is None and self.end is None
         return (self.start is None or captured >= self.start) and (
-            self.end is None or captured <= self.end)
+            self.end is None or captured <= self.end
+        )
 
 
 @dataclass
@@ -86,8 +89,9 @@ class ImagerySource:
     needs_key: ClassVar[bool] = False
     default_url: ClassVar[str] = ""
 
-    def __init__(self, http: Http, credentials: Credentials | None = None, url: str = "",
-                 location: str = "") -> None:
+    def __init__(
+        self, http: Http, credentials: Credentials | None = None, url: str = "", location: str = ""
+    ) -> None:
         self.http = http
         self.credentials = credentials or Credentials()
         self.url = (url or self.default_url).rstrip("/")
@@ -95,18 +99,21 @@ class ImagerySource:
         if self.needs_key and not self.credentials.key:
             from ..errors import CredentialsError
 
-            raise CredentialsError(f"{self.title} needs a key or token: set one in the "
-                                   "authentication configuration.")
+            raise CredentialsError(
+                f"{self.title} needs a key or token: set one in the authentication configuration."
+            )
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         raise NotImplementedError
 
-    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                 folder: Path) -> tuple[list[Path], list[float]]:
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
         raise NotImplementedError
 
-    def planned_files(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                      folder: Path) -> tuple[list[Path], list[float]]:
+    def planned_files(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
         """The files a download would write, so a cached location needs no request at all."""
         if plan.whole_panorama and candidate.is_panorama:
             return [folder / "panorama.jpg"], [candidate.heading if candidate.heading else 0.0]
@@ -158,6 +165,8 @@ def is_placeholder(image_bytes: bytes) -> bool:
     import numpy as np
     from PIL import Image
 
+    if len(image_bytes) > 32_768:
+        return False  # a flat picture compresses to a few kilobytes; real imagery does not
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
             image.draft("L", (64, 64))

@@ -19,41 +19,62 @@ class KartaView(ImagerySource):
     default_url = "https://api.openstreetcam.org/2.0"
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
-        answer = self.http.get_json(f"{self.url}/photo/", params={
-            "lat": f"{point.lat:.7f}", "lng": f"{point.lon:.7f}", "radius": int(round(radius_m)),
-            "join": "sequence", "itemsPerPage": 50, "page": 1})
+        answer = self.http.get_json(
+            f"{self.url}/photo/",
+            params={
+                "lat": f"{point.lat:.7f}",
+                "lng": f"{point.lon:.7f}",
+                "radius": round(radius_m),
+                "join": "sequence",
+                "itemsPerPage": 50,
+                "page": 1,
+            },
+        )
         status = answer.get("status") or {}
         if status.get("apiCode") == NO_RESULTS:
             return None
         if status.get("apiCode") not in (None, 600, "600"):
-            raise ServiceError(f"KartaView answered {status.get('apiCode')}: "
-                               f"{status.get('apiMessage', '')}")
+            raise ServiceError(
+                f"KartaView answered {status.get('apiCode')}: {status.get('apiMessage', '')}"
+            )
         best = None
         for item in (answer.get("result") or {}).get("data") or []:
             lon, lat = float(item["lng"]), float(item["lat"])
             distance = distance_m(point.lon, point.lat, lon, lat)
             captured = _day(item.get("shotDate", ""))
-            if distance <= radius_m and window.contains(captured) and item.get("fileurlProc") and (
-                    best is None or distance < best[0]):
+            if (
+                distance <= radius_m
+                and window.contains(captured)
+                and item.get("fileurlProc")
+                and (best is None or distance < best[0])
+            ):
                 best = (distance, item, lon, lat, captured)
         if best is None:
             return None
         _, item, lon, lat, captured = best
         heading = item.get("heading")
         sequence = item.get("sequence") or {}
-        return Candidate(self.name, str(item["id"]), lon, lat, captured,
-                         float(heading) if heading not in (None, "") else None,
-                         str(item.get("projectionType") or "").upper() == "SPHERE",
-                         str(sequence.get("userId") or item.get("userId") or ""),
-                         "KartaView terms (CC BY-SA 4.0)", {"url": item["fileurlProc"]})
+        return Candidate(
+            self.name,
+            str(item["id"]),
+            lon,
+            lat,
+            captured,
+            float(heading) if heading not in (None, "") else None,
+            str(item.get("projectionType") or "").upper() == "SPHERE",
+            str(sequence.get("userId") or item.get("userId") or ""),
+            "KartaView terms (CC BY-SA 4.0)",
+            {"url": item["fileurlProc"]},
+        )
 
     def planned_files(self, candidate, point, plan, folder):
         if not candidate.is_panorama:
             return [folder / "image.jpg"], [candidate.heading or 0.0]
         return super().planned_files(candidate, point, plan, folder)
 
-    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                 folder: Path) -> tuple[list[Path], list[float]]:
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
         from .base import cut_views
 
         paths, headings = self.planned_files(candidate, point, plan, folder)
@@ -61,13 +82,15 @@ class KartaView(ImagerySource):
             return paths, headings
         response = self.http.get(candidate.extra["url"])
         if response.status_code != 200:
-            raise ServiceError(f"image download answered HTTP {response.status_code}",
-                               response.status_code)
+            raise ServiceError(
+                f"image download answered HTTP {response.status_code}", response.status_code
+            )
         if len(paths) == 1:
             write_atomic(paths[0], response.content)
             return paths, headings
-        for path, view in zip(paths, cut_views(response.content, candidate, headings, plan),
-                              strict=True):
+        for path, view in zip(
+            paths, cut_views(response.content, candidate, headings, plan), strict=True
+        ):
             write_atomic(path, view)
         return paths, headings
 

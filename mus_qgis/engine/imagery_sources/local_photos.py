@@ -48,16 +48,20 @@ class LocalPhotos(ImagerySource):
             if abs(photo.lat - point.lat) > dlat or abs(photo.lon - point.lon) > dlon:
                 continue
             distance = distance_m(point.lon, point.lat, photo.lon, photo.lat)
-            if distance <= radius_m and window.contains(photo.captured) and (
-                    best is None or (not photo.is_panorama, distance) < best[0]):
+            if (
+                distance <= radius_m
+                and window.contains(photo.captured)
+                and (best is None or (not photo.is_panorama, distance) < best[0])
+            ):
                 best = ((not photo.is_panorama, distance), photo)
         return best[1] if best else None
 
     def planned_files(self, candidate, point, plan, folder):
         return [Path(candidate.extra["path"])], [candidate.heading or 0.0]
 
-    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                 folder: Path) -> tuple[list[Path], list[float]]:
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
         return self.planned_files(candidate, point, plan, folder)
 
 
@@ -118,8 +122,18 @@ def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Cand
     if heading is None and 17 in gps:
         heading = float(gps[17])
     captured = _exif_date(exif.get_ifd(_EXIF_IFD).get(36867) or exif.get(306))
-    return Candidate("local", str(path), position[0], position[1], captured, heading, panorama,
-                     str(exif.get(315) or ""), "", {"path": str(path)})
+    return Candidate(
+        "local",
+        str(path),
+        position[0],
+        position[1],
+        captured,
+        heading,
+        panorama,
+        str(exif.get(315) or ""),
+        "",
+        {"path": str(path)},
+    )
 
 
 def _gps_position(gps) -> tuple[float, float] | None:

@@ -23,8 +23,9 @@ from .base import (
     distance_m,
 )
 
-SEARCH_FIELDS = ("id,geometry,captured_at,compass_angle,computed_compass_angle,is_pano,"
-                 "camera_type,creator")
+SEARCH_FIELDS = (
+    "id,geometry,captured_at,compass_angle,computed_compass_angle,is_pano,camera_type,creator"
+)
 
 
 class Mapillary(ImagerySource):
@@ -40,8 +41,12 @@ class Mapillary(ImagerySource):
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         box = ",".join(f"{v:.7f}" for v in bbox_around(point.lon, point.lat, radius_m))
         answer = self.http.get_json(
-            f"{self.url}/images", params={"bbox": box, "fields": SEARCH_FIELDS, "limit": 1000},
-            headers=self._headers(), transient=_transient, credentials_rejected=_refused)
+            f"{self.url}/images",
+            params={"bbox": box, "fields": SEARCH_FIELDS, "limit": 1000},
+            headers=self._headers(),
+            transient=_transient,
+            credentials_rejected=_refused,
+        )
         if "error" in answer:
             raise ServiceError(self.http.redact(f"Mapillary: {answer['error'].get('message')}"))
         best = None
@@ -59,21 +64,34 @@ class Mapillary(ImagerySource):
         _, item, lon, lat, captured = best
         heading = item.get("computed_compass_angle", item.get("compass_angle"))
         creator = (item.get("creator") or {}).get("username", "")
-        return Candidate(self.name, str(item["id"]), lon, lat, captured,
-                         float(heading) if heading is not None else None,
-                         bool(item.get("is_pano")), creator, "CC BY-SA 4.0")
+        return Candidate(
+            self.name,
+            str(item["id"]),
+            lon,
+            lat,
+            captured,
+            float(heading) if heading is not None else None,
+            bool(item.get("is_pano")),
+            creator,
+            "CC BY-SA 4.0",
+        )
 
     def _fresh_url(self, image_id: str, size: int) -> str:
         field = "thumb_2048_url" if size <= 2048 else "thumb_original_url"
-        answer = self.http.get_json(f"{self.url}/{image_id}", params={"fields": field},
-                                    headers=self._headers(), transient=_transient,
-                                    credentials_rejected=_refused)
+        answer = self.http.get_json(
+            f"{self.url}/{image_id}",
+            params={"fields": field},
+            headers=self._headers(),
+            transient=_transient,
+            credentials_rejected=_refused,
+        )
         if field not in answer:
             raise ServiceError(f"Mapillary gave no image URL for image {image_id}")
         return answer[field]
 
-    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                 folder: Path) -> tuple[list[Path], list[float]]:
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
         paths, headings = self.planned_files(candidate, point, plan, folder)
         if all(path.exists() for path in paths):
             return paths, headings
@@ -84,8 +102,9 @@ class Mapillary(ImagerySource):
                 data = response.content
                 break
             if response.status_code not in (403, 410):
-                raise ServiceError(f"image download answered HTTP {response.status_code}",
-                                   response.status_code)
+                raise ServiceError(
+                    f"image download answered HTTP {response.status_code}", response.status_code
+                )
         if data is None:
             raise ServiceError("the image URL kept expiring")
         if (plan.whole_panorama and candidate.is_panorama) or not candidate.is_panorama:

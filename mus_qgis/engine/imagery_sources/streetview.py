@@ -41,20 +41,32 @@ class StreetView(ImagerySource):
         return url
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
-        url = self._signed(f"{self.url}/metadata", {
-            "location": f"{point.lat:.7f},{point.lon:.7f}", "radius": int(round(radius_m)),
-            "source": "outdoor"})
-        answer = self.http.get_json(url, transient=_transient_metadata,
-                                    credentials_rejected=_refused)
+        url = self._signed(
+            f"{self.url}/metadata",
+            {
+                "location": f"{point.lat:.7f},{point.lon:.7f}",
+                "radius": round(radius_m),
+                "source": "outdoor",
+            },
+        )
+        answer = self.http.get_json(
+            url, transient=_transient_metadata, credentials_rejected=_refused
+        )
         status = answer.get("status", "")
         if status in ("ZERO_RESULTS", "NOT_FOUND"):
             return None
         if status == "REQUEST_DENIED":
-            raise CredentialsError(self.http.redact(
-                f"Street View refused the key: {answer.get('error_message', status)}"))
+            raise CredentialsError(
+                self.http.redact(
+                    f"Street View refused the key: {answer.get('error_message', status)}"
+                )
+            )
         if status != "OK":
-            raise ServiceError(self.http.redact(
-                f"Street View metadata answered {status}: {answer.get('error_message', '')}"))
+            raise ServiceError(
+                self.http.redact(
+                    f"Street View metadata answered {status}: {answer.get('error_message', '')}"
+                )
+            )
         location = answer.get("location") or {}
         lat, lon = float(location.get("lat", point.lat)), float(location.get("lng", point.lon))
         if distance_m(point.lon, point.lat, lon, lat) > radius_m:
@@ -62,41 +74,66 @@ class StreetView(ImagerySource):
         captured = _month(answer.get("date", ""))
         if not window.contains(captured):
             return None
-        return Candidate(self.name, str(answer["pano_id"]), lon, lat, captured, None, True,
-                         answer.get("copyright", "").replace("©", "").strip(),
-                         "Google Maps Platform terms")
+        return Candidate(
+            self.name,
+            str(answer["pano_id"]),
+            lon,
+            lat,
+            captured,
+            None,
+            True,
+            answer.get("copyright", "").replace("©", "").strip(),
+            "Google Maps Platform terms",
+        )
 
     def planned_files(self, candidate, point, plan, folder):
         if plan.whole_panorama:
-            raise ServiceError("The Street View Static API gives views, not whole panoramas: "
-                               "choose a number of views instead.")
+            raise ServiceError(
+                "The Street View Static API gives views, not whole panoramas: "
+                "choose a number of views instead."
+            )
         return super().planned_files(candidate, point, plan, folder)
 
-    def download(self, candidate: Candidate, point: FetchPoint, plan: ViewPlan,
-                 folder: Path) -> tuple[list[Path], list[float]]:
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
+        paths, headings = self.planned_files(candidate, point, plan, folder)
+        for path, heading in zip(paths, headings, strict=True):
+            if not path.exists():
+                self.download_view(candidate, heading, path, plan)
+        return paths, headings
+
+    def download_view(
+        self, candidate: Candidate, heading: float, path: Path, plan: ViewPlan
+    ) -> None:
+        """One view; the fetcher calls this per view so that views download in parallel."""
         from .base import is_placeholder
 
-        paths, headings = self.planned_files(candidate, point, plan, folder)
         size = min(plan.size, MAX_SIZE)
-        for path, heading in zip(paths, headings, strict=True):
-            if path.exists():
-                continue
-            url = self._signed(self.url, {
-                "size": f"{size}x{size}", "pano": candidate.image_id, "heading": f"{heading:g}",
-                "fov": f"{min(plan.fov, 120):g}", "pitch": f"{plan.pitch:g}",
-                "return_error_code": "true"})
-            response = self.http.get(url, credentials_rejected=_refused)
-            if response.status_code == 404:
-                raise ServiceError("no imagery for this panorama any more", 404)
-            if response.status_code != 200 or not response.headers.get(
-                    "Content-Type", "").startswith("image/"):
-                raise ServiceError(self.http.redact(
-                    f"Street View image request answered HTTP {response.status_code}"),
-                    response.status_code)
-            if is_placeholder(response.content):
-                raise ServiceError("Street View sent a grey placeholder instead of imagery")
-            write_atomic(path, response.content)
-        return paths, headings
+        url = self._signed(
+            self.url,
+            {
+                "size": f"{size}x{size}",
+                "pano": candidate.image_id,
+                "heading": f"{heading:g}",
+                "fov": f"{min(plan.fov, 120):g}",
+                "pitch": f"{plan.pitch:g}",
+                "return_error_code": "true",
+            },
+        )
+        response = self.http.get(url, credentials_rejected=_refused)
+        if response.status_code == 404:
+            raise ServiceError("no imagery for this panorama any more", 404)
+        if response.status_code != 200 or not response.headers.get("Content-Type", "").startswith(
+            "image/"
+        ):
+            raise ServiceError(
+                self.http.redact(f"Street View image request answered HTTP {response.status_code}"),
+                response.status_code,
+            )
+        if is_placeholder(response.content):
+            raise ServiceError("Street View sent a grey placeholder instead of imagery")
+        write_atomic(path, response.content)
 
 
 def _transient_metadata(response) -> bool:

@@ -1,0 +1,380 @@
+"""Processing algorithm ``mus:fetchpanoramas``."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsApplication,
+    QgsAuthMethodConfig,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterAuthConfig,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from .base import (
+    FeedbackProgress,
+    MusAlgorithm,
+    make_field,
+    plugin_cache_dir,
+    qgis_proxies,
+    require_engine,
+)
+
+WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
+# (label, views, field of view, whole panorama); Processing stores the index: append only.
+VIEW_CHOICES = (
+    ("4 views of 90° from the street's bearing", 4, 90.0, False),
+    ("6 views of 60°", 6, 60.0, False),
+    ("8 views of 45°", 8, 45.0, False),
+    ("1 view of 90° along the street", 1, 90.0, False),
+    ("The whole equirectangular panorama (Mapillary, KartaView, local)", 1, 90.0, True),
+)
+# Headless runs without an authentication configuration read these variables instead.
+KEY_VARIABLES = {
+    "streetview": ("MUS_STREETVIEW_KEY", "MUS_STREETVIEW_SECRET"),
+    "mapillary": ("MUS_MAPILLARY_TOKEN", ""),
+}
+OUTPUT_FIELDS = (
+    ("source", "string"),
+    ("image_id", "string"),
+    ("captured", "string"),
+    ("distance_m", "double"),
+    ("image_paths", "string"),
+    ("headings", "string"),
+    ("image_heading", "double"),
+    ("is_panorama", "int"),
+    ("creator", "string"),
+    ("licence", "string"),
+    ("duplicate_of", "int64"),
+    ("fetch_status", "string"),
+)
+
+
+class FetchPanoramas(MusAlgorithm):
+    """One street-level image (or set of views) per point, from a chosen source."""
+
+    NAME = "fetchpanoramas"
+    DISPLAY_NAME = "Fetch panoramas"
+    GROUP = "2 · Imagery"
+    GROUP_ID = "imagery"
+    HELP = (
+        "Finds the street-level image nearest to each point within the search radius and saves "
+        "it, as views aimed from the street's bearing or as the whole 360° panorama.\n\n"
+        "Sources: Google Street View Static API (a key with billing; the free metadata call "
+        "first, then one image per heading, at most 640×640; optional URL signing secret), "
+        "Mapillary (a free client token; 360° images preferred; CC BY-SA), KartaView (no key), "
+        "or your own geotagged photos (a folder read through EXIF GPS, or a CSV of lon, lat, "
+        "path). Keys go in an authentication configuration (Basic: the key or token as user "
+        "name, the Street View signing secret as password); they never appear in logs, fields "
+        "or projects.\n\n"
+        "Output: every input point, with the source, image id, capture date, distance to the "
+        "image, image_paths (';'-joined, as 'CLIP-classify' reads them), headings, the image's "
+        "own heading, attribution (creator, licence) and fetch_status (ok, no imagery, or the "
+        "error). Points on the same panorama share one download (duplicate_of names the point "
+        "that has it).\n\n"
+        "Images are cached in the cache folder; a second run, after a cancel, a crash or a "
+        "closed laptop, re-uses every image that still decodes and asks only for what is "
+        "missing. Google's terms restrict caching Street View images: the cache folder is "
+        "yours to clear."
+    )
+
+    INPUT = "INPUT"
+    SOURCE = "SOURCE"
+    AUTH = "AUTH"
+    PHOTO_FOLDER = "PHOTO_FOLDER"
+    PHOTO_CSV = "PHOTO_CSV"
+    BEARING_FIELD = "BEARING_FIELD"
+    RADIUS = "RADIUS"
+    VIEWS = "VIEWS"
+    IMAGE_SIZE = "IMAGE_SIZE"
+    DATE_FROM = "DATE_FROM"
+    DATE_TO = "DATE_TO"
+    CACHE_FOLDER = "CACHE_FOLDER"
+    CONCURRENCY = "CONCURRENCY"
+    SERVICE_URL = "SERVICE_URL"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        from ..engine.imagery_sources import imagery_sources
+
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.INPUT,
+                self.tr("Points (e.g. street centroids)"),
+                [QgsProcessing.TypeVectorPoint],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.SOURCE,
+                self.tr("Imagery source"),
+                options=[cls.title for cls in imagery_sources().values()],
+                defaultValue=1,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterAuthConfig(
+                self.AUTH, self.tr("Key or token (authentication configuration)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.PHOTO_FOLDER,
+                self.tr("Local photos: folder of geotagged images"),
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.PHOTO_CSV,
+                self.tr("Local photos: CSV of lon, lat, path"),
+                optional=True,
+                fileFilter="CSV (*.csv)",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.BEARING_FIELD,
+                self.tr("Street bearing field (aims the views)"),
+                defaultValue="bearing",
+                parentLayerParameterName=self.INPUT,
+                type=QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.RADIUS,
+                self.tr("Search radius (metres)"),
+                QgsProcessingParameterNumber.Double,
+                defaultValue=25.0,
+                minValue=1.0,
+                maxValue=1000.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.VIEWS, self.tr("Views"), options=[c[0] for c in VIEW_CHOICES], defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.IMAGE_SIZE,
+                self.tr("View size (pixels; Street View at most 640)"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=640,
+                minValue=64,
+                maxValue=2048,
+            )
+        )
+        for name, label in (
+            (self.DATE_FROM, "Captured from (optional)"),
+            (self.DATE_TO, "Captured until (optional)"),
+        ):
+            self.addParameter(
+                QgsProcessingParameterDateTime(
+                    name, self.tr(label), type=QgsProcessingParameterDateTime.Date, optional=True
+                )
+            )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CACHE_FOLDER,
+                self.tr("Cache folder (empty: the plugin's)"),
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.CONCURRENCY,
+                self.tr("Concurrent requests"),
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=8,
+                minValue=1,
+                maxValue=64,
+            ),
+            QgsProcessingParameterString(
+                self.SERVICE_URL, self.tr("Service URL (empty: the source's own)"), optional=True
+            ),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, self.tr("Points with imagery"), QgsProcessing.TypeVectorPoint
+            )
+        )
+        for name, label in (
+            ("WITH_IMAGERY", "Points with imagery"),
+            ("WITHOUT_IMAGERY", "Points without imagery"),
+            ("SHARED", "Points sharing another point's image"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Look up and download the imagery, then write every point with what was found."""
+        require_engine("urllib3", "PIL", "numpy")
+        from ..engine.errors import MusError
+        from ..engine.fetch import FetchSettings, fetch_imagery
+        from ..engine.imagery_sources import imagery_sources
+        from ..engine.imagery_sources.base import DateWindow, ViewPlan
+
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        name = list(imagery_sources())[self.parameterAsEnum(parameters, self.SOURCE, context)]
+        _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
+        settings = FetchSettings(
+            name,
+            radius_m=self.parameterAsDouble(parameters, self.RADIUS, context),
+            plan=ViewPlan(
+                count, fov, 0.0, self.parameterAsInt(parameters, self.IMAGE_SIZE, context), whole
+            ),
+            window=DateWindow(
+                self._date(parameters, self.DATE_FROM, context),
+                self._date(parameters, self.DATE_TO, context),
+            ),
+            concurrency=self.parameterAsInt(parameters, self.CONCURRENCY, context),
+            url=self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
+            location=self._photo_location(name, parameters, context),
+        )
+        points, features = self._points(source, parameters, context)
+        if not features:
+            raise QgsProcessingException("The input layer has no points.")
+        cache = self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or str(
+            plugin_cache_dir()
+        )
+        try:
+            outcomes = fetch_imagery(
+                points,
+                settings,
+                cache,
+                self._credentials(name, parameters, context),
+                FeedbackProgress(feedback),
+                qgis_proxies(),
+            )
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        by_key = {outcome.key: outcome for outcome in outcomes}
+        dest_id = self._write(source, features, by_key, parameters, context)
+        found = [o for o in outcomes if o.status == "ok"]
+        return {
+            self.OUTPUT: dest_id,
+            "WITH_IMAGERY": len(found),
+            "WITHOUT_IMAGERY": len(features) - len(found),
+            "SHARED": sum(1 for o in outcomes if o.duplicate_of is not None),
+        }
+
+    def _date(self, parameters, name, context):
+        value = self.parameterAsDateTime(parameters, name, context)
+        return value.date().toPyDate() if value.isValid() else None
+
+    def _photo_location(self, name, parameters, context) -> str:
+        folder = self.parameterAsFile(parameters, self.PHOTO_FOLDER, context)
+        listing = self.parameterAsFile(parameters, self.PHOTO_CSV, context)
+        if name == "local" and not (folder or listing):
+            raise QgsProcessingException(
+                "Local photos need a folder of geotagged images or a CSV of lon, lat, path."
+            )
+        return listing or folder
+
+    def _credentials(self, name, parameters, context):
+        """The key and secret from the authentication database (or, headless, the environment)."""
+        from ..engine.imagery_sources.base import Credentials
+
+        auth_id = self.parameterAsString(parameters, self.AUTH, context)
+        if auth_id:
+            config = QgsAuthMethodConfig()
+            if not QgsApplication.authManager().loadAuthenticationConfig(auth_id, config, True):
+                raise QgsProcessingException(
+                    f"The authentication configuration {auth_id} cannot be read (is the master "
+                    "password set?)."
+                )
+            key = config.config("username") or config.config("token") or ""
+            return Credentials(key.strip(), (config.config("password") or "").strip())
+        key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
+        return Credentials(
+            os.environ.get(key_variable, "") if key_variable else "",
+            os.environ.get(secret_variable, "") if secret_variable else "",
+        )
+
+    def _points(self, source, parameters, context):
+        from ..engine.imagery_sources.base import FetchPoint
+
+        chosen = self.parameterAsFields(parameters, self.BEARING_FIELD, context)
+        bearing_index = source.fields().lookupField(chosen[0]) if chosen and chosen[0] else -1
+        transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
+        points, features = [], []
+        for feature in source.getFeatures():
+            features.append(feature)
+            geometry = feature.geometry()
+            if geometry.isNull() or geometry.isEmpty():
+                continue  # kept in the output with its own status
+            point = transform.transform(geometry.centroid().asPoint())
+            bearing = feature.attributes()[bearing_index] if bearing_index >= 0 else None
+            try:
+                bearing = float(bearing) if bearing is not None else None
+            except (TypeError, ValueError):
+                bearing = None
+            points.append(FetchPoint(feature.id(), point.x(), point.y(), bearing))
+        return points, features
+
+    def _write(self, source, features, by_key, parameters, context) -> str:
+        ours = {name for name, _ in OUTPUT_FIELDS}
+        kept = [i for i, f in enumerate(source.fields()) if f.name() not in ours]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(source.fields().at(index))
+        for name, kind in OUTPUT_FIELDS:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        from ..engine.embedding import PATH_SEPARATOR
+
+        for feature in features:
+            outcome = by_key.get(feature.id())
+            if outcome is None:
+                values = [None] * (len(OUTPUT_FIELDS) - 1) + ["no geometry"]
+            else:
+                values = [
+                    outcome.source or None,
+                    outcome.image_id or None,
+                    outcome.captured.isoformat() if outcome.captured else None,
+                    outcome.distance_m,
+                    PATH_SEPARATOR.join(outcome.paths) or None,
+                    PATH_SEPARATOR.join(f"{h:g}" for h in outcome.headings) or None,
+                    outcome.image_heading,
+                    int(outcome.is_panorama) if outcome.image_id else None,
+                    outcome.creator or None,
+                    outcome.licence or None,
+                    outcome.duplicate_of,
+                    outcome.status,
+                ]
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + values)
+            sink.addFeature(out, QgsFeatureSink.FastInsert)
+        return dest_id
