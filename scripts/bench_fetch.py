@@ -64,6 +64,45 @@ def one_run(points, images, latency, failure_rate, concurrency, cache) -> tuple[
     return elapsed, report
 
 
+def server_ceiling(images, latency, concurrency, seconds=3.0) -> float:
+    """Requests a second the fake server answers to bare urllib3 threads: the ceiling."""
+    import threading
+
+    import urllib3
+
+    context = multiprocessing.get_context("spawn")
+    ports, stop = context.Queue(), context.Event()
+    server = context.Process(
+        target=serve_in_this_process, args=(images, latency, 0.0, 7, ports, stop), daemon=True
+    )
+    server.start()
+    url = (
+        f"http://127.0.0.1:{ports.get(timeout=60)}/maps/api/streetview?size=640x640"
+        f"&pano={images[0].image_id}&heading=0&key={GOOD_KEY}"
+    )
+    pool = urllib3.PoolManager(maxsize=concurrency)
+    answered = []
+    deadline = time.perf_counter() + seconds
+
+    def hammer() -> None:
+        count = 0
+        while time.perf_counter() < deadline:
+            pool.request("GET", url).release_conn()
+            count += 1
+        answered.append(count)
+
+    threads = [threading.Thread(target=hammer) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rate = sum(answered) / (time.perf_counter() - started)
+    stop.set()
+    server.join(10)
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, default=500)
@@ -75,6 +114,11 @@ def main() -> None:
     print(
         f"{args.points} points, 4 views each, {args.latency * 1000:.0f} ms a request, "
         f"{args.concurrency} concurrent requests"
+    )
+    ceiling = server_ceiling(images, args.latency, args.concurrency)
+    print(
+        f"fake server ceiling (bare urllib3 threads): {ceiling:.0f} requests/s, i.e. "
+        f"{ceiling * 4 / 5:.0f} views/s at 5 requests (1 lookup + 4 views) a point"
     )
     for failure_rate in (0.0, 0.10):
         with tempfile.TemporaryDirectory() as cache:

@@ -12,7 +12,8 @@ import hashlib
 import json
 import sqlite3
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -90,9 +91,7 @@ def fetch_imagery(
     if not points:
         return []
     with _Lookups(root / "lookups.sqlite") as lookups:
-        candidates = _find_all(points, settings, source, lookups, outcomes, progress)
-    owners = _mark_duplicates(points, candidates, outcomes)
-    _download_all(owners, settings, source, root, outcomes, progress, len(points))
+        _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
     for point in points:
         outcome = outcomes[point.key]
         if outcome.duplicate_of is not None:
@@ -102,56 +101,113 @@ def fetch_imagery(
     return [outcomes[p.key] for p in points]
 
 
-def _run_concurrently(
-    items, work, concurrency: int, progress: Progress, start: float, span: float, total: int
-) -> None:
-    """Run ``work(item)`` over items with bounded concurrency; a cancel or a refused key stops
-    everything at once (finished items stay done)."""
-    lock = threading.Lock()
-    done = [0]
+class _Pipeline:
+    """Lookups and downloads in one bounded pool, downloads first as soon as they are known.
 
-    def task(item):
-        if progress.is_canceled():
-            raise CanceledError()
-        work(item)
-        with lock:
-            done[0] += 1
-            progress.set_progress(start + span * done[0] / max(total, 1))
+    An image belongs to the first point, in input order, that resolves to it (its bearing aims
+    the views), so the files a run writes do not depend on which answer came back first: a
+    resumed run plans the same files and finds them in the cache.
+    """
 
-    items = list(items)
-    if not items:
-        return
-    # The first item alone: a bad key is found with one request, not a thousand.
-    task(items[0])
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(task, item) for item in items[1:]]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in finished:
-            if future.exception() is not None:
-                for other in futures:
-                    other.cancel()
-                raise future.exception()
+    def __init__(self, points, settings, source, root, lookups, outcomes, progress) -> None:
+        self.points, self.settings, self.source, self.root = points, settings, source, root
+        self.lookups, self.outcomes, self.progress = lookups, outcomes, progress
+        self.candidates: list[Candidate | None] = [None] * len(points)
+        self.found = [False] * len(points)
+        self.prefix = 0  # every point before this one is looked up and assigned
+        self.owners: dict[str, int] = {}
+        self.ready: deque = deque()
+        self.done = {"find": 0, "prepare": 0, "fetch": 0}
+        self.reused = 0
 
+    def run(self) -> None:
+        count = len(self.points)
+        self.progress.info(f"Looking up {self.source.title} imagery for {count} points ...")
+        # The first lookup alone: a refused key is found with one request, not a thousand.
+        self._finished(("find", 0), self._find(0))
+        next_lookup = 1
+        in_flight: dict = {}
+        with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as pool:
+            try:
+                while in_flight or self.ready or next_lookup < count:
+                    if self.progress.is_canceled():
+                        raise CanceledError()
+                    while len(in_flight) < self.settings.concurrency:
+                        if self.ready:
+                            task = self.ready.popleft()
+                        elif next_lookup < count:
+                            task, next_lookup = ("find", next_lookup), next_lookup + 1
+                        else:
+                            break
+                        in_flight[pool.submit(self._work, task)] = task
+                    finished, _ = wait(in_flight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        self._finished(in_flight.pop(future), future.result())
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                raise
+        owners = len(self.owners)
+        shared = sum(1 for o in self.outcomes.values() if o.duplicate_of is not None)
+        self.progress.info(
+            f"{owners} images: {owners - self.reused} fetched, {self.reused} "
+            f"already in the cache; {shared} points share an image with another "
+            "point."
+        )
 
-def _find_all(points, settings, source, lookups, outcomes, progress):
-    candidates: dict[int, Candidate | None] = {}
+    def _work(self, task):
+        kind = task[0]
+        if kind == "find":
+            return self._find(task[1])
+        if kind == "prepare":
+            return self._prepare(task[1])
+        return self._fetch(*task[1:])
 
-    def find(point: FetchPoint) -> None:
-        outcome = outcomes[point.key]
-        key = lookups.key(source.name, settings, point)
-        cached = lookups.get(key)
+    def _finished(self, task, result) -> None:
+        kind = task[0]
+        self.done["fetch" if kind in ("view", "whole") else kind] += 1
+        if kind == "find":
+            self.found[task[1]] = True
+            self._assign_owners()
+        elif kind == "prepare":
+            self.ready.extend(result)
+        count = len(self.points)
+        owners = max(len(self.owners), 1)
+        self.progress.set_progress(
+            40.0 * self.done["find"] / count
+            + 60.0 * self.done["prepare"] / owners * self.prefix / count
+        )
+
+    def _assign_owners(self) -> None:
+        while self.prefix < len(self.points) and self.found[self.prefix]:
+            index = self.prefix
+            candidate = self.candidates[index]
+            if candidate is not None:
+                owner = self.owners.get(candidate.image_id)
+                if owner is None:
+                    self.owners[candidate.image_id] = index
+                    self.ready.appendleft(("prepare", index))
+                else:
+                    self.outcomes[self.points[index].key].duplicate_of = self.points[owner].key
+            self.prefix += 1
+
+    def _find(self, index: int) -> None:
+        point = self.points[index]
+        outcome = self.outcomes[point.key]
+        key = self.lookups.key(self.source.name, self.settings, point)
+        cached = self.lookups.get(key)
         try:
             if cached is not None:
                 candidate = cached or None
             else:
-                candidate = source.find(point, settings.radius_m, settings.window)
-                lookups.put(key, candidate)
+                candidate = self.source.find(point, self.settings.radius_m, self.settings.window)
+                self.lookups.put(key, candidate)
         except (CredentialsError, CanceledError):
             raise
         except MusError as exc:
             outcome.status = f"error: {exc}"
             return
-        candidates[point.key] = candidate
+        self.candidates[index] = candidate
         if candidate is None:
             outcome.status = STATUS_NONE
             return
@@ -163,87 +219,51 @@ def _find_all(points, settings, source, lookups, outcomes, progress):
             distance_m(point.lon, point.lat, candidate.lon, candidate.lat), 2
         )
 
-    progress.info(f"Looking up {source.title} imagery for {len(points)} points ...")
-    _run_concurrently(points, find, settings.concurrency, progress, 0.0, 40.0, len(points))
-    return candidates
-
-
-def _mark_duplicates(points, candidates, outcomes):
-    """The first point of each image downloads it; later points on the same image refer to it."""
-    owners: dict[str, tuple[FetchPoint, Candidate]] = {}
-    for point in points:
-        candidate = candidates.get(point.key)
-        if candidate is None:
-            continue
-        if candidate.image_id in owners:
-            outcomes[point.key].duplicate_of = owners[candidate.image_id][0].key
-        else:
-            owners[candidate.image_id] = (point, candidate)
-    return list(owners.values())
-
-
-def _download_all(owners, settings, source, root, outcomes, progress, total_points):
-    """Check what the cache holds, then fetch the rest; one task per view where the source
-    fetches views one by one, so that every connection stays busy to the end."""
-    lock = threading.Lock()
-    units: list[tuple] = []
-    reused = [0]
-
-    def prepare(item) -> None:
-        point, candidate = item
-        outcome = outcomes[point.key]
-        folder = root / _safe(candidate.image_id)
+    def _prepare(self, index: int) -> list[tuple]:
+        """What the cache already holds for an image, and the fetch tasks for the rest."""
+        point, candidate = self.points[index], self.candidates[index]
+        outcome = self.outcomes[point.key]
+        folder = self.root / _safe(candidate.image_id)
         try:
-            planned, headings = source.planned_files(candidate, point, settings.plan, folder)
+            planned, headings = self.source.planned_files(
+                candidate, point, self.settings.plan, folder
+            )
         except MusError as exc:
             outcome.status = f"error: {exc}"
-            return
+            return []
         # Leftovers of a killed run; one task owns each image folder, so none is in use.
         for leftover in folder.glob(".*.part"):
             leftover.unlink(missing_ok=True)
         for path in planned:
             # A file that no longer decodes (a crash mid-write elsewhere, a bad disk) goes.
-            if path.exists() and source.name != "local" and not image_decodes(path):
+            if path.exists() and self.source.name != "local" and not image_decodes(path):
                 path.unlink()
         outcome.paths, outcome.headings = [str(p) for p in planned], list(headings)
         missing = [(p, h) for p, h in zip(planned, headings, strict=True) if not p.exists()]
-        with lock:
-            if not missing:
-                outcome.status = STATUS_OK
-                reused[0] += 1
-            elif hasattr(source, "download_view") and len(planned) > 1:
-                units.extend((point, candidate, path, heading) for path, heading in missing)
-            else:
-                units.append((point, candidate, None, None))
+        if not missing:
+            outcome.status = STATUS_OK
+            self.reused += 1
+            return []
+        outcome.status = STATUS_OK  # until a fetch task says otherwise
+        if hasattr(self.source, "download_view") and len(planned) > 1:
+            return [("view", index, path, heading) for path, heading in missing]
+        return [("whole", index, None, None)]
 
-    def fetch(unit) -> None:
-        point, candidate, path, heading = unit
-        outcome = outcomes[point.key]
-        folder = root / _safe(candidate.image_id)
+    def _fetch(self, index: int, path, heading) -> None:
+        point, candidate = self.points[index], self.candidates[index]
+        outcome = self.outcomes[point.key]
+        folder = self.root / _safe(candidate.image_id)
         try:
             if path is None:
-                paths, headings = source.download(candidate, point, settings.plan, folder)
+                paths, headings = self.source.download(candidate, point, self.settings.plan, folder)
                 outcome.paths, outcome.headings = [str(p) for p in paths], list(headings)
             else:
-                source.download_view(candidate, heading, path, settings.plan)
+                self.source.download_view(candidate, heading, path, self.settings.plan)
         except (CredentialsError, CanceledError):
             raise
         except MusError as exc:
-            with lock:
-                if not outcome.status.startswith("error"):
-                    outcome.status = f"error: {exc}"
-
-    _run_concurrently(owners, prepare, settings.concurrency, progress, 40.0, 5.0, len(owners))
-    _run_concurrently(units, fetch, settings.concurrency, progress, 45.0, 55.0, len(units))
-    for point, _candidate in owners:
-        outcome = outcomes[point.key]
-        if not outcome.status.startswith("error"):
-            outcome.status = STATUS_OK
-    duplicates = sum(1 for o in outcomes.values() if o.duplicate_of is not None)
-    progress.info(
-        f"{len(owners)} images: {len(owners) - reused[0]} fetched, {reused[0]} "
-        f"already in the cache; {duplicates} points share an image with another point."
-    )
+            if not outcome.status.startswith("error"):
+                outcome.status = f"error: {exc}"
 
 
 def _safe(image_id: str) -> str:

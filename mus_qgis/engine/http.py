@@ -11,13 +11,13 @@ import json
 import os
 import random
 import re
-import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from .deps import require
 from .errors import CanceledError, CredentialsError, ServiceError
@@ -62,10 +62,10 @@ class Response:
 
 @dataclass
 class Http:
-    """A small, thread-safe HTTP client over one urllib3 connection pool.
+    """A small, thread-safe HTTP client: one kept-alive connection per thread and host.
 
-    urllib3 rather than requests: at hundreds of requests a second, requests' own work per call
-    (three times urllib3's) is what limits the rate.
+    Not requests: at hundreds of requests a second its own work per call (three times
+    urllib3's) is what limits the rate. urllib3 serves proxies; without one, plain http.client.
     """
 
     secrets: list[str] = field(default_factory=list)
@@ -95,6 +95,7 @@ class Http:
             self._pool = urllib3.PoolManager(**options)
         self.counts = {"requests": 0, "retries": 0}
         self._count_lock = threading.Lock()
+        self._local = threading.local()
 
     def redact(self, text: str) -> str:
         text = _SECRET_PARAMS.sub(r"\1***", str(text))
@@ -115,19 +116,58 @@ class Http:
             time.sleep(min(left, 0.1))
 
     def _fetch(self, url: str, params, headers) -> Response:
-        import urllib3
-
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
-        answer = self._pool.request(
-            "GET",
-            url,
-            headers={**self._pool.headers, **(headers or {})},
-            timeout=urllib3.Timeout(connect=self.policy.timeout, read=self.policy.timeout),
-            retries=False,
-            preload_content=True,
-        )
-        return Response(answer.status, answer.data, dict(answer.headers), url)
+        headers = {"User-Agent": self.user_agent, **(headers or {})}
+        if self.proxies:
+            import urllib3
+
+            answer = self._pool.request(
+                "GET",
+                url,
+                headers=headers,
+                retries=False,
+                preload_content=True,
+                timeout=urllib3.Timeout(connect=self.policy.timeout, read=self.policy.timeout),
+            )
+            return Response(answer.status, answer.data, dict(answer.headers), url)
+        # Without a proxy, http.client on one kept-alive connection per thread and host: at
+        # hundreds of requests a second urllib3's own URL parsing is what limits the rate.
+        parts = urlsplit(url)
+        target = f"{parts.path or '/'}{'?' + parts.query if parts.query else ''}"
+        key = (parts.scheme, parts.hostname, parts.port)
+        connection = self._connection(*key)
+        try:
+            connection.request("GET", target, headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+        except BaseException:
+            self._drop_connection(key)
+            raise
+        if answer.will_close:
+            self._drop_connection(key)
+        return Response(answer.status, body, dict(answer.getheaders()), url)
+
+    def _connection(self, scheme: str, host: str, port: int | None):
+        import http.client
+
+        connections = self._local.__dict__.setdefault("connections", {})
+        key = (scheme, host, port)
+        if key not in connections:
+            if scheme == "https":
+                connections[key] = http.client.HTTPSConnection(
+                    host, port, timeout=self.policy.timeout, context=_ssl_context()
+                )
+            else:
+                connections[key] = http.client.HTTPConnection(
+                    host, port, timeout=self.policy.timeout
+                )
+        return connections[key]
+
+    def _drop_connection(self, key: tuple) -> None:
+        connection = self._local.__dict__.get("connections", {}).pop(key, None)
+        if connection is not None:
+            connection.close()
 
     def get(
         self,
@@ -139,6 +179,8 @@ class Http:
         credentials_rejected: Callable[[Response], bool] | None = None,
     ) -> Response:
         """GET with retries; returns the final response (any status the caller must judge)."""
+        import http.client
+
         import urllib3
 
         last_problem = ""
@@ -150,7 +192,7 @@ class Http:
                 self.counts["retries"] += attempt > 0
             try:
                 response = self._fetch(url, params, headers)
-            except urllib3.exceptions.HTTPError as exc:
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 last_problem = type(exc).__name__
                 self.sleep(self.policy.delay(attempt))
                 continue
@@ -196,6 +238,23 @@ class Http:
         raise ServiceError(self.redact(f"{url} keeps answering with something that is not JSON"))
 
 
+_ssl_contexts: list = []
+
+
+def _ssl_context():
+    """One TLS context for all connections, with certifi's roots when it is there."""
+    import ssl
+
+    if not _ssl_contexts:
+        try:
+            import certifi
+
+            _ssl_contexts.append(ssl.create_default_context(cafile=certifi.where()))
+        except ImportError:
+            _ssl_contexts.append(ssl.create_default_context())
+    return _ssl_contexts[0]
+
+
 def _retry_after(response: Response) -> float | None:
     value = response.headers.get("Retry-After", "")
     try:
@@ -215,13 +274,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     that no longer decodes is fetched again (the cache checks every file it re-uses).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     try:
-        with os.fdopen(handle, "wb") as out:
+        with open(temporary, "xb") as out:
             out.write(data)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -258,9 +258,9 @@ def test_a_cancel_then_a_second_run_completes_without_fetching_twice(tmp_path):
         assert time.perf_counter() - started < 10
         fetched_before = sum(fake.downloads.values())
         assert 0 < fetched_before < 24 * 4
-        lookups_before = fake.count("/maps/api/streetview/metadata")
         outcomes = run(fake, "streetview", tmp_path, points)
-        assert fake.count("/maps/api/streetview/metadata") == lookups_before  # remembered
+        # Each point was looked up once over both runs: the first run's lookups are remembered.
+        assert fake.count("/maps/api/streetview/metadata") == len(points)
         assert_complete_and_unique(fake, outcomes, tmp_path)
 
 
@@ -353,3 +353,19 @@ def test_local_photos_from_a_csv_recognise_panoramas(tmp_path):
     outcomes = fetch_imagery(points, settings, tmp_path)
     assert [o.status for o in outcomes] == ["ok", "ok", "no imagery"]
     assert outcomes[0].is_panorama and not outcomes[1].is_panorama
+
+
+def test_requests_go_through_a_proxy_when_one_is_set(tmp_path):
+    images = grid_images(2)
+    with FakeImageryServices(images) as fake:
+        # The fake answers as the proxy would: the request line carries the absolute URL of a
+        # host that does not exist, so only the proxy can have answered.
+        proxied = Http(
+            secrets=[GOOD_KEY], proxies={"http": fake.base, "https": fake.base}, policy=FAST
+        )
+        settings = FetchSettings("streetview", url="http://streetview.invalid/maps/api/streetview")
+        outcomes = fetch_imagery(
+            points_on(images)[:2], settings, tmp_path, Credentials(GOOD_KEY), http=proxied
+        )
+        assert [o.status for o in outcomes] == ["ok", "ok"]
+        assert fake.count("/maps/api/streetview") == 2 + 2 * 4

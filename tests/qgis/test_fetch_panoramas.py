@@ -209,3 +209,37 @@ def test_a_layer_without_points_is_a_clear_error(mus_provider, tmp_path):
                 "OUTPUT": "memory:",
             },
         )
+
+
+def test_qgis_proxy_settings_reach_the_client():
+    from qgis.core import QgsSettings
+
+    from mus_qgis.processing.base import qgis_proxies
+
+    settings = QgsSettings()
+    keys = (
+        "proxy/proxyEnabled",
+        "proxy/proxyHost",
+        "proxy/proxyPort",
+        "proxy/proxyUser",
+        "proxy/proxyPassword",
+        "proxy/proxyType",
+    )
+    saved = {key: settings.value(key) for key in keys}
+    try:
+        settings.setValue("proxy/proxyEnabled", False)
+        assert qgis_proxies() is None
+        for key, value in zip(
+            keys, (True, "proxy.example", "3128", "me", "p@ss", "HttpProxy"), strict=True
+        ):
+            settings.setValue(key, value)
+        assert qgis_proxies() == {
+            "http": "http://me:p%40ss@proxy.example:3128",
+            "https": "http://me:p%40ss@proxy.example:3128",
+        }
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                settings.remove(key)
+            else:
+                settings.setValue(key, value)

@@ -52,7 +52,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         timeout=120,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
-    assert "ALGS ['mus:classifyclip', 'mus:samplestreetcentroids']" in out
+    assert "ALGS ['mus:classifyclip', 'mus:fetchpanoramas', 'mus:samplestreetcentroids']" in out
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
 
@@ -116,6 +116,7 @@ def test_zip_installed_in_a_fresh_profile_runs_from_qgis_process(plugin_zip, tmp
     listed = _qgis_process(profile, "list")
     assert "mus:samplestreetcentroids" in listed.stdout
     assert "mus:classifyclip" in listed.stdout
+    assert "mus:fetchpanoramas" in listed.stdout
     output = tmp_path / "pbf.gpkg"
     ran = _qgis_process(
         profile,

@@ -115,11 +115,26 @@ class ImagerySource:
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
         """The files a download would write, so a cached location needs no request at all."""
-        if plan.whole_panorama and candidate.is_panorama:
-            return [folder / "panorama.jpg"], [candidate.heading if candidate.heading else 0.0]
+        if not candidate.is_panorama:
+            return [folder / "image.jpg"], [candidate.heading or 0.0]
+        if plan.whole_panorama:
+            return [folder / "panorama.jpg"], [candidate.heading or 0.0]
         headings = plan.headings(point.bearing)
         names = [f"h{h:05.1f}_f{plan.fov:g}_p{plan.pitch:g}_{plan.size}.jpg" for h in headings]
         return [folder / name for name in names], headings
+
+    @staticmethod
+    def save(
+        data: bytes, candidate: Candidate, plan: ViewPlan, paths: list[Path], headings: list[float]
+    ) -> None:
+        """Write a downloaded image as planned: as it is, or cut into views of a panorama."""
+        from ..http import write_atomic
+
+        if len(paths) == 1 and (plan.whole_panorama or not candidate.is_panorama):
+            write_atomic(paths[0], data)
+            return
+        for path, view in zip(paths, cut_views(data, candidate, headings, plan), strict=True):
+            write_atomic(path, view)
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

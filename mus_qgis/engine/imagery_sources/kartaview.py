@@ -6,7 +6,6 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import ServiceError
-from ..http import write_atomic
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
 
 NO_RESULTS = 601
@@ -67,16 +66,9 @@ class KartaView(ImagerySource):
             {"url": item["fileurlProc"]},
         )
 
-    def planned_files(self, candidate, point, plan, folder):
-        if not candidate.is_panorama:
-            return [folder / "image.jpg"], [candidate.heading or 0.0]
-        return super().planned_files(candidate, point, plan, folder)
-
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
-        from .base import cut_views
-
         paths, headings = self.planned_files(candidate, point, plan, folder)
         if all(path.exists() for path in paths):
             return paths, headings
@@ -85,13 +77,7 @@ class KartaView(ImagerySource):
             raise ServiceError(
                 f"image download answered HTTP {response.status_code}", response.status_code
             )
-        if len(paths) == 1:
-            write_atomic(paths[0], response.content)
-            return paths, headings
-        for path, view in zip(
-            paths, cut_views(response.content, candidate, headings, plan), strict=True
-        ):
-            write_atomic(path, view)
+        self.save(response.content, candidate, plan, paths, headings)
         return paths, headings
 
 

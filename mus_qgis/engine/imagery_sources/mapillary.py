@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ServiceError
-from ..http import write_atomic
 from .base import (
     Candidate,
     DateWindow,
@@ -19,7 +18,6 @@ from .base import (
     ImagerySource,
     ViewPlan,
     bbox_around,
-    cut_views,
     distance_m,
 )
 
@@ -107,17 +105,8 @@ class Mapillary(ImagerySource):
                 )
         if data is None:
             raise ServiceError("the image URL kept expiring")
-        if (plan.whole_panorama and candidate.is_panorama) or not candidate.is_panorama:
-            write_atomic(paths[0], data)
-            return paths[:1], headings[:1]
-        for path, view in zip(paths, cut_views(data, candidate, headings, plan), strict=True):
-            write_atomic(path, view)
+        self.save(data, candidate, plan, paths, headings)
         return paths, headings
-
-    def planned_files(self, candidate, point, plan, folder):
-        if not candidate.is_panorama:
-            return [folder / "image.jpg"], [candidate.heading or 0.0]
-        return super().planned_files(candidate, point, plan, folder)
 
 
 def _transient(response) -> bool:
