@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine.resources import plugin_version, resource_path
 from .classify_clip import ClassifyClip
 from .fetch_panoramas import FetchPanoramas
+from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 
 
@@ -36,5 +37,10 @@ class MusProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:
         """Add one instance of each algorithm."""
-        for algorithm in (SampleStreetCentroids(), FetchPanoramas(), ClassifyClip()):
+        for algorithm in (
+            SampleStreetCentroids(),
+            FetchPanoramas(),
+            ClassifyClip(),
+            ResampleToGrid(),
+        ):
             self.addAlgorithm(algorithm)
