@@ -236,7 +236,7 @@ class ResampleToGrid(MusAlgorithm):
             context.transformContext(),
         )
         centre = to_wgs84.transform(extent.center())
-        zone = int(math.floor((centre.x() + 180) / 6)) % 60 + 1
+        zone = math.floor((centre.x() + 180) / 6) % 60 + 1
         return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
 
     def _palette(self, texts, parameters, context):
