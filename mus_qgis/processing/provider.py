@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine.resources import plugin_version, resource_path
 from .classify_clip import ClassifyClip
 from .fetch_panoramas import FetchPanoramas
+from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 
@@ -42,5 +43,6 @@ class MusProvider(QgsProcessingProvider):
             FetchPanoramas(),
             ClassifyClip(),
             ResampleToGrid(),
+            RankLabels(),
         ):
             self.addAlgorithm(algorithm)

@@ -52,7 +52,10 @@ def test_plugin_start_up_imports_nothing_heavy():
         timeout=120,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
-    assert "ALGS ['mus:classifyclip', 'mus:fetchpanoramas', 'mus:samplestreetcentroids']" in out
+    assert (
+        "ALGS ['mus:classifyclip', 'mus:fetchpanoramas', 'mus:ranklabels', "
+        "'mus:resampletogrid', 'mus:samplestreetcentroids']" in out
+    )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
 

@@ -1,0 +1,265 @@
+"""Processing algorithm ``mus:ranklabels``."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+
+from .base import MusAlgorithm, make_field, require_engine
+
+OUTPUT_FIELDS = (
+    ("label_set", "string"),
+    ("label", "string"),
+    ("first_places", "int"),
+    ("share", "double"),
+    ("mean_probability", "double"),
+    ("rank", "int"),
+    ("target", "int"),
+    ("members", "string"),
+)
+REPORT_ROWS = 25
+
+
+class RankLabels(MusAlgorithm):
+    """Every label's share of first places and mean probability, ranked, per classified layer."""
+
+    NAME = "ranklabels"
+    DISPLAY_NAME = "Rank labels"
+    GROUP = "4 · Reading the results"
+    GROUP_ID = "results"
+    HELP = (
+        "Ranks the labels of one or more classified point layers (one per label set, e.g. "
+        "Italian provinces, European capitals, world capitals for the study's multiscale "
+        "reading) by their share of first places, then by mean probability. Target labels "
+        "(comma-separated, e.g. 'Rome, Roma') are highlighted; groups are summed into one "
+        "entry, one a line as 'name = label; label' (e.g. 'Rome + Vatican City = Rome; "
+        "Vatican City'). Every label of a built-in set is listed, even with no first place. "
+        "The mean probability counts a label's probability where it is among a point's top k "
+        "and zero elsewhere (exact when k is the whole set). Writes a table and an HTML report "
+        "with bar charts."
+    )
+
+    INPUTS = "INPUTS"
+    TARGETS = "TARGETS"
+    GROUPS = "GROUPS"
+    OUTPUT = "OUTPUT"
+    REPORT = "REPORT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.INPUTS,
+                self.tr("Classified point layers (one per label set)"),
+                QgsProcessing.TypeVectorPoint,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.TARGETS,
+                self.tr("Target labels, comma-separated"),
+                optional=True,
+                defaultValue="Rome, Roma",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.GROUPS,
+                self.tr("Groups to sum, one a line: name = label; label"),
+                multiLine=True,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, self.tr("Label ranking"), QgsProcessing.TypeVector
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
+            )
+        )
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Rank each layer's labels and write the table and the report."""
+        require_engine("numpy")
+        layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
+        if not layers:
+            raise QgsProcessingException("Give at least one classified point layer.")
+        targets = [
+            t.strip()
+            for t in self.parameterAsString(parameters, self.TARGETS, context).split(",")
+            if t.strip()
+        ]
+        groups = _parse_groups(self.parameterAsString(parameters, self.GROUPS, context))
+        fields = QgsFields()
+        for name, kind in OUTPUT_FIELDS:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        sections = []
+        for layer in layers:
+            set_name, ranked = self._rank(layer, targets, groups, feedback)
+            for entry in ranked:
+                feature = QgsFeature(fields)
+                feature.setAttributes(
+                    [
+                        set_name,
+                        entry.label,
+                        entry.first_places,
+                        entry.share,
+                        None
+                        if entry.mean_probability != entry.mean_probability
+                        else entry.mean_probability,
+                        entry.rank,
+                        int(entry.target),
+                        "; ".join(entry.members) or None,
+                    ]
+                )
+                sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sections.append((set_name, ranked))
+            for entry in ranked:
+                if entry.target:
+                    feedback.pushInfo(
+                        f"{set_name}: {entry.label} ranks {entry.rank} of "
+                        f"{len(ranked)} ({entry.share:.1%} of first places)"
+                    )
+        results = {self.OUTPUT: dest_id}
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+        if report:
+            with open(report, "w", encoding="utf-8") as out:
+                out.write(_report_html(sections))
+            results[self.REPORT] = report
+        return results
+
+    def _rank(self, layer, targets, groups, feedback):
+        import numpy as np
+
+        from ..engine.ranking import rank_labels
+
+        names = layer.fields().names()
+        if "label_1" not in names:
+            raise QgsProcessingException(
+                f"{layer.name()} has no label_1 field: classify it with 'CLIP-classify' first."
+            )
+        k = 1
+        while f"label_{k + 1}" in names:
+            k += 1
+        rows = [[f[f"label_{i}"] for i in range(1, k + 1)] for f in layer.getFeatures()]
+        probabilities = [
+            [f[f"prob_{i}"] if f"prob_{i}" in names else None for i in range(1, k + 1)]
+            for f in layer.getFeatures()
+        ]
+        set_name, labels = _label_universe(layer, rows)
+        known = [
+            name for name in [*targets, *(m for g in groups.values() for m in g)] if name in labels
+        ]
+        wanted_targets = [t for t in targets if t in labels]
+        wanted_groups = {
+            name: members for name, members in groups.items() if all(m in labels for m in members)
+        }
+        if len(known) < len(targets) + sum(len(g) for g in groups.values()):
+            feedback.pushInfo(
+                f"{set_name}: labels not in this set are left out of targets and groups."
+            )
+        position = {label: i for i, label in enumerate(labels)}
+        first = [position.get(_text(row[0]), -1) for row in rows]
+        matrix = np.zeros((len(rows), len(labels)))
+        for r, (row, probs) in enumerate(zip(rows, probabilities, strict=True)):
+            for label, prob in zip(row, probs, strict=True):
+                if _text(label) in position and prob not in (None, ""):
+                    matrix[r, position[_text(label)]] = float(prob)
+        has_probabilities = any(p not in (None, "") for probs in probabilities for p in probs)
+        ranked = rank_labels(
+            labels, first, matrix if has_probabilities else None, wanted_targets, wanted_groups
+        )
+        return set_name, ranked
+
+
+def _text(value) -> str:
+    return "" if value is None or str(value) == "NULL" else str(value)
+
+
+def _label_universe(layer, rows) -> tuple[str, list[str]]:
+    """The layer's label set (from the run settings it carries) or the labels it contains."""
+    from ..engine.errors import LabelSetError
+    from ..engine.labels import builtin_label_set
+
+    settings = layer.customProperty("mus_qgis/classification")
+    if not settings:
+        keywords = layer.metadata().keywords().get("mus_qgis") or []
+        settings = keywords[0] if keywords else ""
+    seen = sorted({_text(v) for row in rows for v in row if _text(v)})
+    try:
+        name = json.loads(settings).get("label_set", "") if settings else ""
+        labels = builtin_label_set(name).texts if name else []
+    except (ValueError, LabelSetError):
+        name, labels = "", []
+    extra = [label for label in seen if label not in set(labels)]
+    return name or layer.name(), labels + extra
+
+
+def _parse_groups(text: str) -> dict[str, list[str]]:
+    groups = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise QgsProcessingException(
+                f"Write each group as 'name = label; label', not {line.strip()!r}."
+            )
+        name, members = line.split("=", 1)
+        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
+    return groups
+
+
+def _report_html(sections) -> str:
+    parts = [
+        "<html><head><meta charset='utf-8'><title>Label ranking</title><style>"
+        "body{font-family:sans-serif}td{padding:2px 6px}.bar{background:#4a7bb7;height:"
+        "12px}.target .bar{background:#d7301f}.target{font-weight:bold}</style></head>"
+        "<body><h1>Label ranking</h1>"
+    ]
+    for set_name, ranked in sections:
+        top = max((entry.share for entry in ranked), default=0) or 1
+        shown = [e for e in ranked if e.rank <= REPORT_ROWS or e.target]
+        parts.append(
+            f"<h2>{html.escape(set_name)}</h2><table><tr><th>rank</th><th>label</th>"
+            "<th>first places</th><th>share</th><th></th><th>mean probability</th></tr>"
+        )
+        for entry in shown:
+            width = int(300 * entry.share / top)
+            mean = (
+                ""
+                if entry.mean_probability != entry.mean_probability
+                else (f"{entry.mean_probability:.3f}")
+            )
+            parts.append(
+                f"<tr class='{'target' if entry.target else ''}'><td>{entry.rank}</td>"
+                f"<td>{html.escape(entry.label)}</td><td>{entry.first_places}</td>"
+                f"<td>{entry.share:.1%}</td><td><div class='bar' style='width:{width}px'></div>"
+                f"</td><td>{mean}</td></tr>"
+            )
+        parts.append(
+            f"</table><p>{len(ranked)} labels; the first {REPORT_ROWS} and the targets "
+            "are shown.</p>"
+        )
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,82 @@
+"""mus:ranklabels through processing.run, on constructed classified layers."""
+
+from __future__ import annotations
+
+import json
+
+import processing
+import pytest
+from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
+
+ALG = "mus:ranklabels"
+
+
+def classified(name: str, label_set: str, rows) -> QgsVectorLayer:
+    layer = QgsVectorLayer(
+        "Point?crs=EPSG:4326&field=label_1:string&field=label_2:string"
+        "&field=prob_1:double&field=prob_2:double",
+        name,
+        "memory",
+    )
+    features = []
+    for first, second, p1, p2 in rows:
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(12.5, 41.9)))
+        feature.setAttributes([first, second, p1, p2])
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    layer.setCustomProperty("mus_qgis/classification", json.dumps({"label_set": label_set}))
+    return layer
+
+
+def test_multiscale_ranking_with_targets_groups_and_report(mus_provider, tmp_path):
+    europe = classified(
+        "europe",
+        "european_capitals",
+        [
+            ("Paris", "Rome", 0.5, 0.3),
+            ("Paris", "Rome", 0.5, 0.3),
+            ("Rome", "Paris", 0.6, 0.2),
+            ("Vatican City", "Rome", 0.4, 0.4),
+            ("Vatican City", "Rome", 0.4, 0.4),
+            (None, None, None, None),
+        ],
+    )
+    provinces = classified(
+        "provinces",
+        "italian_provinces",
+        [("Roma", "Napoli", 0.7, 0.1), ("Napoli", "Roma", 0.5, 0.4)],
+    )
+    report = tmp_path / "ranking.html"
+    result = processing.run(
+        ALG,
+        {
+            "INPUTS": [europe, provinces],
+            "TARGETS": "Rome, Roma",
+            "GROUPS": "Rome + Vatican City = Rome; Vatican City",
+            "OUTPUT": "memory:",
+            "REPORT": str(report),
+        },
+    )
+    rows = list(result["OUTPUT"].getFeatures())
+    europe_rows = {f["label"]: f for f in rows if f["label_set"] == "european_capitals"}
+    assert len(europe_rows) == 45 - 2 + 1  # every capital, Rome and Vatican City summed
+    group = europe_rows["Rome + Vatican City"]
+    assert group["first_places"] == 3 and group["rank"] == 1 and group["target"] == 1
+    assert group["share"] == pytest.approx(3 / 5)
+    assert group["mean_probability"] == pytest.approx((0.3 + 0.3 + 0.6 + 0.8 + 0.8) / 5)
+    assert europe_rows["Paris"]["rank"] == 2 and europe_rows["Berlin"]["first_places"] == 0
+    province_rows = {f["label"]: f for f in rows if f["label_set"] == "italian_provinces"}
+    assert len(province_rows) == 110
+    assert province_rows["Roma"]["rank"] == 1 and province_rows["Roma"]["target"] == 1
+    text = report.read_text(encoding="utf-8")
+    assert "Rome + Vatican City" in text and "italian_provinces" in text
+
+
+def test_unclassified_layer_and_bad_groups_are_clear_errors(mus_provider):
+    plain = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "plain", "memory")
+    with pytest.raises(QgsProcessingException, match="no label_1"):
+        processing.run(ALG, {"INPUTS": [plain], "OUTPUT": "memory:"})
+    layer = classified("x", "european_capitals", [("Paris", "Rome", 0.5, 0.3)])
+    with pytest.raises(QgsProcessingException, match="name = label"):
+        processing.run(ALG, {"INPUTS": [layer], "GROUPS": "Rome and Vatican", "OUTPUT": "memory:"})
