@@ -38,6 +38,8 @@ demo: install stage
 bench: install
 	$(PY) scripts/bench_streets.py
 	$(PY) scripts/bench_classify.py
+	$(PY) scripts/bench_fetch.py
+	$(PY) scripts/bench_grid.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import plugin_version, resource_path
 from .classify_clip import ClassifyClip
+from .compare_urban_atlas import CompareUrbanAtlas
 from .fetch_panoramas import FetchPanoramas
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
@@ -44,5 +45,12 @@ class MusProvider(QgsProcessingProvider):
             ClassifyClip(),
             ResampleToGrid(),
             RankLabels(),
+            CompareUrbanAtlas(),
         ):
             self.addAlgorithm(algorithm)
+        # The whole pipeline as Processing models (data files made by
+        # scripts/build_pipeline_model.py): they open in the Graphical Modeler too.
+        for path in sorted(resource_path("models").glob("*.model3")):
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(str(path)):
+                self.addAlgorithm(model)

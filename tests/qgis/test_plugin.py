@@ -53,8 +53,9 @@ def test_plugin_start_up_imports_nothing_heavy():
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
     assert (
-        "ALGS ['mus:classifyclip', 'mus:fetchpanoramas', 'mus:ranklabels', "
-        "'mus:resampletogrid', 'mus:samplestreetcentroids']" in out
+        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:fetchpanoramas', "
+        "'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', 'mus:samplestreetcentroids']"
+        in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out

@@ -1,0 +1,341 @@
+"""Processing algorithm ``mus:compareurbanatlas``."""
+
+from __future__ import annotations
+
+import html
+
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsFields,
+    QgsFillSymbol,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsRendererCategory,
+    QgsSpatialIndex,
+)
+
+from .base import MusAlgorithm, make_field, require_engine
+
+# Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
+CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
+CLASS_FIELDS = ("class_2018", "label3", "class")
+LEGENDS = {5: "urban_atlas_2018", 3: "corine_land_cover"}
+
+
+class CompareUrbanAtlas(MusAlgorithm):
+    """Agreement of CLIP's land-use labels with Urban Atlas (or CORINE) polygons."""
+
+    NAME = "compareurbanatlas"
+    DISPLAY_NAME = "Compare with Urban Atlas or CORINE"
+    GROUP = "4 · Reading the results"
+    GROUP_ID = "results"
+    HELP = (
+        "Gives each classified point the land-use code and class of the Urban Atlas 2018 (or "
+        "CORINE Land Cover) polygon under it, and whether the CLIP label agrees (codes are "
+        "compared, never class texts, whose spelling varies between deliveries). Classify the "
+        "points with the Urban Atlas (or CORINE) label set first: its codes go into code_1. The "
+        "HTML report gives the confusion matrix, overall accuracy, Cohen's kappa and per-class "
+        "precision, recall and F1. The reference polygons under the study area can be written "
+        "out styled with the official palette, so both layers share one legend."
+    )
+
+    INPUT = "INPUT"
+    PREDICTED_FIELD = "PREDICTED_FIELD"
+    REFERENCE = "REFERENCE"
+    REFERENCE_FIELD = "REFERENCE_FIELD"
+    OUTPUT = "OUTPUT"
+    REFERENCE_OUTPUT = "REFERENCE_OUTPUT"
+    REPORT = "REPORT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.INPUT,
+                self.tr("Points classified with the Urban Atlas or CORINE labels"),
+                [QgsProcessing.TypeVectorPoint],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.PREDICTED_FIELD,
+                self.tr("Predicted code field"),
+                defaultValue="code_1",
+                parentLayerParameterName=self.INPUT,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.REFERENCE,
+                self.tr("Urban Atlas 2018 or CORINE polygons"),
+                [QgsProcessing.TypeVectorPolygon],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.REFERENCE_FIELD,
+                self.tr("Reference code field (empty: found by name)"),
+                parentLayerParameterName=self.REFERENCE,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT,
+                self.tr("Points with reference land use"),
+                QgsProcessing.TypeVectorPoint,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.REFERENCE_OUTPUT,
+                self.tr("Reference polygons under the points (styled)"),
+                QgsProcessing.TypeVectorPolygon,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT,
+                self.tr("Agreement report"),
+                self.tr("HTML files (*.html)"),
+                optional=True,
+            )
+        )
+        for name, label in (
+            ("COMPARED", "Points compared"),
+            ("OVERALL_ACCURACY", "Overall accuracy"),
+            ("KAPPA", "Cohen's kappa"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Look up the polygon under each point, compare codes, write points and report."""
+        require_engine("numpy")
+        from ..engine.agreement import agreement
+
+        points = self.parameterAsSource(parameters, self.INPUT, context)
+        reference = self.parameterAsSource(parameters, self.REFERENCE, context)
+        if points is None or reference is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        predicted_index = self._field(points, parameters, self.PREDICTED_FIELD, context, ())
+        code_index = self._field(reference, parameters, self.REFERENCE_FIELD, context, CODE_FIELDS)
+        class_index = _find(reference.fields(), CLASS_FIELDS)
+        polygons = {f.id(): f for f in reference.getFeatures()}
+        index = QgsSpatialIndex()
+        for feature in polygons.values():
+            index.addFeature(feature)
+        to_reference = QgsCoordinateTransform(
+            points.sourceCrs(), reference.sourceCrs(), context.transformContext()
+        )
+        fields = QgsFields(points.fields())
+        for name in ("ref_code", "ref_class"):
+            fields.append(make_field(name, "string"))
+        fields.append(make_field("agree", "int"))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, points.wkbType(), points.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        truths, guesses, used = [], [], set()
+        for feature in points.getFeatures():
+            hit = self._polygon_under(feature, to_reference, index, polygons)
+            predicted = _code(feature.attributes()[predicted_index])
+            ref_code = _code(hit.attributes()[code_index]) if hit else ""
+            ref_class = str(hit.attributes()[class_index]) if hit and class_index >= 0 else ""
+            agree = None
+            if hit is not None and predicted:
+                agree = int(predicted == ref_code)
+                truths.append(ref_code)
+                guesses.append(predicted)
+                used.add(hit.id())
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])
+            sink.addFeature(out, QgsFeatureSink.FastInsert)
+        del sink
+        result = agreement(truths, guesses)
+        feedback.pushInfo(
+            f"{result.total} points compared: overall accuracy "
+            f"{result.overall_accuracy:.3f}, kappa {result.kappa:.3f}."
+        )
+        outputs = {
+            self.OUTPUT: dest_id,
+            "COMPARED": result.total,
+            "OVERALL_ACCURACY": result.overall_accuracy,
+            "KAPPA": result.kappa,
+        }
+        legend = _legend(truths + guesses)
+        reference_id = self._write_reference(
+            parameters, context, reference, polygons, used, code_index, legend
+        )
+        if reference_id:
+            outputs[self.REFERENCE_OUTPUT] = reference_id
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+        if report:
+            with open(report, "w", encoding="utf-8") as out:
+                out.write(_report_html(result, legend))
+            outputs[self.REPORT] = report
+        return outputs
+
+    def _field(self, source, parameters, name, context, candidates) -> int:
+        chosen = self.parameterAsFields(parameters, name, context)
+        wanted = chosen[0] if chosen and chosen[0] else ""
+        index = (
+            source.fields().lookupField(wanted) if wanted else _find(source.fields(), candidates)
+        )
+        if index < 0:
+            offered = ", ".join(f.name() for f in source.fields())
+            what = wanted or " or ".join(candidates)
+            raise QgsProcessingException(f"No field {what} found; the fields are: {offered}.")
+        return index
+
+    @staticmethod
+    def _polygon_under(feature, transform, index, polygons):
+        geometry = feature.geometry()
+        if geometry.isNull():
+            return None
+        point = transform.transform(geometry.centroid().asPoint())
+        from qgis.core import QgsGeometry, QgsRectangle
+
+        probe = QgsGeometry.fromPointXY(point)
+        for fid in index.intersects(QgsRectangle(point, point)):
+            if polygons[fid].geometry().contains(probe):
+                return polygons[fid]
+        return None
+
+    def _write_reference(
+        self, parameters, context, reference, polygons, used, code_index, legend
+    ) -> str | None:
+        if parameters.get(self.REFERENCE_OUTPUT) in (None, ""):
+            return None
+        sink, dest_id = self.parameterAsSink(
+            parameters,
+            self.REFERENCE_OUTPUT,
+            context,
+            reference.fields(),
+            reference.wkbType(),
+            reference.sourceCrs(),
+        )
+        if sink is None:
+            return None
+        for fid in sorted(used):
+            sink.addFeature(QgsFeature(polygons[fid]), QgsFeatureSink.FastInsert)
+        del sink
+        if legend and context.willLoadLayerOnCompletion(dest_id):
+            field = reference.fields().at(code_index).name()
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
+                _StyleReference.create(legend, field)
+            )
+        return dest_id
+
+
+def _find(fields, candidates) -> int:
+    lowered = {f.name().lower(): i for i, f in enumerate(fields)}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    return -1
+
+
+def _code(value) -> str:
+    if value is None or str(value) in ("", "NULL"):
+        return ""
+    text = str(value).strip()
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _legend(codes):
+    """The built-in label set whose codes these are (Urban Atlas: 5 digits, CORINE: 3)."""
+    from ..engine.labels import builtin_label_set
+
+    lengths = {len(code) for code in codes if code}
+    name = LEGENDS.get(lengths.pop()) if len(lengths) == 1 else None
+    return builtin_label_set(name) if name else None
+
+
+def _report_html(result, legend) -> str:
+    names = {label.code: label.text for label in legend.labels} if legend else {}
+    colours = (
+        {label.code: colour for label, colour in zip(legend.labels, legend.colours(), strict=True)}
+        if legend
+        else {}
+    )
+
+    def name(code: str) -> str:
+        swatch = (
+            f"<span style='background:{colours[code]};padding:0 8px'>&nbsp;</span> "
+            if code in colours
+            else ""
+        )
+        return f"{swatch}{html.escape(code)} {html.escape(names.get(code, ''))}"
+
+    def number(value: float, digits: int = 3) -> str:
+        return "" if value != value else f"{value:.{digits}f}"
+
+    parts = [
+        "<html><head><meta charset='utf-8'><title>Agreement</title><style>body{font-family:"
+        "sans-serif}td,th{padding:2px 6px;text-align:right}td.l{text-align:left}"
+        ".d{background:#d9f0d3}</style></head><body><h1>Agreement with the reference</h1>",
+        f"<p>{result.total} points compared. Overall accuracy "
+        f"<b>{number(result.overall_accuracy)}</b>, Cohen's kappa "
+        f"<b>{number(result.kappa)}</b>.</p>",
+        "<h2>Confusion matrix</h2><p>Rows: reference; columns: CLIP.</p><table><tr><th></th>",
+    ]
+    parts += [f"<th>{html.escape(c)}</th>" for c in result.classes]
+    parts.append("</tr>")
+    for i, code in enumerate(result.classes):
+        cells = "".join(
+            f"<td class='{'d' if i == j else ''}'>{result.matrix[i, j]}</td>"
+            for j in range(len(result.classes))
+        )
+        parts.append(f"<tr><td class='l'>{name(code)}</td>{cells}</tr>")
+    parts.append(
+        "</table><h2>Per class</h2><table><tr><th class='l'>class</th><th>precision"
+        "</th><th>recall</th><th>F1</th><th>reference points</th></tr>"
+    )
+    for i, code in enumerate(result.classes):
+        parts.append(
+            f"<tr><td class='l'>{name(code)}</td><td>{number(result.precision[i])}</td>"
+            f"<td>{number(result.recall[i])}</td><td>{number(result.f1[i])}</td>"
+            f"<td>{result.support[i]}</td></tr>"
+        )
+    parts.append("</table></body></html>")
+    return "".join(parts)
+
+
+class _StyleReference(QgsProcessingLayerPostProcessorInterface):
+    """The reference polygons in the official palette of their legend."""
+
+    _alive: list = []  # noqa: RUF012 - QGIS calls stylers after the algorithm is gone
+
+    @classmethod
+    def create(cls, legend, field: str) -> _StyleReference:
+        styler = cls()
+        styler.legend, styler.field = legend, field
+        cls._alive = [*cls._alive[-31:], styler]
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback):
+        """Apply the categorized renderer on the code field."""
+        categories = [
+            QgsRendererCategory(
+                label.code,
+                QgsFillSymbol.createSimple({"color": colour, "outline_style": "no"}),
+                f"{label.code} {label.text}",
+            )
+            for label, colour in zip(self.legend.labels, self.legend.colours(), strict=True)
+        ]
+        layer.setRenderer(QgsCategorizedSymbolRenderer(self.field, categories))
+        layer.triggerRepaint()

@@ -1,0 +1,61 @@
+"""The shipped pipeline model: listed by the provider, runs study area → grid headless."""
+
+from __future__ import annotations
+
+import csv
+
+import processing
+from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+
+from tests.conftest import IMAGES, TINY_MODEL_CONFIG
+
+ALG = "mus:pipeline"
+
+
+def streets_through_the_photos(write_osm):
+    """A small OSM file whose residential streets pass the Arezzo photos' positions."""
+    with (IMAGES / "image_index.csv").open(encoding="utf-8") as handle:
+        spots = [
+            (float(r["lon"]), float(r["lat"]))
+            for r in csv.DictReader(handle)
+            if "arezzo" in r["path"]
+        ]
+    nodes, ways = {}, []
+    for index, (lon, lat) in enumerate(spots):
+        west, east = 2 * index + 1, 2 * index + 2
+        nodes[west] = (lon - 0.0004, lat)
+        nodes[east] = (lon + 0.0004, lat)
+        ways.append((100 + index, [west, east], {"highway": "residential"}))
+    return write_osm(nodes, ways)
+
+
+def test_pipeline_model_is_listed_and_runs_end_to_end(
+    mus_provider, write_osm, tmp_path, tiny_checkpoint
+):
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALG)
+    assert algorithm is not None and algorithm.group() == "5 · Pipeline"
+    context = QgsProcessingContext()
+    result = processing.run(
+        ALG,
+        {
+            "osm_file": str(streets_through_the_photos(write_osm)),
+            "source": 3,
+            "photo_folder": str(IMAGES),
+            "radius": 60,
+            "label_set": 0,
+            "model": str(TINY_MODEL_CONFIG),
+            "pretrained": "",
+            "checkpoint": str(tiny_checkpoint),
+            "cell_size": 100,
+            "classify:Classified points": "TEMPORARY_OUTPUT",
+            "grid:Label grid": "TEMPORARY_OUTPUT",
+        },
+        context=context,
+        feedback=QgsProcessingFeedback(),
+    )
+    points, grid = result["classify:Classified points"], result["grid:Label grid"]
+    statuses = [f["clip_status"] for f in points.getFeatures()]
+    assert statuses and statuses.count("ok") >= 5
+    assert all(f["fetch_status"] in ("ok", "no imagery") for f in points.getFeatures())
+    cells = list(grid.getFeatures())
+    assert cells and all(f["label"] for f in cells)
