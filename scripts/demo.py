@@ -1,14 +1,19 @@
-"""The demo: the pipeline headless, as a user would run it with qgis_process.
+"""The demo: the whole pipeline headless, as a user would run it with qgis_process.
 
-Runs the packaged plugin (build/plugins, made by `make stage`) through qgis_process on real data
-in ../shared/data: street centroids of central Rome from the OpenStreetMap extract, then a
-CLIP classification (Urban Atlas 2018 labels) of the geotagged street photos. It stores each
-layer's style in the GeoPackage and writes a QGIS project, so both open styled in QGIS.
+Runs the packaged plugin (build/plugins, made by `make stage`) through qgis_process and writes
+demo_output/rome_monti.gpkg (every layer, styles stored inside), a QGIS project
+demo_output/rome_monti.qgz and the HTML reports, then prints what to open.
+
+Offline (these machines) it uses real data from ../shared/data: street centroids of central Rome
+from the OpenStreetMap extract; survey points beside the geotagged street photos of Arezzo,
+whose images come through the local-photos source; CLIP labels (Urban Atlas 2018 and Italian
+provinces); the label grid; the provinces ranking; the comparison with the Urban Atlas sample.
+With MUS_MAPILLARY_TOKEN or MUS_STREETVIEW_KEY set it studies a real place instead
+(MUS_DEMO_PLACE, default Rione Monti, Rome) with that source.
 
 The model: $MUS_CLIP_CHECKPOINT (a local weights file for $MUS_CLIP_MODEL), else the pretrained
 tag $MUS_CLIP_PRETRAINED when its weights are cached or downloadable, else random weights, and
-then the demo says plainly that the labels come from an untrained model. Later stages of the
-pipeline join this demo as they land.
+then the demo says plainly that the labels come from an untrained model.
 """
 
 from __future__ import annotations
@@ -25,14 +30,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 OSM_FILE = SHARED / "osm" / "rome_monti_2016.osm"
-PHOTO_FOLDERS = [SHARED / "images" / name for name in ("arezzo", "berlin", "portland")]
+PHOTOS = SHARED / "images"
+SURVEY_FOLDER = PHOTOS / "arezzo"
+URBAN_ATLAS = SHARED / "landcover" / "urban_atlas_sample" / "EE003L1_NARVA_UA2018.gpkg"
 OUT = ROOT / "demo_output"
+GPKG = OUT / "rome_monti.gpkg"
 SITE = (
     Path(sys.prefix)
     / "lib"
     / f"python{sys.version_info[0]}.{sys.version_info[1]}"
     / "site-packages"
 )
+URBAN_ATLAS_SET, PROVINCES_SET = 0, 8  # indices in resources/labels/label_sets.toml
+SPATIAL_LAYERS = {
+    "street_centroids": "Street centroids",
+    "imagery": "Survey points with imagery",
+    "landuse_labels": "CLIP: Urban Atlas label of each image",
+    "province_labels": "CLIP: Italian province of each image",
+    "label_grid": "Land-use grid (most frequent CLIP label)",
+    "urban_atlas_agreement": "Agreement with Urban Atlas",
+    "urban_atlas": "Urban Atlas 2018 under the points",
+}
 
 
 def run_qgis_process(profile: Path, *args: str) -> str:
@@ -49,27 +67,24 @@ def run_qgis_process(profile: Path, *args: str) -> str:
     return done.stdout
 
 
-def photo_points(path: Path) -> int:
-    """A GeoJSON point layer of the geotagged photos (EXIF GPS), with their paths."""
+def survey_points(path: Path) -> int:
+    """Points 5 m east of each geotagged photo (EXIF GPS), as a survey's sample points would be."""
     from PIL import Image
 
     features = []
-    for folder in PHOTO_FOLDERS:
-        for photo in sorted(folder.iterdir()):
-            if photo.suffix.lower() not in (".jpg", ".jpeg"):
-                continue
-            gps = Image.open(photo).getexif().get_ifd(0x8825)
-            if 2 not in gps or 4 not in gps:
-                continue
-            lat = _degrees(gps[2]) * (-1 if gps.get(1) == "S" else 1)
-            lon = _degrees(gps[4]) * (-1 if gps.get(3) == "W" else 1)
-            features.append(
-                {
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [lon, lat]},
-                    "properties": {"image_paths": str(photo), "place": folder.name},
-                }
-            )
+    for photo in sorted(SURVEY_FOLDER.glob("*.jpg")):
+        gps = Image.open(photo).getexif().get_ifd(0x8825)
+        if 2 not in gps or 4 not in gps:
+            continue
+        lat = _degrees(gps[2]) * (-1 if gps.get(1) == "S" else 1)
+        lon = _degrees(gps[4]) * (-1 if gps.get(3) == "W" else 1)
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [lon + 0.00006, lat]},
+                "properties": {"name": photo.stem, "bearing": 90.0},
+            }
+        )
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return len(features)
 
@@ -102,90 +117,188 @@ def model_parameters() -> tuple[list[str], str]:
     )
 
 
-def style_and_project(gpkg: Path, project_path: Path) -> None:
+def online_source() -> tuple[list[str], str] | None:
+    """Fetch parameters for a real source when a key is in the environment."""
+    if os.environ.get("MUS_MAPILLARY_TOKEN"):
+        return ["SOURCE=1"], "Mapillary"
+    if os.environ.get("MUS_STREETVIEW_KEY"):
+        return ["SOURCE=0"], "Google Street View"
+    return None
+
+
+def table(name: str) -> str:
+    return f"OUTPUT=ogr:dbname='{GPKG}' table=\"{name}\" (geom)"
+
+
+def layer(name: str) -> str:
+    return f"{GPKG}|layername={name}"
+
+
+def run_pipeline(profile: Path) -> dict:
+    """Every algorithm, in order; returns each one's results."""
+
+    def step(algorithm: str, *parameters: str) -> dict:
+        out = run_qgis_process(profile, "--json", "run", algorithm, "--", *parameters)
+        return json.loads(out[out.index("{") :])["results"]
+
+    results = {}
+    online = online_source()
+    place = os.environ.get("MUS_DEMO_PLACE", "Rione Monti, Rome, Italy")
+    print(f"1. Sampling street centroids ({place if online else OSM_FILE.name}) ...")
+    results["sample"] = step(
+        "mus:samplestreetcentroids",
+        f"PLACE={place}" if online else f"OSM_FILE={OSM_FILE}",
+        "MERGE_DISTANCE=20",
+        table("street_centroids"),
+    )
+    if online:
+        points, fetch = layer("street_centroids"), [*online[0], "RADIUS=25"]
+        print(f"2. Fetching imagery from {online[1]} ...")
+    else:
+        points = str(OUT / "survey_points.geojson")
+        count = survey_points(Path(points))
+        fetch = ["SOURCE=3", f"PHOTO_FOLDER={PHOTOS}", "RADIUS=15"]
+        print(
+            f"2. Fetching imagery for {count} survey points from the local geotagged photos "
+            "(no key or network here) ..."
+        )
+    results["fetch"] = step("mus:fetchpanoramas", f"INPUT={points}", *fetch, table("imagery"))
+    parameters, results["model"] = model_parameters()
+    print(f"3. CLIP-classifying the images; model: {results['model']}")
+    results["landuse"] = step(
+        "mus:classifyclip",
+        f"INPUT={layer('imagery')}",
+        f"LABEL_SET={URBAN_ATLAS_SET}",
+        *parameters,
+        table("landuse_labels"),
+    )
+    results["provinces"] = step(
+        "mus:classifyclip",
+        f"INPUT={layer('imagery')}",
+        f"LABEL_SET={PROVINCES_SET}",
+        *parameters,
+        table("province_labels"),
+    )
+    print("4. Reading the results: grid, ranking, agreement with Urban Atlas ...")
+    results["grid"] = step(
+        "mus:resampletogrid",
+        f"INPUT={layer('landuse_labels')}",
+        f"CELL_SIZE={100 if online else 50}",
+        f"LABEL_SET={URBAN_ATLAS_SET + 1}",
+        table("label_grid"),
+    )
+    results["ranking"] = step(
+        "mus:ranklabels",
+        f"INPUTS={layer('province_labels')}",
+        "TARGETS=Arezzo, Roma",
+        f"OUTPUT={OUT / 'province_ranking.csv'}",
+        f"REPORT={OUT / 'province_ranking.html'}",
+    )
+    reference = os.environ.get("MUS_URBAN_ATLAS", str(URBAN_ATLAS))
+    results["compare"] = step(
+        "mus:compareurbanatlas",
+        f"INPUT={layer('landuse_labels')}",
+        f"REFERENCE={reference}",
+        table("urban_atlas_agreement"),
+        f"REFERENCE_OUTPUT=ogr:dbname='{GPKG}' table=\"urban_atlas\" (geom)",
+        f"REPORT={OUT / 'urban_atlas_agreement.html'}",
+    )
+    return results
+
+
+def style_and_project(project_path: Path) -> None:
     from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 
     app = QgsApplication([], False)
     app.initQgis()
     from mus_qgis.engine.labels import builtin_label_set
     from mus_qgis.processing.classify_clip import style_classified_layer
+    from mus_qgis.processing.compare_urban_atlas import style_reference_layer
+    from mus_qgis.processing.fetch_panoramas import style_fetch_layer
+    from mus_qgis.processing.resample_to_grid import style_grid_layer
 
+    urban_atlas = builtin_label_set("urban_atlas_2018")
+    provinces = builtin_label_set("italian_provinces")
     project = QgsProject.instance()
-    project.setTitle("mus_qgis demo: central Rome streets and CLIP-classified street photos")
-    centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "Street centroids", "ogr")
-    photos = QgsVectorLayer(
-        f"{gpkg}|layername=photo_labels", "Street photos: Urban Atlas label (CLIP)", "ogr"
-    )
-    for layer in (centroids, photos):
-        if not layer.isValid():
-            sys.exit(f"cannot open {layer.source()}")
-    centroids.loadNamedStyle(str(ROOT / "resources" / "styles" / "street_centroids.qml"))
-    style_classified_layer(photos, builtin_label_set("urban_atlas_2018"))
-    # Stored in the GeoPackage as default styles, so the file opens styled on its own too.
-    centroids.saveStyleToDatabase("street_centroids", "mus_qgis street centroids", True, "")
-    photos.saveStyleToDatabase("photo_labels", "mus_qgis CLIP labels", True, "")
-    for layer in (centroids, photos):
-        project.addMapLayer(layer)
+    project.setTitle("mus_qgis demo: streets, street images, CLIP labels and their readings")
+    for name, title in SPATIAL_LAYERS.items():
+        vector = QgsVectorLayer(layer(name), title, "ogr")
+        if not vector.isValid():
+            sys.exit(f"cannot open {layer(name)}")
+        if name == "street_centroids":
+            vector.loadNamedStyle(str(ROOT / "resources" / "styles" / "street_centroids.qml"))
+        elif name == "imagery":
+            style_fetch_layer(vector)
+        elif name in ("landuse_labels", "urban_atlas_agreement"):
+            style_classified_layer(vector, urban_atlas)
+        elif name == "province_labels":
+            style_classified_layer(vector, provinces)
+        elif name == "label_grid":
+            style_grid_layer(vector, urban_atlas.texts, urban_atlas.colours())
+        elif name == "urban_atlas":
+            field = next(f.name() for f in vector.fields() if f.name().lower() == "code_2018")
+            style_reference_layer(vector, urban_atlas, field)
+        # Stored in the GeoPackage as default styles, so the file opens styled on its own too.
+        vector.saveStyleToDatabase(name, f"mus_qgis demo: {title}", True, "")
+        project.addMapLayer(vector)
     project.write(str(project_path))
     app.exitQgis()
 
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    gpkg = OUT / "rome_monti.gpkg"
-    gpkg.unlink(missing_ok=True)
+    GPKG.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="mus_demo_profile_") as profile:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")
-        print(f"Sampling street centroids of {OSM_FILE.name} with qgis_process ...")
-        out = run_qgis_process(
-            Path(profile),
-            "--json",
-            "run",
-            "mus:samplestreetcentroids",
-            "--",
-            f"OSM_FILE={OSM_FILE}",
-            "MERGE_DISTANCE=20",
-            f"OUTPUT=ogr:dbname='{gpkg}' table=\"street_centroids\" (geom)",
-        )
-        results = json.loads(out[out.index("{") :])["results"]
-
-        points = OUT / "street_photos.geojson"
-        count = photo_points(points)
-        parameters, model_sentence = model_parameters()
-        print(
-            f"Classifying {count} geotagged street photos with the Urban Atlas 2018 labels; "
-            f"model: {model_sentence}"
-        )
-        out = run_qgis_process(
-            Path(profile),
-            "--json",
-            "run",
-            "mus:classifyclip",
-            "--",
-            f"INPUT={points}",
-            "IMAGE_FIELD=image_paths",
-            "LABEL_SET=0",
-            "TOP_K=3",
-            *parameters,
-            f"OUTPUT=ogr:dbname='{gpkg}' table=\"photo_labels\" (geom)",
-        )
-        classified = json.loads(out[out.index("{") :])["results"]
+        results = run_pipeline(Path(profile))
     project_path = OUT / "rome_monti.qgz"
-    style_and_project(gpkg, project_path)
+    style_and_project(project_path)
+    sample, fetch = results["sample"], results["fetch"]
+    landuse, compare = results["landuse"], results["compare"]
     print(
-        f"Street segments found: {results['SEGMENTS_FOUND']}; of the reference study's classes: "
-        f"{results['SEGMENTS_SELECTED']}; excluded by class: {results['SEGMENTS_EXCLUDED']}; "
-        f"locations after merging points closer than 20 m: {results['LOCATIONS']}."
+        f"Street segments found: {sample['SEGMENTS_FOUND']}; of the reference study's classes: "
+        f"{sample['SEGMENTS_SELECTED']}; excluded by class: {sample['SEGMENTS_EXCLUDED']}; "
+        f"locations after merging points closer than 20 m: {sample['LOCATIONS']}."
     )
     print(
-        f"Street photos classified: {classified['CLASSIFIED']:.0f}, without a usable image: "
-        f"{classified['FAILED']:.0f}. Model: {model_sentence}"
+        f"Points with imagery: {fetch['WITH_IMAGERY']:.0f}, without: "
+        f"{fetch['WITHOUT_IMAGERY']:.0f}."
+    )
+    print(
+        f"Street photos classified: {landuse['CLASSIFIED']:.0f}, without a usable image: "
+        f"{landuse['FAILED']:.0f}. Model: {results['model']}"
     )
     print(
         "Most frequent first labels: "
-        + "; ".join(f"{label} ({count})" for label, count in frequent_labels(gpkg))
+        + "; ".join(f"{label} ({count})" for label, count in frequent_labels(GPKG))
     )
-    print(f"Open in QGIS: {project_path}  (or the layers alone: {gpkg})")
+    print(f"Grid cells: {results['grid']['CELLS']:.0f} ({results['grid']['FILLED']:.0f} filled).")
+    for row in target_ranks(OUT / "province_ranking.csv"):
+        print(
+            f"Among the 110 Italian provinces, {row['label']} ranks {row['rank']} "
+            f"({float(row['share']):.0%} of first places)."
+        )
+    compared = int(compare["COMPARED"])
+    if compared:
+        print(
+            f"Agreement with Urban Atlas over {compared} points: overall accuracy "
+            f"{compare['OVERALL_ACCURACY']:.3f}, kappa {compare['KAPPA']:.3f}."
+        )
+    else:
+        print(
+            "Agreement with Urban Atlas: no point lies on the Urban Atlas sample available "
+            "offline (it covers Narva); set MUS_URBAN_ATLAS to your city's Urban Atlas 2018 "
+            "GeoPackage for a real comparison."
+        )
+    print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
+    print(f"Reports: {OUT / 'province_ranking.html'}, {OUT / 'urban_atlas_agreement.html'}")
+
+
+def target_ranks(path: Path) -> list[dict]:
+    import csv
+
+    with path.open(encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if row["target"] == "1"]
 
 
 def frequent_labels(gpkg: Path, count: int = 5) -> list[tuple[str, int]]:
@@ -193,7 +306,7 @@ def frequent_labels(gpkg: Path, count: int = 5) -> list[tuple[str, int]]:
 
     with sqlite3.connect(gpkg) as db:
         return db.execute(
-            "SELECT label_1, count(*) FROM photo_labels WHERE label_1 IS NOT NULL "
+            "SELECT label_1, count(*) FROM landuse_labels WHERE label_1 IS NOT NULL "
             "GROUP BY label_1 ORDER BY 2 DESC, 1 LIMIT ?",
             (count,),
         ).fetchall()

@@ -329,13 +329,18 @@ class _StyleReference(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):
         """Apply the categorized renderer on the code field."""
-        categories = [
-            QgsRendererCategory(
-                label.code,
-                QgsFillSymbol.createSimple({"color": colour, "outline_style": "no"}),
-                f"{label.code} {label.text}",
-            )
-            for label, colour in zip(self.legend.labels, self.legend.colours(), strict=True)
-        ]
-        layer.setRenderer(QgsCategorizedSymbolRenderer(self.field, categories))
-        layer.triggerRepaint()
+        style_reference_layer(layer, self.legend, self.field)
+
+
+def style_reference_layer(layer, legend, field: str) -> None:
+    """Land-use polygons in the official palette of their legend (Urban Atlas or CORINE)."""
+    categories = [
+        QgsRendererCategory(
+            label.code,
+            QgsFillSymbol.createSimple({"color": colour, "outline_style": "no"}),
+            f"{label.code} {label.text}",
+        )
+        for label, colour in zip(legend.labels, legend.colours(), strict=True)
+    ]
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()

@@ -7,13 +7,16 @@ import os
 from qgis.core import (
     QgsApplication,
     QgsAuthMethodConfig,
+    QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
     QgsFeatureSink,
     QgsFields,
+    QgsMarkerSymbol,
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterAuthConfig,
     QgsProcessingParameterDateTime,
@@ -25,6 +28,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsRendererCategory,
 )
 
 from .base import (
@@ -276,6 +280,8 @@ class FetchPanoramas(MusAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         by_key = {outcome.key: outcome for outcome in outcomes}
         dest_id = self._write(source, features, by_key, parameters, context)
+        if context.willLoadLayerOnCompletion(dest_id):
+            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_StyleFetched.create())
         found = [o for o in outcomes if o.status == "ok"]
         return {
             self.OUTPUT: dest_id,
@@ -378,3 +384,40 @@ class FetchPanoramas(MusAlgorithm):
             out.setAttributes([attributes[i] for i in kept] + values)
             sink.addFeature(out, QgsFeatureSink.FastInsert)
         return dest_id
+
+
+STATUS_COLOURS = (
+    ("ok", "#1a9641", "imagery found"),
+    ("no imagery", "#b4b4b4", "no imagery"),
+    ("no geometry", "#b4b4b4", "no geometry"),
+    ("", "#d7191c", "error"),
+)
+
+
+def style_fetch_layer(layer) -> None:
+    """Points coloured by what the fetch found: imagery, none, or an error."""
+    categories = []
+    for value, colour, label in STATUS_COLOURS:
+        symbol = QgsMarkerSymbol.createSimple(
+            {"name": "circle", "color": colour, "outline_color": "#ffffff", "size": "2"}
+        )
+        categories.append(QgsRendererCategory(value, symbol, label))
+    # Errors carry their reason in the status: anything else falls in the catch-all category.
+    layer.setRenderer(QgsCategorizedSymbolRenderer("fetch_status", categories))
+    layer.triggerRepaint()
+
+
+class _StyleFetched(QgsProcessingLayerPostProcessorInterface):
+    """Style the loaded output (QGIS calls stylers after the algorithm object is gone)."""
+
+    _alive: list = []  # noqa: RUF012
+
+    @classmethod
+    def create(cls) -> _StyleFetched:
+        styler = cls()
+        cls._alive = [*cls._alive[-31:], styler]
+        return styler
+
+    def postProcessLayer(self, layer, context, feedback):
+        """Apply the status colours."""
+        style_fetch_layer(layer)

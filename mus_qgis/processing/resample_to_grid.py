@@ -310,17 +310,22 @@ class _StyleGrid(QgsProcessingLayerPostProcessorInterface):
 
     def postProcessLayer(self, layer, context, feedback):
         """Apply the categorized renderer."""
-        present = set(layer.uniqueValues(layer.fields().lookupField("label")))
-        categories = [
-            QgsRendererCategory(
-                name,
-                QgsFillSymbol.createSimple(
-                    {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
-                ),
-                name,
-            )
-            for name, colour in zip(self.names, self.colours, strict=True)
-            if name in present
-        ]
-        layer.setRenderer(QgsCategorizedSymbolRenderer("label", categories))
-        layer.triggerRepaint()
+        style_grid_layer(layer, self.names, self.colours)
+
+
+def style_grid_layer(layer, names, colours) -> None:
+    """Cells coloured by label, in the given order and colours (labels present only)."""
+    present = set(layer.uniqueValues(layer.fields().lookupField("label")))
+    categories = [
+        QgsRendererCategory(
+            name,
+            QgsFillSymbol.createSimple(
+                {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
+            ),
+            name,
+        )
+        for name, colour in zip(names, colours, strict=True)
+        if name in present
+    ]
+    layer.setRenderer(QgsCategorizedSymbolRenderer("label", categories))
+    layer.triggerRepaint()

@@ -59,3 +59,61 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
     assert all(f["fetch_status"] in ("ok", "no imagery") for f in points.getFeatures())
     cells = list(grid.getFeatures())
     assert cells and all(f["label"] for f in cells)
+
+
+def test_pipeline_model_runs_from_qgis_process(write_osm, tmp_path, tiny_checkpoint):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from scripts.package import stage
+    from tests.conftest import ROOT
+
+    plugins = tmp_path / "plugins"
+    stage(plugins)
+    site = f"{sys.prefix}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "QGIS_PLUGINPATH": str(plugins),
+        "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile"),
+        "PYTHONPATH": site,
+    }
+
+    def qgis_process(*args):
+        done = subprocess.run(
+            ["qgis_process.bin", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    qgis_process("plugins", "enable", "mus_qgis")
+    out = qgis_process(
+        "--json",
+        "run",
+        ALG,
+        "--",
+        f"osm_file={streets_through_the_photos(write_osm)}",
+        "source=3",
+        f"photo_folder={IMAGES}",
+        "radius=60",
+        "label_set=0",
+        f"model={TINY_MODEL_CONFIG}",
+        "pretrained=",
+        f"checkpoint={tiny_checkpoint}",
+        "cell_size=100",
+        f"classify:Classified points={tmp_path / 'points.gpkg'}",
+        f"grid:Label grid={tmp_path / 'grid.gpkg'}",
+    )
+    results = json.loads(out[out.index("{") :])["results"]
+    assert results["grid:Label grid"].startswith(str(tmp_path / "grid.gpkg"))
+    from qgis.core import QgsVectorLayer
+
+    grid = QgsVectorLayer(str(tmp_path / "grid.gpkg"), "grid", "ogr")
+    assert grid.isValid() and grid.featureCount() > 0

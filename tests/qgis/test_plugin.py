@@ -170,6 +170,7 @@ def test_runs_inside_a_graphical_model(mus_provider):
 def test_demo_writes_a_styled_geopackage_and_project():
     from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsVectorLayer
 
+    from scripts.demo import SPATIAL_LAYERS
     from scripts.package import stage
 
     stage(ROOT / "build" / "plugins")
@@ -177,32 +178,35 @@ def test_demo_writes_a_styled_geopackage_and_project():
         [sys.executable, str(ROOT / "scripts" / "demo.py")],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "locations after merging points closer than 20 m: 362" in done.stdout
-    gpkg = ROOT / "demo_output" / "rome_monti.gpkg"
-    layer = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
-    assert layer.isValid() and layer.featureCount() == 362
-    layer.loadDefaultStyle()
-    assert isinstance(layer.renderer(), QgsCategorizedSymbolRenderer)
+    assert "Points with imagery: 9, without: 0" in done.stdout
+    assert "Street photos classified: 9, without a usable image: 0" in done.stdout
     assert (
         "UNTRAINED" in done.stdout
         or "pretrained on" in done.stdout
         or "weights from" in (done.stdout)
     )
-    assert "Street photos classified: 14, without a usable image: 0" in done.stdout
-    photos = QgsVectorLayer(f"{gpkg}|layername=photo_labels", "photos", "ogr")
-    assert photos.isValid() and photos.featureCount() == 14
+    assert "Among the 110 Italian provinces, Arezzo ranks" in done.stdout
+    output = ROOT / "demo_output"
+    gpkg = output / "rome_monti.gpkg"
+    centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
+    assert centroids.isValid() and centroids.featureCount() == 362
+    photos = QgsVectorLayer(f"{gpkg}|layername=landuse_labels", "photos", "ogr")
     assert all(f["clip_status"] == "ok" and f["label_1"] for f in photos.getFeatures())
     assert "label_set_hash" in photos.metadata().abstract()
+    for report in ("province_ranking.html", "urban_atlas_agreement.html"):
+        assert "<table>" in (output / report).read_text(encoding="utf-8")
     project = QgsProject()
-    assert project.read(str(ROOT / "demo_output" / "rome_monti.qgz"))
+    assert project.read(str(output / "rome_monti.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    assert len(layers) == 2
-    for loaded in layers.values():
-        assert loaded.isValid()
-        assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer)
-    photo_style = layers["Street photos: Urban Atlas label (CLIP)"].renderer()
-    assert photo_style.classAttribute() == "label_1"
+    assert set(layers) == set(SPATIAL_LAYERS.values())
+    for name, loaded in layers.items():
+        assert loaded.isValid(), name
+        assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer), name
+    grid = layers[SPATIAL_LAYERS["label_grid"]]
+    assert grid.renderer().classAttribute() == "label" and grid.featureCount() > 9
+    assert layers[SPATIAL_LAYERS["landuse_labels"]].renderer().classAttribute() == "label_1"
