@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from qgis.core import (
     Qgis,
@@ -11,6 +13,8 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
 from qgis.PyQt.QtGui import QIcon
@@ -58,6 +62,38 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):
         """A fresh instance, as Processing asks for one per run."""
         return type(self)()
+
+    def add_advanced_parameters(self, parameters) -> None:
+        """Add parameters under the dialog's "Advanced" section."""
+        for parameter in parameters:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+
+
+class LayerStyler(QgsProcessingLayerPostProcessorInterface):
+    """Applies a style function to an output once QGIS has loaded it (on the main thread).
+
+    QGIS calls it after the algorithm object is gone, and sip would delete a styler nobody holds:
+    the class keeps the latest ones alive.
+    """
+
+    _alive: ClassVar[list[LayerStyler]] = []
+
+    def __init__(self, style: Callable) -> None:
+        super().__init__()
+        self._style = style
+
+    def postProcessLayer(self, layer, context, feedback):
+        """Apply the style."""
+        self._style(layer)
+
+
+def style_on_load(context, dest_id: str, style: Callable) -> None:
+    """Style the output ``dest_id`` with ``style(layer)`` if QGIS will load it."""
+    if context.willLoadLayerOnCompletion(dest_id):
+        styler = LayerStyler(style)
+        LayerStyler._alive = [*LayerStyler._alive[-63:], styler]
+        context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(styler)
 
 
 class FeedbackProgress:

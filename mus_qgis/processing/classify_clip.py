@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import ClassVar
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -15,10 +15,8 @@ from qgis.core import (
     QgsMarkerSymbol,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -34,7 +32,14 @@ from qgis.core import (
 
 from ..engine.labels import builtin_label_sets
 from ..engine.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
-from .base import FeedbackProgress, MusAlgorithm, make_field, plugin_cache_dir, require_engine
+from .base import (
+    FeedbackProgress,
+    MusAlgorithm,
+    make_field,
+    plugin_cache_dir,
+    require_engine,
+    style_on_load,
+)
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (
@@ -224,9 +229,7 @@ class ClassifyClip(MusAlgorithm):
                 optional=True,
             ),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Classified points"), QgsProcessing.TypeVectorPoint
@@ -272,10 +275,11 @@ class ClassifyClip(MusAlgorithm):
         dest_id, classified = self._write(source, features, run, parameters, context)
         settings = run.metadata
         _save_metadata(dest_id, settings, feedback)
-        if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
-                _StyleClassified.create(label_set, settings, run.scores.top_k)
-            )
+        style_on_load(
+            context,
+            dest_id,
+            partial(style_classified_layer, label_set=label_set, settings=settings),
+        )
         return {
             self.OUTPUT: dest_id,
             "CLASSIFIED": classified,
@@ -447,24 +451,6 @@ def _save_metadata(dest_id: str, settings: dict, feedback) -> None:
         saved, message = False, str(exc)
     if not saved:
         feedback.pushWarning(f"Could not save the run settings into {path}: {message}")
-
-
-class _StyleClassified(QgsProcessingLayerPostProcessorInterface):
-    """Dot map of the first label in the label set's colours, sized by its score."""
-
-    # QGIS calls stylers after the algorithm object is gone: the class keeps the latest alive.
-    _alive: ClassVar[list[_StyleClassified]] = []
-
-    @classmethod
-    def create(cls, label_set, settings: dict, top_k: int) -> _StyleClassified:
-        styler = cls()
-        styler.label_set, styler.settings = label_set, settings
-        cls._alive = [*cls._alive[-31:], styler]
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):
-        """Apply the renderer and the metadata."""
-        style_classified_layer(layer, self.label_set, self.settings)
 
 
 def style_classified_layer(layer, label_set, settings: dict | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -13,7 +14,6 @@ from qgis.core import (
     QgsFillSymbol,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -23,7 +23,7 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from .base import MusAlgorithm, make_field, require_engine
+from .base import MusAlgorithm, make_field, require_engine, style_on_load
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -233,10 +233,10 @@ class CompareUrbanAtlas(MusAlgorithm):
         for fid in sorted(used):
             sink.addFeature(QgsFeature(polygons[fid]), QgsFeatureSink.FastInsert)
         del sink
-        if legend and context.willLoadLayerOnCompletion(dest_id):
+        if legend:
             field = reference.fields().at(code_index).name()
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
-                _StyleReference.create(legend, field)
+            style_on_load(
+                context, dest_id, partial(style_reference_layer, legend=legend, field=field)
             )
         return dest_id
 
@@ -313,23 +313,6 @@ def _report_html(result, legend) -> str:
         )
     parts.append("</table></body></html>")
     return "".join(parts)
-
-
-class _StyleReference(QgsProcessingLayerPostProcessorInterface):
-    """The reference polygons in the official palette of their legend."""
-
-    _alive: list = []  # noqa: RUF012 - QGIS calls stylers after the algorithm is gone
-
-    @classmethod
-    def create(cls, legend, field: str) -> _StyleReference:
-        styler = cls()
-        styler.legend, styler.field = legend, field
-        cls._alive = [*cls._alive[-31:], styler]
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):
-        """Apply the categorized renderer on the code field."""
-        style_reference_layer(layer, self.legend, self.field)
 
 
 def style_reference_layer(layer, legend, field: str) -> None:

@@ -16,11 +16,9 @@ from qgis.core import (
     QgsMarkerSymbol,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterAuthConfig,
     QgsProcessingParameterDateTime,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -38,6 +36,7 @@ from .base import (
     plugin_cache_dir,
     qgis_proxies,
     require_engine,
+    style_on_load,
 )
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
@@ -219,9 +218,7 @@ class FetchPanoramas(MusAlgorithm):
                 self.SERVICE_URL, self.tr("Service URL (empty: the source's own)"), optional=True
             ),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Points with imagery"), QgsProcessing.TypeVectorPoint
@@ -280,8 +277,7 @@ class FetchPanoramas(MusAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         by_key = {outcome.key: outcome for outcome in outcomes}
         dest_id = self._write(source, features, by_key, parameters, context)
-        if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(_StyleFetched.create())
+        style_on_load(context, dest_id, style_fetch_layer)
         found = [o for o in outcomes if o.status == "ok"]
         return {
             self.OUTPUT: dest_id,
@@ -405,19 +401,3 @@ def style_fetch_layer(layer) -> None:
     # Errors carry their reason in the status: anything else falls in the catch-all category.
     layer.setRenderer(QgsCategorizedSymbolRenderer("fetch_status", categories))
     layer.triggerRepaint()
-
-
-class _StyleFetched(QgsProcessingLayerPostProcessorInterface):
-    """Style the loaded output (QGIS calls stylers after the algorithm object is gone)."""
-
-    _alive: list = []  # noqa: RUF012
-
-    @classmethod
-    def create(cls) -> _StyleFetched:
-        styler = cls()
-        cls._alive = [*cls._alive[-31:], styler]
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):
-        """Apply the status colours."""
-        style_fetch_layer(layer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -16,11 +17,9 @@ from qgis.core import (
     QgsPointXY,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -32,7 +31,7 @@ from qgis.core import (
 
 from ..engine.grid import SHAPES
 from ..engine.labels import builtin_label_sets
-from .base import MusAlgorithm, make_field, require_engine
+from .base import MusAlgorithm, make_field, require_engine, style_on_load
 
 OUTPUT_FIELDS = (
     ("cell", "string"),
@@ -140,9 +139,7 @@ class ResampleToGrid(MusAlgorithm):
                 optional=True,
             ),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Label grid"), QgsProcessing.TypeVectorPolygon
@@ -202,10 +199,7 @@ class ResampleToGrid(MusAlgorithm):
             f"{len(texts)} labelled points."
         )
         dest_id = self._write(result, names, crs, parameters, context)
-        if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
-                _StyleGrid.create(names, colours)
-            )
+        style_on_load(context, dest_id, partial(style_grid_layer, names=names, colours=colours))
         return {
             self.OUTPUT: dest_id,
             "CELLS": len(result.label),
@@ -294,23 +288,6 @@ class ResampleToGrid(MusAlgorithm):
             )
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         return dest_id
-
-
-class _StyleGrid(QgsProcessingLayerPostProcessorInterface):
-    """Cells coloured by their label (the label set's colours)."""
-
-    _alive: list = []  # noqa: RUF012 - QGIS calls stylers after the algorithm is gone
-
-    @classmethod
-    def create(cls, names, colours) -> _StyleGrid:
-        styler = cls()
-        styler.names, styler.colours = names, colours
-        cls._alive = [*cls._alive[-31:], styler]
-        return styler
-
-    def postProcessLayer(self, layer, context, feedback):
-        """Apply the categorized renderer."""
-        style_grid_layer(layer, self.names, self.colours)
 
 
 def style_grid_layer(layer, names, colours) -> None:

@@ -16,10 +16,8 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingFeatureSource,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFeatureSink,
@@ -32,7 +30,14 @@ from qgis.core import (
 
 from ..engine.resources import plugin_version, resource_path
 from ..engine.street_classes import street_classes
-from .base import FeedbackProgress, MusAlgorithm, make_field, plugin_cache_dir, require_engine
+from .base import (
+    FeedbackProgress,
+    MusAlgorithm,
+    make_field,
+    plugin_cache_dir,
+    require_engine,
+    style_on_load,
+)
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -144,9 +149,7 @@ class SampleStreetCentroids(MusAlgorithm):
                 defaultValue="https://nominatim.openstreetmap.org/",
             ),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Street centroids"), type=QgsProcessing.TypeVectorPoint
@@ -197,10 +200,7 @@ class SampleStreetCentroids(MusAlgorithm):
         for highway, count in sorted(result.excluded_by_class.items(), key=lambda kv: -kv[1]):
             feedback.pushInfo(f"  excluded {highway}: {count}")
         dest_id = self._write(result.points, parameters, context)
-        if context.willLoadLayerOnCompletion(dest_id):
-            context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(
-                _StyleStreetCentroids.instance()
-            )
+        style_on_load(context, dest_id, style_street_centroids)
         return {
             self.OUTPUT: dest_id,
             "SEGMENTS_FOUND": result.segments_total,
@@ -286,20 +286,7 @@ def _plain(value):
     return value
 
 
-class _StyleStreetCentroids(QgsProcessingLayerPostProcessorInterface):
-    """Give the loaded output its style (runs on the main thread once the layer is loaded)."""
-
-    _instance: _StyleStreetCentroids | None = None
-
-    @classmethod
-    def instance(cls) -> _StyleStreetCentroids:
-        """One long-lived styler: QGIS calls it after the algorithm object is gone, so a
-        per-run object would already be deleted by then."""
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
-
-    def postProcessLayer(self, layer, context, feedback):
-        """Apply the shipped QML style."""
-        layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
-        layer.triggerRepaint()
+def style_street_centroids(layer) -> None:
+    """The shipped QML style: colour by street class, size by the number of merged segments."""
+    layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
+    layer.triggerRepaint()
