@@ -2,6 +2,8 @@
 
 python -m mus_qgis.engine embed IMAGES... [--model ViT-B-32 --pretrained TAG | --checkpoint F]
 python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scores.csv
+python -m mus_qgis.engine rank --labels world_capitals --targets Rome \\
+    --group "Rome + Vatican City = Rome; Vatican City"
 python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
 """
 
@@ -151,6 +153,47 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_rank(args) -> int:
+    """Rank every label over all stored embeddings, with exact mean probabilities."""
+    from .ranking import rank_labels
+
+    spec, setting, label_set = _spec(args), _setting(args), _label_set(args)
+    model = load_model(spec, model_cache_dir(args.cache_dir))
+    store, text_store = open_stores(args.cache_dir, model, setting)
+    try:
+        _, vectors = store.all()
+        text_vectors = label_embeddings(model, label_set, text_store)
+    finally:
+        store.close()
+        text_store.close()
+    if not len(vectors):
+        print(f"The store {store.path} is empty: embed images first.", file=sys.stderr)
+        return 1
+    scores = score(vectors, text_vectors, label_set, model.logit_scale, top_k=1)
+    groups = {}
+    for text in args.group or []:
+        name, _, members = text.partition("=")
+        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
+    targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
+    ranked = rank_labels(
+        label_set.texts, scores.top_index[:, 0], scores.all_probability, targets, groups
+    )
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["rank", "label", "first_places", "share", "mean_probability", "target"])
+    for entry in ranked:
+        writer.writerow(
+            [
+                entry.rank,
+                entry.label,
+                entry.first_places,
+                f"{entry.share:.6f}",
+                f"{entry.mean_probability:.6f}",
+                int(entry.target),
+            ]
+        )
+    return 0
+
+
 def _write_scores(out, paths, status, scores) -> None:
     k = scores.top_k
     header = ["path", "status"]
@@ -223,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     scorer.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
     _model_arguments(scorer)
     scorer.set_defaults(run=cmd_score)
+
+    ranker = commands.add_parser("rank", help="rank labels over every stored embedding")
+    ranker.add_argument("--labels", required=True, help="built-in set name or a .txt/.csv file")
+    ranker.add_argument("--template", action="append", help="prompt template with {label}")
+    ranker.add_argument("--targets", default="", help="labels to mark, comma-separated")
+    ranker.add_argument(
+        "--group", action="append", help="labels summed into one entry: 'name = label; label'"
+    )
+    _model_arguments(ranker)
+    ranker.set_defaults(run=cmd_rank)
 
     commands.add_parser("labelsets", help="list the built-in label sets").set_defaults(
         run=cmd_labelsets

@@ -82,3 +82,30 @@ def test_module_entry_point_lists_label_sets():
         check=True,
     )
     assert "urban_atlas_2018" in done.stdout and "27 labels" in done.stdout
+
+
+def test_rank_every_stored_embedding_with_groups(tmp_path, tiny_checkpoint, capsys):
+    args = model_args(tiny_checkpoint, tmp_path / "cache")
+    assert main(["embed", str(IMAGES / "arezzo"), *args]) == 0
+    capsys.readouterr()
+    code = main(
+        [
+            "rank",
+            "--labels",
+            "european_capitals",
+            "--targets",
+            "Rome",
+            "--group",
+            "Rome + Vatican City = Rome; Vatican City",
+            *args,
+        ]
+    )
+    assert code == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(rows) == 45 - 1  # Rome and Vatican City summed into one entry
+    assert sum(int(r["first_places"]) for r in rows) == 9
+    assert [int(r["rank"]) for r in rows] == list(range(1, 45))
+    group = next(r for r in rows if r["label"] == "Rome + Vatican City")
+    assert group["target"] == "1"
+    total_probability = sum(float(r["mean_probability"]) for r in rows)
+    assert abs(total_probability - 1.0) < 1e-4  # exact probabilities over the whole set
