@@ -190,6 +190,7 @@ def run_pipeline(profile: Path) -> dict:
     results["ranking"] = step(
         "mus:ranklabels",
         f"INPUTS={layer('province_labels')}",
+        f"INPUTS={layer('landuse_labels')}",
         "TARGETS=Arezzo, Roma",
         f"OUTPUT={OUT / 'province_ranking.csv'}",
         f"REPORT={OUT / 'province_ranking.html'}",
@@ -298,7 +299,11 @@ def target_ranks(path: Path) -> list[dict]:
     import csv
 
     with path.open(encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if row["target"] == "1"]
+        return [
+            row
+            for row in csv.DictReader(handle)
+            if row["target"] == "1" and row["label_set"] == "italian_provinces"
+        ]
 
 
 def frequent_labels(gpkg: Path, count: int = 5) -> list[tuple[str, int]]:
