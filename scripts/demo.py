@@ -71,13 +71,14 @@ def survey_points(path: Path) -> int:
     """Points 5 m east of each geotagged photo (EXIF GPS), as a survey's sample points would be."""
     from PIL import Image
 
+    from mus_qgis.engine.imagery_sources.local_photos import gps_position
+
     features = []
     for photo in sorted(SURVEY_FOLDER.glob("*.jpg")):
-        gps = Image.open(photo).getexif().get_ifd(0x8825)
-        if 2 not in gps or 4 not in gps:
+        position = gps_position(Image.open(photo).getexif().get_ifd(0x8825))
+        if position is None:
             continue
-        lat = _degrees(gps[2]) * (-1 if gps.get(1) == "S" else 1)
-        lon = _degrees(gps[4]) * (-1 if gps.get(3) == "W" else 1)
+        lon, lat = position
         features.append(
             {
                 "type": "Feature",
@@ -87,11 +88,6 @@ def survey_points(path: Path) -> int:
         )
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return len(features)
-
-
-def _degrees(dms) -> float:
-    degrees, minutes, seconds = (float(v) for v in dms)
-    return degrees + minutes / 60 + seconds / 3600
 
 
 def model_parameters() -> tuple[list[str], str]:

@@ -132,49 +132,46 @@ def cmd_score(args) -> int:
         )
         scores, status = run.scores, run.embeddings.status
     else:
-        # Everything in the store, no image needed: the files table says which key is which.
-        model = load_model(spec, model_cache_dir(args.cache_dir))
-        store, text_store = open_stores(args.cache_dir, model, setting)
-        try:
-            files = store.files()
-            stored_keys, vectors = store.all()
-            text_vectors = label_embeddings(model, label_set, text_store)
-        finally:
-            store.close()
-            text_store.close()
-        if not stored_keys:
-            print(f"The store {store.path} is empty: embed images first.", file=sys.stderr)
+        scored = _score_store(args, label_set, args.top_k)
+        if scored is None:
             return 1
-        digest_to_path = {f.digest: path for path, f in files.items()}
-        paths = [digest_to_path.get(k.split("@")[0], k) for k in stored_keys]
-        scores = score(vectors, text_vectors, label_set, model.logit_scale, args.top_k)
+        paths, scores = scored
         status = ["ok"] * len(paths)
     _write_scores(args.out, paths, status, scores)
     return 0
 
 
-def cmd_rank(args) -> int:
-    """Rank every label over all stored embeddings, with exact mean probabilities."""
-    from .ranking import rank_labels
-
-    spec, setting, label_set = _spec(args), _setting(args), _label_set(args)
-    model = load_model(spec, model_cache_dir(args.cache_dir))
-    store, text_store = open_stores(args.cache_dir, model, setting)
+def _score_store(args, label_set, top_k: int):
+    """Scores of every embedding in the store, no image needed: (paths, scores), or None."""
+    model = load_model(_spec(args), model_cache_dir(args.cache_dir))
+    store, text_store = open_stores(args.cache_dir, model, _setting(args))
     try:
-        _, vectors = store.all()
+        files = store.files()
+        stored_keys, vectors = store.all()
         text_vectors = label_embeddings(model, label_set, text_store)
     finally:
         store.close()
         text_store.close()
-    if not len(vectors):
+    if not stored_keys:
         print(f"The store {store.path} is empty: embed images first.", file=sys.stderr)
-        return 1
-    scores = score(vectors, text_vectors, label_set, model.logit_scale, top_k=1)
-    groups = {}
-    for text in args.group or []:
-        name, _, members = text.partition("=")
-        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
+        return None
+    # The files table says which image each key came from.
+    digest_to_path = {f.digest: path for path, f in files.items()}
+    paths = [digest_to_path.get(k.split("@")[0], k) for k in stored_keys]
+    return paths, score(vectors, text_vectors, label_set, model.logit_scale, top_k)
+
+
+def cmd_rank(args) -> int:
+    """Rank every label over all stored embeddings, with exact mean probabilities."""
+    from .ranking import parse_groups, rank_labels
+
+    label_set = _label_set(args)
+    groups = parse_groups(args.group or [])
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
+    scored = _score_store(args, label_set, top_k=1)
+    if scored is None:
+        return 1
+    _, scores = scored
     ranked = rank_labels(
         label_set.texts, scores.top_index[:, 0], scores.all_probability, targets, groups
     )

@@ -171,6 +171,9 @@ class _Pipeline:
             self._assign_owners()
         elif kind == "prepare":
             self.ready.extend(result)
+            # Runs on the scheduling thread only, so the count needs no lock.
+            outcome = self.outcomes[self.points[task[1]].key]
+            self.reused += not result and outcome.status == STATUS_OK
         count = len(self.points)
         owners = max(len(self.owners), 1)
         self.progress.set_progress(
@@ -242,7 +245,6 @@ class _Pipeline:
         missing = [(p, h) for p, h in zip(planned, headings, strict=True) if not p.exists()]
         if not missing:
             outcome.status = STATUS_OK
-            self.reused += 1
             return []
         outcome.status = STATUS_OK  # until a fetch task says otherwise
         if hasattr(self.source, "download_view") and len(planned) > 1:

@@ -79,20 +79,21 @@ class Http:
         require("urllib3")
         import urllib3
 
+        # urllib3 only carries requests through a proxy; without one, http.client does.
         proxy = (self.proxies or {}).get("https") or (self.proxies or {}).get("http")
-        options = {
-            "maxsize": self.max_connections,
-            "num_pools": 16,
-            "headers": {"User-Agent": self.user_agent},
-        }
-        if proxy and proxy.startswith("socks"):
-            from urllib3.contrib.socks import SOCKSProxyManager
+        self._pool = None
+        if proxy:
+            options = {
+                "maxsize": self.max_connections,
+                "num_pools": 16,
+                "headers": {"User-Agent": self.user_agent},
+            }
+            if proxy.startswith("socks"):
+                from urllib3.contrib.socks import SOCKSProxyManager
 
-            self._pool = SOCKSProxyManager(proxy, **options)
-        elif proxy:
-            self._pool = urllib3.ProxyManager(proxy, **options)
-        else:
-            self._pool = urllib3.PoolManager(**options)
+                self._pool = SOCKSProxyManager(proxy, **options)
+            else:
+                self._pool = urllib3.ProxyManager(proxy, **options)
         self.counts = {"requests": 0, "retries": 0}
         self._count_lock = threading.Lock()
         self._local = threading.local()
@@ -119,7 +120,7 @@ class Http:
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
         headers = {"User-Agent": self.user_agent, **(headers or {})}
-        if self.proxies:
+        if self._pool is not None:
             import urllib3
 
             answer = self._pool.request(

@@ -268,7 +268,8 @@ def _weights_cached(cfg: dict, cache_dir) -> bool:
     if hub:
         from huggingface_hub import try_to_load_from_cache
 
-        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub[:-1], "")
+        # As open_clip reads it: "org/model/file" names a file, "org/model/" the default one.
+        repo, filename = os.path.split(hub)
         names = (
             [filename]
             if filename

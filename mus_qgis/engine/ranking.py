@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from .errors import LabelSetError
 
 
 @dataclass
@@ -87,3 +89,16 @@ def rank_labels(
     for rank, entry in enumerate(entries, start=1):
         entry.rank = rank
     return entries
+
+
+def parse_groups(lines: Iterable[str]) -> dict[str, list[str]]:
+    """Groups written one a line as ``name = label; label`` (blank lines skipped)."""
+    groups = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise LabelSetError(f"Write each group as 'name = label; label', not {line.strip()!r}.")
+        name, members = line.split("=", 1)
+        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
+    return groups

@@ -105,7 +105,15 @@ class RankLabels(MusAlgorithm):
             for t in self.parameterAsString(parameters, self.TARGETS, context).split(",")
             if t.strip()
         ]
-        groups = _parse_groups(self.parameterAsString(parameters, self.GROUPS, context))
+        from ..engine.errors import MusError
+        from ..engine.ranking import parse_groups
+
+        try:
+            groups = parse_groups(
+                self.parameterAsString(parameters, self.GROUPS, context).splitlines()
+            )
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from exc
         fields = QgsFields()
         for name, kind in OUTPUT_FIELDS:
             fields.append(make_field(name, kind))
@@ -214,20 +222,6 @@ def _label_universe(layer, rows) -> tuple[str, list[str]]:
         name, labels = "", []
     extra = [label for label in seen if label not in set(labels)]
     return name or layer.name(), labels + extra
-
-
-def _parse_groups(text: str) -> dict[str, list[str]]:
-    groups = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if "=" not in line:
-            raise QgsProcessingException(
-                f"Write each group as 'name = label; label', not {line.strip()!r}."
-            )
-        name, members = line.split("=", 1)
-        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
-    return groups
 
 
 def _report_html(sections) -> str:

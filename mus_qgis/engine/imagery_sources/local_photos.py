@@ -114,7 +114,7 @@ def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Cand
         return None  # unreadable files are not offered; the classifier reports bad images
     gps = exif.get_ifd(_GPS_IFD)
     if position is None:
-        position = _gps_position(gps)
+        position = gps_position(gps)
         if position is None:
             return None
     panorama = is_equirectangular(width, height, head)
@@ -136,7 +136,8 @@ def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Cand
     )
 
 
-def _gps_position(gps) -> tuple[float, float] | None:
+def gps_position(gps) -> tuple[float, float] | None:
+    """(lon, lat) from an EXIF GPS IFD, or None when it has no usable position."""
     try:
         lat = _degrees(gps[2]) * (-1 if gps.get(1) in ("S", b"S") else 1)
         lon = _degrees(gps[4]) * (-1 if gps.get(3) in ("W", b"W") else 1)
