@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages mus_qgis needs (QGIS 3.22 and its Python bindings, the tools to build
-# pyproj against the system PROJ, Xvfb for screenshots), when any is missing and we are root.
+# pyproj and shapely against the system PROJ and GEOS, Xvfb for screenshots), when any is missing
+# and we are root.
 set -euo pipefail
 
 packages=(qgis python3-qgis qgis-providers python3-venv python3-dev xvfb xauth libproj-dev
-          build-essential unzip)
+          libgeos-dev build-essential unzip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -10,6 +10,10 @@ from pathlib import Path
 # Import name -> name on PyPI, where they differ.
 _PYPI_NAMES = {"open_clip": "open_clip_torch", "PIL": "pillow", "sklearn": "scikit-learn"}
 
+# On Linux QGIS links the system's PROJ and GEOS; these packages' wheels bundle second copies that
+# clash with them inside QGIS, so they are built from source against the system libraries there.
+_BUILT_FROM_SOURCE_ON_LINUX = ("pyproj", "shapely")
+
 _REQUIREMENTS_CANDIDATES = (
     Path(__file__).resolve().parents[1] / "requirements.txt",  # inside the installed plugin
     Path(__file__).resolve().parents[2] / "requirements.txt",  # in a source checkout
@@ -39,7 +43,9 @@ def install_command(pypi_names: list[str]) -> str:
     if sys.platform == "darwin":
         python = Path(sys.prefix) / "bin" / "python3"
         return f"{python} -m pip install --user {specs}"
-    return f"/usr/bin/python3 -m pip install --user --break-system-packages {specs}"
+    from_source = [name for name in pypi_names if name in _BUILT_FROM_SOURCE_ON_LINUX]
+    no_binary = f"--no-binary {','.join(from_source)} " if from_source else ""
+    return f"/usr/bin/python3 -m pip install --user --break-system-packages {no_binary}{specs}"
 
 
 def require(*modules: str) -> None:

@@ -69,6 +69,35 @@ class MusAlgorithm(QgsProcessingAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
+    def field_index(
+        self, source, parameters, name, context, *, what: str, required=False, candidates=()
+    ) -> int:
+        """Index in ``source`` of the field chosen for parameter ``name``; -1 when none applies.
+
+        An optional field left at its default is skipped when the layer lacks it (a bearing field
+        named ``bearing`` is a suggestion, not a demand); one the user chose and the layer lacks is
+        an error. With no field chosen, the first of ``candidates`` the layer has (any case) is
+        taken. Errors name the layer's fields, since the usual cause is picking the wrong layer.
+        """
+        chosen = self.parameterAsFields(parameters, name, context)
+        wanted = chosen[0] if chosen and chosen[0] else ""
+        fields = source.fields()
+        if wanted:
+            index = fields.lookupField(wanted)
+            if index >= 0:
+                return index
+            if not required and wanted == self.parameterDefinition(name).defaultValue():
+                return -1
+        else:
+            index = find_field(fields, candidates)
+            if index >= 0 or not required:
+                return index
+        looked_for = repr(wanted) if wanted else " or ".join(candidates) or "(none chosen)"
+        offered = ", ".join(field.name() for field in fields) or "none"
+        raise QgsProcessingException(
+            f"The input layer has no field {looked_for} for the {what}. Its fields: {offered}."
+        )
+
 
 class LayerStyler(QgsProcessingLayerPostProcessorInterface):
     """Applies a style function to an output once QGIS has loaded it (on the main thread).
@@ -132,6 +161,15 @@ def plugin_cache_dir(*parts: str) -> Path:
 
 
 _FIELD_TYPES = {"int": "Int", "int64": "LongLong", "double": "Double", "string": "QString"}
+
+
+def find_field(fields, candidates) -> int:
+    """Index of the first of ``candidates`` among ``fields``, compared case-blind; -1 if none."""
+    by_lower_name = {field.name().lower(): i for i, field in enumerate(fields)}
+    for candidate in candidates:
+        if candidate.lower() in by_lower_name:
+            return by_lower_name[candidate.lower()]
+    return -1
 
 
 def make_field(name: str, kind: str) -> QgsField:

@@ -322,35 +322,17 @@ class ClassifyClip(MusAlgorithm):
         folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
         return folder or str(plugin_cache_dir())
 
-    def _field_index(self, source, parameters, name, context, kind: str) -> int:
-        chosen = self.parameterAsFields(parameters, name, context)
-        if not chosen or not chosen[0]:
-            return -1
-        index = source.fields().lookupField(chosen[0])
-        if (
-            index < 0
-            and chosen[0] == self.parameterDefinition(name).defaultValue()
-            and (name != self.IMAGE_FIELD)
-        ):
-            return -1  # an optional field left at its default that this layer does not have
-        if index < 0:
-            offered = ", ".join(f.name() for f in source.fields()) or "none"
-            raise QgsProcessingException(
-                f"The input layer has no field {chosen[0]!r} for the {kind}. Its fields: {offered}."
-            )
-        return index
-
     def _locations(self, source, parameters, context):
         from ..engine.embedding import Location, parse_image_paths
 
-        path_index = self._field_index(source, parameters, self.IMAGE_FIELD, context, "images")
-        if path_index < 0:
-            raise QgsProcessingException("Choose the field that holds the image paths.")
-        bearing_index = self._field_index(
-            source, parameters, self.BEARING_FIELD, context, "bearing"
+        path_index = self.field_index(
+            source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True
         )
-        heading_index = self._field_index(
-            source, parameters, self.HEADING_FIELD, context, "panorama heading"
+        bearing_index = self.field_index(
+            source, parameters, self.BEARING_FIELD, context, what="street bearing"
+        )
+        heading_index = self.field_index(
+            source, parameters, self.HEADING_FIELD, context, what="panorama heading"
         )
         folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
         locations, features = [], []

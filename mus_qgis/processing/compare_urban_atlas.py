@@ -23,7 +23,7 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from .base import MusAlgorithm, make_field, require_engine, style_on_load
+from .base import MusAlgorithm, find_field, make_field, require_engine, style_on_load
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -129,9 +129,19 @@ class CompareUrbanAtlas(MusAlgorithm):
         reference = self.parameterAsSource(parameters, self.REFERENCE, context)
         if points is None or reference is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
-        predicted_index = self._field(points, parameters, self.PREDICTED_FIELD, context, ())
-        code_index = self._field(reference, parameters, self.REFERENCE_FIELD, context, CODE_FIELDS)
-        class_index = _find(reference.fields(), CLASS_FIELDS)
+        predicted_index = self.field_index(
+            points, parameters, self.PREDICTED_FIELD, context, what="predicted code", required=True
+        )
+        code_index = self.field_index(
+            reference,
+            parameters,
+            self.REFERENCE_FIELD,
+            context,
+            what="reference class code",
+            required=True,
+            candidates=CODE_FIELDS,
+        )
+        class_index = find_field(reference.fields(), CLASS_FIELDS)
         polygons = {f.id(): f for f in reference.getFeatures()}
         index = QgsSpatialIndex()
         for feature in polygons.values():
@@ -189,18 +199,6 @@ class CompareUrbanAtlas(MusAlgorithm):
             outputs[self.REPORT] = report
         return outputs
 
-    def _field(self, source, parameters, name, context, candidates) -> int:
-        chosen = self.parameterAsFields(parameters, name, context)
-        wanted = chosen[0] if chosen and chosen[0] else ""
-        index = (
-            source.fields().lookupField(wanted) if wanted else _find(source.fields(), candidates)
-        )
-        if index < 0:
-            offered = ", ".join(f.name() for f in source.fields())
-            what = wanted or " or ".join(candidates)
-            raise QgsProcessingException(f"No field {what} found; the fields are: {offered}.")
-        return index
-
     @staticmethod
     def _polygon_under(feature, transform, index, polygons):
         geometry = feature.geometry()
@@ -239,14 +237,6 @@ class CompareUrbanAtlas(MusAlgorithm):
                 context, dest_id, partial(style_reference_layer, legend=legend, field=field)
             )
         return dest_id
-
-
-def _find(fields, candidates) -> int:
-    lowered = {f.name().lower(): i for i, f in enumerate(fields)}
-    for name in candidates:
-        if name in lowered:
-            return lowered[name]
-    return -1
 
 
 def _code(value) -> str:

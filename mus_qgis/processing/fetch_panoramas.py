@@ -322,8 +322,9 @@ class FetchPanoramas(MusAlgorithm):
     def _points(self, source, parameters, context):
         from ..engine.imagery_sources.base import FetchPoint
 
-        chosen = self.parameterAsFields(parameters, self.BEARING_FIELD, context)
-        bearing_index = source.fields().lookupField(chosen[0]) if chosen and chosen[0] else -1
+        bearing_index = self.field_index(
+            source, parameters, self.BEARING_FIELD, context, what="street bearing"
+        )
         transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
         points, features = [], []
         for feature in source.getFeatures():

@@ -159,9 +159,13 @@ class ResampleToGrid(MusAlgorithm):
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
-        label_index = self._field(source, parameters, self.LABEL_FIELD, context, required=True)
+        label_index = self.field_index(
+            source, parameters, self.LABEL_FIELD, context, what="labels", required=True
+        )
         weighted = self.parameterAsBoolean(parameters, self.WEIGHTED, context)
-        score_index = self._field(source, parameters, self.SCORE_FIELD, context, required=weighted)
+        score_index = self.field_index(
+            source, parameters, self.SCORE_FIELD, context, what="scores", required=weighted
+        )
         crs = self._crs(source, parameters, context)
         to_grid = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
         xs, ys, texts, scores = [], [], [], []
@@ -205,17 +209,6 @@ class ResampleToGrid(MusAlgorithm):
             "CELLS": len(result.label),
             "FILLED": int(result.filled.sum()),
         }
-
-    def _field(self, source, parameters, name, context, required: bool) -> int:
-        chosen = self.parameterAsFields(parameters, name, context)
-        field = chosen[0] if chosen and chosen[0] else ""
-        index = source.fields().lookupField(field) if field else -1
-        if index < 0 and required:
-            offered = ", ".join(f.name() for f in source.fields())
-            raise QgsProcessingException(
-                f"The points have no field {field!r}. Their fields: {offered}."
-            )
-        return index
 
     def _crs(self, source, parameters, context) -> QgsCoordinateReferenceSystem:
         crs = self.parameterAsCrs(parameters, self.PROJECTED_CRS, context)

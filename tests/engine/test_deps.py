@@ -20,5 +20,13 @@ def test_import_names_map_to_pypi_names():
     assert '"open_clip_torch==3.3.0"' in install_command(["open_clip_torch"])
 
 
+def test_linux_builds_the_packages_that_share_qgis_libraries_from_source(monkeypatch):
+    monkeypatch.setattr("sys.platform", "linux")
+    command = install_command(["osmnx", "shapely", "pyproj"])
+    assert "--no-binary shapely,pyproj " in command
+    assert '"shapely==2.1.2"' in command
+    assert "--no-binary" not in install_command(["osmnx"])
+
+
 def test_require_passes_when_everything_imports():
     require("json", "shapely")

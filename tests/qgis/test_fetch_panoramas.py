@@ -182,6 +182,7 @@ def test_local_photos_then_classify_chain(mus_provider, tmp_path, tiny_checkpoin
     [
         ({"SOURCE": 3}, "folder of geotagged images"),
         ({"SOURCE": 0}, "needs a key"),
+        ({"SOURCE": 2, "BEARING_FIELD": "azimuth"}, "no field 'azimuth' for the street bearing"),
     ],
 )
 def test_bad_settings_are_clear_errors(mus_provider, tmp_path, parameters, message, monkeypatch):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -20,6 +21,7 @@ from qgis.core import (
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingParameterFile,
+    QgsProjUtils,
 )
 
 from scripts.package import build_zip
@@ -59,6 +61,19 @@ def test_plugin_start_up_imports_nothing_heavy():
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
+
+
+def test_shapely_and_pyproj_share_qgis_geos_and_proj():
+    """A second GEOS or PROJ in the QGIS process breaks it (see requirements.txt)."""
+    import pyproj
+    import shapely
+
+    qgis_geos = (Qgis.geosVersionMajor(), Qgis.geosVersionMinor(), Qgis.geosVersionPatch())
+    assert shapely.geos_version == qgis_geos
+    qgis_proj = f"{QgsProjUtils.projVersionMajor()}.{QgsProjUtils.projVersionMinor()}."
+    assert pyproj.proj_version_str.startswith(qgis_proj)
+    bundled = [p.name for p in Path(shapely.__file__).parents[1].glob("*.libs/libgeos*")]
+    assert bundled == []
 
 
 @pytest.fixture(scope="module")

@@ -129,3 +129,6 @@ def test_unclassified_points_are_a_clear_error(mus_provider):
         processing.run(
             ALG, {"INPUT": labelled_points(rows), "LABEL_FIELD": "nope", "OUTPUT": "memory:"}
         )
+    weighted_by_a_missing_field = {"SCORE_FIELD": "nope", "WEIGHTED": True, "OUTPUT": "memory:"}
+    with pytest.raises(QgsProcessingException, match="no field 'nope' for the scores"):
+        processing.run(ALG, {"INPUT": labelled_points(rows), **weighted_by_a_missing_field})
