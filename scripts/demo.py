@@ -7,7 +7,9 @@ demo_output/rome_monti.qgz and the HTML reports, then prints what to open.
 Offline (these machines) it uses real data from ../shared/data: street centroids of central Rome
 from the OpenStreetMap extract; survey points beside the geotagged street photos of Arezzo,
 whose images come through the local-photos source; CLIP labels (Urban Atlas 2018 and Italian
-provinces); the label grid; the provinces ranking; the comparison with the Urban Atlas sample.
+provinces); the label grid; the multiscale ranking (provinces from the classified layer, then
+European and world capitals over the stored embeddings); the comparison with the Urban Atlas
+sample.
 With MUS_MAPILLARY_TOKEN or MUS_STREETVIEW_KEY set it studies a real place instead
 (MUS_DEMO_PLACE, default Rione Monti, Rome) with that source.
 
@@ -41,7 +43,8 @@ SITE = (
     / f"python{sys.version_info[0]}.{sys.version_info[1]}"
     / "site-packages"
 )
-URBAN_ATLAS_SET, PROVINCES_SET = 0, 8  # indices in resources/labels/label_sets.toml
+# Indices in resources/labels/label_sets.toml (append-only, so they stay valid).
+URBAN_ATLAS_SET, PROVINCES_SET, EUROPEAN_CAPITALS_SET, WORLD_CAPITALS_SET = 0, 8, 9, 10
 SPATIAL_LAYERS = {
     "street_centroids": "Street centroids",
     "imagery": "Survey points with imagery",
@@ -183,13 +186,18 @@ def run_pipeline(profile: Path) -> dict:
         f"LABEL_SET={URBAN_ATLAS_SET + 1}",
         table("label_grid"),
     )
+    # The study's multiscale reading: provinces from the classified layer, then European and
+    # world capitals over the stored image embeddings, with no image read again.
     results["ranking"] = step(
         "mus:ranklabels",
         f"INPUTS={layer('province_labels')}",
         f"INPUTS={layer('landuse_labels')}",
+        f"STORED_LABEL_SETS={EUROPEAN_CAPITALS_SET},{WORLD_CAPITALS_SET}",
         "TARGETS=Arezzo, Roma",
-        f"OUTPUT={OUT / 'province_ranking.csv'}",
-        f"REPORT={OUT / 'province_ranking.html'}",
+        "GROUPS=Rome + Vatican City = Rome; Vatican City",
+        *parameters,
+        f"OUTPUT={OUT / 'label_ranking.csv'}",
+        f"REPORT={OUT / 'label_ranking.html'}",
     )
     reference = os.environ.get("MUS_URBAN_ATLAS", str(URBAN_ATLAS))
     results["compare"] = step(
@@ -270,9 +278,9 @@ def main() -> None:
         + "; ".join(f"{label} ({count})" for label, count in frequent_labels(GPKG))
     )
     print(f"Grid cells: {results['grid']['CELLS']:.0f} ({results['grid']['FILLED']:.0f} filled).")
-    for row in target_ranks(OUT / "province_ranking.csv"):
+    for row in target_ranks(OUT / "label_ranking.csv"):
         print(
-            f"Among the 110 Italian provinces, {row['label']} ranks {row['rank']} "
+            f"Among the {row['of']} {row['scale']}, {row['label']} ranks {row['rank']} "
             f"({float(row['share']):.0%} of first places)."
         )
     compared = int(compare["COMPARED"])
@@ -288,18 +296,28 @@ def main() -> None:
             "GeoPackage for a real comparison."
         )
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
-    print(f"Reports: {OUT / 'province_ranking.html'}, {OUT / 'urban_atlas_agreement.html'}")
+    print(f"Reports: {OUT / 'label_ranking.html'}, {OUT / 'urban_atlas_agreement.html'}")
 
 
 def target_ranks(path: Path) -> list[dict]:
+    """The target rows of the ranking, each with its scale ('Italian provinces' ...) and size."""
     import csv
+    from collections import Counter
 
+    scales = {
+        "italian_provinces": "Italian provinces",
+        "european_capitals": "European capitals",
+        "world_capitals": "world capitals",
+    }
     with path.open(encoding="utf-8") as handle:
-        return [
-            row
-            for row in csv.DictReader(handle)
-            if row["target"] == "1" and row["label_set"] == "italian_provinces"
-        ]
+        rows = list(csv.DictReader(handle))
+    sizes = Counter(row["label_set"] for row in rows)
+    wanted = []
+    for row in rows:
+        scale = scales.get(row["label_set"].split(" (")[0])
+        if scale and row["target"] == "1":
+            wanted.append({**row, "scale": scale, "of": sizes[row["label_set"]]})
+    return wanted
 
 
 def frequent_labels(gpkg: Path, count: int = 5) -> list[tuple[str, int]]:

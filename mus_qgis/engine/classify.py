@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
+from .errors import EmbeddingStoreError
 from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
 from .panorama import ViewSetting
@@ -85,6 +86,53 @@ def classify_locations(
     )
     metadata = run_metadata(model, label_set, setting, top_k)
     return ClassificationRun(embeddings, scores, metadata, model)
+
+
+@dataclass
+class StoredScores:
+    """Scores of every image embedding in a store; ``paths`` as recorded when each was embedded."""
+
+    paths: list[str]
+    scores: Scores
+    model: LoadedModel
+
+
+def score_stored_embeddings(
+    label_set: LabelSet,
+    spec: ModelSpec,
+    setting: ViewSetting,
+    cache_dir: str | Path,
+    top_k: int = 1,
+    progress: Progress | None = None,
+) -> StoredScores:
+    """Score every image embedded so far with this model and view setting; no image is read.
+
+    This is how a label set is scored on a laptop over embeddings a GPU server computed: only the
+    prompts go through the model.
+    """
+    progress = progress or LoggingProgress()
+    model = load_model(spec, model_cache_dir(cache_dir))
+    store, text_store = open_stores(cache_dir, model, setting)
+    try:
+        files = store.files()
+        stored_keys, vectors = store.all()
+        if not stored_keys:
+            raise EmbeddingStoreError(
+                f"No image has been embedded with {spec.describe()} and views {setting.key} "
+                f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
+            )
+        check_canceled(progress)
+        text_vectors = label_embeddings(model, label_set, text_store)
+    finally:
+        store.close()
+        text_store.close()
+    progress.info(f"{len(stored_keys)} stored image embeddings scored against {label_set.title}.")
+    # The files table says which image each key came from (a key is the digest of its bytes).
+    digest_to_path = {facts.digest: path for path, facts in files.items()}
+    paths = [digest_to_path.get(key.split("@")[0], key) for key in stored_keys]
+    return StoredScores(
+        paths, score(vectors, text_vectors, label_set, model.logit_scale, top_k), model
+    )
 
 
 def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting, top_k: int) -> dict:

@@ -16,13 +16,18 @@ import os
 import sys
 from pathlib import Path
 
-from .classify import UNTRAINED_WARNING, classify_locations, model_cache_dir, open_stores
+from .classify import (
+    UNTRAINED_WARNING,
+    classify_locations,
+    model_cache_dir,
+    open_stores,
+    score_stored_embeddings,
+)
 from .embedding import Location, embed_locations
 from .errors import MusError
 from .labels import builtin_label_set, builtin_label_sets, read_label_file
 from .models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, load_model
 from .panorama import ViewSetting
-from .scoring import label_embeddings, score
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -132,33 +137,13 @@ def cmd_score(args) -> int:
         )
         scores, status = run.scores, run.embeddings.status
     else:
-        scored = _score_store(args, label_set, args.top_k)
-        if scored is None:
-            return 1
-        paths, scores = scored
+        stored = score_stored_embeddings(
+            label_set, _spec(args), _setting(args), args.cache_dir, args.top_k
+        )
+        paths, scores = stored.paths, stored.scores
         status = ["ok"] * len(paths)
     _write_scores(args.out, paths, status, scores)
     return 0
-
-
-def _score_store(args, label_set, top_k: int):
-    """Scores of every embedding in the store, no image needed: (paths, scores), or None."""
-    model = load_model(_spec(args), model_cache_dir(args.cache_dir))
-    store, text_store = open_stores(args.cache_dir, model, _setting(args))
-    try:
-        files = store.files()
-        stored_keys, vectors = store.all()
-        text_vectors = label_embeddings(model, label_set, text_store)
-    finally:
-        store.close()
-        text_store.close()
-    if not stored_keys:
-        print(f"The store {store.path} is empty: embed images first.", file=sys.stderr)
-        return None
-    # The files table says which image each key came from.
-    digest_to_path = {f.digest: path for path, f in files.items()}
-    paths = [digest_to_path.get(k.split("@")[0], k) for k in stored_keys]
-    return paths, score(vectors, text_vectors, label_set, model.logit_scale, top_k)
 
 
 def cmd_rank(args) -> int:
@@ -168,10 +153,7 @@ def cmd_rank(args) -> int:
     label_set = _label_set(args)
     groups = parse_groups(args.group or [])
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
-    scored = _score_store(args, label_set, top_k=1)
-    if scored is None:
-        return 1
-    _, scores = scored
+    scores = score_stored_embeddings(label_set, _spec(args), _setting(args), args.cache_dir).scores
     ranked = rank_labels(
         label_set.texts, scores.top_index[:, 0], scores.all_probability, targets, groups
     )
@@ -216,9 +198,10 @@ def _number(value) -> str:
 
 
 def cmd_labelsets(_args) -> int:
-    for entry in builtin_label_sets():
+    # The index is what Processing takes for LABEL_SET / STORED_LABEL_SETS in qgis_process.
+    for index, entry in enumerate(builtin_label_sets()):
         count = len(builtin_label_set(entry.name))
-        print(f"{entry.name:28} {count:4} labels  {entry.title}")
+        print(f"{index:2}  {entry.name:28} {count:4} labels  {entry.title}")
     return 0
 
 

@@ -31,28 +31,13 @@ from qgis.core import (
 )
 
 from ..engine.labels import builtin_label_sets
-from ..engine.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
-from .base import (
-    FeedbackProgress,
-    MusAlgorithm,
-    make_field,
-    plugin_cache_dir,
-    require_engine,
-    style_on_load,
-)
+from .base import FeedbackProgress, MusAlgorithm, make_field, require_engine, style_on_load
+from .clip_parameters import ClipParameters
 
-# (label shown, count, field of view, centre crop); Processing stores the index: append only.
-VIEW_CHOICES = (
-    ("4 views of 90° (whole panorama)", 4, 90.0, False),
-    ("6 views of 60°", 6, 60.0, False),
-    ("8 views of 45°", 8, 45.0, False),
-    ("1 view of 90° along the street", 1, 90.0, False),
-    ("CLIP's centre crop (keeps a quarter of a panorama; for comparison only)", 1, 90.0, True),
-)
 NO_LABEL_COLOUR = "#b4b4b4"
 
 
-class ClassifyClip(MusAlgorithm):
+class ClassifyClip(ClipParameters, MusAlgorithm):
     """Score each point's street images against a label set with an OpenCLIP model."""
 
     NAME = "classifyclip"
@@ -91,15 +76,8 @@ class ClassifyClip(MusAlgorithm):
     LABEL_FILE = "LABEL_FILE"
     TEMPLATES = "TEMPLATES"
     TOP_K = "TOP_K"
-    MODEL = "MODEL"
-    PRETRAINED = "PRETRAINED"
-    CHECKPOINT = "CHECKPOINT"
-    DEVICE = "DEVICE"
     BATCH_SIZE = "BATCH_SIZE"
-    VIEWS = "VIEWS"
-    PITCH = "PITCH"
     IMAGE_FOLDER = "IMAGE_FOLDER"
-    CACHE_FOLDER = "CACHE_FOLDER"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
@@ -174,26 +152,7 @@ class ClassifyClip(MusAlgorithm):
                 type=QgsProcessingParameterField.Numeric,
                 optional=True,
             ),
-            QgsProcessingParameterString(
-                self.MODEL,
-                self.tr("OpenCLIP model (architecture or JSON config file)"),
-                defaultValue=DEFAULT_MODEL,
-            ),
-            QgsProcessingParameterString(
-                self.PRETRAINED,
-                self.tr("Pretrained tag (empty: random weights)"),
-                defaultValue=DEFAULT_PRETRAINED,
-                optional=True,
-            ),
-            QgsProcessingParameterFile(
-                self.CHECKPOINT,
-                self.tr("Local checkpoint file (wins over the tag)"),
-                optional=True,
-                fileFilter="Checkpoints (*.pt *.pth *.bin *.safetensors)",
-            ),
-            QgsProcessingParameterEnum(
-                self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0
-            ),
+            *self.model_parameters(),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
                 self.tr("Batch size (views)"),
@@ -202,32 +161,14 @@ class ClassifyClip(MusAlgorithm):
                 minValue=1,
                 maxValue=4096,
             ),
-            QgsProcessingParameterEnum(
-                self.VIEWS,
-                self.tr("Panorama views"),
-                options=[choice[0] for choice in VIEW_CHOICES],
-                defaultValue=0,
-            ),
-            QgsProcessingParameterNumber(
-                self.PITCH,
-                self.tr("View pitch (degrees above the horizon)"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
-                minValue=-90.0,
-                maxValue=90.0,
-            ),
+            *self.view_parameters(),
             QgsProcessingParameterFile(
                 self.IMAGE_FOLDER,
                 self.tr("Folder that relative image paths start from"),
                 behavior=QgsProcessingParameterFile.Folder,
                 optional=True,
             ),
-            QgsProcessingParameterFile(
-                self.CACHE_FOLDER,
-                self.tr("Cache folder for weights and embeddings (empty: the plugin's)"),
-                behavior=QgsProcessingParameterFile.Folder,
-                optional=True,
-            ),
+            self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
         self.addParameter(
@@ -257,10 +198,10 @@ class ClassifyClip(MusAlgorithm):
             run = classify_locations(
                 locations,
                 label_set,
-                self._model_spec(parameters, context),
-                self._view_setting(parameters, context),
+                self.model_spec(parameters, context),
+                self.view_setting(parameters, context),
                 top_k,
-                self._cache_folder(parameters, context),
+                self.cache_folder(parameters, context),
                 FeedbackProgress(feedback),
                 self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             )
@@ -297,30 +238,6 @@ class ClassifyClip(MusAlgorithm):
             return read_label_file(path, templates)
         index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
         return builtin_label_set(builtin_label_sets()[index].name, templates)
-
-    def _model_spec(self, parameters, context):
-        from ..engine.models import ModelSpec
-
-        return ModelSpec(
-            self.parameterAsString(parameters, self.MODEL, context).strip() or DEFAULT_MODEL,
-            self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
-            self.parameterAsFile(parameters, self.CHECKPOINT, context),
-            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-        )
-
-    def _view_setting(self, parameters, context):
-        from ..engine.panorama import ViewSetting
-
-        _, count, fov, centre_crop = VIEW_CHOICES[
-            self.parameterAsEnum(parameters, self.VIEWS, context)
-        ]
-        return ViewSetting(
-            count, fov, self.parameterAsDouble(parameters, self.PITCH, context), centre_crop
-        )
-
-    def _cache_folder(self, parameters, context):
-        folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
-        return folder or str(plugin_cache_dir())
 
     def _locations(self, source, parameters, context):
         from ..engine.embedding import Location, parse_image_paths

@@ -11,14 +11,18 @@ from qgis.core import (
     QgsFields,
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterString,
     QgsWkbTypes,
 )
 
-from .base import MusAlgorithm, make_field, require_engine
+from ..engine.labels import builtin_label_sets
+from .base import FeedbackProgress, MusAlgorithm, make_field, require_engine
+from .clip_parameters import ClipParameters
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -33,7 +37,7 @@ OUTPUT_FIELDS = (
 REPORT_ROWS = 25
 
 
-class RankLabels(MusAlgorithm):
+class RankLabels(ClipParameters, MusAlgorithm):
     """Every label's share of first places and mean probability, ranked, per classified layer."""
 
     NAME = "ranklabels"
@@ -48,11 +52,17 @@ class RankLabels(MusAlgorithm):
         "entry, one a line as 'name = label; label' (e.g. 'Rome + Vatican City = Rome; "
         "Vatican City'). Every label of a built-in set is listed, even with no first place. "
         "The mean probability counts a label's probability where it is among a point's top k "
-        "and zero elsewhere (exact when k is the whole set). Writes a table and an HTML report "
-        "with bar charts."
+        "and zero elsewhere (exact when k is the whole set).\n\n"
+        "Without classifying again, label sets can also be ranked over every image embedded so "
+        "far (by CLIP-classify or the engine's command line, e.g. on a GPU server) with the "
+        "model and views chosen under Advanced: only the prompts go through the model, and the "
+        "mean probabilities are exact.\n\n"
+        "Writes a table and an HTML report with bar charts."
     )
 
     INPUTS = "INPUTS"
+    STORED_LABEL_SETS = "STORED_LABEL_SETS"
+    STORED_LABEL_FILE = "STORED_LABEL_FILE"
     TARGETS = "TARGETS"
     GROUPS = "GROUPS"
     OUTPUT = "OUTPUT"
@@ -65,6 +75,24 @@ class RankLabels(MusAlgorithm):
                 self.INPUTS,
                 self.tr("Classified point layers (one per label set)"),
                 QgsProcessing.TypeVectorPoint,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.STORED_LABEL_SETS,
+                self.tr("Label sets to rank over every stored image embedding"),
+                options=[entry.title for entry in builtin_label_sets()],
+                allowMultiple=True,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.STORED_LABEL_FILE,
+                self.tr("Own label file to rank over every stored image embedding"),
+                optional=True,
+                fileFilter="Label files (*.txt *.csv *.tsv)",
             )
         )
         self.addParameter(
@@ -93,13 +121,19 @@ class RankLabels(MusAlgorithm):
                 self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
             )
         )
+        self.add_advanced_parameters(
+            [*self.model_parameters(), *self.view_parameters(), self.cache_parameter()]
+        )
 
     def processAlgorithm(self, parameters, context, feedback):
         """Rank each layer's labels and write the table and the report."""
         require_engine("numpy")
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
-        if not layers:
-            raise QgsProcessingException("Give at least one classified point layer.")
+        stored_sets = self._stored_label_sets(parameters, context)
+        if not layers and not stored_sets:
+            raise QgsProcessingException(
+                "Give classified point layers, or label sets to rank over the stored embeddings."
+            )
         targets = [
             t.strip()
             for t in self.parameterAsString(parameters, self.TARGETS, context).split(",")
@@ -122,9 +156,10 @@ class RankLabels(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        rankings = [self._rank(layer, targets, groups, feedback) for layer in layers]
+        rankings += self._rank_stored(stored_sets, parameters, context, targets, groups, feedback)
         sections = []
-        for layer in layers:
-            set_name, ranked = self._rank(layer, targets, groups, feedback)
+        for set_name, ranked in rankings:
             for entry in ranked:
                 feature = QgsFeature(fields)
                 feature.setAttributes(
@@ -160,8 +195,6 @@ class RankLabels(MusAlgorithm):
     def _rank(self, layer, targets, groups, feedback):
         import numpy as np
 
-        from ..engine.ranking import rank_labels
-
         names = layer.fields().names()
         if "label_1" not in names:
             raise QgsProcessingException(
@@ -176,17 +209,6 @@ class RankLabels(MusAlgorithm):
             for f in layer.getFeatures()
         ]
         set_name, labels = _label_universe(layer, rows)
-        known = [
-            name for name in [*targets, *(m for g in groups.values() for m in g)] if name in labels
-        ]
-        wanted_targets = [t for t in targets if t in labels]
-        wanted_groups = {
-            name: members for name, members in groups.items() if all(m in labels for m in members)
-        }
-        if len(known) < len(targets) + sum(len(g) for g in groups.values()):
-            feedback.pushInfo(
-                f"{set_name}: labels not in this set are left out of targets and groups."
-            )
         position = {label: i for i, label in enumerate(labels)}
         first = [position.get(_text(row[0]), -1) for row in rows]
         matrix = np.zeros((len(rows), len(labels)))
@@ -195,10 +217,83 @@ class RankLabels(MusAlgorithm):
                 if _text(label) in position and prob not in (None, ""):
                     matrix[r, position[_text(label)]] = float(prob)
         has_probabilities = any(p not in (None, "") for probs in probabilities for p in probs)
-        ranked = rank_labels(
-            labels, first, matrix if has_probabilities else None, wanted_targets, wanted_groups
+        ranked = _rank_in_set(
+            set_name,
+            labels,
+            first,
+            matrix if has_probabilities else None,
+            targets,
+            groups,
+            feedback,
         )
         return set_name, ranked
+
+    def _stored_label_sets(self, parameters, context) -> list:
+        from ..engine.errors import MusError
+        from ..engine.labels import builtin_label_set, read_label_file
+
+        entries = builtin_label_sets()
+        # QGIS 3.22 reads an absent optional multiple enum as [0]: absent means none here.
+        given = parameters.get(self.STORED_LABEL_SETS) not in (None, "", [])
+        chosen = self.parameterAsEnums(parameters, self.STORED_LABEL_SETS, context) if given else []
+        label_sets = [builtin_label_set(entries[index].name) for index in chosen]
+        path = self.parameterAsFile(parameters, self.STORED_LABEL_FILE, context)
+        if path:
+            try:
+                label_sets.append(read_label_file(path))
+            except MusError as exc:
+                raise QgsProcessingException(str(exc)) from exc
+        return label_sets
+
+    def _rank_stored(self, label_sets, parameters, context, targets, groups, feedback):
+        """Rank each label set over every stored image embedding (exact probabilities)."""
+        if not label_sets:
+            return []
+        require_engine("torch", "open_clip")
+        from ..engine.classify import UNTRAINED_WARNING, score_stored_embeddings
+        from ..engine.errors import MusError
+
+        rankings = []
+        for label_set in label_sets:
+            try:
+                stored = score_stored_embeddings(
+                    label_set,
+                    self.model_spec(parameters, context),
+                    self.view_setting(parameters, context),
+                    self.cache_folder(parameters, context),
+                    progress=FeedbackProgress(feedback),
+                )
+            except MusError as exc:
+                raise QgsProcessingException(str(exc)) from exc
+            if stored.model.untrained:
+                feedback.reportError(UNTRAINED_WARNING, fatalError=False)
+            set_name = f"{label_set.name} (all {len(stored.paths)} stored images)"
+            ranked = _rank_in_set(
+                set_name,
+                label_set.texts,
+                stored.scores.top_index[:, 0],
+                stored.scores.all_probability,
+                targets,
+                groups,
+                feedback,
+            )
+            rankings.append((set_name, ranked))
+        return rankings
+
+
+def _rank_in_set(set_name, labels, first, probabilities, targets, groups, feedback):
+    """Rank with the targets and groups that belong to this label set; say what was left out."""
+    from ..engine.ranking import rank_labels
+
+    present = set(labels)
+    wanted_targets = [t for t in targets if t in present]
+    wanted_groups = {
+        name: members for name, members in groups.items() if all(m in present for m in members)
+    }
+    asked = len(targets) + len(groups)
+    if len(wanted_targets) + len(wanted_groups) < asked:
+        feedback.pushInfo(f"{set_name}: labels not in this set are left out of targets and groups.")
+    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups)
 
 
 def _text(value) -> str:

@@ -82,6 +82,8 @@ def test_module_entry_point_lists_label_sets():
         check=True,
     )
     assert "urban_atlas_2018" in done.stdout and "27 labels" in done.stdout
+    # Each line starts with the index Processing takes for the set (LABEL_SET=10 in qgis_process).
+    assert done.stdout.splitlines()[10].split()[:2] == ["10", "world_capitals"]
 
 
 def test_rank_every_stored_embedding_with_groups(tmp_path, tiny_checkpoint, capsys):
@@ -109,3 +111,11 @@ def test_rank_every_stored_embedding_with_groups(tmp_path, tiny_checkpoint, caps
     assert group["target"] == "1"
     total_probability = sum(float(r["mean_probability"]) for r in rows)
     assert abs(total_probability - 1.0) < 1e-4  # exact probabilities over the whole set
+
+
+def test_ranking_an_empty_store_says_what_to_do_first(tmp_path, tiny_checkpoint, capsys):
+    code = main(
+        ["rank", "--labels", "european_capitals", *model_args(tiny_checkpoint, tmp_path / "c")]
+    )
+    assert code == 2
+    assert "embed or classify images first" in capsys.readouterr().err

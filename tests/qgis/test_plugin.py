@@ -206,6 +206,8 @@ def test_demo_writes_a_styled_geopackage_and_project():
         or "weights from" in (done.stdout)
     )
     assert "Among the 110 Italian provinces, Arezzo ranks" in done.stdout
+    assert "Among the 44 European capitals, Rome + Vatican City ranks" in done.stdout
+    assert "Among the 244 world capitals, Rome + Vatican City ranks" in done.stdout
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
@@ -213,7 +215,7 @@ def test_demo_writes_a_styled_geopackage_and_project():
     photos = QgsVectorLayer(f"{gpkg}|layername=landuse_labels", "photos", "ogr")
     assert all(f["clip_status"] == "ok" and f["label_1"] for f in photos.getFeatures())
     assert "label_set_hash" in photos.metadata().abstract()
-    for report in ("province_ranking.html", "urban_atlas_agreement.html"):
+    for report in ("label_ranking.html", "urban_atlas_agreement.html"):
         assert "<table>" in (output / report).read_text(encoding="utf-8")
     project = QgsProject()
     assert project.read(str(output / "rome_monti.qgz"))

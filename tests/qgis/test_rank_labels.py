@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import processing
 import pytest
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
+
+from mus_qgis.engine.cli import main as engine_cli
+from tests.conftest import IMAGES, TINY_MODEL_CONFIG
 
 ALG = "mus:ranklabels"
 
@@ -80,3 +84,58 @@ def test_unclassified_layer_and_bad_groups_are_clear_errors(mus_provider):
     layer = classified("x", "european_capitals", [("Paris", "Rome", 0.5, 0.3)])
     with pytest.raises(QgsProcessingException, match="name = label"):
         processing.run(ALG, {"INPUTS": [layer], "GROUPS": "Rome and Vatican", "OUTPUT": "memory:"})
+
+
+def test_stored_embeddings_ranked_exactly_as_the_engine_command_line(
+    mus_provider, tmp_path, tiny_checkpoint, capsys
+):
+    cache = tmp_path / "cache"
+    model = ["--model", str(TINY_MODEL_CONFIG), "--checkpoint", str(tiny_checkpoint)]
+    model += ["--device", "cpu", "--cache-dir", str(cache)]
+    group = "Rome + Vatican City = Rome; Vatican City"
+    assert engine_cli(["embed", str(IMAGES / "arezzo"), *model]) == 0
+    capsys.readouterr()
+    ranked = ["rank", "--labels", "european_capitals", "--targets", "Rome", "--group", group]
+    assert engine_cli([*ranked, *model]) == 0
+    by_command_line = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+
+    result = processing.run(
+        ALG,
+        {
+            "STORED_LABEL_SETS": [9],  # European capitals
+            "TARGETS": "Rome",
+            "GROUPS": group,
+            "MODEL": str(TINY_MODEL_CONFIG),
+            "CHECKPOINT": str(tiny_checkpoint),
+            "DEVICE": 1,
+            "CACHE_FOLDER": str(cache),
+            "OUTPUT": "memory:",
+        },
+    )
+    rows = sorted(result["OUTPUT"].getFeatures(), key=lambda f: f["rank"])
+    assert {f["label_set"] for f in rows} == {"european_capitals (all 9 stored images)"}
+    assert [(f["label"], f["first_places"]) for f in rows] == [
+        (r["label"], int(r["first_places"])) for r in by_command_line
+    ]
+    assert sum(f["mean_probability"] for f in rows) == pytest.approx(1.0, abs=1e-4)
+    for feature, reference in zip(rows, by_command_line, strict=True):
+        assert feature["mean_probability"] == pytest.approx(
+            float(reference["mean_probability"]), abs=1e-6
+        )
+
+
+def test_ranking_needs_layers_or_stored_label_sets(mus_provider, tmp_path, tiny_checkpoint):
+    with pytest.raises(QgsProcessingException, match="Give classified point layers"):
+        processing.run(ALG, {"OUTPUT": "memory:"})
+    with pytest.raises(QgsProcessingException, match="embed or classify images first"):
+        processing.run(
+            ALG,
+            {
+                "STORED_LABEL_SETS": [0],
+                "MODEL": str(TINY_MODEL_CONFIG),
+                "CHECKPOINT": str(tiny_checkpoint),
+                "DEVICE": 1,
+                "CACHE_FOLDER": str(tmp_path / "empty"),
+                "OUTPUT": "memory:",
+            },
+        )
