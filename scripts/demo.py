@@ -11,7 +11,9 @@ provinces); the label grid; the multiscale ranking (provinces from the classifie
 European and world capitals over the stored embeddings); the comparison with the Urban Atlas
 sample.
 With MUS_MAPILLARY_TOKEN or MUS_STREETVIEW_KEY set it studies a real place instead
-(MUS_DEMO_PLACE, default Rione Monti, Rome) with that source.
+(MUS_DEMO_PLACE, default Rione Monti, Rome) with that source, keeping the images in
+demo_output/imagery; MUS_OVERPASS_URL, MUS_NOMINATIM_URL and MUS_IMAGERY_URL point it at other
+servers (a mirror, a local instance). MUS_DEMO_OUTPUT changes the output folder.
 
 The model: $MUS_CLIP_CHECKPOINT (a local weights file for $MUS_CLIP_MODEL), else the pretrained
 tag $MUS_CLIP_PRETRAINED when its weights are cached or downloadable, else random weights, and
@@ -35,7 +37,7 @@ OSM_FILE = SHARED / "osm" / "rome_monti_2016.osm"
 PHOTOS = SHARED / "images"
 SURVEY_FOLDER = PHOTOS / "arezzo"
 URBAN_ATLAS = SHARED / "landcover" / "urban_atlas_sample" / "EE003L1_NARVA_UA2018.gpkg"
-OUT = ROOT / "demo_output"
+OUT = Path(os.environ.get("MUS_DEMO_OUTPUT") or ROOT / "demo_output")
 GPKG = OUT / "rome_monti.gpkg"
 SITE = (
     Path(sys.prefix)
@@ -118,11 +120,19 @@ def model_parameters() -> tuple[list[str], str]:
 
 def online_source() -> tuple[list[str], str] | None:
     """Fetch parameters for a real source when a key is in the environment."""
+    imagery_url = os.environ.get("MUS_IMAGERY_URL", "")
+    url = [f"SERVICE_URL={imagery_url}"] if imagery_url else []
     if os.environ.get("MUS_MAPILLARY_TOKEN"):
-        return ["SOURCE=1"], "Mapillary"
+        return ["SOURCE=1", *url], "Mapillary"
     if os.environ.get("MUS_STREETVIEW_KEY"):
-        return ["SOURCE=0"], "Google Street View"
+        return ["SOURCE=0", *url], "Google Street View"
     return None
+
+
+def service_urls() -> list[str]:
+    """Sampling parameters for other Overpass / Nominatim servers (a mirror, a local instance)."""
+    urls = {"OVERPASS_URL": "MUS_OVERPASS_URL", "NOMINATIM_URL": "MUS_NOMINATIM_URL"}
+    return [f"{name}={os.environ[var]}" for name, var in urls.items() if os.environ.get(var)]
 
 
 def table(name: str) -> str:
@@ -146,12 +156,14 @@ def run_pipeline(profile: Path) -> dict:
     print(f"1. Sampling street centroids ({place if online else OSM_FILE.name}) ...")
     results["sample"] = step(
         "mus:samplestreetcentroids",
-        f"PLACE={place}" if online else f"OSM_FILE={OSM_FILE}",
+        *([f"PLACE={place}", *service_urls()] if online else [f"OSM_FILE={OSM_FILE}"]),
         "MERGE_DISTANCE=20",
         table("street_centroids"),
     )
     if online:
-        points, fetch = layer("street_centroids"), [*online[0], "RADIUS=25"]
+        # The images are kept beside the results: the project's image_paths point at them.
+        points = layer("street_centroids")
+        fetch = [*online[0], "RADIUS=25", f"CACHE_FOLDER={OUT / 'imagery'}"]
         print(f"2. Fetching imagery from {online[1]} ...")
     else:
         points = str(OUT / "survey_points.geojson")
@@ -251,7 +263,7 @@ def style_and_project(project_path: Path) -> None:
 
 
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     GPKG.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="mus_demo_profile_") as profile:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")

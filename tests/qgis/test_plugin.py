@@ -182,10 +182,7 @@ def test_runs_inside_a_graphical_model(mus_provider):
     assert QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
 
 
-def test_demo_writes_a_styled_geopackage_and_project():
-    from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsVectorLayer
-
-    from scripts.demo import SPATIAL_LAYERS
+def run_demo(environment: dict) -> subprocess.CompletedProcess:
     from scripts.package import stage
 
     stage(ROOT / "build" / "plugins")
@@ -194,9 +191,18 @@ def test_demo_writes_a_styled_geopackage_and_project():
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **environment},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_demo_writes_a_styled_geopackage_and_project():
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsVectorLayer
+
+    from scripts.demo import SPATIAL_LAYERS
+
+    done = run_demo({})
     assert "locations after merging points closer than 20 m: 362" in done.stdout
     assert "Points with imagery: 9, without: 0" in done.stdout
     assert "Street photos classified: 9, without a usable image: 0" in done.stdout
@@ -227,3 +233,60 @@ def test_demo_writes_a_styled_geopackage_and_project():
     grid = layers[SPATIAL_LAYERS["label_grid"]]
     assert grid.renderer().classAttribute() == "label" and grid.featureCount() > 9
     assert layers[SPATIAL_LAYERS["landuse_labels"]].renderer().classAttribute() == "label_1"
+
+
+def test_demo_online_studies_a_place_through_its_services(tmp_path, tiny_checkpoint):
+    """The demo's online path (place name, Overpass, Mapillary) against fakes of those servers."""
+    import re
+
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    from tests.conftest import TINY_MODEL_CONFIG
+    from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
+    from tests.fakes.osm_services import KNOWN_PLACE, FakeOsmServices
+
+    osm = FakeOsmServices().start()
+    output = tmp_path / "demo"
+    # 15 × 15 panoramas 40 m apart over part of Monti: some street points have one, some not.
+    with FakeImageryServices(grid_images(225, lon0=12.490, lat0=41.890)) as imagery:
+        try:
+            done = run_demo(
+                {
+                    "MUS_MAPILLARY_TOKEN": GOOD_TOKEN,
+                    "MUS_DEMO_PLACE": KNOWN_PLACE,
+                    "MUS_OVERPASS_URL": osm.overpass_url,
+                    "MUS_NOMINATIM_URL": osm.nominatim_url,
+                    "MUS_IMAGERY_URL": imagery.mapillary_url,
+                    "MUS_CLIP_MODEL": str(TINY_MODEL_CONFIG),
+                    "MUS_CLIP_CHECKPOINT": str(tiny_checkpoint),
+                    "MUS_QGIS_CACHE": str(tmp_path / "cache"),
+                    "MUS_DEMO_OUTPUT": str(output),
+                }
+            )
+        finally:
+            osm.stop()
+        downloaded = set(imagery.downloads)
+    assert "Fetching imagery from Mapillary" in done.stdout
+    assert "locations after merging points closer than 20 m: 362" in done.stdout
+    with_imagery, without = map(
+        int, re.search(r"with imagery: (\d+), without: (\d+)", done.stdout).groups()
+    )
+    assert with_imagery > 0 and without > 0 and with_imagery + without == 362
+    assert {path for _, path, _ in osm.requests} >= {"/api/interpreter", "/nominatim/search"}
+    gpkg = output / "rome_monti.gpkg"
+    fetched = QgsVectorLayer(f"{gpkg}|layername=imagery", "imagery", "ogr")
+    paths = [
+        p for f in fetched.getFeatures() if f["image_paths"] for p in f["image_paths"].split(";")
+    ]
+    assert paths and all(Path(p).is_file() and str(output / "imagery") in p for p in paths)
+    image_ids = {f["image_id"] for f in fetched.getFeatures() if f["image_id"]}
+    assert image_ids == {image_id for image_id, _ in downloaded}
+    assert "weights from" in done.stdout
+    project = QgsProject()
+    assert project.read(str(output / "rome_monti.qgz"))
+    assert all(layer.isValid() for layer in project.mapLayers().values())
+    # The token is a secret: not in what the demo printed nor in anything it wrote.
+    assert GOOD_TOKEN not in done.stdout + done.stderr
+    for written in output.rglob("*"):
+        if written.is_file() and written.suffix in {".gpkg", ".qgz", ".html", ".csv", ".json"}:
+            assert GOOD_TOKEN.encode() not in written.read_bytes(), written
