@@ -14,7 +14,8 @@ install: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt constraints-build.txt scripts/install_system.sh
 	bash scripts/install_system.sh
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(PY) -m pip install -q --disable-pip-version-check \
+		--no-binary pyproj,shapely -r requirements-dev.txt  # why: requirements.txt
 	touch $@
 
 # The engine's tests run with pytest-qgis switched off and QGIS unimportable: the engine must not
