@@ -25,7 +25,9 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
+    QgsProperty,
     QgsRendererCategory,
+    QgsSymbolLayer,
     QgsWkbTypes,
 )
 
@@ -59,7 +61,8 @@ class ResampleToGrid(MusAlgorithm):
         "the study area (a polygon layer, or the points' extent) without points take the label "
         "most frequent among their nearest labelled neighbours, so the map has no void; "
         "'filled' and 'fill_rings' say which cells were filled and how far the label came "
-        "from. Distances are metres in the given projected CRS (default: the points' UTM "
+        "from; filled cells are drawn in a lighter shade of their label's colour. "
+        "Distances are metres in the given projected CRS (default: the points' UTM "
         "zone). Points are binned with array arithmetic, so a million points take seconds."
     )
 
@@ -283,19 +286,23 @@ class ResampleToGrid(MusAlgorithm):
         return dest_id
 
 
+# Filled cells keep their label's colour, lighter, so observed and inferred cells read apart.
+FILLED_CELL_COLOUR = "set_color_part(@symbol_color, 'alpha', if(\"filled\" = 1, 110, 255))"
+
+
 def style_grid_layer(layer, names, colours) -> None:
     """Cells coloured by label, in the given order and colours (labels present only)."""
     present = set(layer.uniqueValues(layer.fields().lookupField("label")))
-    categories = [
-        QgsRendererCategory(
-            name,
-            QgsFillSymbol.createSimple(
-                {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
-            ),
-            name,
+    categories = []
+    for name, colour in zip(names, colours, strict=True):
+        if name not in present:
+            continue
+        symbol = QgsFillSymbol.createSimple(
+            {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
         )
-        for name, colour in zip(names, colours, strict=True)
-        if name in present
-    ]
+        symbol.symbolLayer(0).setDataDefinedProperty(
+            QgsSymbolLayer.PropertyFillColor, QgsProperty.fromExpression(FILLED_CELL_COLOUR)
+        )
+        categories.append(QgsRendererCategory(name, symbol, name))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label", categories))
     layer.triggerRepaint()

@@ -78,6 +78,34 @@ def test_majority_fill_and_official_colours(mus_provider, qgis_new_project):
     assert isinstance(renderer, QgsCategorizedSymbolRenderer)
     colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
     assert colours == {GREEN: "#8cdc00", WATER: "#80f2e6"}  # the official Urban Atlas palette
+    drawn = {cell: fill_colour_drawn(layer, feature) for cell, feature in cells.items()}
+    assert drawn["2910,46400"].alpha() == 255 and drawn["2913,46400"].alpha() < 128
+    assert drawn["2913,46400"].name() == colours[cells["2913,46400"]["label"]]
+
+
+def fill_colour_drawn(layer, feature):
+    """The fill colour the layer's renderer gives this feature, data-defined overrides applied."""
+    from qgis.core import (
+        QgsExpressionContext,
+        QgsExpressionContextScope,
+        QgsExpressionContextUtils,
+        QgsSymbolLayer,
+    )
+    from qgis.PyQt.QtGui import QColor
+
+    categories = layer.renderer().categories()  # owns the symbols: keep it alive while used
+    symbol = next(c.symbol() for c in categories if c.value() == feature["label"])
+    context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+    scope = QgsExpressionContextScope()
+    scope.setVariable("symbol_color", symbol.color())
+    context.appendScope(scope)
+    context.setFeature(feature)
+    properties = symbol.symbolLayer(0).dataDefinedProperties()
+    colour, ok = properties.property(QgsSymbolLayer.PropertyFillColor).valueAsColor(
+        context, QColor()
+    )
+    assert ok
+    return colour
 
 
 def test_weighted_by_score_and_hexagons(mus_provider):
