@@ -290,3 +290,31 @@ def test_demo_online_studies_a_place_through_its_services(tmp_path, tiny_checkpo
     for written in output.rglob("*"):
         if written.is_file() and written.suffix in {".gpkg", ".qgz", ".html", ".csv", ".json"}:
             assert GOOD_TOKEN.encode() not in written.read_bytes(), written
+
+
+def test_readme_qgis_process_commands_name_real_parameters(mus_provider):
+    """Every `qgis_process run mus:… -- NAME=value` in the README names a real parameter."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    # A command runs to the end of its inline code span or code block (or the next command).
+    pieces = re.split(r"qgis_process(?:\.bin)? run (mus:\w+) -- ", readme)[1:]
+    commands = [(pieces[i], pieces[i + 1].split("`")[0]) for i in range(0, len(pieces), 2)]
+    assert {algorithm for algorithm, _ in commands} >= {
+        "mus:samplestreetcentroids",
+        "mus:fetchpanoramas",
+        "mus:classifyclip",
+        "mus:resampletogrid",
+        "mus:ranklabels",
+        "mus:compareurbanatlas",
+        "mus:pipeline",
+    }
+    for algorithm_id, arguments in commands:
+        registered = QgsApplication.processingRegistry().algorithmById(algorithm_id)
+        assert registered is not None, algorithm_id
+        # A fresh instance, as qgis_process makes: a model's outputs are parameters only then.
+        algorithm = registered.create()
+        known = {definition.name() for definition in algorithm.parameterDefinitions()}
+        named = {word.split("=", 1)[0] for word in shlex.split(arguments, comments=True)}
+        assert named <= known, (algorithm_id, named - known)
