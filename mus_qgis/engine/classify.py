@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,15 +91,16 @@ def classify_locations(
 
 @dataclass
 class StoredScores:
-    """Scores of every image embedding in a store; ``paths`` as recorded when each was embedded."""
+    """Scores of every image embedding in a store, one ``Scores`` per label set asked for;
+    ``paths`` as recorded when each image was embedded."""
 
     paths: list[str]
-    scores: Scores
+    scores: list[Scores]
     model: LoadedModel
 
 
 def score_stored_embeddings(
-    label_set: LabelSet,
+    label_sets: Sequence[LabelSet],
     spec: ModelSpec,
     setting: ViewSetting,
     cache_dir: str | Path,
@@ -107,8 +109,8 @@ def score_stored_embeddings(
 ) -> StoredScores:
     """Score every image embedded so far with this model and view setting; no image is read.
 
-    This is how a label set is scored on a laptop over embeddings a GPU server computed: only the
-    prompts go through the model.
+    This is how label sets are scored on a laptop over embeddings a GPU server computed: only the
+    prompts go through the model, and the store is read once for all the sets.
     """
     progress = progress or LoggingProgress()
     model = load_model(spec, model_cache_dir(cache_dir))
@@ -121,18 +123,23 @@ def score_stored_embeddings(
                 f"No image has been embedded with {spec.describe()} and views {setting.key} "
                 f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
             )
-        check_canceled(progress)
-        text_vectors = label_embeddings(model, label_set, text_store)
+        text_vectors = []
+        for label_set in label_sets:
+            check_canceled(progress)
+            text_vectors.append(label_embeddings(model, label_set, text_store))
     finally:
         store.close()
         text_store.close()
-    progress.info(f"{len(stored_keys)} stored image embeddings scored against {label_set.title}.")
+    titles = ", ".join(label_set.title for label_set in label_sets)
+    progress.info(f"{len(stored_keys)} stored image embeddings scored against {titles}.")
     # The files table says which image each key came from (a key is the digest of its bytes).
     digest_to_path = {facts.digest: path for path, facts in files.items()}
     paths = [digest_to_path.get(key.split("@")[0], key) for key in stored_keys]
-    return StoredScores(
-        paths, score(vectors, text_vectors, label_set, model.logit_scale, top_k), model
-    )
+    scores = [
+        score(vectors, texts, label_set, model.logit_scale, top_k)
+        for label_set, texts in zip(label_sets, text_vectors, strict=True)
+    ]
+    return StoredScores(paths, scores, model)
 
 
 def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting, top_k: int) -> dict:

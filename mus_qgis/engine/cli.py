@@ -138,9 +138,9 @@ def cmd_score(args) -> int:
         scores, status = run.scores, run.embeddings.status
     else:
         stored = score_stored_embeddings(
-            label_set, _spec(args), _setting(args), args.cache_dir, args.top_k
+            [label_set], _spec(args), _setting(args), args.cache_dir, args.top_k
         )
-        paths, scores = stored.paths, stored.scores
+        paths, (scores,) = stored.paths, stored.scores
         status = ["ok"] * len(paths)
     _write_scores(args.out, paths, status, scores)
     return 0
@@ -153,7 +153,9 @@ def cmd_rank(args) -> int:
     label_set = _label_set(args)
     groups = parse_groups(args.group or [])
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
-    scores = score_stored_embeddings(label_set, _spec(args), _setting(args), args.cache_dir).scores
+    (scores,) = score_stored_embeddings(
+        [label_set], _spec(args), _setting(args), args.cache_dir
+    ).scores
     ranked = rank_labels(
         label_set.texts, scores.top_index[:, 0], scores.all_probability, targets, groups
     )

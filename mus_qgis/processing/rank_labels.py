@@ -203,11 +203,12 @@ class RankLabels(ClipParameters, MusAlgorithm):
         k = 1
         while f"label_{k + 1}" in names:
             k += 1
-        rows = [[f[f"label_{i}"] for i in range(1, k + 1)] for f in layer.getFeatures()]
-        probabilities = [
-            [f[f"prob_{i}"] if f"prob_{i}" in names else None for i in range(1, k + 1)]
-            for f in layer.getFeatures()
-        ]
+        rows, probabilities = [], []
+        for feature in layer.getFeatures():  # one pass: a layer may be a large file
+            rows.append([feature[f"label_{i}"] for i in range(1, k + 1)])
+            probabilities.append(
+                [feature[f"prob_{i}"] if f"prob_{i}" in names else None for i in range(1, k + 1)]
+            )
         set_name, labels = _label_universe(layer, rows)
         position = {label: i for i, label in enumerate(labels)}
         first = [position.get(_text(row[0]), -1) for row in rows]
@@ -253,26 +254,26 @@ class RankLabels(ClipParameters, MusAlgorithm):
         from ..engine.classify import UNTRAINED_WARNING, score_stored_embeddings
         from ..engine.errors import MusError
 
+        try:
+            stored = score_stored_embeddings(
+                label_sets,
+                self.model_spec(parameters, context),
+                self.view_setting(parameters, context),
+                self.cache_folder(parameters, context),
+                progress=FeedbackProgress(feedback),
+            )
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        if stored.model.untrained:
+            feedback.reportError(UNTRAINED_WARNING, fatalError=False)
         rankings = []
-        for label_set in label_sets:
-            try:
-                stored = score_stored_embeddings(
-                    label_set,
-                    self.model_spec(parameters, context),
-                    self.view_setting(parameters, context),
-                    self.cache_folder(parameters, context),
-                    progress=FeedbackProgress(feedback),
-                )
-            except MusError as exc:
-                raise QgsProcessingException(str(exc)) from exc
-            if stored.model.untrained:
-                feedback.reportError(UNTRAINED_WARNING, fatalError=False)
+        for label_set, scores in zip(label_sets, stored.scores, strict=True):
             set_name = f"{label_set.name} (all {len(stored.paths)} stored images)"
             ranked = _rank_in_set(
                 set_name,
                 label_set.texts,
-                stored.scores.top_index[:, 0],
-                stored.scores.all_probability,
+                scores.top_index[:, 0],
+                scores.all_probability,
                 targets,
                 groups,
                 feedback,
