@@ -2,27 +2,39 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+ENGINE := .engine
+ENGINE_PY := $(ENGINE)/env/bin/python
 STAMP := $(VENV)/.installed
+ENGINE_STAMP := $(ENGINE)/.installed
 export QT_QPA_PLATFORM ?= offscreen
 export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
+# QGIS (tests, demo, qgis_process) sends the engine's work to this Python.
+export MUS_ENGINE_PYTHON ?= $(CURDIR)/$(ENGINE_PY)
 
-.PHONY: install test lint format demo bench package stage clean
+.PHONY: install test lint format demo bench package stage fresh-check clean
 
-install: $(STAMP)
+install: $(STAMP) $(ENGINE_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints-build.txt scripts/install_system.sh
+# QGIS's side: Debian's QGIS and Python, and a venv over them with the test tools only.
+$(STAMP): requirements-dev.txt scripts/install_system.sh
 	bash scripts/install_system.sh
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(PY) -m pip install -q --disable-pip-version-check \
-		--no-binary pyproj,shapely -r requirements-dev.txt  # why: requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The engine's tests run with pytest-qgis switched off and QGIS unimportable: the engine must not
-# need QGIS. The adapter's tests then run inside a headless QGIS.
+# The engine's side: its own environment, made by the same code as the plugin's "Set up the
+# engine" (binary wheels only), plus the test tools.
+$(ENGINE_STAMP): mus_qgis/engine/requirements.txt requirements-engine-dev.txt $(STAMP)
+	/usr/bin/python3 -m mus_qgis.engine setup --root $(ENGINE) \
+		--extra-requirements requirements-engine-dev.txt
+	touch $@
+
+# The engine's tests run in the engine environment, where QGIS is not importable: the engine must
+# not need it. The QGIS side's tests then run in a headless QGIS that sends jobs to that engine.
 test: install
 	rm -rf .qgis-settings  # pytest-qgis's profile: each run starts from a fresh one
-	$(PY) -m pytest -p no:pytest_qgis -W ignore::pytest.PytestConfigWarning tests/engine
+	$(ENGINE_PY) -m pytest -W ignore::pytest.PytestConfigWarning tests/engine
 	$(PY) -m pytest tests/qgis
 
 lint: install
@@ -37,10 +49,10 @@ demo: install stage
 	$(PY) scripts/demo.py
 
 bench: install
-	$(PY) scripts/bench_streets.py
-	$(PY) scripts/bench_classify.py
-	$(PY) scripts/bench_fetch.py
-	$(PY) scripts/bench_grid.py
+	$(ENGINE_PY) scripts/bench_streets.py
+	$(ENGINE_PY) scripts/bench_classify.py
+	$(ENGINE_PY) scripts/bench_fetch.py
+	$(ENGINE_PY) scripts/bench_grid.py
 
 package:
 	/usr/bin/python3 scripts/package.py
@@ -48,6 +60,11 @@ package:
 # The packaged plugin unpacked in build/plugins, for QGIS_PLUGINPATH.
 stage:
 	/usr/bin/python3 scripts/package.py --stage build/plugins
+
+# The two commands on a brand-new Debian root: make fresh-check SUITE=bookworm (or trixie).
+SUITE ?= bookworm
+fresh-check:
+	bash scripts/fresh_check.sh $(SUITE)
 
 clean:
 	rm -rf build dist demo_output .pytest_cache .ruff_cache

@@ -1,18 +1,42 @@
-"""The plugin shell: registers the Processing provider, and nothing heavier."""
+"""The plugin shell: the Processing provider, and a menu to set up and check the engine."""
 
 from __future__ import annotations
 
-from qgis.core import QgsApplication
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMessageLog,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+)
 
 from .processing.provider import MusProvider
 
+MENU = "&Multimodal Urban Studies"
+LOG_TAG = "mus_qgis"
+
+
+class LoggingFeedback(QgsProcessingFeedback):
+    """Feedback of a background run: its messages go to the Log Messages panel (tab mus_qgis)."""
+
+    def pushInfo(self, info):
+        """Log an info line."""
+        QgsMessageLog.logMessage(info, LOG_TAG, Qgis.Info)
+
+    def reportError(self, error, fatalError=False):  # noqa: N803 (Qt override)
+        """Log an error line."""
+        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.Warning)
+
 
 class MusPlugin:
-    """What QGIS loads: its only job is to add the ``mus`` Processing provider."""
+    """What QGIS loads: the ``mus`` Processing provider and the engine menu."""
 
     def __init__(self, iface=None) -> None:
         self.iface = iface
         self.provider: MusProvider | None = None
+        self.actions: list = []
+        self._running: dict = {}  # background runs kept alive until they finish
 
     def initProcessing(self) -> None:
         """Register the provider (also called by qgis_process, which has no GUI)."""
@@ -21,11 +45,97 @@ class MusPlugin:
             QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:
-        """Set up the plugin in the QGIS desktop."""
+        """Set up the plugin in the QGIS desktop: the provider and the engine menu."""
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction
+
+        from .engine.resources import resource_path
+
         self.initProcessing()
+        if self.iface is None:
+            return
+        icon = QIcon(str(resource_path("icons", "mus.svg")))
+        for text, slot in (
+            ("Set up the engine…", self.setup_engine),
+            ("Engine status…", self.show_engine_status),
+        ):
+            action = QAction(icon, text, self.iface.mainWindow())
+            action.triggered.connect(slot)
+            self.iface.addPluginToMenu(MENU, action)
+            self.actions.append(action)
 
     def unload(self) -> None:
-        """Remove the provider when the plugin is unloaded or reloaded."""
+        """Remove the provider and the menu when the plugin is unloaded or reloaded."""
+        for action in self.actions:
+            if self.iface is not None:
+                self.iface.removePluginMenu(MENU, action)
+        self.actions = []
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+
+    # -- the engine menu ------------------------------------------------------------------------
+    def run_in_background(
+        self, algorithm_id: str, parameters: dict, done
+    ) -> QgsProcessingAlgRunnerTask:
+        """Run an algorithm as a QGIS task (progress in the status bar); ``done(ok, results)``."""
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+        context = QgsProcessingContext()
+        feedback = LoggingFeedback()
+        task = QgsProcessingAlgRunnerTask(algorithm, parameters, context, feedback)
+        key = id(task)
+
+        def finished(ok, results) -> None:
+            self._running.pop(key, None)
+            done(ok, results)
+
+        task.executed.connect(finished)
+        self._running[key] = (task, context, feedback, algorithm)
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def setup_engine(self) -> None:
+        """Set up the engine in the background; say on the message bar how it went."""
+        bar = self.iface.messageBar()
+        bar.pushInfo(
+            "Multimodal Urban Studies",
+            "Setting up the engine in the background (a few minutes; progress in the task bar, "
+            "details in Log Messages ▸ mus_qgis).",
+        )
+
+        def done(ok, results) -> None:
+            if ok:
+                bar.pushSuccess("Multimodal Urban Studies", f"Engine ready: {results['PYTHON']}")
+            else:
+                bar.pushCritical(
+                    "Multimodal Urban Studies",
+                    "The engine set-up failed; the previous engine (if any) is still in use. "
+                    "See Log Messages ▸ mus_qgis.",
+                )
+
+        self.run_in_background("mus:setupengine", {}, done)
+
+    def show_engine_status(self) -> None:
+        """Ask the engine for its status and show it in a dialog one can copy from."""
+
+        def done(ok, results) -> None:
+            text = results.get("TEXT", "") if ok else "The status could not be read."
+            self._show_text("Engine status", text)
+
+        self.run_in_background("mus:enginestatus", {}, done)
+
+    def _show_text(self, title: str, text: str) -> None:
+        from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout
+
+        dialog = QDialog(self.iface.mainWindow())
+        dialog.setWindowTitle(title)
+        layout = QVBoxLayout(dialog)
+        view = QPlainTextEdit(text)
+        view.setReadOnly(True)
+        layout.addWidget(view)
+        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons.rejected.connect(dialog.reject)
+        layout.addWidget(buttons)
+        dialog.resize(760, 420)
+        self.status_dialog = dialog
+        dialog.show()

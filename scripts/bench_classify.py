@@ -26,12 +26,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mus_qgis.engine.embedding import Location, embed_locations
-from mus_qgis.engine.labels import Label, LabelSet
-from mus_qgis.engine.models import ModelSpec, load_model
-from mus_qgis.engine.panorama import ViewSetting
-from mus_qgis.engine.scoring import score
-from mus_qgis.engine.store import EmbeddingStore
+from mus_qgis.engine.clip.embedding import Location, embed_locations
+from mus_qgis.engine.clip.labels import Label, LabelSet
+from mus_qgis.engine.clip.models import ModelSpec, load_model
+from mus_qgis.engine.clip.scoring import score
+from mus_qgis.engine.clip.store import EmbeddingStore
+from mus_qgis.engine.imagery.panorama import ViewSetting
 
 SOURCE = (
     Path(__file__).resolve().parents[2]

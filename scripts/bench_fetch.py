@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mus_qgis.engine.fetch import FetchSettings, fetch_imagery
-from mus_qgis.engine.http import Http, image_decodes
-from mus_qgis.engine.imagery_sources.base import Credentials, FetchPoint
+from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
+from mus_qgis.engine.imagery.http import Http, image_decodes
+from mus_qgis.engine.imagery.sources.base import Credentials, FetchPoint
 from tests.fakes.imagery_services import GOOD_KEY, grid_images, serve_in_this_process
 
 

@@ -25,7 +25,7 @@ def measure() -> None:
     sys.path.insert(0, str(ROOT))
     import shapely
 
-    from mus_qgis.engine.streets import StudyArea, sample_street_centroids
+    from mus_qgis.engine.streets.centroids import StudyArea, sample_street_centroids
     from scripts.bench_streets import ROME, grid_osm
 
     def best(function, repeats):

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mus_qgis.engine.grid import resample_to_grid
+from mus_qgis.engine.readings.grid import resample_to_grid
 
 SIDE_M = 10_000.0
 CELL_M = 100.0

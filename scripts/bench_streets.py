@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mus_qgis.engine import streets
-from mus_qgis.engine.osm_source import graph_from_osm_file
-from mus_qgis.engine.streets import StudyArea, sample_street_centroids
+from mus_qgis.engine.streets import centroids as streets
+from mus_qgis.engine.streets.centroids import StudyArea, sample_street_centroids
+from mus_qgis.engine.streets.osm_source import graph_from_osm_file
 
 ROME = Path(__file__).resolve().parents[2] / "shared" / "data" / "osm" / "rome_monti_2016.osm"
 

@@ -31,8 +31,8 @@ def build():
         QgsProcessingParameterString,
     )
 
-    from mus_qgis.engine.imagery_sources import imagery_sources
-    from mus_qgis.engine.labels import builtin_label_sets
+    from mus_qgis.engine.clip.labels import builtin_label_sets
+    from mus_qgis.engine.imagery.sources import imagery_sources
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(

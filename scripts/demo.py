@@ -39,11 +39,9 @@ SURVEY_FOLDER = PHOTOS / "arezzo"
 URBAN_ATLAS = SHARED / "landcover" / "urban_atlas_sample" / "EE003L1_NARVA_UA2018.gpkg"
 OUT = Path(os.environ.get("MUS_DEMO_OUTPUT") or ROOT / "demo_output")
 GPKG = OUT / "rome_monti.gpkg"
-SITE = (
-    Path(sys.prefix)
-    / "lib"
-    / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    / "site-packages"
+# The engine's Python (the Makefile sets it): qgis_process sends the algorithms' work there.
+ENGINE_PYTHON = os.environ.setdefault(
+    "MUS_ENGINE_PYTHON", str(ROOT / ".engine" / "env" / "bin" / "python")
 )
 # Indices in resources/labels/label_sets.toml (append-only, so they stay valid).
 URBAN_ATLAS_SET, PROVINCES_SET, EUROPEAN_CAPITALS_SET, WORLD_CAPITALS_SET = 0, 8, 9, 10
@@ -64,7 +62,6 @@ def run_qgis_process(profile: Path, *args: str) -> str:
         "QT_QPA_PLATFORM": "offscreen",
         "QGIS_CUSTOM_CONFIG_PATH": str(profile),
         "QGIS_PLUGINPATH": str(ROOT / "build" / "plugins"),
-        "PYTHONPATH": str(SITE),
     }
     done = subprocess.run(["qgis_process.bin", *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -74,16 +71,14 @@ def run_qgis_process(profile: Path, *args: str) -> str:
 
 def survey_points(path: Path) -> int:
     """Points 5 m east of each geotagged photo (EXIF GPS), as a survey's sample points would be."""
-    from PIL import Image
-
-    from mus_qgis.engine.imagery_sources.local_photos import gps_position
+    from qgis.core import QgsExifTools
 
     features = []
     for photo in sorted(SURVEY_FOLDER.glob("*.jpg")):
-        position = gps_position(Image.open(photo).getexif().get_ifd(0x8825))
-        if position is None:
+        position, tagged = QgsExifTools.getGeoTag(str(photo))
+        if not tagged:
             continue
-        lon, lat = position
+        lon, lat = position.x(), position.y()
         features.append(
             {
                 "type": "Feature",
@@ -97,9 +92,8 @@ def survey_points(path: Path) -> int:
 
 def model_parameters() -> tuple[list[str], str]:
     """qgis_process parameters for the model, and a plain sentence saying which it is."""
-    from mus_qgis.engine.classify import model_cache_dir
     from mus_qgis.engine.cli import default_cache_dir
-    from mus_qgis.engine.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, weights_problem
+    from mus_qgis.engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
     name = os.environ.get("MUS_CLIP_MODEL", DEFAULT_MODEL)
     checkpoint = os.environ.get("MUS_CLIP_CHECKPOINT", "")
@@ -108,7 +102,7 @@ def model_parameters() -> tuple[list[str], str]:
     common = [f"MODEL={name}", f"CACHE_FOLDER={cache}"]
     if checkpoint:
         return [*common, f"CHECKPOINT={checkpoint}"], f"{name} with weights from {checkpoint}"
-    problem = weights_problem(name, tag, model_cache_dir(cache)) if tag else "no tag given"
+    problem = weights_problem(name, tag, cache) if tag else "no tag given"
     if not problem:
         return [*common, f"PRETRAINED={tag}"], f"{name} pretrained on {tag}"
     return [*common, "PRETRAINED="], (
@@ -116,6 +110,25 @@ def model_parameters() -> tuple[list[str], str]:
         f"here ({problem.split(':')[-1].split('.')[0].strip()}). The labels below therefore say "
         "nothing about the photos; set MUS_CLIP_CHECKPOINT to a weights file for real answers."
     )
+
+
+def weights_problem(name: str, tag: str, cache: Path) -> str:
+    """Why the pretrained weights cannot be had here, as the engine (in its Python) sees it."""
+    code = (
+        "import sys; from mus_qgis.engine.clip.classify import model_cache_dir; "
+        "from mus_qgis.engine.clip.models import weights_problem; "
+        "print(weights_problem(sys.argv[1], sys.argv[2], model_cache_dir(sys.argv[3])))"
+    )
+    done = subprocess.run(
+        [ENGINE_PYTHON, "-c", code, name, tag, str(cache)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if done.returncode != 0:
+        sys.exit(f"The engine cannot be run ({ENGINE_PYTHON}): {done.stderr[-2000:]}")
+    return done.stdout.strip()
 
 
 def online_source() -> tuple[list[str], str] | None:
@@ -228,7 +241,7 @@ def style_and_project(project_path: Path) -> None:
 
     app = QgsApplication([], False)
     app.initQgis()
-    from mus_qgis.engine.labels import builtin_label_set
+    from mus_qgis.engine.clip.labels import builtin_label_set
     from mus_qgis.processing.classify_clip import style_classified_layer
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer

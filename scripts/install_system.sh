@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Install the Debian packages mus_qgis needs (QGIS 3.22 and its Python bindings, the tools to build
-# pyproj and shapely against the system PROJ and GEOS, Xvfb for screenshots), when any is missing
-# and we are root.
+# Install the Debian packages mus_qgis needs when any is missing and we are root: QGIS and its
+# Python bindings, python3-venv (the engine environment is a venv made from Debian's Python),
+# Xvfb and a window manager for the desktop test. Nothing is compiled: the engine's packages come
+# as binary wheels into their own environment.
 set -euo pipefail
 
-packages=(qgis python3-qgis qgis-providers python3-venv python3-dev xvfb xauth libproj-dev
-          libgeos-dev build-essential unzip)
+packages=(qgis python3-qgis qgis-providers python3-venv xvfb xauth openbox x11-utils unzip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -20,5 +20,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+for try in 1 2 3; do
+  apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}" && exit 0
+  echo "apt-get failed (try $try of 3); retrying in 10 s" >&2
+  sleep 10
+done
+exit 1

@@ -44,25 +44,33 @@ PANORAMAS = sorted((IMAGES / "equirectangular").glob("*.jpg"))
 TINY_MODEL_CONFIG = ROOT / "tests" / "assets" / "mus-tiny-vit.json"
 
 
+# The engine environment's Python (make test sets it; this default serves a hand-run pytest).
+ENGINE_PYTHON = os.environ.setdefault(
+    "MUS_ENGINE_PYTHON", str(ROOT / ".engine" / "env" / "bin" / "python")
+)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint file of the tiny test architecture with random (seeded) weights.
 
     Tests load it the way users load a downloaded checkpoint: a file given as ``pretrained``.
+    It is written by the engine's Python, so that QGIS's test process never imports torch.
     """
-    import open_clip
-    import torch
+    import subprocess
 
-    open_clip.add_model_config(TINY_MODEL_CONFIG)
-    torch.manual_seed(1234)
-    model = open_clip.create_model(TINY_MODEL_CONFIG.stem)
     path = tmp_path_factory.mktemp("weights") / "mus-tiny-vit.pt"
-    torch.save(model.state_dict(), path)
+    subprocess.run(
+        [ENGINE_PYTHON, str(ROOT / "tests" / "tiny_checkpoint.py"), str(path)],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_spec(tiny_checkpoint):
-    from mus_qgis.engine.models import ModelSpec
+    from mus_qgis.engine.clip.models import ModelSpec
 
     return ModelSpec(str(TINY_MODEL_CONFIG), "", str(tiny_checkpoint), "cpu")

@@ -1,4 +1,16 @@
+"""``python -m mus_qgis.engine``: the engine's command line, and the worker QGIS starts."""
+
 import sys
+
+if len(sys.argv) > 1 and sys.argv[1] == "worker":
+    # The worker imports only its loop at start, so that it answers "ready" at once.
+    import argparse
+
+    from .worker.server import DEFAULT_IDLE_TIMEOUT_S, serve
+
+    parser = argparse.ArgumentParser(prog="python -m mus_qgis.engine worker")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S)
+    sys.exit(serve(parser.parse_args(sys.argv[2:]).idle_timeout))
 
 from .cli import main
 

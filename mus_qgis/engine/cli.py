@@ -5,29 +5,34 @@ python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scor
 python -m mus_qgis.engine rank --labels world_capitals --targets Rome \\
     --group "Rome + Vatican City = Rome; Vatican City"
 python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
+python -m mus_qgis.engine setup --root FOLDER     (the engine environment, as mus:setupengine)
+python -m mus_qgis.engine status | selftest       (what the engine runs on; is it whole?)
+python -m mus_qgis.engine worker                   (the process QGIS sends jobs to)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from .classify import (
+from .clip.classify import (
     UNTRAINED_WARNING,
     classify_locations,
     model_cache_dir,
     open_stores,
     score_stored_embeddings,
 )
-from .embedding import Location, embed_locations
+from .clip.embedding import Location, embed_locations
+from .clip.labels import builtin_label_set, builtin_label_sets, read_label_file
+from .clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, load_model
 from .errors import MusError
-from .labels import builtin_label_set, builtin_label_sets, read_label_file
-from .models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, load_model
-from .panorama import ViewSetting
+from .imagery.panorama import ViewSetting
+from .progress import LoggingProgress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -148,7 +153,7 @@ def cmd_score(args) -> int:
 
 def cmd_rank(args) -> int:
     """Rank every label over all stored embeddings, with exact mean probabilities."""
-    from .ranking import parse_groups, rank_labels
+    from .readings.ranking import parse_groups, rank_labels
 
     label_set = _label_set(args)
     groups = parse_groups(args.group or [])
@@ -224,6 +229,45 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_selftest(_args) -> int:
+    from .worker.jobs import selftest
+
+    # The last line is the report as JSON: the set-up reads it.
+    print(json.dumps(selftest({}, None)))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .worker.jobs import status
+
+    print(json.dumps(status({"cache_dir": str(args.cache_dir)}, None), indent=2))
+    return 0
+
+
+def cmd_setup(args) -> int:
+    from .worker.environment import SetupError, SetupOptions, setup
+
+    options = SetupOptions(
+        root=args.root,
+        base_python=args.base_python,
+        torch=args.torch,
+        torch_index=args.torch_index,
+        wheel_folder=args.wheel_folder,
+        offline=args.offline,
+        force=args.force,
+        extra_requirements=args.extra_requirements or [],
+    )
+    progress = LoggingProgress()
+    logging.getLogger("mus_qgis").setLevel(logging.INFO)
+    try:
+        record = setup(options, progress)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(record["python"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mus_qgis.engine",
@@ -270,6 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--pretrained", default=DEFAULT_PRETRAINED)
     download.add_argument("--cache-dir", type=Path, default=None)
     download.set_defaults(run=cmd_download)
+    commands.add_parser(
+        "selftest", help="import the engine's packages, run a tiny CLIP"
+    ).set_defaults(run=cmd_selftest)
+    status = commands.add_parser("status", help="Python, packages, device and caches, as JSON")
+    status.add_argument("--cache-dir", type=Path, default=None)
+    status.set_defaults(run=cmd_status)
+    setup = commands.add_parser("setup", help="set up the engine environment in a folder")
+    setup.add_argument("--root", type=Path, required=True, help="folder of the environment")
+    setup.add_argument("--base-python", default="", help="Python to create it from")
+    setup.add_argument("--torch", default="auto", choices=("auto", "default", "cpu", "cuda"))
+    setup.add_argument("--torch-index", default="", help="package index for torch")
+    setup.add_argument("--wheel-folder", default="", help="a folder of wheels to install from")
+    setup.add_argument("--offline", action="store_true", help="only the wheel folder")
+    setup.add_argument("--force", action="store_true", help="set up again even if unchanged")
+    setup.add_argument(
+        "--extra-requirements", action="append", help="another requirements file to install"
+    )
+    setup.set_defaults(run=cmd_setup)
     return parser
 
 

@@ -42,8 +42,9 @@ class MissingDependencyError(MusError, ImportError):
         self.install_command = install_command
         names = ", ".join(packages)
         super().__init__(
-            f"This algorithm needs the Python package(s) {names}, which QGIS's Python cannot "
-            f"import. Install them with:\n    {install_command}\nthen restart QGIS."
+            f"The engine needs the Python package(s) {names}, which its Python cannot import. "
+            "Run 'Set up the engine' (mus:setupengine) again, or, for an engine Python of your "
+            f"own, install them with:\n    {install_command}"
         )
 
 

@@ -12,7 +12,6 @@ from qgis.core import (
     QgsField,
     QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterDefinition,
 )
@@ -123,33 +122,6 @@ def style_on_load(context, dest_id: str, style: Callable) -> None:
         styler = LayerStyler(style)
         LayerStyler._alive = [*LayerStyler._alive[-63:], styler]
         context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(styler)
-
-
-class FeedbackProgress:
-    """The engine's progress channel over a Processing feedback object."""
-
-    def __init__(self, feedback: QgsProcessingFeedback | None) -> None:
-        self._feedback = feedback or QgsProcessingFeedback()
-
-    def set_progress(self, percent: float) -> None:
-        self._feedback.setProgress(percent)
-
-    def is_canceled(self) -> bool:
-        return self._feedback.isCanceled()
-
-    def info(self, message: str) -> None:
-        self._feedback.pushInfo(message)
-
-
-def require_engine(*modules: str) -> None:
-    """Check that the engine's packages import, or stop with a message that says how to install."""
-    from ..engine.deps import require
-    from ..engine.errors import MissingDependencyError
-
-    try:
-        require(*modules)
-    except MissingDependencyError as exc:
-        raise QgsProcessingException(str(exc)) from exc
 
 
 def plugin_cache_dir(*parts: str) -> Path:

@@ -30,9 +30,11 @@ from qgis.core import (
     QgsSymbolLayer,
 )
 
-from ..engine.labels import builtin_label_sets
-from .base import FeedbackProgress, MusAlgorithm, make_field, require_engine, style_on_load
+from ..engine.clip.labels import builtin_label_sets
+from ..engine.errors import MusError
+from .base import MusAlgorithm, make_field, style_on_load
 from .clip_parameters import ClipParameters
+from .engine import job_file, run_job
 
 NO_LABEL_COLOUR = "#b4b4b4"
 
@@ -183,38 +185,43 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         self.addOutput(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        """Read the points' images, classify them with the engine, write the scored points."""
-        require_engine("torch", "open_clip", "PIL", "numpy")
-        from ..engine.classify import classify_locations
-        from ..engine.errors import MusError
+        """Send the points' images to the engine to classify, then write the scored points."""
+        import numpy as np
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         try:
-            label_set = self._label_set(parameters, context)
-            locations, features = self._locations(source, parameters, context)
-            top_k = self.parameterAsInt(parameters, self.TOP_K, context)
-            run = classify_locations(
-                locations,
-                label_set,
-                self.model_spec(parameters, context),
-                self.view_setting(parameters, context),
-                top_k,
-                self.cache_folder(parameters, context),
-                FeedbackProgress(feedback),
-                self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-            )
+            label_spec, label_set = self._label_set(parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        if run.model.untrained:
+        locations, features = self._locations(source, parameters, context)
+        locations_file, output = job_file(".json"), job_file(".npz")
+        with open(locations_file, "w", encoding="utf-8") as handle:
+            json.dump(locations, handle)
+        result = run_job(
+            "classify",
+            {
+                "locations": locations_file,
+                "label_set": label_spec,
+                "model": self.model_spec(parameters, context),
+                "view": self.view_setting(parameters, context),
+                "top_k": self.parameterAsInt(parameters, self.TOP_K, context),
+                "cache_dir": self.cache_folder(parameters, context),
+                "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                "output": output,
+            },
+            feedback,
+        )
+        if result["untrained"]:
             feedback.reportError(
                 self.tr("Untrained model: the labels below mean nothing."), fatalError=False
             )
-        dest_id, classified = self._write(source, features, run, parameters, context)
-        settings = run.metadata
+        with np.load(output, allow_pickle=False) as scores:
+            dest_id, classified = self._write(
+                source, features, dict(scores), label_set, parameters, context
+            )
+        settings = result["metadata"]
         _save_metadata(dest_id, settings, feedback)
         style_on_load(
             context,
@@ -229,18 +236,20 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         }
 
     def _label_set(self, parameters, context):
-        from ..engine.labels import builtin_label_set, parse_templates, read_label_file
+        """The label set as the engine job names it, and read here for the labels and colours."""
+        from ..engine.clip.labels import builtin_label_set, parse_templates, read_label_file
 
         text = self.parameterAsString(parameters, self.TEMPLATES, context)
         templates = parse_templates(text) if text.strip() else None
         path = self.parameterAsFile(parameters, self.LABEL_FILE, context)
         if path:
-            return read_label_file(path, templates)
-        index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
-        return builtin_label_set(builtin_label_sets()[index].name, templates)
+            return {"file": path, "templates": templates}, read_label_file(path, templates)
+        name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
+        return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
 
     def _locations(self, source, parameters, context):
-        from ..engine.embedding import Location, parse_image_paths
+        """Each feature's (image paths, bearing, heading), as the engine reads locations."""
+        from ..engine.clip.embedding import parse_image_paths
 
         path_index = self.field_index(
             source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True
@@ -256,17 +265,17 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         for feature in source.getFeatures():
             attributes = feature.attributes()
             locations.append(
-                Location(
-                    parse_image_paths(attributes[path_index], folder),
+                [
+                    list(parse_image_paths(attributes[path_index], folder)),
                     _angle(attributes[bearing_index]) if bearing_index >= 0 else None,
                     _angle(attributes[heading_index]) if heading_index >= 0 else None,
-                )
+                ]
             )
             features.append(feature)
         return locations, features
 
-    def _write(self, source, features, run, parameters, context):
-        k = run.scores.top_k
+    def _write(self, source, features, scores, label_set, parameters, context):
+        k = scores["top_index"].shape[1]
         ours = [(f"label_{i}", "string") for i in range(1, k + 1)]
         ours += [("code_1", "string")]
         ours += [(f"score_{i}", "double") for i in range(1, k + 1)]
@@ -285,20 +294,20 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        scores, labels = run.scores, run.scores.label_set.labels
+        labels = label_set.labels
         classified = 0
         for row, feature in enumerate(features):
-            top = [int(i) for i in scores.top_index[row]]
+            top = [int(i) for i in scores["top_index"][row]]
             ok = top[0] >= 0
             classified += ok
             values = [labels[i].text if i >= 0 else None for i in top]
             values.append(labels[top[0]].code or None if ok else None)
-            values += [_number(v) for v in scores.cosine[row]]
-            values += [_number(v) for v in scores.probability[row]]
+            values += [_number(v) for v in scores["cosine"][row]]
+            values += [_number(v) for v in scores["probability"][row]]
             values += [
-                _number(scores.margin[row]),
-                run.embeddings.images_used[row],
-                run.embeddings.status[row],
+                _number(scores["margin"][row]),
+                int(scores["images_used"][row]),
+                str(scores["status"][row]),
             ]
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())

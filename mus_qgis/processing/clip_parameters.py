@@ -9,7 +9,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..engine.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from .base import plugin_cache_dir
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
@@ -89,25 +89,27 @@ class ClipParameters:
             optional=True,
         )
 
-    def model_spec(self, parameters, context):
-        from ..engine.models import ModelSpec
+    def model_spec(self, parameters, context) -> dict:
+        """The engine's ``ModelSpec`` fields, as a job sends them."""
+        return {
+            "name": self.parameterAsString(parameters, self.MODEL, context).strip()
+            or DEFAULT_MODEL,
+            "pretrained": self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
+            "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context),
+            "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+        }
 
-        return ModelSpec(
-            self.parameterAsString(parameters, self.MODEL, context).strip() or DEFAULT_MODEL,
-            self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
-            self.parameterAsFile(parameters, self.CHECKPOINT, context),
-            DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-        )
-
-    def view_setting(self, parameters, context):
-        from ..engine.panorama import ViewSetting
-
+    def view_setting(self, parameters, context) -> dict:
+        """The engine's ``ViewSetting`` fields, as a job sends them."""
         _, count, fov, centre_crop = VIEW_CHOICES[
             self.parameterAsEnum(parameters, self.VIEWS, context)
         ]
-        return ViewSetting(
-            count, fov, self.parameterAsDouble(parameters, self.PITCH, context), centre_crop
-        )
+        return {
+            "count": count,
+            "fov": fov,
+            "pitch": self.parameterAsDouble(parameters, self.PITCH, context),
+            "centre_crop": centre_crop,
+        }
 
     def cache_folder(self, parameters, context) -> str:
         folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)

@@ -23,7 +23,8 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from .base import MusAlgorithm, find_field, make_field, require_engine, style_on_load
+from .base import MusAlgorithm, find_field, make_field, style_on_load
+from .engine import run_job
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -122,9 +123,6 @@ class CompareUrbanAtlas(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up the polygon under each point, compare codes, write points and report."""
-        require_engine("numpy")
-        from ..engine.agreement import agreement
-
         points = self.parameterAsSource(parameters, self.INPUT, context)
         reference = self.parameterAsSource(parameters, self.REFERENCE, context)
         if points is None or reference is None:
@@ -175,7 +173,9 @@ class CompareUrbanAtlas(MusAlgorithm):
             out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])
             sink.addFeature(out, QgsFeatureSink.FastInsert)
         del sink
-        result = agreement(truths, guesses)
+        result = _agreement(
+            run_job("agreement", {"reference": truths, "predicted": guesses}, feedback)
+        )
         feedback.pushInfo(
             f"{result.total} points compared: overall accuracy "
             f"{result.overall_accuracy:.3f}, kappa {result.kappa:.3f}."
@@ -239,6 +239,25 @@ class CompareUrbanAtlas(MusAlgorithm):
         return dest_id
 
 
+def _agreement(answer: dict):
+    """The engine's agreement answer with its tables as arrays, as the report reads them."""
+    import numpy as np
+
+    from ..engine.readings.agreement import Agreement
+
+    size = len(answer["classes"])
+    return Agreement(
+        answer["classes"],
+        np.asarray(answer["matrix"], dtype=np.int64).reshape(size, size),
+        answer["overall_accuracy"],
+        answer["kappa"],
+        np.asarray(answer["precision"], dtype=float),
+        np.asarray(answer["recall"], dtype=float),
+        np.asarray(answer["f1"], dtype=float),
+        np.asarray(answer["support"], dtype=np.int64),
+    )
+
+
 def _code(value) -> str:
     if value is None or str(value) in ("", "NULL"):
         return ""
@@ -248,7 +267,7 @@ def _code(value) -> str:
 
 def _legend(codes):
     """The built-in label set whose codes these are (Urban Atlas: 5 digits, CORINE: 3)."""
-    from ..engine.labels import builtin_label_set
+    from ..engine.clip.labels import builtin_label_set
 
     lengths = {len(code) for code in codes if code}
     name = LEGENDS.get(lengths.pop()) if len(lengths) == 1 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from qgis.core import (
@@ -29,15 +30,8 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
-from .base import (
-    FeedbackProgress,
-    MusAlgorithm,
-    make_field,
-    plugin_cache_dir,
-    qgis_proxies,
-    require_engine,
-    style_on_load,
-)
+from .base import MusAlgorithm, make_field, plugin_cache_dir, qgis_proxies, style_on_load
+from .engine import job_file, run_job
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.
@@ -115,7 +109,7 @@ class FetchPanoramas(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        from ..engine.imagery_sources import imagery_sources
+        from ..engine.imagery.sources import imagery_sources
 
         self.addParameter(
             QgsProcessingParameterFeatureSource(
@@ -233,62 +227,69 @@ class FetchPanoramas(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up and download the imagery, then write every point with what was found."""
-        require_engine("urllib3", "PIL", "numpy")
-        from ..engine.errors import MusError
-        from ..engine.fetch import FetchSettings, fetch_imagery
-        from ..engine.imagery_sources import imagery_sources
-        from ..engine.imagery_sources.base import DateWindow, ViewPlan
+        from ..engine.imagery.sources import imagery_sources
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         name = list(imagery_sources())[self.parameterAsEnum(parameters, self.SOURCE, context)]
         _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
-        settings = FetchSettings(
-            name,
-            radius_m=self.parameterAsDouble(parameters, self.RADIUS, context),
-            plan=ViewPlan(
-                count, fov, 0.0, self.parameterAsInt(parameters, self.IMAGE_SIZE, context), whole
-            ),
-            window=DateWindow(
-                self._date(parameters, self.DATE_FROM, context),
-                self._date(parameters, self.DATE_TO, context),
-            ),
-            concurrency=self.parameterAsInt(parameters, self.CONCURRENCY, context),
-            url=self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
-            location=self._photo_location(name, parameters, context),
-        )
+        plan = {
+            "count": count,
+            "fov": fov,
+            "pitch": 0.0,
+            "size": self.parameterAsInt(parameters, self.IMAGE_SIZE, context),
+            "whole_panorama": whole,
+        }
+        window = {
+            "start": self._date(parameters, self.DATE_FROM, context),
+            "end": self._date(parameters, self.DATE_TO, context),
+        }
+        location = self._photo_location(name, parameters, context)
         points, features = self._points(source, parameters, context)
         if not features:
             raise QgsProcessingException("The input layer has no points.")
         cache = self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or str(
             plugin_cache_dir()
         )
-        try:
-            outcomes = fetch_imagery(
-                points,
-                settings,
-                cache,
-                self._credentials(name, parameters, context),
-                FeedbackProgress(feedback),
-                qgis_proxies(),
-            )
-        except MusError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        by_key = {outcome.key: outcome for outcome in outcomes}
+        points_file, output = job_file(".json"), job_file(".json")
+        with open(points_file, "w", encoding="utf-8") as handle:
+            json.dump(points, handle)
+        run_job(
+            "fetch_imagery",
+            {
+                "points": points_file,
+                "source": name,
+                "radius_m": self.parameterAsDouble(parameters, self.RADIUS, context),
+                "plan": plan,
+                "window": window,
+                "concurrency": self.parameterAsInt(parameters, self.CONCURRENCY, context),
+                "url": self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
+                "location": location,
+                "cache_dir": cache,
+                # Secrets travel through the pipe only, never through a file.
+                "credentials": self._credentials(name, parameters, context),
+                "proxies": qgis_proxies(),
+                "output": output,
+            },
+            feedback,
+        )
+        with open(output, encoding="utf-8") as handle:
+            outcomes = json.load(handle)
+        by_key = {outcome["key"]: outcome for outcome in outcomes}
         dest_id = self._write(source, features, by_key, parameters, context)
         style_on_load(context, dest_id, style_fetch_layer)
-        found = [o for o in outcomes if o.status == "ok"]
+        found = [o for o in outcomes if o["status"] == "ok"]
         return {
             self.OUTPUT: dest_id,
             "WITH_IMAGERY": len(found),
             "WITHOUT_IMAGERY": len(features) - len(found),
-            "SHARED": sum(1 for o in outcomes if o.duplicate_of is not None),
+            "SHARED": sum(1 for o in outcomes if o["duplicate_of"] is not None),
         }
 
     def _date(self, parameters, name, context):
         value = self.parameterAsDateTime(parameters, name, context)
-        return value.date().toPyDate() if value.isValid() else None
+        return value.date().toString("yyyy-MM-dd") if value.isValid() else None
 
     def _photo_location(self, name, parameters, context) -> str:
         folder = self.parameterAsFile(parameters, self.PHOTO_FOLDER, context)
@@ -301,8 +302,6 @@ class FetchPanoramas(MusAlgorithm):
 
     def _credentials(self, name, parameters, context):
         """The key and secret from the authentication database (or, headless, the environment)."""
-        from ..engine.imagery_sources.base import Credentials
-
         auth_id = self.parameterAsString(parameters, self.AUTH, context)
         if auth_id:
             config = QgsAuthMethodConfig()
@@ -312,16 +311,14 @@ class FetchPanoramas(MusAlgorithm):
                     "password set?)."
                 )
             key = config.config("username") or config.config("token") or ""
-            return Credentials(key.strip(), (config.config("password") or "").strip())
+            return {"key": key.strip(), "secret": (config.config("password") or "").strip()}
         key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
-        return Credentials(
-            os.environ.get(key_variable, "") if key_variable else "",
-            os.environ.get(secret_variable, "") if secret_variable else "",
-        )
+        return {
+            "key": os.environ.get(key_variable, "") if key_variable else "",
+            "secret": os.environ.get(secret_variable, "") if secret_variable else "",
+        }
 
     def _points(self, source, parameters, context):
-        from ..engine.imagery_sources.base import FetchPoint
-
         bearing_index = self.field_index(
             source, parameters, self.BEARING_FIELD, context, what="street bearing"
         )
@@ -338,7 +335,7 @@ class FetchPanoramas(MusAlgorithm):
                 bearing = float(bearing) if bearing is not None else None
             except (TypeError, ValueError):
                 bearing = None
-            points.append(FetchPoint(feature.id(), point.x(), point.y(), bearing))
+            points.append([feature.id(), point.x(), point.y(), bearing])
         return points, features
 
     def _write(self, source, features, by_key, parameters, context) -> str:
@@ -354,7 +351,7 @@ class FetchPanoramas(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        from ..engine.embedding import PATH_SEPARATOR
+        from ..engine.clip.embedding import PATH_SEPARATOR
 
         for feature in features:
             outcome = by_key.get(feature.id())
@@ -362,18 +359,18 @@ class FetchPanoramas(MusAlgorithm):
                 values = [None] * (len(OUTPUT_FIELDS) - 1) + ["no geometry"]
             else:
                 values = [
-                    outcome.source or None,
-                    outcome.image_id or None,
-                    outcome.captured.isoformat() if outcome.captured else None,
-                    outcome.distance_m,
-                    PATH_SEPARATOR.join(outcome.paths) or None,
-                    PATH_SEPARATOR.join(f"{h:g}" for h in outcome.headings) or None,
-                    outcome.image_heading,
-                    int(outcome.is_panorama) if outcome.image_id else None,
-                    outcome.creator or None,
-                    outcome.licence or None,
-                    outcome.duplicate_of,
-                    outcome.status,
+                    outcome["source"] or None,
+                    outcome["image_id"] or None,
+                    outcome["captured"],
+                    outcome["distance_m"],
+                    PATH_SEPARATOR.join(outcome["paths"]) or None,
+                    PATH_SEPARATOR.join(f"{h:g}" for h in outcome["headings"]) or None,
+                    outcome["image_heading"],
+                    int(outcome["is_panorama"]) if outcome["image_id"] else None,
+                    outcome["creator"] or None,
+                    outcome["licence"] or None,
+                    outcome["duplicate_of"],
+                    outcome["status"],
                 ]
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())

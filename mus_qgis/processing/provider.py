@@ -6,12 +6,16 @@ from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import plugin_version, resource_path
+from ..engine.worker import client
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
+from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
+from .engine_status import EngineStatus
 from .fetch_panoramas import FetchPanoramas
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
+from .setup_engine import SetupEngine
 
 
 class MusProvider(QgsProcessingProvider):
@@ -37,9 +41,57 @@ class MusProvider(QgsProcessingProvider):
         """Provider icon as an SVG path."""
         return str(resource_path("icons", "mus.svg"))
 
+    def load(self) -> bool:
+        """Declare the engine's settings (Processing ▸ Options ▸ Providers), then the algorithms."""
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+        except ImportError:  # Processing's Python plugin is not loaded: defaults apply
+            return super().load()
+        ProcessingConfig.settingIcons[self.name()] = self.icon()
+        for setting in (
+            Setting(
+                self.name(),
+                SETTING_PYTHON,
+                "Engine Python (empty: the environment 'Set up the engine' made)",
+                "",
+                valuetype=Setting.FILE,
+            ),
+            Setting(
+                self.name(),
+                SETTING_FOLDER,
+                "Engine environment folder (empty: the plugin's folder in the QGIS profile)",
+                "",
+                valuetype=Setting.FOLDER,
+            ),
+            Setting(
+                self.name(),
+                SETTING_IDLE_MINUTES,
+                "Minutes an idle engine stays loaded (keeps the model in memory)",
+                DEFAULT_IDLE_MINUTES,
+                valuetype=Setting.INT,
+            ),
+        ):
+            ProcessingConfig.addSetting(setting)
+        ProcessingConfig.readSettings()
+        return super().load()
+
+    def unload(self) -> None:
+        """Remove the settings and stop idle engine workers."""
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+        except ImportError:
+            pass
+        else:
+            for name in (SETTING_PYTHON, SETTING_FOLDER, SETTING_IDLE_MINUTES):
+                ProcessingConfig.removeSetting(name)
+        client.POOL.shutdown()
+        super().unload()
+
     def loadAlgorithms(self) -> None:
         """Add one instance of each algorithm."""
         for algorithm in (
+            SetupEngine(),
+            EngineStatus(),
             SampleStreetCentroids(),
             FetchPanoramas(),
             ClassifyClip(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from types import SimpleNamespace
 
 from qgis.core import (
     QgsFeature,
@@ -20,9 +21,11 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..engine.labels import builtin_label_sets
-from .base import FeedbackProgress, MusAlgorithm, make_field, require_engine
+from ..engine.clip.classify import UNTRAINED_WARNING
+from ..engine.clip.labels import builtin_label_sets
+from .base import MusAlgorithm, make_field
 from .clip_parameters import ClipParameters
+from .engine import job_file, run_job
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -127,7 +130,6 @@ class RankLabels(ClipParameters, MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Rank each layer's labels and write the table and the report."""
-        require_engine("numpy")
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
         stored_sets = self._stored_label_sets(parameters, context)
         if not layers and not stored_sets:
@@ -140,12 +142,11 @@ class RankLabels(ClipParameters, MusAlgorithm):
             if t.strip()
         ]
         from ..engine.errors import MusError
-        from ..engine.ranking import parse_groups
+        from ..engine.readings.ranking import parse_groups
 
+        group_lines = self.parameterAsString(parameters, self.GROUPS, context).splitlines()
         try:
-            groups = parse_groups(
-                self.parameterAsString(parameters, self.GROUPS, context).splitlines()
-            )
+            parse_groups(group_lines)  # a bad line stops here, before any work
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
         fields = QgsFields()
@@ -156,10 +157,25 @@ class RankLabels(ClipParameters, MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        rankings = [self._rank(layer, targets, groups, feedback) for layer in layers]
-        rankings += self._rank_stored(stored_sets, parameters, context, targets, groups, feedback)
+        params = {
+            "layers": [self._layer_arrays(layer) for layer in layers],
+            "targets": targets,
+            "groups": group_lines,
+        }
+        if stored_sets:
+            params["stored"] = {
+                "label_sets": stored_sets,
+                "model": self.model_spec(parameters, context),
+                "view": self.view_setting(parameters, context),
+                "cache_dir": self.cache_folder(parameters, context),
+            }
+        result = run_job("rank", params, feedback)
+        if result["untrained"]:
+            feedback.reportError(UNTRAINED_WARNING, fatalError=False)
         sections = []
-        for set_name, ranked in rankings:
+        for section in result["sections"]:
+            set_name = section["set_name"]
+            ranked = [SimpleNamespace(**entry) for entry in section["entries"]]
             for entry in ranked:
                 feature = QgsFeature(fields)
                 feature.setAttributes(
@@ -169,7 +185,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
                         entry.first_places,
                         entry.share,
                         None
-                        if entry.mean_probability != entry.mean_probability
+                        if entry.mean_probability is None
+                        or entry.mean_probability != entry.mean_probability
                         else entry.mean_probability,
                         entry.rank,
                         int(entry.target),
@@ -192,7 +209,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
             results[self.REPORT] = report
         return results
 
-    def _rank(self, layer, targets, groups, feedback):
+    def _layer_arrays(self, layer) -> dict:
+        """A classified layer's first labels and probabilities, as a rank job reads them."""
         import numpy as np
 
         names = layer.fields().names()
@@ -217,84 +235,32 @@ class RankLabels(ClipParameters, MusAlgorithm):
             for label, prob in zip(row, probs, strict=True):
                 if _text(label) in position and prob not in (None, ""):
                     matrix[r, position[_text(label)]] = float(prob)
-        has_probabilities = any(p not in (None, "") for probs in probabilities for p in probs)
-        ranked = _rank_in_set(
-            set_name,
-            labels,
-            first,
-            matrix if has_probabilities else None,
-            targets,
-            groups,
-            feedback,
-        )
-        return set_name, ranked
+        arrays = job_file(".npz")
+        np.savez(arrays, first=np.asarray(first, dtype=np.int64), probabilities=matrix)
+        return {
+            "set_name": set_name,
+            "labels": labels,
+            "arrays": arrays,
+            "has_probabilities": any(p not in (None, "") for probs in probabilities for p in probs),
+        }
 
     def _stored_label_sets(self, parameters, context) -> list:
+        from ..engine.clip.labels import read_label_file
         from ..engine.errors import MusError
-        from ..engine.labels import builtin_label_set, read_label_file
 
         entries = builtin_label_sets()
         # QGIS 3.22 reads an absent optional multiple enum as [0]: absent means none here.
         given = parameters.get(self.STORED_LABEL_SETS) not in (None, "", [])
         chosen = self.parameterAsEnums(parameters, self.STORED_LABEL_SETS, context) if given else []
-        label_sets = [builtin_label_set(entries[index].name) for index in chosen]
+        label_sets = [{"builtin": entries[index].name} for index in chosen]
         path = self.parameterAsFile(parameters, self.STORED_LABEL_FILE, context)
         if path:
             try:
-                label_sets.append(read_label_file(path))
+                read_label_file(path)  # a bad file stops here, before the engine starts
             except MusError as exc:
                 raise QgsProcessingException(str(exc)) from exc
+            label_sets.append({"file": path})
         return label_sets
-
-    def _rank_stored(self, label_sets, parameters, context, targets, groups, feedback):
-        """Rank each label set over every stored image embedding (exact probabilities)."""
-        if not label_sets:
-            return []
-        require_engine("torch", "open_clip")
-        from ..engine.classify import UNTRAINED_WARNING, score_stored_embeddings
-        from ..engine.errors import MusError
-
-        try:
-            stored = score_stored_embeddings(
-                label_sets,
-                self.model_spec(parameters, context),
-                self.view_setting(parameters, context),
-                self.cache_folder(parameters, context),
-                progress=FeedbackProgress(feedback),
-            )
-        except MusError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        if stored.model.untrained:
-            feedback.reportError(UNTRAINED_WARNING, fatalError=False)
-        rankings = []
-        for label_set, scores in zip(label_sets, stored.scores, strict=True):
-            set_name = f"{label_set.name} (all {len(stored.paths)} stored images)"
-            ranked = _rank_in_set(
-                set_name,
-                label_set.texts,
-                scores.top_index[:, 0],
-                scores.all_probability,
-                targets,
-                groups,
-                feedback,
-            )
-            rankings.append((set_name, ranked))
-        return rankings
-
-
-def _rank_in_set(set_name, labels, first, probabilities, targets, groups, feedback):
-    """Rank with the targets and groups that belong to this label set; say what was left out."""
-    from ..engine.ranking import rank_labels
-
-    present = set(labels)
-    wanted_targets = [t for t in targets if t in present]
-    wanted_groups = {
-        name: members for name, members in groups.items() if all(m in present for m in members)
-    }
-    asked = len(targets) + len(groups)
-    if len(wanted_targets) + len(wanted_groups) < asked:
-        feedback.pushInfo(f"{set_name}: labels not in this set are left out of targets and groups.")
-    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups)
 
 
 def _text(value) -> str:
@@ -303,8 +269,8 @@ def _text(value) -> str:
 
 def _label_universe(layer, rows) -> tuple[str, list[str]]:
     """The layer's label set (from the run settings it carries) or the labels it contains."""
+    from ..engine.clip.labels import builtin_label_set
     from ..engine.errors import LabelSetError
-    from ..engine.labels import builtin_label_set
 
     settings = layer.customProperty("mus_qgis/classification")
     if not settings:

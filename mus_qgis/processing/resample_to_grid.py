@@ -31,9 +31,10 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..engine.grid import SHAPES
-from ..engine.labels import builtin_label_sets
-from .base import MusAlgorithm, make_field, require_engine, style_on_load
+from ..engine.clip.labels import builtin_label_sets
+from ..engine.readings.grid import SHAPES
+from .base import MusAlgorithm, make_field, style_on_load
+from .engine import job_file, run_job
 
 OUTPUT_FIELDS = (
     ("cell", "string"),
@@ -153,11 +154,7 @@ class ResampleToGrid(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Bin the points, fill the voids, write the cells."""
-        require_engine("numpy", "shapely")
         import numpy as np
-        import shapely.wkb
-
-        from ..engine.grid import resample_to_grid
 
         source = self.parameterAsSource(parameters, self.INPUT, context)
         if source is None:
@@ -188,29 +185,39 @@ class ResampleToGrid(MusAlgorithm):
         names, colours = self._palette(texts, parameters, context)
         position = {name: i for i, name in enumerate(names)}
         area = self._area(parameters, context, crs)
-        try:
-            result = resample_to_grid(
-                np.array(xs),
-                np.array(ys),
-                np.array([position[t] for t in texts]),
-                len(names),
-                self.parameterAsDouble(parameters, self.CELL_SIZE, context),
-                SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
-                weights=np.array(scores) if weighted else None,
-                area=shapely.wkb.loads(bytes(area.asWkb())) if area is not None else None,
-            )
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        points_file, output = job_file(".npz"), job_file(".npz")
+        np.savez(
+            points_file,
+            x=np.array(xs),
+            y=np.array(ys),
+            label=np.array([position[t] for t in texts]),
+            weight=np.array(scores),
+        )
+        run_job(
+            "grid",
+            {
+                "points": points_file,
+                "n_labels": len(names),
+                "cell_size": self.parameterAsDouble(parameters, self.CELL_SIZE, context),
+                "shape": SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
+                "weighted": weighted,
+                "area_wkt": area.asWkt() if area is not None else "",
+                "output": output,
+            },
+            feedback,
+        )
+        with np.load(output, allow_pickle=False) as cells:
+            result = dict(cells)
         feedback.pushInfo(
-            f"{len(result.label)} cells, {int(result.filled.sum())} filled, from "
+            f"{len(result['label'])} cells, {int(result['filled'].sum())} filled, from "
             f"{len(texts)} labelled points."
         )
         dest_id = self._write(result, names, crs, parameters, context)
         style_on_load(context, dest_id, partial(style_grid_layer, names=names, colours=colours))
         return {
             self.OUTPUT: dest_id,
-            "CELLS": len(result.label),
-            "FILLED": int(result.filled.sum()),
+            "CELLS": len(result["label"]),
+            "FILLED": int(result["filled"].sum()),
         }
 
     def _crs(self, source, parameters, context) -> QgsCoordinateReferenceSystem:
@@ -230,7 +237,7 @@ class ResampleToGrid(MusAlgorithm):
         return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
 
     def _palette(self, texts, parameters, context):
-        from ..engine.labels import builtin_label_set, generated_palette
+        from ..engine.clip.labels import builtin_label_set, generated_palette
 
         index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
         found = sorted(set(texts))
@@ -265,21 +272,22 @@ class ResampleToGrid(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for row in range(len(result.label)):
+        for row in range(len(result["label"])):
             feature = QgsFeature(fields)
-            ring = [QgsPointXY(x, y) for x, y in result.polygon(row)]
+            ring = [QgsPointXY(float(x), float(y)) for x, y in result["rings"][row]]
             feature.setGeometry(QgsGeometry.fromPolygonXY([ring]))
-            label = int(result.label[row])
-            share, entropy = float(result.share[row]), float(result.entropy[row])
+            label = int(result["label"][row])
+            share, entropy = float(result["share"][row]), float(result["entropy"][row])
+            index = result["index"][row]
             feature.setAttributes(
                 [
-                    f"{result.index[row][0]},{result.index[row][1]}",
+                    f"{index[0]},{index[1]}",
                     names[label] if label >= 0 else None,
-                    int(result.points[row]),
+                    int(result["points"][row]),
                     None if share != share else share,
                     None if entropy != entropy else entropy,
-                    int(result.filled[row]),
-                    int(result.fill_distance[row]),
+                    int(result["filled"][row]),
+                    int(result["fill_distance"][row]),
                 ]
             )
             sink.addFeature(feature, QgsFeatureSink.FastInsert)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
@@ -12,7 +10,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsFields,
     QgsGeometry,
-    QgsPointXY,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingFeatureSource,
@@ -25,19 +22,14 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsVectorLayer,
     QgsWkbTypes,
 )
 
 from ..engine.resources import plugin_version, resource_path
-from ..engine.street_classes import street_classes
-from .base import (
-    FeedbackProgress,
-    MusAlgorithm,
-    make_field,
-    plugin_cache_dir,
-    require_engine,
-    style_on_load,
-)
+from ..engine.streets.street_classes import street_classes
+from .base import MusAlgorithm, make_field, plugin_cache_dir, style_on_load
+from .engine import job_file, run_job
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -164,77 +156,70 @@ class SampleStreetCentroids(MusAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, self.tr(description)))
 
     def processAlgorithm(self, parameters, context, feedback):
-        """Sample the streets and write the points."""
-        require_engine("osmnx", "geopandas", "osmium")
-        from ..engine.errors import MusError
-        from ..engine.osm_source import NetworkServices
-        from ..engine.streets import StudyArea, sample_street_centroids
-
+        """Sample the streets in the engine, then write the points."""
         offered = street_classes()
         classes = [
             offered[i].value for i in self.parameterAsEnums(parameters, self.CLASSES, context)
         ]
         crs = self.parameterAsCrs(parameters, self.PROJECTED_CRS, context)
-        services = NetworkServices(
-            cache_dir=plugin_cache_dir("osmnx"),
-            user_agent=f"mus_qgis/{plugin_version()} (QGIS plugin for Multimodal Urban Studies)",
-            overpass_url=self.parameterAsString(parameters, self.OVERPASS_URL, context) or None,
-            nominatim_url=self.parameterAsString(parameters, self.NOMINATIM_URL, context) or None,
+        polygon = self._area_polygon(parameters, context)
+        output = job_file(".gpkg")
+        result = run_job(
+            "sample_streets",
+            {
+                "place": self.parameterAsString(parameters, self.PLACE, context).strip(),
+                "polygon_wkt": polygon.asWkt() if polygon is not None else "",
+                "osm_file": self.parameterAsFile(parameters, self.OSM_FILE, context),
+                "classes": classes,
+                "merge_distance_m": self.parameterAsDouble(
+                    parameters, self.MERGE_DISTANCE, context
+                ),
+                "projected_crs": crs.toWkt() if crs.isValid() else "",
+                "services": {
+                    "cache_dir": str(plugin_cache_dir("osmnx")),
+                    "user_agent": f"mus_qgis/{plugin_version()} "
+                    "(QGIS plugin for Multimodal Urban Studies)",
+                    "overpass_url": self.parameterAsString(parameters, self.OVERPASS_URL, context)
+                    or None,
+                    "nominatim_url": self.parameterAsString(parameters, self.NOMINATIM_URL, context)
+                    or None,
+                },
+                "output": output,
+            },
+            feedback,
         )
-        try:
-            area = StudyArea(
-                place=self.parameterAsString(parameters, self.PLACE, context).strip() or None,
-                polygon=self._area_polygon(parameters, context),
-                osm_file=self._osm_file(parameters, context),
-            )
-            result = sample_street_centroids(
-                area,
-                classes=classes,
-                merge_distance_m=self.parameterAsDouble(parameters, self.MERGE_DISTANCE, context),
-                projected_crs=crs.toWkt() if crs.isValid() else None,
-                services=services,
-                progress=FeedbackProgress(feedback),
-            )
-        except MusError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        for highway, count in sorted(result.excluded_by_class.items(), key=lambda kv: -kv[1]):
+        for highway, count in sorted(result["excluded_by_class"].items(), key=lambda kv: -kv[1]):
             feedback.pushInfo(f"  excluded {highway}: {count}")
-        dest_id = self._write(result.points, parameters, context)
+        dest_id = self._write(f"{output}|layername={result['layer']}", parameters, context)
         style_on_load(context, dest_id, style_street_centroids)
         return {
             self.OUTPUT: dest_id,
-            "SEGMENTS_FOUND": result.segments_total,
-            "SEGMENTS_SELECTED": result.segments_selected,
-            "SEGMENTS_EXCLUDED": result.segments_excluded,
-            "LOCATIONS": result.locations,
+            "SEGMENTS_FOUND": result["segments_total"],
+            "SEGMENTS_SELECTED": result["segments_selected"],
+            "SEGMENTS_EXCLUDED": result["segments_excluded"],
+            "LOCATIONS": result["locations"],
         }
 
-    def _osm_file(self, parameters, context) -> Path | None:
-        path = self.parameterAsFile(parameters, self.OSM_FILE, context)
-        return Path(path) if path else None
-
-    def _area_polygon(self, parameters, context):
+    def _area_polygon(self, parameters, context) -> QgsGeometry | None:
         """The study polygon in EPSG:4326 from the polygon layer or the extent, or None."""
-        import shapely.wkb
-
-        from ..engine.errors import StudyAreaError
-
         has_area = parameters.get(self.AREA) not in (None, "")
         has_extent = parameters.get(self.EXTENT) not in (None, "")
         if has_area and has_extent:
-            raise StudyAreaError("Give a polygon layer or an extent as study area, not both.")
+            raise QgsProcessingException(
+                "Give a polygon layer or an extent as study area, not both."
+            )
         if has_extent:
             rect = self.parameterAsExtent(parameters, self.EXTENT, context, WGS84)
             if rect.isNull() or rect.isEmpty():
-                raise StudyAreaError("The study area extent is empty.")
-            return shapely.wkb.loads(bytes(QgsGeometry.fromRect(rect).asWkb()))
+                raise QgsProcessingException("The study area extent is empty.")
+            return QgsGeometry.fromRect(rect)
         if not has_area:
             return None
         source = self.parameterAsSource(parameters, self.AREA, context)
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.AREA))
         if not source.sourceCrs().isValid():
-            raise StudyAreaError("The study area layer has no valid CRS.")
+            raise QgsProcessingException("The study area layer has no valid CRS.")
         transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
         parts = []
         # Validity is checked below with a message that says what to do, whatever the context's
@@ -245,18 +230,18 @@ class SampleStreetCentroids(MusAlgorithm):
             if geometry.isNull() or geometry.isEmpty():
                 continue
             if not geometry.isGeosValid():
-                raise StudyAreaError(
+                raise QgsProcessingException(
                     f"Feature {feature.id()} of the study area layer is an invalid polygon; "
                     "repair it first, e.g. with Processing's 'Fix geometries'."
                 )
             geometry.transform(transform)
             parts.append(geometry)
         if not parts:
-            raise StudyAreaError("The study area layer has no polygon.")
-        union = QgsGeometry.unaryUnion(parts)
-        return shapely.wkb.loads(bytes(union.asWkb()))
+            raise QgsProcessingException("The study area layer has no polygon.")
+        return QgsGeometry.unaryUnion(parts)
 
-    def _write(self, points, parameters, context) -> str:
+    def _write(self, engine_output: str, parameters, context) -> str:
+        """Copy the engine's points into the output sink, with the fields in their set order."""
         fields = QgsFields()
         for name, kind in OUTPUT_FIELDS:
             fields.append(make_field(name, kind))
@@ -265,25 +250,17 @@ class SampleStreetCentroids(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        names = [name for name, _ in OUTPUT_FIELDS]
-        for row in points.itertuples(index=False):
+        points = QgsVectorLayer(engine_output, "points", "ogr")
+        if not points.isValid():
+            raise QgsProcessingException(f"The engine's points cannot be read: {engine_output}")
+        indexes = [points.fields().lookupField(name) for name, _ in OUTPUT_FIELDS]
+        for found in points.getFeatures():
             feature = QgsFeature(fields)
-            point = row.geometry
-            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(point.x, point.y)))
-            feature.setAttributes([_plain(getattr(row, name)) for name in names])
+            feature.setGeometry(found.geometry())
+            attributes = found.attributes()
+            feature.setAttributes([attributes[i] if i >= 0 else None for i in indexes])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         return dest_id
-
-
-def _plain(value):
-    """A numpy or pandas scalar as the Python value QGIS stores (None for a missing value)."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def style_street_centroids(layer) -> None:

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mus_qgis.engine.agreement import agreement
-from mus_qgis.engine.ranking import rank_labels
+from mus_qgis.engine.readings.agreement import agreement
+from mus_qgis.engine.readings.ranking import rank_labels
 
 
 def test_hand_computed_confusion_matrix():

@@ -11,14 +11,14 @@ import torch
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from PIL import Image
 
-from mus_qgis.engine.classify import classify_locations
-from mus_qgis.engine.embedding import Location, embed_locations
+from mus_qgis.engine.clip.classify import classify_locations
+from mus_qgis.engine.clip.embedding import Location, embed_locations
+from mus_qgis.engine.clip.labels import builtin_label_set
+from mus_qgis.engine.clip.models import load_model
+from mus_qgis.engine.clip.scoring import label_embeddings, score
+from mus_qgis.engine.clip.store import EmbeddingStore
 from mus_qgis.engine.errors import CanceledError
-from mus_qgis.engine.labels import builtin_label_set
-from mus_qgis.engine.models import load_model
-from mus_qgis.engine.panorama import ViewSetting, perspective_views
-from mus_qgis.engine.scoring import label_embeddings, score
-from mus_qgis.engine.store import EmbeddingStore
+from mus_qgis.engine.imagery.panorama import ViewSetting, perspective_views
 from tests.conftest import AREZZO_PHOTOS, IMAGES, PANORAMAS
 
 

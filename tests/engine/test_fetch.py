@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from mus_qgis.engine.errors import CanceledError, CredentialsError
-from mus_qgis.engine.fetch import FetchSettings, fetch_imagery
-from mus_qgis.engine.http import Http, RetryPolicy, image_decodes
-from mus_qgis.engine.imagery_sources import imagery_sources
-from mus_qgis.engine.imagery_sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
+from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
+from mus_qgis.engine.imagery.http import Http, RetryPolicy, image_decodes
+from mus_qgis.engine.imagery.sources import imagery_sources
+from mus_qgis.engine.imagery.sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
 from tests.conftest import IMAGES, PANORAMAS, ROOT
 from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
 
@@ -267,8 +267,8 @@ def test_a_cancel_then_a_second_run_completes_without_fetching_twice(tmp_path):
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {root!r})
-from mus_qgis.engine.fetch import FetchSettings, fetch_imagery
-from mus_qgis.engine.imagery_sources.base import Credentials, FetchPoint
+from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
+from mus_qgis.engine.imagery.sources.base import Credentials, FetchPoint
 points = [FetchPoint(i, lon, lat, 90.0) for i, (lon, lat) in enumerate({coords!r})]
 print("started", flush=True)
 fetch_imagery(points, FetchSettings("streetview", url={url!r}, concurrency=4), {cache!r},

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import shapely
 
-from mus_qgis.engine.grid import hex_radius, resample_to_grid
+from mus_qgis.engine.readings.grid import hex_radius, resample_to_grid
 
 
 def by_index(result):

@@ -6,8 +6,7 @@ import csv
 
 import pytest
 
-from mus_qgis.engine.errors import LabelSetError
-from mus_qgis.engine.labels import (
+from mus_qgis.engine.clip.labels import (
     Label,
     LabelSet,
     builtin_label_set,
@@ -16,6 +15,7 @@ from mus_qgis.engine.labels import (
     parse_templates,
     read_label_file,
 )
+from mus_qgis.engine.errors import LabelSetError
 from tests.conftest import SHARED_DATA
 
 

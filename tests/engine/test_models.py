@@ -8,8 +8,8 @@ import open_clip
 import pytest
 import torch
 
+from mus_qgis.engine.clip.models import ModelSpec, load_model, resolve_device
 from mus_qgis.engine.errors import ModelError
-from mus_qgis.engine.models import ModelSpec, load_model, resolve_device
 from tests.conftest import TINY_MODEL_CONFIG
 
 
@@ -62,7 +62,7 @@ def test_untrained_models_are_seeded_so_stored_embeddings_stay_valid():
     first = load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", "", "cpu"))
     assert first.untrained and first.identity == "mus-tiny-vit/random-seed0"
     weights = first.model.visual.proj.detach().clone()
-    from mus_qgis.engine.models import forget_models
+    from mus_qgis.engine.clip.models import forget_models
 
     forget_models()
     again = load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", "", "cpu"))

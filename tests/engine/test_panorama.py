@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mus_qgis.engine.panorama import (
+from mus_qgis.engine.imagery.panorama import (
     ViewSetting,
     is_equirectangular,
     perspective_views,

@@ -18,7 +18,7 @@ from mus_qgis.engine.errors import (
     OsmFileError,
     StudyAreaError,
 )
-from mus_qgis.engine.streets import DEFAULT_CLASSES, StudyArea, sample_street_centroids
+from mus_qgis.engine.streets.centroids import DEFAULT_CLASSES, StudyArea, sample_street_centroids
 from tests.conftest import ROME_OSM, SHARED_DATA
 from tests.osm_reference import count_segments, read_ways
 

@@ -14,7 +14,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from mus_qgis.engine.agreement import agreement
+from mus_qgis.engine.readings.agreement import agreement
 from tests.conftest import SHARED_DATA
 
 ALG = "mus:compareurbanatlas"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from qgis.core import (
-    Qgis,
     QgsApplication,
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -21,14 +20,12 @@ from qgis.core import (
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingParameterFile,
-    QgsProjUtils,
 )
 
 from scripts.package import build_zip
 from tests.conftest import ROME_OSM, ROOT, SHARED_DATA
 
-VENV_SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-HEAVY = ("osmnx", "torch", "open_clip", "geopandas", "networkx", "osmium")
+HEAVY = ("osmnx", "torch", "open_clip", "geopandas", "networkx", "osmium", "shapely", "pyproj")
 
 
 def test_plugin_start_up_imports_nothing_heavy():
@@ -55,25 +52,12 @@ def test_plugin_start_up_imports_nothing_heavy():
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
     assert (
-        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:fetchpanoramas', "
-        "'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', 'mus:samplestreetcentroids']"
-        in out
+        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
+        "'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
+        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
-
-
-def test_shapely_and_pyproj_share_qgis_geos_and_proj():
-    """A second GEOS or PROJ in the QGIS process breaks it (see requirements.txt)."""
-    import pyproj
-    import shapely
-
-    qgis_geos = (Qgis.geosVersionMajor(), Qgis.geosVersionMinor(), Qgis.geosVersionPatch())
-    assert shapely.geos_version == qgis_geos
-    qgis_proj = f"{QgsProjUtils.projVersionMajor()}.{QgsProjUtils.projVersionMinor()}."
-    assert pyproj.proj_version_str.startswith(qgis_proj)
-    bundled = [p.name for p in Path(shapely.__file__).parents[1].glob("*.libs/libgeos*")]
-    assert bundled == []
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +100,6 @@ def _qgis_process(profile: Path, *args: str) -> subprocess.CompletedProcess:
         **os.environ,
         "QT_QPA_PLATFORM": "offscreen",
         "QGIS_CUSTOM_CONFIG_PATH": str(profile),
-        "PYTHONPATH": str(VENV_SITE / "site-packages"),
     }
     env.pop("QGIS_PLUGINPATH", None)
     return subprocess.run(
@@ -177,7 +160,8 @@ def test_runs_inside_a_graphical_model(mus_provider):
         QgsProcessingFeedback(),
     )
     assert ok
-    layer = context.getMapLayer(results["sample:points"])
+    # QGIS 3.22 keys a model's outputs "child:name", 3.40 by the output's own name.
+    layer = context.getMapLayer(results.get("sample:points") or results["points"])
     assert layer.featureCount() == 362
     assert QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
 

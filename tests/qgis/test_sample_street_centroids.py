@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 import processing
 import pytest
@@ -154,9 +153,15 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(mus_provider, tmp_path, p
     assert not output.exists()
 
 
-def test_missing_package_names_it_and_the_install_command(mus_provider, monkeypatch):
-    monkeypatch.setitem(sys.modules, "osmium", None)
-    with pytest.raises(QgsProcessingException, match=r"osmium(.|\n)*pip install"):
+def test_an_engine_python_without_the_packages_says_what_to_do(mus_provider, monkeypatch, tmp_path):
+    """A Python the user named that lacks the engine's packages: named, with the fix."""
+    import subprocess
+
+    subprocess.run(
+        ["/usr/bin/python3", "-m", "venv", "--without-pip", tmp_path / "bare"], check=True
+    )
+    monkeypatch.setenv("MUS_ENGINE_PYTHON", str(tmp_path / "bare" / "bin" / "python"))
+    with pytest.raises(QgsProcessingException, match=r"osmnx(.|\n)*Set up the engine"):
         processing.run(ALG, {"OSM_FILE": str(ROME_OSM), "OUTPUT": "memory:"})
 
 

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EmbeddingStoreError
+from ..imagery.panorama import ViewSetting
+from ..progress import LoggingProgress, Progress, check_canceled
+from ..resources import plugin_version
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
-from .errors import EmbeddingStoreError
 from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
-from .panorama import ViewSetting
-from .progress import LoggingProgress, Progress, check_canceled
-from .resources import plugin_version
 from .scoring import Scores, label_embeddings, score
 from .store import EmbeddingStore, TextStore
 

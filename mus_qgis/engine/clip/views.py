@@ -7,7 +7,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from .panorama import ViewSetting, is_equirectangular, perspective_views, xmp_heading
+from ..imagery.panorama import ViewSetting, is_equirectangular, perspective_views, xmp_heading
 
 MAX_PIXELS = 250_000_000  # larger is a decompression bomb, not a street photo (16k×8k = 134M)
 _HEAD_BYTES = 1 << 16

@@ -20,7 +20,7 @@ from xml.sax.saxutils import quoteattr
 import osmnx as ox
 import requests
 
-from .errors import DownloadError, OsmFileError, StudyAreaError
+from ..errors import DownloadError, OsmFileError, StudyAreaError
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -12,7 +12,7 @@ import threading
 from datetime import date, datetime
 from pathlib import Path
 
-from ..errors import MusError
+from ...errors import MusError
 from ..panorama import is_equirectangular, xmp_heading
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import EmbeddingStoreError
-from .imagery import ImageFacts
+from ..errors import EmbeddingStoreError
+from .views import ImageFacts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import tomllib
 
-from .errors import LabelSetError
-from .resources import resource_path
+from ..errors import LabelSetError
+from ..resources import resource_path
 
 PLACEHOLDER = "{label}"
 DEFAULT_TEMPLATES = ("a panoramic street image of {label}",)

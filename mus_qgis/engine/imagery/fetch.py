@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .errors import CanceledError, CredentialsError, MusError
+from ..errors import CanceledError, CredentialsError, MusError
+from ..progress import LoggingProgress, Progress
 from .http import Http, image_decodes
-from .imagery_sources import imagery_sources
-from .imagery_sources.base import (
+from .sources import imagery_sources
+from .sources.base import (
     Candidate,
     Credentials,
     DateWindow,
@@ -30,7 +31,6 @@ from .imagery_sources.base import (
     ViewPlan,
     distance_m,
 )
-from .progress import LoggingProgress, Progress
 
 STATUS_OK = "ok"
 STATUS_NONE = "no imagery"

@@ -13,10 +13,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import CanceledError
-from .imagery import embedding_key, prepare_image
-from .panorama import ViewSetting
-from .progress import LoggingProgress, Progress
+from ..errors import CanceledError
+from ..imagery.panorama import ViewSetting
+from ..progress import LoggingProgress, Progress
+from .views import embedding_key, prepare_image
 
 DEFAULT_BATCH_SIZE = 32
 

@@ -20,9 +20,9 @@ import osmnx as ox
 import pyproj
 import shapely
 
-from .errors import CrsError, NoStreetsError, StudyAreaError
+from ..errors import CrsError, NoStreetsError, StudyAreaError
+from ..progress import LoggingProgress, Progress, check_canceled
 from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
-from .progress import LoggingProgress, Progress, check_canceled
 from .street_classes import reference_study_classes
 
 if TYPE_CHECKING:

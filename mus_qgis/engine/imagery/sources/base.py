@@ -97,7 +97,7 @@ class ImagerySource:
         self.url = (url or self.default_url).rstrip("/")
         self.location = location  # a folder or CSV, for sources that read local files
         if self.needs_key and not self.credentials.key:
-            from ..errors import CredentialsError
+            from ...errors import CredentialsError
 
             raise CredentialsError(
                 f"{self.title} needs a key or token: set one in the authentication configuration."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import ServiceError
+from ...errors import ServiceError
 from .base import (
     Candidate,
     DateWindow,

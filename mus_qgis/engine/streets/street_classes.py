@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .resources import resource_path
+from ..resources import resource_path
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from ..errors import ServiceError
+from ...errors import ServiceError
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
 
 NO_RESULTS = 601

@@ -1,0 +1,1 @@
+"""Stage 3: label sets, OpenCLIP models, views, embeddings, scores."""

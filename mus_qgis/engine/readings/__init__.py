@@ -1,0 +1,1 @@
+"""Stage 4: readings of the scores (grids, rankings, agreement)."""

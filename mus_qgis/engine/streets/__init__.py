@@ -1,0 +1,1 @@
+"""Stage 1: street sample points of a study area (osmnx, shapely, pyproj)."""

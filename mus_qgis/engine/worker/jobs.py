@@ -1,0 +1,448 @@
+"""The jobs the worker runs: one function per Processing algorithm's heavy work, plus status.
+
+Each job takes the ``params`` of a job message (plain JSON) and a progress channel, reads its
+inputs from the files the params name, writes its outputs next to them, and returns a small JSON
+result. Heavy packages are imported inside the jobs, so that a worker answers "ready" at once and
+a job pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..deps import require
+from ..errors import MusError
+
+JOBS: dict[str, Callable[[dict, object], dict]] = {}
+
+# What a bug report needs to know; the engine's own packages, and those it relies on.
+REPORTED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "open_clip_torch",
+    "numpy",
+    "pillow",
+    "osmnx",
+    "geopandas",
+    "shapely",
+    "pyproj",
+    "pyogrio",
+    "osmium",
+    "networkx",
+    "pandas",
+    "requests",
+    "huggingface_hub",
+)
+
+
+def job(name: str):
+    """Register a function as the job ``name``."""
+
+    def register(function):
+        JOBS[name] = function
+        return function
+
+    return register
+
+
+# -- status ----------------------------------------------------------------------------------
+def package_versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    versions = {}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_report() -> dict:
+    """The device the engine will use: a CUDA device (name, memory), Apple's MPS, or the CPU."""
+    report: dict = {"cpu_count": os.cpu_count()}
+    try:
+        import torch
+    except ImportError as exc:
+        report["device"] = "none (torch cannot be imported)"
+        report["error"] = str(exc)
+        return report
+    from ..clip.models import resolve_device
+
+    report["torch_threads"] = torch.get_num_threads()
+    report["cuda_build"] = torch.version.cuda or ""
+    device = resolve_device("auto")
+    report["device"] = device
+    if device == "cuda":
+        properties = torch.cuda.get_device_properties(0)
+        report["cuda_devices"] = [
+            {
+                "name": torch.cuda.get_device_name(i),
+                "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1),
+            }
+            for i in range(torch.cuda.device_count())
+        ]
+        report["description"] = (
+            f"CUDA: {properties.name}, {properties.total_memory / 2**30:.1f} GiB"
+        )
+    elif device == "mps":
+        report["description"] = "Apple GPU (MPS)"
+    else:
+        report["description"] = f"CPU, {torch.get_num_threads()} threads"
+    return report
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(root, name))
+    return total
+
+
+@job("status")
+def status(params: dict, progress) -> dict:
+    """Python, packages, device, and the cache folders with their sizes."""
+    from ..resources import plugin_version
+
+    report = {
+        "engine_python": sys.executable,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "plugin_version": plugin_version(),
+        "packages": package_versions(),
+        "device": device_report(),
+        "worker_pid": os.getpid(),
+    }
+    cache = params.get("cache_dir")
+    if cache:
+        folders = {}
+        for name in ("models", "embeddings", "imagery", "osmnx"):
+            path = Path(cache) / name
+            folders[name] = {"path": str(path), "bytes": folder_size(path) if path.is_dir() else 0}
+        report["cache"] = folders
+    return report
+
+
+TINY_CLIP_CONFIG = {
+    # A 2-layer, 64-wide CLIP: enough to run every layer type of the real ones in a fraction of
+    # a second, so a set-up can prove that torch and open_clip work without any weights.
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@job("selftest")
+def selftest(params: dict, progress) -> dict:
+    """Import every engine package and run a forward pass of a tiny CLIP: is the engine whole?"""
+    import importlib
+    import tempfile
+
+    modules = ("numpy", "PIL", "requests", "shapely", "pyproj", "pyogrio", "geopandas")
+    modules += ("osmium", "osmnx", "torch", "torchvision", "open_clip")
+    for module in modules:
+        importlib.import_module(module)
+    import open_clip
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "mus-selftest-clip.json"
+        config.write_text(json.dumps(TINY_CLIP_CONFIG), encoding="utf-8")
+        open_clip.add_model_config(config)
+        model = open_clip.create_model("mus-selftest-clip")
+    tokenizer = open_clip.get_tokenizer("mus-selftest-clip")
+    with torch.no_grad():
+        image = model.encode_image(torch.zeros(1, 3, 32, 32))
+        text = model.encode_text(tokenizer(["a street"]))
+    if image.shape != text.shape:
+        raise MusError(f"The test model gave image {tuple(image.shape)}, text {tuple(text.shape)}")
+    return {"ok": True, "packages": package_versions(), "device": device_report()}
+
+
+# -- 1. streets --------------------------------------------------------------------------------
+@job("sample_streets")
+def sample_streets(params: dict, progress) -> dict:
+    """Street centroids of a study area, written as a GeoPackage layer (EPSG:4326)."""
+    require("shapely", "osmnx", "geopandas", "pyogrio", "osmium")
+    import shapely
+
+    from ..streets.centroids import StudyArea, sample_street_centroids
+    from ..streets.osm_source import NetworkServices
+
+    services = NetworkServices(**params["services"])
+    polygon = shapely.from_wkt(params["polygon_wkt"]) if params.get("polygon_wkt") else None
+    area = StudyArea(
+        place=params.get("place") or None,
+        polygon=polygon,
+        osm_file=Path(params["osm_file"]) if params.get("osm_file") else None,
+    )
+    result = sample_street_centroids(
+        area,
+        classes=params["classes"],
+        merge_distance_m=float(params["merge_distance_m"]),
+        projected_crs=params.get("projected_crs") or None,
+        services=services,
+        progress=progress,
+    )
+    output = params["output"]
+    # GeoPackage 1.2: QGIS 3.22's GDAL warns about the 1.4 that pyogrio writes by default.
+    result.points.to_file(
+        output,
+        layer="points",
+        driver="GPKG",
+        engine="pyogrio",
+        dataset_options={"VERSION": "1.2"},
+    )
+    return {
+        "output": output,
+        "layer": "points",
+        "segments_total": result.segments_total,
+        "segments_selected": result.segments_selected,
+        "segments_excluded": result.segments_excluded,
+        "locations": result.locations,
+        "excluded_by_class": result.excluded_by_class,
+    }
+
+
+# -- 2. imagery --------------------------------------------------------------------------------
+@job("fetch_imagery")
+def fetch_imagery_job(params: dict, progress) -> dict:
+    """Look up and download imagery for points; the outcomes go to a JSON file."""
+    require("PIL", "numpy")
+    from datetime import date
+
+    from ..imagery.fetch import FetchSettings, fetch_imagery
+    from ..imagery.sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
+
+    with open(params["points"], encoding="utf-8") as handle:
+        points = [FetchPoint(*row) for row in json.load(handle)]
+    window = params.get("window") or {}
+    settings = FetchSettings(
+        params["source"],
+        radius_m=float(params["radius_m"]),
+        plan=ViewPlan(**params["plan"]),
+        window=DateWindow(
+            *(date.fromisoformat(window[k]) if window.get(k) else None for k in ("start", "end"))
+        ),
+        concurrency=int(params["concurrency"]),
+        url=params.get("url", ""),
+        location=params.get("location", ""),
+    )
+    credentials = Credentials(**(params.get("credentials") or {}))
+    outcomes = fetch_imagery(
+        points, settings, params["cache_dir"], credentials, progress, params.get("proxies")
+    )
+    rows = []
+    for outcome in outcomes:
+        row = dict(vars(outcome))
+        row["captured"] = outcome.captured.isoformat() if outcome.captured else None
+        rows.append(row)
+    with open(params["output"], "w", encoding="utf-8") as handle:
+        json.dump(rows, handle)
+    return {"output": params["output"], "count": len(rows)}
+
+
+# -- 3. CLIP -----------------------------------------------------------------------------------
+def _label_set(spec: dict):
+    from ..clip.labels import builtin_label_set, read_label_file
+
+    templates = spec.get("templates") or None
+    if spec.get("file"):
+        return read_label_file(spec["file"], templates)
+    return builtin_label_set(spec["builtin"], templates)
+
+
+def _model_and_view(params: dict):
+    from ..clip.models import ModelSpec
+    from ..imagery.panorama import ViewSetting
+
+    return ModelSpec(**params["model"]), ViewSetting(**params["view"])
+
+
+@job("classify")
+def classify(params: dict, progress) -> dict:
+    """Classify locations' images; scores go to a NumPy file, row for row with the input."""
+    require("numpy", "PIL", "torch", "open_clip")
+    import numpy as np
+
+    from ..clip.classify import classify_locations
+    from ..clip.embedding import Location
+
+    with open(params["locations"], encoding="utf-8") as handle:
+        rows = json.load(handle)
+    locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    spec, view = _model_and_view(params)
+    run = classify_locations(
+        locations,
+        _label_set(params["label_set"]),
+        spec,
+        view,
+        int(params["top_k"]),
+        params["cache_dir"],
+        progress,
+        int(params["batch_size"]),
+    )
+    scores = run.scores
+    np.savez(
+        params["output"],
+        top_index=scores.top_index,
+        cosine=scores.cosine,
+        probability=scores.probability,
+        margin=scores.margin,
+        images_used=np.asarray(run.embeddings.images_used, dtype=np.int64),
+        status=np.asarray(run.embeddings.status, dtype=str),
+    )
+    return {
+        "output": params["output"],
+        "metadata": run.metadata,
+        "untrained": bool(run.model.untrained),
+        "counts": run.embeddings.counts,
+    }
+
+
+# -- 4. readings -------------------------------------------------------------------------------
+def _ranked_rows(ranked) -> list[dict]:
+    return [
+        {
+            "rank": entry.rank,
+            "label": entry.label,
+            "first_places": entry.first_places,
+            "share": entry.share,
+            "mean_probability": entry.mean_probability,
+            "target": bool(entry.target),
+            "members": list(entry.members),
+        }
+        for entry in ranked
+    ]
+
+
+def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress):
+    """Rank with the targets and groups that belong to this label set; say what was left out."""
+    from ..readings.ranking import rank_labels
+
+    present = set(labels)
+    wanted_targets = [t for t in targets if t in present]
+    wanted_groups = {
+        name: members for name, members in groups.items() if all(m in present for m in members)
+    }
+    if len(wanted_targets) + len(wanted_groups) < len(targets) + len(groups):
+        progress.info(f"{set_name}: labels not in this set are left out of targets and groups.")
+    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups)
+
+
+@job("rank")
+def rank(params: dict, progress) -> dict:
+    """Rank labels of classified layers (arrays in NumPy files) and of label sets over the store."""
+    require("numpy")
+    import numpy as np
+
+    from ..readings.ranking import parse_groups
+
+    targets = list(params.get("targets") or [])
+    groups = parse_groups(params.get("groups") or [])
+    sections = []
+    for layer in params.get("layers") or []:
+        arrays = np.load(layer["arrays"], allow_pickle=False)
+        probabilities = arrays["probabilities"] if layer.get("has_probabilities") else None
+        ranked = _rank_in_set(
+            layer["set_name"],
+            layer["labels"],
+            arrays["first"],
+            probabilities,
+            targets,
+            groups,
+            progress,
+        )
+        sections.append({"set_name": layer["set_name"], "entries": _ranked_rows(ranked)})
+    untrained = False
+    stored = params.get("stored")
+    if stored and stored.get("label_sets"):
+        require("torch", "open_clip")
+        from ..clip.classify import score_stored_embeddings
+
+        label_sets = [_label_set(spec) for spec in stored["label_sets"]]
+        spec, view = _model_and_view(stored)
+        result = score_stored_embeddings(
+            label_sets, spec, view, stored["cache_dir"], progress=progress
+        )
+        untrained = bool(result.model.untrained)
+        for label_set, scores in zip(label_sets, result.scores, strict=True):
+            set_name = f"{label_set.name} (all {len(result.paths)} stored images)"
+            ranked = _rank_in_set(
+                set_name,
+                label_set.texts,
+                scores.top_index[:, 0],
+                scores.all_probability,
+                targets,
+                groups,
+                progress,
+            )
+            sections.append({"set_name": set_name, "entries": _ranked_rows(ranked)})
+    return {"sections": sections, "untrained": untrained}
+
+
+@job("grid")
+def grid(params: dict, progress) -> dict:
+    """A void-free label grid from labelled points; cells go to a NumPy file."""
+    require("numpy", "shapely")
+    import numpy as np
+    import shapely
+
+    from ..readings.grid import resample_to_grid
+
+    arrays = np.load(params["points"], allow_pickle=False)
+    area = shapely.from_wkt(params["area_wkt"]) if params.get("area_wkt") else None
+    try:
+        result = resample_to_grid(
+            arrays["x"],
+            arrays["y"],
+            arrays["label"],
+            int(params["n_labels"]),
+            float(params["cell_size"]),
+            params["shape"],
+            weights=arrays["weight"] if params.get("weighted") else None,
+            area=area,
+        )
+    except ValueError as exc:
+        raise MusError(str(exc)) from exc
+    rings = np.asarray([result.polygon(row) for row in range(len(result.label))], dtype=float)
+    np.savez(
+        params["output"],
+        index=np.asarray(result.index),
+        label=np.asarray(result.label),
+        points=np.asarray(result.points),
+        share=np.asarray(result.share, dtype=float),
+        entropy=np.asarray(result.entropy, dtype=float),
+        filled=np.asarray(result.filled),
+        fill_distance=np.asarray(result.fill_distance),
+        rings=rings.reshape(len(result.label), -1, 2),
+    )
+    return {"output": params["output"], "cells": len(result.label)}
+
+
+@job("agreement")
+def agreement_job(params: dict, progress) -> dict:
+    """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
+    require("numpy")
+    from ..readings.agreement import agreement
+
+    result = agreement(params["reference"], params["predicted"], params.get("classes"))
+    return {
+        "classes": list(result.classes),
+        "matrix": [[int(v) for v in row] for row in result.matrix],
+        "overall_accuracy": float(result.overall_accuracy),
+        "kappa": float(result.kappa),
+        "precision": [float(v) for v in result.precision],
+        "recall": [float(v) for v in result.recall],
+        "f1": [float(v) for v in result.f1],
+        "support": [int(v) for v in result.support],
+        "total": int(result.total),
+    }

@@ -1,0 +1,131 @@
+"""The QGIS side of the engine: which Python runs it, and a job run with Processing's feedback.
+
+Every algorithm's heavy work runs in an engine worker, a separate process started from the
+engine environment (see ``engine/worker``). This module is the only place the QGIS side talks to
+it; it imports the worker client, which is standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingUtils
+
+from ..engine.worker import client
+from ..engine.worker.environment import current_python
+
+# Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
+SETTING_PYTHON = "MUS_ENGINE_PYTHON"
+SETTING_FOLDER = "MUS_ENGINE_FOLDER"
+SETTING_IDLE_MINUTES = "MUS_ENGINE_IDLE_MINUTES"
+DEFAULT_IDLE_MINUTES = 15
+
+NOT_SET_UP = (
+    "The mus_qgis engine is not set up yet. Run 'Set up the engine' once: in the menu "
+    "Plugins ▸ Multimodal Urban Studies ▸ Set up the engine, or the Processing algorithm "
+    "mus:setupengine (headless: qgis_process run mus:setupengine). It downloads the engine's "
+    "packages (PyTorch, OpenCLIP, osmnx, …) into their own environment, outside QGIS. To use a "
+    "Python that already has them, name it in Processing ▸ Options ▸ Providers ▸ Multimodal "
+    "Urban Studies ▸ Engine Python."
+)
+
+
+def setting(name: str, default=None):
+    """A provider setting, or ``default`` where Processing's settings are not available."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:
+        return default
+    value = ProcessingConfig.getSetting(name)
+    return default if value in (None, "") else value
+
+
+def default_engine_root() -> Path:
+    """Where the managed engine environment lives: the plugin's folder in the QGIS profile."""
+    return Path(QgsApplication.qgisSettingsDirPath()) / "mus_qgis" / "engine"
+
+
+def engine_root() -> Path:
+    configured = str(setting(SETTING_FOLDER, "") or "").strip()
+    return Path(configured).expanduser() if configured else default_engine_root()
+
+
+def configured_python() -> tuple[str, str]:
+    """The engine Python and where it was chosen; ("", reason) when there is none."""
+    configured = str(setting(SETTING_PYTHON, "") or "").strip()
+    if configured:
+        return configured, "the provider setting 'Engine Python'"
+    from_environment = os.environ.get("MUS_ENGINE_PYTHON", "").strip()
+    if from_environment:
+        return from_environment, "the MUS_ENGINE_PYTHON variable"
+    managed = current_python(engine_root())
+    if managed:
+        return managed, f"the managed environment in {engine_root()}"
+    return "", "none is set up"
+
+
+def engine_python() -> str:
+    """The Python that runs the engine, or a QgsProcessingException that says how to set one up."""
+    python, chosen_by = configured_python()
+    if not python:
+        raise QgsProcessingException(NOT_SET_UP)
+    if not Path(python).is_file():
+        raise QgsProcessingException(
+            f"The engine Python {python} (from {chosen_by}) does not exist. {NOT_SET_UP}"
+        )
+    return python
+
+
+def idle_timeout_s() -> float:
+    try:
+        return float(setting(SETTING_IDLE_MINUTES, DEFAULT_IDLE_MINUTES)) * 60
+    except (TypeError, ValueError):
+        return DEFAULT_IDLE_MINUTES * 60
+
+
+class FeedbackProgress:
+    """The engine's progress channel over a Processing feedback object."""
+
+    def __init__(self, feedback) -> None:
+        from qgis.core import QgsProcessingFeedback
+
+        self._feedback = feedback or QgsProcessingFeedback()
+
+    def set_progress(self, percent: float) -> None:
+        self._feedback.setProgress(percent)
+
+    def is_canceled(self) -> bool:
+        return self._feedback.isCanceled()
+
+    def info(self, message: str) -> None:
+        self._feedback.pushInfo(message)
+
+    def warning(self, message: str) -> None:
+        self._feedback.reportError(message, False)
+
+    def error(self, message: str) -> None:
+        self._feedback.reportError(message, False)
+
+
+def run_job(job: str, params: dict, feedback) -> dict:
+    """Run one engine job in a (warm) worker; any failure is a QgsProcessingException."""
+    python = engine_python()
+    try:
+        return client.POOL.run(python, job, params, FeedbackProgress(feedback), idle_timeout_s())
+    except client.EngineJobError as exc:
+        if exc.user_error:
+            raise QgsProcessingException(str(exc)) from None
+        if feedback is not None and exc.details:
+            feedback.pushDebugInfo(exc.details)
+        raise QgsProcessingException(
+            f"The engine failed ({exc.error}): {exc}. The log above has its traceback."
+        ) from None
+    except client.EngineError as exc:
+        raise QgsProcessingException(str(exc)) from None
+
+
+def job_file(suffix: str) -> str:
+    """A new file name in Processing's temporary folder, for a job's input or output."""
+    return str(Path(QgsProcessingUtils.tempFolder()) / f"mus-{uuid.uuid4().hex}{suffix}")

@@ -1,0 +1,124 @@
+"""Processing algorithm ``mus:enginestatus``."""
+
+from __future__ import annotations
+
+import html
+import json
+import platform
+
+from qgis.core import (
+    Qgis,
+    QgsProcessingOutputString,
+    QgsProcessingParameterFileDestination,
+)
+
+from ..engine.resources import plugin_version
+from ..engine.worker.environment import read_current
+from .base import MusAlgorithm, plugin_cache_dir
+from .engine import configured_python, engine_root, run_job
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def status_text(status: dict) -> str:
+    """The status as plain text, the way a user pastes it into a bug report."""
+    lines = [
+        f"mus_qgis {status['plugin_version']} on QGIS {status['qgis_version']} "
+        f"({status['platform']})",
+        f"Engine Python: {status['engine_python'] or 'none'} ({status['chosen_by']})",
+    ]
+    environment = status.get("environment")
+    if environment:
+        lines.append(
+            f"Managed environment: {status['engine_root']} (made {environment.get('created')}, "
+            f"torch {environment.get('torch_build')}: {environment.get('torch_reason')}, "
+            f"{_size(environment.get('size_bytes', 0))})"
+        )
+    engine = status.get("engine")
+    if not engine:
+        lines.append(f"Engine: {status.get('problem', 'not reachable')}")
+        return "\n".join(lines)
+    device = engine.get("device", {})
+    lines.append(f"Python {engine['python_version']} on {engine['platform']}")
+    lines.append(f"Device: {device.get('description') or device.get('device')}")
+    if device.get("cuda_build"):
+        lines.append(f"torch CUDA build: {device['cuda_build']}")
+    packages = ", ".join(f"{k} {v}" for k, v in engine["packages"].items() if v)
+    missing = [k for k, v in engine["packages"].items() if not v]
+    lines.append(f"Packages: {packages}")
+    if missing:
+        lines.append(f"Missing: {', '.join(missing)}")
+    for name, folder in (engine.get("cache") or {}).items():
+        lines.append(f"Cache {name}: {folder['path']} ({_size(folder['bytes'])})")
+    return "\n".join(lines)
+
+
+class EngineStatus(MusAlgorithm):
+    """Where the engine runs and on what: what a bug report needs, and "is my GPU used?"."""
+
+    NAME = "enginestatus"
+    DISPLAY_NAME = "Engine status"
+    GROUP = "0 · Engine"
+    GROUP_ID = "engine"
+    HELP = (
+        "Reports the engine Python and how it was chosen, the versions of the engine's "
+        "packages, the device it will use (CUDA GPU with its name and memory, or the CPU with "
+        "its thread count), and the model cache and embedding store with their sizes. Paste it "
+        "into a bug report. It starts the engine if needed; an engine that is not set up is "
+        "reported, not an error."
+    )
+
+    REPORT = "REPORT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
+            )
+        )
+        self.addOutput(QgsProcessingOutputString("STATUS", self.tr("Status (JSON)")))
+        self.addOutput(QgsProcessingOutputString("TEXT", self.tr("Status (text)")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Ask the engine what it runs on; say plainly when there is no engine."""
+        python, chosen_by = configured_python()
+        status = {
+            "plugin_version": plugin_version(),
+            "qgis_version": Qgis.QGIS_VERSION,
+            "platform": platform.platform(),
+            "engine_python": python,
+            "chosen_by": chosen_by,
+            "engine_root": str(engine_root()),
+            "environment": read_current(engine_root()),
+        }
+        if python:
+            try:
+                status["engine"] = run_job(
+                    "status", {"cache_dir": str(plugin_cache_dir())}, feedback
+                )
+            except Exception as exc:  # a broken engine is what this report is for
+                status["problem"] = str(exc)
+        else:
+            status["problem"] = "not set up: run 'Set up the engine' (mus:setupengine)"
+        text = status_text(status)
+        for line in text.splitlines():
+            feedback.pushInfo(line)
+        results = {"STATUS": json.dumps(status, indent=2), "TEXT": text}
+        report = self.parameterAsFileOutput(parameters, self.REPORT, context)
+        if report:
+            with open(report, "w", encoding="utf-8") as out:
+                out.write(
+                    "<html><head><meta charset='utf-8'><title>mus_qgis engine status</title>"
+                    f"</head><body><h1>Engine status</h1><pre>{html.escape(text)}</pre></body>"
+                    "</html>"
+                )
+            results[self.REPORT] = report
+        return results

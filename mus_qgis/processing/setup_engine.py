@@ -1,0 +1,147 @@
+"""Processing algorithm ``mus:setupengine``."""
+
+from __future__ import annotations
+
+import json
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterString,
+)
+
+from ..engine.worker import client
+from ..engine.worker.environment import TORCH_CHOICES, SetupError, SetupOptions, setup
+from .base import MusAlgorithm
+from .engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
+
+TORCH_LABELS = (
+    "Automatic: CUDA build with an NVIDIA GPU, else PyTorch's CPU build",
+    "PyPI's default build",
+    "CPU build (PyTorch's index)",
+    "CUDA build",
+)
+
+
+class SetupEngine(MusAlgorithm):
+    """Create (or renew) the engine's own Python environment, outside QGIS."""
+
+    NAME = "setupengine"
+    DISPLAY_NAME = "Set up the engine"
+    GROUP = "0 · Engine"
+    GROUP_ID = "engine"
+    HELP = (
+        "Creates the environment the plugin's engine runs in: a Python virtual environment, "
+        "outside QGIS's own Python, with PyTorch, OpenCLIP, osmnx, geopandas and their "
+        "dependencies, installed from binary wheels (nothing is compiled). Run it once; the "
+        "other algorithms then send their work to an engine process started from it, so a "
+        "crash or a large library there never touches QGIS.\n\n"
+        "It downloads about 1 GB with PyTorch's CPU build, or 3–6 GB with a CUDA build (chosen "
+        "automatically where an NVIDIA GPU is present), into the plugin's folder of your QGIS "
+        "profile unless you pick another. A new environment is built beside the old one, "
+        "checked (imports and a tiny model run), and only then put in use: a failed or "
+        "canceled set-up leaves the previous one working. Run again after a plugin upgrade; "
+        "if nothing changed it only checks the environment."
+    )
+
+    FOLDER = "FOLDER"
+    BASE_PYTHON = "BASE_PYTHON"
+    TORCH = "TORCH"
+    TORCH_INDEX = "TORCH_INDEX"
+    WHEEL_FOLDER = "WHEEL_FOLDER"
+    OFFLINE = "OFFLINE"
+    FORCE = "FORCE"
+
+    def flags(self):
+        """Not for models: it installs software, and one run at a time is enough."""
+        return super().flags() | QgsProcessingAlgorithm.FlagHideFromModeler
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.FOLDER,
+                self.tr("Environment folder (empty: the plugin's folder in the QGIS profile)"),
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.TORCH, self.tr("PyTorch build"), options=list(TORCH_LABELS), defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.FORCE, self.tr("Set up again even if nothing changed"), defaultValue=False
+            )
+        )
+        self.add_advanced_parameters(
+            [
+                QgsProcessingParameterFile(
+                    self.BASE_PYTHON,
+                    self.tr("Python to create the environment from (empty: found)"),
+                    optional=True,
+                ),
+                QgsProcessingParameterString(
+                    self.TORCH_INDEX,
+                    self.tr("Package index for PyTorch (e.g. a CUDA index of PyTorch's)"),
+                    optional=True,
+                ),
+                QgsProcessingParameterFile(
+                    self.WHEEL_FOLDER,
+                    self.tr("Folder of wheels to install from (offline machines)"),
+                    behavior=QgsProcessingParameterFile.Folder,
+                    optional=True,
+                ),
+                QgsProcessingParameterBoolean(
+                    self.OFFLINE,
+                    self.tr("Offline: install only from the wheel folder"),
+                    defaultValue=False,
+                ),
+            ]
+        )
+        self.addOutput(QgsProcessingOutputString("PYTHON", self.tr("Engine Python")))
+        self.addOutput(QgsProcessingOutputString("RECORD", self.tr("Environment record (JSON)")))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Set up the environment, then make the plugin use it."""
+        folder = self.parameterAsFile(parameters, self.FOLDER, context)
+        root = folder or str(engine_root())
+        offline = self.parameterAsBoolean(parameters, self.OFFLINE, context)
+        wheels = self.parameterAsFile(parameters, self.WHEEL_FOLDER, context)
+        if offline and not wheels:
+            raise QgsProcessingException("Offline set-up needs a folder of wheels.")
+        options = SetupOptions(
+            root=root,
+            base_python=self.parameterAsFile(parameters, self.BASE_PYTHON, context),
+            torch=TORCH_CHOICES[self.parameterAsEnum(parameters, self.TORCH, context)],
+            torch_index=self.parameterAsString(parameters, self.TORCH_INDEX, context).strip(),
+            wheel_folder=wheels,
+            offline=offline,
+            force=self.parameterAsBoolean(parameters, self.FORCE, context),
+        )
+        feedback.pushInfo(f"Engine environment folder: {root}")
+        try:
+            record = setup(options, FeedbackProgress(feedback))
+        except SetupError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        if folder:
+            _remember_folder(folder)
+        # Warm workers run the previous environment's Python: the next job starts a new one.
+        client.POOL.shutdown()
+        return {"PYTHON": record["python"], "RECORD": json.dumps(record, indent=2)}
+
+
+def _remember_folder(folder: str) -> None:
+    """A folder the user picked becomes the provider's setting (the default needs none)."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:
+        return
+    value = "" if str(default_engine_root()) == str(folder) else folder
+    ProcessingConfig.setSettingValue(SETTING_FOLDER, value)
