@@ -53,6 +53,7 @@ bench: install
 	$(ENGINE_PY) scripts/bench_classify.py
 	$(ENGINE_PY) scripts/bench_fetch.py
 	$(ENGINE_PY) scripts/bench_grid.py
+	$(ENGINE_PY) scripts/bench_worker.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -85,7 +85,11 @@ def view_directions(yaw: float, pitch: float, fov: float, size: int):
     return torch.atan2(x, z), torch.atan2(y, torch.sqrt(x * x + z * z))
 
 
-@lru_cache(maxsize=64)
+# A plan holds int64 indices and float weights for every pixel of every view: about 80 MB for
+# four 640-pixel views. Views aimed along each street differ at every location, so a long cache
+# mostly holds memory (64 plans took 5+ GB while fetching Mapillary panoramas); a few suffice for
+# the repeats that do occur (panoramas without a bearing share one geometry).
+@lru_cache(maxsize=4)
 def _sampling_plan(
     width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float, size: int
 ):

@@ -17,10 +17,12 @@ PROJ, GDAL or LLVM, so nothing needs compiling.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -104,7 +106,11 @@ def current_python(root: Path) -> str | None:
 
 def find_base_python(configured: str = "") -> str:
     """A Python 3.9+ to create the environment from: the configured one, or the platform's."""
-    candidates = [configured] if configured else []
+    if configured:
+        if Path(configured).is_file():
+            return configured
+        raise SetupError(f"The Python {configured} given to create the engine from does not exist.")
+    candidates = []
     if sys.platform.startswith("win"):
         # OSGeo4W and the standalone installer keep python.exe beside QGIS's Python library.
         prefix = Path(sys.base_prefix)
@@ -121,8 +127,6 @@ def find_base_python(configured: str = "") -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    if configured:
-        raise SetupError(f"The Python {configured} does not exist.")
     raise SetupError("No Python 3 was found to create the engine environment from: name one.")
 
 
@@ -199,12 +203,16 @@ def requirements_digest(options: SetupOptions) -> str:
 # -- running commands ---------------------------------------------------------------------------
 def _run(command: list[str], progress, what: str, env: dict | None = None) -> list[str]:
     """Run a command, relaying its lines; stop it on cancel. Returns its output lines."""
+    posix = not sys.platform.startswith("win")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
         cwd=str(PLUGIN_PARENT),
+        # Its own process group, so that a cancel also stops what it started (venv runs
+        # ensurepip as a child, which would otherwise go on writing into the folder).
+        start_new_session=posix,
     )
     lines: list[str] = []
 
@@ -220,11 +228,7 @@ def _run(command: list[str], progress, what: str, env: dict | None = None) -> li
     reader.start()
     while process.poll() is None:
         if progress.is_canceled():
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            _stop(process, posix)
             raise SetupCanceledError("The engine set-up was canceled; nothing was changed.")
         time.sleep(0.2)
     reader.join(timeout=5)
@@ -232,6 +236,30 @@ def _run(command: list[str], progress, what: str, env: dict | None = None) -> li
         tail = "\n".join(lines[-15:])
         raise SetupError(f"{what} failed (exit code {process.returncode}):\n{tail}")
     return lines
+
+
+def _stop(process: subprocess.Popen, posix: bool) -> None:
+    """Stop a command and everything it started; wait until they are gone."""
+    if posix:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        if posix:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.kill()
+        process.wait(timeout=10)
+    if posix:  # children may outlive the leader for a moment
+        for _ in range(50):
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
 
 
 def _pip_install(python: Path, arguments: list[str], options: SetupOptions) -> list[str]:
