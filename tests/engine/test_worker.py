@@ -47,6 +47,17 @@ class Recorder:
         self.lines.append(("warning", message))
 
 
+def sampling(osm_file, folder, classes) -> dict:
+    """The params of a street-sampling job (a real job that reports progress as it goes)."""
+    return {
+        "osm_file": str(osm_file),
+        "classes": classes,
+        "merge_distance_m": 20,
+        "services": {"cache_dir": str(folder)},
+        "output": str(folder / "points.gpkg"),
+    }
+
+
 @pytest.fixture(scope="module")
 def worker():
     started = Worker(sys.executable)
@@ -76,13 +87,7 @@ def test_a_bad_input_is_a_user_error_and_the_worker_lives_on(worker, tmp_path):
     with pytest.raises(EngineJobError) as raised:
         worker.run(
             "sample_streets",
-            {
-                "osm_file": str(tmp_path / "missing.osm"),
-                "classes": ["residential"],
-                "merge_distance_m": 20,
-                "services": {"cache_dir": str(tmp_path)},
-                "output": str(tmp_path / "out.gpkg"),
-            },
+            sampling(tmp_path / "missing.osm", tmp_path, ["residential"]),
         )
     assert raised.value.user_error and "missing.osm" in str(raised.value)
     with pytest.raises(EngineJobError) as unknown:
@@ -99,13 +104,9 @@ def test_progress_and_log_lines_arrive_as_the_job_runs(worker, tmp_path):
     recorder = Recorder()
     result = worker.run(
         "sample_streets",
-        {
-            "osm_file": str(ROME_OSM),
-            "classes": ["primary", "secondary", "tertiary", "residential", "pedestrian"],
-            "merge_distance_m": 20,
-            "services": {"cache_dir": str(tmp_path)},
-            "output": str(tmp_path / "points.gpkg"),
-        },
+        sampling(
+            ROME_OSM, tmp_path, ["primary", "secondary", "tertiary", "residential", "pedestrian"]
+        ),
         recorder,
     )
     assert result["locations"] > 0 and (tmp_path / "points.gpkg").is_file()
@@ -151,13 +152,9 @@ def test_a_killed_worker_is_reported_with_its_signal(tmp_path):
         # A job long enough to be running when the kill comes.
         doomed.run(
             "sample_streets",
-            {
-                "osm_file": str(ROME_OSM),
-                "classes": ["residential", "footway", "service", "steps", "pedestrian"],
-                "merge_distance_m": 20,
-                "services": {"cache_dir": str(tmp_path)},
-                "output": str(tmp_path / "points.gpkg"),
-            },
+            sampling(
+                ROME_OSM, tmp_path, ["residential", "footway", "service", "steps", "pedestrian"]
+            ),
         )
     assert not doomed.alive()
 
@@ -181,13 +178,7 @@ def test_a_canceled_job_stops_and_its_worker_stays_warm(tmp_path):
         pool.run(
             sys.executable,
             "sample_streets",
-            {
-                "osm_file": str(ROME_OSM),
-                "classes": ["residential"],
-                "merge_distance_m": 20,
-                "services": {"cache_dir": str(tmp_path)},
-                "output": str(tmp_path / "points.gpkg"),
-            },
+            sampling(ROME_OSM, tmp_path, ["residential"]),
             recorder,
         )
     assert pool.busy_pids() == []
