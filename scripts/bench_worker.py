@@ -46,8 +46,12 @@ class Quiet:
         pass
 
 
-def per_call(calls: int) -> None:
-    params = {"reference": ["11100", "12100"] * 100, "predicted": ["11100", "11100"] * 100}
+def per_call(folder: Path, calls: int) -> None:
+    pairs = folder / "pairs.json"
+    pairs.write_text(
+        json.dumps({"reference": ["11100", "12100"] * 100, "predicted": ["11100", "11100"] * 100})
+    )
+    params = {"pairs": str(pairs)}
     started = time.perf_counter()
     for _ in range(calls):
         JOBS["agreement"](params, Quiet())
@@ -185,7 +189,7 @@ def main() -> None:
         from tiny_checkpoint import write_tiny_checkpoint
 
         checkpoint = write_tiny_checkpoint(folder / "tiny.pt")
-        per_call(args.calls)
+        per_call(folder, args.calls)
         first_torch_call(folder, checkpoint)
         throughput(folder, args.panoramas, args.rounds)
 

@@ -34,6 +34,14 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         """Algorithm id without the provider prefix."""
         return self.NAME
 
+    @staticmethod
+    def require_engine() -> None:
+        """Stop at once, saying how to set one up, when there is no engine to send the work to
+        (before reading any input: a layer read for nothing is time lost)."""
+        from .engine import engine_python
+
+        engine_python()
+
     def displayName(self) -> str:
         """Name shown in the toolbox."""
         return self.tr(self.DISPLAY_NAME)

@@ -186,6 +186,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images to the engine to classify, then write the scored points."""
+        self.require_engine()
         import numpy as np
 
         source = self.parameterAsSource(parameters, self.INPUT, context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from functools import partial
 
 from qgis.core import (
@@ -24,7 +25,7 @@ from qgis.core import (
 )
 
 from .base import MusAlgorithm, find_field, make_field, style_on_load
-from .engine import run_job
+from .engine import job_file, run_job
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -123,6 +124,7 @@ class CompareUrbanAtlas(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up the polygon under each point, compare codes, write points and report."""
+        self.require_engine()
         points = self.parameterAsSource(parameters, self.INPUT, context)
         reference = self.parameterAsSource(parameters, self.REFERENCE, context)
         if points is None or reference is None:
@@ -173,9 +175,10 @@ class CompareUrbanAtlas(MusAlgorithm):
             out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])
             sink.addFeature(out, QgsFeatureSink.FastInsert)
         del sink
-        result = _agreement(
-            run_job("agreement", {"reference": truths, "predicted": guesses}, feedback)
-        )
+        pairs = job_file(".json")
+        with open(pairs, "w", encoding="utf-8") as handle:
+            json.dump({"reference": truths, "predicted": guesses}, handle)
+        result = _agreement(run_job("agreement", {"pairs": pairs}, feedback))
         feedback.pushInfo(
             f"{result.total} points compared: overall accuracy "
             f"{result.overall_accuracy:.3f}, kappa {result.kappa:.3f}."

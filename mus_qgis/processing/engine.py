@@ -14,7 +14,12 @@ from pathlib import Path
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingUtils
 
 from ..engine.worker import client
-from ..engine.worker.environment import current_python
+from ..engine.worker.environment import (
+    SetupOptions,
+    current_python,
+    read_current,
+    requirements_digest,
+)
 
 # Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
 SETTING_PYTHON = "MUS_ENGINE_PYTHON"
@@ -109,9 +114,24 @@ class FeedbackProgress:
         self._feedback.reportError(message, False)
 
 
+def warn_if_outdated(feedback) -> None:
+    """After a plugin upgrade that changed the engine's pins, say how to bring the engine along."""
+    _, chosen_by = configured_python()
+    record = read_current(engine_root())
+    if not record or not chosen_by.startswith("the managed environment"):
+        return
+    if record.get("requirements") != requirements_digest(SetupOptions(engine_root())):
+        feedback.pushWarning(
+            "This version of the plugin pins other engine packages than the engine environment "
+            "has: run 'Set up the engine' (mus:setupengine) again to update it."
+        )
+
+
 def run_job(job: str, params: dict, feedback) -> dict:
     """Run one engine job in a (warm) worker; any failure is a QgsProcessingException."""
     python = engine_python()
+    if feedback is not None:
+        warn_if_outdated(feedback)
     try:
         return client.POOL.run(python, job, params, FeedbackProgress(feedback), idle_timeout_s())
     except client.EngineJobError as exc:

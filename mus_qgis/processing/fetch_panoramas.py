@@ -227,6 +227,7 @@ class FetchPanoramas(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up and download the imagery, then write every point with what was found."""
+        self.require_engine()
         from ..engine.imagery.sources import imagery_sources
 
         source = self.parameterAsSource(parameters, self.INPUT, context)

@@ -21,7 +21,6 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from ..engine.clip.classify import UNTRAINED_WARNING
 from ..engine.clip.labels import builtin_label_sets
 from .base import MusAlgorithm, make_field
 from .clip_parameters import ClipParameters
@@ -130,6 +129,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Rank each layer's labels and write the table and the report."""
+        self.require_engine()
         layers = self.parameterAsLayerList(parameters, self.INPUTS, context)
         stored_sets = self._stored_label_sets(parameters, context)
         if not layers and not stored_sets:
@@ -170,8 +170,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 "cache_dir": self.cache_folder(parameters, context),
             }
         result = run_job("rank", params, feedback)
-        if result["untrained"]:
-            feedback.reportError(UNTRAINED_WARNING, fatalError=False)
+        if result["untrained_warning"]:
+            feedback.reportError(result["untrained_warning"], fatalError=False)
         sections = []
         for section in result["sections"]:
             set_name = section["set_name"]

@@ -154,6 +154,7 @@ class ResampleToGrid(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Bin the points, fill the voids, write the cells."""
+        self.require_engine()
         import numpy as np
 
         source = self.parameterAsSource(parameters, self.INPUT, context)

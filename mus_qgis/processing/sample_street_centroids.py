@@ -157,6 +157,7 @@ class SampleStreetCentroids(MusAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         """Sample the streets in the engine, then write the points."""
+        self.require_engine()
         offered = street_classes()
         classes = [
             offered[i].value for i in self.parameterAsEnums(parameters, self.CLASSES, context)

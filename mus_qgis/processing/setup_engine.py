@@ -126,14 +126,17 @@ class SetupEngine(MusAlgorithm):
             force=self.parameterAsBoolean(parameters, self.FORCE, context),
         )
         feedback.pushInfo(f"Engine environment folder: {root}")
+        # Idle workers run the environment about to be replaced: stop them; running ones keep
+        # theirs until their job ends (the set-up leaves it for the next one to remove).
+        client.POOL.shutdown()
         try:
-            record = setup(options, FeedbackProgress(feedback))
+            record = setup(
+                options, FeedbackProgress(feedback), in_use=client.POOL.environments_in_use()
+            )
         except SetupError as exc:
             raise QgsProcessingException(str(exc)) from None
         if folder:
             _remember_folder(folder)
-        # Warm workers run the previous environment's Python: the next job starts a new one.
-        client.POOL.shutdown()
         return {"PYTHON": record["python"], "RECORD": json.dumps(record, indent=2)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -13,6 +14,7 @@ from mus_qgis.engine.worker.environment import (
     SetupError,
     SetupOptions,
     current_python,
+    find_base_python,
     index_answers,
     plan_torch,
     read_current,
@@ -81,3 +83,26 @@ def test_real_set_up_into_an_empty_folder_then_idempotent_and_atomic(tmp_path):
     assert read_current(root) == record
     assert [p.name for p in (root / "envs").iterdir()] == [record["env"].split("/")[-1]]
     assert json.loads((root / "current.json").read_text())["python"] == python
+
+
+def test_one_set_up_at_a_time_and_a_stale_lock_is_taken_over(tmp_path):
+    root = tmp_path / "engine"
+    root.mkdir()
+    lock = root / ".setup.lock"
+    lock.write_text(str(os.getpid()))  # a set-up of this very process is running
+    with pytest.raises(SetupError, match="Another set-up"):
+        setup(SetupOptions(root, base_python=str(tmp_path / "no-python")), Progress())
+    # A lock left by a set-up that was killed (no such process) is taken over: the set-up gets
+    # as far as its base Python, which does not exist here.
+    lock.write_text("2147483646")
+    with pytest.raises(SetupError, match="does not exist"):
+        setup(SetupOptions(root, base_python=str(tmp_path / "no-python")), Progress())
+    assert not lock.exists()
+
+
+def test_a_base_python_too_old_for_the_pins_is_refused(tmp_path):
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\necho 3.9\n")
+    old.chmod(0o755)
+    with pytest.raises(SetupError, match=r"3\.9.*3\.11\+"):
+        find_base_python(str(old))

@@ -132,7 +132,7 @@ def test_anything_printed_by_a_job_goes_to_stderr_not_into_the_protocol(tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=PLUGIN_PARENT,
-        env=worker_environment(sys.executable),
+        env=worker_environment(),
     )
     out, err = process.communicate(
         encode({"type": "job", "id": "1", "job": "noisy", "params": {}})
@@ -186,3 +186,37 @@ def test_a_canceled_job_stops_and_its_worker_stays_warm(tmp_path):
     assert pool.run(sys.executable, "status", {})["worker_pid"] == warm
     pool.shutdown()
     assert pool.idle_pids() == []
+
+
+def test_two_algorithms_at_once_each_get_a_worker(tmp_path):
+    pool = WorkerPool()
+    results, errors = {}, []
+
+    def run(name):
+        try:
+            folder = tmp_path / name
+            folder.mkdir()
+            results[name] = pool.run(
+                sys.executable, "sample_streets", sampling(ROME_OSM, folder, ["residential"])
+            )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors and results["a"]["locations"] == results["b"]["locations"] > 0
+    assert pool.busy_pids() == [] and len(pool.idle_pids()) == 1  # one kept warm, one closed
+    pool.shutdown()
+
+
+def test_a_worker_about_to_idle_out_is_not_given_a_job():
+    pool = WorkerPool()
+    # An idle timeout of 30.5 s leaves 0.5 s before the 30 s safety margin is reached.
+    first = pool.run(sys.executable, "status", {}, idle_timeout_s=30.5)["worker_pid"]
+    assert pool.run(sys.executable, "status", {}, idle_timeout_s=30.5)["worker_pid"] == first
+    time.sleep(1.0)
+    assert pool.run(sys.executable, "status", {}, idle_timeout_s=30.5)["worker_pid"] != first
+    pool.shutdown()

@@ -58,7 +58,6 @@ plugin_installer\\checkOnStart=false
 """
 
 
-
 def _qgis_version_int() -> int:
     from qgis.core import Qgis
 

@@ -31,9 +31,28 @@ STARTUP_TIMEOUT_S = 120.0
 # After a cancel the worker has this long to stop on its own before it is killed.
 CANCEL_GRACE_S = 3.0
 STDERR_LINES_KEPT = 40
-# Variables of QGIS's process that must not reach the engine's Python: another Python's paths, and
-# preloaded libraries (the desktop's GL stack is what crashed torch's triton in QGIS's process).
-_NOT_INHERITED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "LD_PRELOAD", "PYTHONEXECUTABLE")
+# Variables of QGIS's process that must not reach the engine's Python: another Python's paths,
+# preloaded libraries (the desktop's GL stack is what crashed torch's triton in QGIS's process),
+# and QGIS's own GDAL/PROJ/Qt data folders (the wheels' libraries bring theirs, of other versions).
+_NOT_INHERITED = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONEXECUTABLE",
+    "LD_PRELOAD",
+    "GDAL_DATA",
+    "GDAL_DRIVER_PATH",
+    "PROJ_LIB",
+    "PROJ_DATA",
+    "QT_PLUGIN_PATH",
+)
+# How the engine's Python finds the plugin's code: appended to sys.path (after its own packages,
+# so no folder of the plugins directory can shadow one), with the working folder taken out.
+_BOOT = (
+    "import runpy, sys; "
+    "sys.path[:] = [p for p in sys.path if p not in ('', '.')] + [{parent!r}]; "
+    "runpy.run_module('mus_qgis.engine', run_name='__main__', alter_sys=True)"
+)
 
 
 class EngineError(Exception):
@@ -75,13 +94,31 @@ class NullProgress:
         pass
 
 
-def worker_environment(python: str) -> dict[str, str]:
-    """The environment a worker starts with: the caller's, less what belongs to QGIS's Python."""
+def worker_environment() -> dict[str, str]:
+    """The environment an engine process starts with: the caller's, less what is QGIS's."""
     env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
-    env["PYTHONPATH"] = str(PLUGIN_PARENT)
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("PYTHONIOENCODING", "utf-8")
+    env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+def engine_command(python: str, *arguments: str) -> list[str]:
+    """``python -m mus_qgis.engine ARGUMENTS``, with the plugin's code found after site-packages."""
+    return [python, "-c", _BOOT.format(parent=str(PLUGIN_PARENT)), *arguments]
+
+
+def process_options() -> dict:
+    """Popen options for engine processes: no console window on Windows; on POSIX a session of
+    their own, so that a Ctrl-C meant for QGIS does not reach them and a group can be stopped."""
+    if sys.platform.startswith("win"):
+        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
+    return {"start_new_session": True}
+
+
+def environment_folder(python: str) -> str:
+    """The real folder of the environment a Python belongs to (``ENV/bin/python``): a set-up that
+    switches ``ROOT/env`` to a new environment changes it, even where the path stays the same."""
+    return os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(python))))
 
 
 class Worker:
@@ -89,13 +126,10 @@ class Worker:
 
     def __init__(self, python: str, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> None:
         self.python = python
-        self.started = time.monotonic()
-        command = [python, "-m", "mus_qgis.engine", "worker", "--idle-timeout", f"{idle_timeout_s}"]
-        options: dict = {}
-        if sys.platform.startswith("win"):
-            options["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
-        else:
-            options["start_new_session"] = True  # a Ctrl-C meant for QGIS does not reach it
+        self.environment = environment_folder(python)
+        self.idle_timeout_s = idle_timeout_s
+        self.last_used = time.monotonic()
+        command = engine_command(python, "worker", "--idle-timeout", f"{idle_timeout_s}")
         try:
             self.process = subprocess.Popen(
                 command,
@@ -103,8 +137,8 @@ class Worker:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=str(PLUGIN_PARENT),
-                env=worker_environment(python),
-                **options,
+                env=worker_environment(),
+                **process_options(),
             )
         except OSError as exc:
             message = f"The engine Python {python} cannot be started: {exc}"
@@ -113,7 +147,10 @@ class Worker:
         self._messages: queue.Queue = queue.Queue()
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read_stdout, daemon=True, name="mus-engine-out").start()
-        threading.Thread(target=self._read_stderr, daemon=True, name="mus-engine-err").start()
+        self._stderr_reader = threading.Thread(
+            target=self._read_stderr, daemon=True, name="mus-engine-err"
+        )
+        self._stderr_reader.start()
         self.pid = self.process.pid
         self._wait_ready()
 
@@ -165,6 +202,12 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def about_to_idle_out(self, margin_s: float = 30.0) -> bool:
+        """Whether the worker's own idle timeout is so near that a job sent now could meet it."""
+        if self.idle_timeout_s <= 0:
+            return False
+        return time.monotonic() - self.last_used > max(0.0, self.idle_timeout_s - margin_s)
+
     def kill(self) -> None:
         if self.alive():
             self.process.kill()
@@ -186,7 +229,7 @@ class Worker:
             code = self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             code = None
-        time.sleep(0.1)  # let the stderr reader catch the last lines
+        self._stderr_reader.join(timeout=1)  # the last lines explain the death
         if code is None:
             how = "stopped answering"
         elif code < 0:
@@ -197,6 +240,8 @@ class Worker:
             how = f"was killed by {name}"
             if -code == getattr(signal, "SIGKILL", 9):
                 how += " (out of memory, or killed by hand)"
+        elif sys.platform.startswith("win") and code >= 0xC0000000:
+            how = f"crashed with code {code:#010x}"  # an NTSTATUS, e.g. 0xc0000005 access violation
         else:
             how = f"exited with code {code}"
         text = f"The engine worker (pid {self.pid}, {self.python}) {how} {when}."
@@ -216,7 +261,9 @@ class Worker:
             try:
                 message = self._messages.get(timeout=0.1)
             except queue.Empty:
-                message = {}
+                # End of output is the usual sign of death; a child that inherited the pipe could
+                # keep it open, so the process itself is asked too.
+                message = {} if self.alive() else None
             if message is None:
                 raise EngineDiedError(self._death_notice(f"during the job '{job}'"))
             if message.get("id") == job_id:
@@ -283,19 +330,33 @@ class WorkerPool:
                 self._drop(worker)
 
     def _take(self, python: str, idle_timeout_s: float) -> Worker:
+        environment = environment_folder(python)
+        stale = []
+        chosen = None
         with self._lock:
-            while self._idle:
+            while self._idle and chosen is None:
                 worker = self._idle.pop()
-                if worker.python == python and worker.alive():
+                if (
+                    worker.python == python
+                    and worker.environment == environment
+                    and worker.alive()
+                    and not worker.about_to_idle_out()
+                ):
+                    chosen = worker
                     self._busy.add(worker)
-                    return worker
-                worker.close(timeout_s=1)
+                else:
+                    stale.append(worker)
+        for worker in stale:
+            worker.close(timeout_s=1)
+        if chosen is not None:
+            return chosen
         worker = Worker(python, idle_timeout_s)
         with self._lock:
             self._busy.add(worker)
         return worker
 
     def _give_back(self, worker: Worker) -> None:
+        worker.last_used = time.monotonic()
         with self._lock:
             self._busy.discard(worker)
             if worker.alive() and len(self._idle) < self.keep_idle:
@@ -307,6 +368,11 @@ class WorkerPool:
         with self._lock:
             self._busy.discard(worker)
         worker.kill()
+
+    def environments_in_use(self) -> set[str]:
+        """The environment folders of workers running a job now (a set-up must not remove them)."""
+        with self._lock:
+            return {worker.environment for worker in self._busy}
 
     def busy_pids(self) -> list[int]:
         """The pids of workers running a job now (for diagnostics and tests)."""

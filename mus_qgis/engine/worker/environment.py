@@ -29,16 +29,20 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .client import PLUGIN_PARENT, worker_environment
+from ..deps import REQUIREMENTS
+from .client import PLUGIN_PARENT, NullProgress, engine_command, process_options, worker_environment
 
-REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements.txt"
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_PACKAGES = ("torch", "torchvision")
 TORCH_CHOICES = ("auto", "default", "cpu", "cuda")
 CURRENT = "current.json"
+LOCK = ".setup.lock"
+# The engine's pins (numpy 2.3, pandas 3.0, networkx 3.6) need Python 3.11 or newer.
+MIN_PYTHON = (3, 11)
 
 
 class SetupError(Exception):
@@ -104,12 +108,37 @@ def current_python(root: Path) -> str | None:
     return None
 
 
+def python_version(python: str) -> tuple[int, int] | None:
+    """The (major, minor) version of a Python, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env=worker_environment(),
+            **process_options(),
+        )
+        major, minor = out.stdout.strip().split(".")
+        return int(major), int(minor)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
 def find_base_python(configured: str = "") -> str:
-    """A Python 3.9+ to create the environment from: the configured one, or the platform's."""
+    """A Python 3.11+ to create the environment from: the configured one, or the platform's."""
+    wanted = ".".join(map(str, MIN_PYTHON))
     if configured:
-        if Path(configured).is_file():
-            return configured
-        raise SetupError(f"The Python {configured} given to create the engine from does not exist.")
+        if not Path(configured).is_file():
+            raise SetupError(
+                f"The Python {configured} given to create the engine from does not exist."
+            )
+        version = python_version(configured)
+        if version is None or version < MIN_PYTHON:
+            found = ".".join(map(str, version)) if version else "one that does not run"
+            raise SetupError(f"The Python {configured} is {found}; the engine needs {wanted}+.")
+        return configured
     candidates = []
     if sys.platform.startswith("win"):
         # OSGeo4W and the standalone installer keep python.exe beside QGIS's Python library.
@@ -123,11 +152,21 @@ def find_base_python(configured: str = "") -> str:
     # Inside QGIS sys.executable is QGIS itself; outside (make, a console) it is a Python.
     if Path(sys.executable).name.lower().startswith("python"):
         candidates.append(sys.executable)
-    candidates += [shutil.which("python3") or "", shutil.which("python") or ""]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
+    for name in ("python3.13", "python3.12", "python3.11", "python3", "python"):
+        candidates.append(shutil.which(name) or "")
+    too_old = []
+    for candidate in dict.fromkeys(c for c in candidates if c and Path(c).is_file()):
+        version = python_version(candidate)
+        if version is not None and version >= MIN_PYTHON:
             return candidate
-    raise SetupError("No Python 3 was found to create the engine environment from: name one.")
+        if version is not None:
+            too_old.append(f"{candidate} ({version[0]}.{version[1]})")
+    seen = f" Found only: {', '.join(too_old)}." if too_old else ""
+    raise SetupError(
+        f"No Python {wanted} or newer was found to create the engine environment from.{seen} "
+        "Install one (python.org, or your system's packages) and name it in the set-up's "
+        "advanced parameter."
+    )
 
 
 def nvidia_gpus() -> list[str]:
@@ -136,7 +175,14 @@ def nvidia_gpus() -> list[str]:
     if not tool:
         return []
     try:
-        out = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run(
+            [tool, "-L"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            **process_options(),
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU")]
@@ -160,8 +206,9 @@ def plan_torch(options: SetupOptions) -> TorchPlan:
         return TorchPlan("default", "", "offline: the wheels in the local folder")
     if choice == "default":
         return TorchPlan("default", "", "the default build, as chosen")
-    if choice == "cuda" or (choice == "auto" and nvidia_gpus()):
-        why = "chosen" if choice == "cuda" else f"an NVIDIA GPU is present ({nvidia_gpus()[0]})"
+    gpus = nvidia_gpus() if choice in ("auto", "cuda") else []
+    if choice == "cuda" or gpus:
+        why = "chosen" if choice == "cuda" else f"an NVIDIA GPU is present ({gpus[0]})"
         if sys.platform.startswith("linux"):
             return TorchPlan("cuda", "", f"CUDA build (PyPI's Linux build): {why}")
         return TorchPlan(
@@ -201,18 +248,18 @@ def requirements_digest(options: SetupOptions) -> str:
 
 
 # -- running commands ---------------------------------------------------------------------------
-def _run(command: list[str], progress, what: str, env: dict | None = None) -> list[str]:
+def _run(command: list[str], progress, what: str, relay: bool = True) -> list[str]:
     """Run a command, relaying its lines; stop it on cancel. Returns its output lines."""
     posix = not sys.platform.startswith("win")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=worker_environment(),  # not QGIS's PYTHONPATH: pip must see what the worker sees
         cwd=str(PLUGIN_PARENT),
-        # Its own process group, so that a cancel also stops what it started (venv runs
+        # On POSIX its own process group, so that a cancel also stops what it started (venv runs
         # ensurepip as a child, which would otherwise go on writing into the folder).
-        start_new_session=posix,
+        **process_options(),
     )
     lines: list[str] = []
 
@@ -221,7 +268,7 @@ def _run(command: list[str], progress, what: str, env: dict | None = None) -> li
             line = raw.decode("utf-8", errors="replace").rstrip()
             if line:
                 lines.append(line)
-                if not line.startswith(" "):
+                if relay and not line.startswith(" "):
                     progress.info(line)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -229,6 +276,7 @@ def _run(command: list[str], progress, what: str, env: dict | None = None) -> li
     while process.poll() is None:
         if progress.is_canceled():
             _stop(process, posix)
+            reader.join(timeout=5)
             raise SetupCanceledError("The engine set-up was canceled; nothing was changed.")
         time.sleep(0.2)
     reader.join(timeout=5)
@@ -272,67 +320,138 @@ def _pip_install(python: Path, arguments: list[str], options: SetupOptions) -> l
     return command + arguments
 
 
-def verify(python: str, timeout_s: float = 300) -> dict:
+def verify(python: str, progress=None) -> dict:
     """Run the engine's self-test in ``python``; its report, or a SetupError saying what failed."""
-    try:
-        out = subprocess.run(
-            [python, "-m", "mus_qgis.engine", "selftest"],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            cwd=str(PLUGIN_PARENT),
-            env=worker_environment(python),
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SetupError(f"The engine's self-test could not run in {python}: {exc}") from exc
-    if out.returncode != 0:
-        tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-12:])
-        raise SetupError(f"The engine's self-test failed in {python}:\n{tail}")
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise SetupError(f"The engine's self-test said nothing readable: {out.stdout!r}") from exc
+    lines = _run(
+        engine_command(python, "selftest"),
+        progress or NullProgress(),
+        f"The engine's self-test in {python}",
+        relay=False,
+    )
+    for line in reversed(lines):  # the report is the last JSON line; warnings may come before
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and report.get("ok"):
+            return report
+    tail = "\n".join(lines[-12:])
+    raise SetupError(f"The engine's self-test in {python} said nothing readable:\n{tail}")
+
+
+class _SetupLock:
+    """One set-up at a time per folder (the menu clicked twice, or the menu and Processing)."""
+
+    _held = threading.Lock()
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / LOCK
+
+    def __enter__(self):
+        if not _SetupLock._held.acquire(blocking=False):
+            raise SetupError("Another set-up of the engine is running in this QGIS; wait for it.")
+        try:
+            self._take()
+        except BaseException:
+            _SetupLock._held.release()
+            raise
+        return self
+
+    def _take(self) -> None:
+        for _ in range(2):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if self._holder_alive():
+                    raise SetupError(
+                        f"Another set-up of the engine is running in {self.path.parent} "
+                        f"(see {self.path}); wait for it, or remove that file if none runs."
+                    ) from None
+                with contextlib.suppress(OSError):
+                    self.path.unlink()  # left by a set-up that was killed
+                continue
+            with os.fdopen(handle, "w") as out:
+                out.write(str(os.getpid()))
+            return
+        raise SetupError(f"The set-up lock {self.path} cannot be taken.")
+
+    def _holder_alive(self) -> bool:
+        try:
+            pid = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        if pid == os.getpid():
+            return True
+        if sys.platform.startswith("win"):
+            return time.time() - self.path.stat().st_mtime < 3 * 3600
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        _SetupLock._held.release()
 
 
 def _switch(root: Path, record: dict) -> None:
     """Make ``record`` the environment in use, atomically (a rename), then drop the others."""
-    staged = root / f".{CURRENT}.{os.getpid()}"
+    staged = root / f".{CURRENT}.{uuid.uuid4().hex}"
     staged.write_text(json.dumps(record, indent=2), encoding="utf-8")
     os.replace(staged, root / CURRENT)
     if not sys.platform.startswith("win"):
         # A link to the folder, not to the Python: a venv's Python finds its pyvenv.cfg one
         # level above the path it was started by, so ROOT/env/bin/python is the venv's.
-        link = root / f".env.{os.getpid()}"
+        link = root / f".env.{uuid.uuid4().hex}"
         if link.is_symlink() or link.exists():
             link.unlink()
         os.symlink(record["env"], link)
         os.replace(link, root / "env")
 
 
-def remove_other_environments(root: Path, keep: str, progress) -> None:
+def remove_other_environments(root: Path, keep: str, in_use: set[str], progress) -> None:
+    """Remove the environments no longer in use; one a worker still runs from waits for the next
+    set-up (its lazy imports would fail half-way through a job)."""
     for env_dir in sorted((root / "envs").glob("engine-*")):
-        if env_dir.name != Path(keep).name:
-            progress.info(f"Removing the previous environment {env_dir}")
-            shutil.rmtree(env_dir, ignore_errors=True)
+        if env_dir.name == Path(keep).name:
+            continue
+        if os.path.realpath(env_dir) in in_use:
+            progress.info(
+                f"Keeping {env_dir} until its running job ends; the next set-up removes it"
+            )
+            continue
+        progress.info(f"Removing the previous environment {env_dir}")
+        shutil.rmtree(env_dir, ignore_errors=True)
 
 
 # -- the set-up ------------------------------------------------------------------------------------
-def setup(options: SetupOptions, progress) -> dict:
+def setup(options: SetupOptions, progress, in_use: set[str] | None = None) -> dict:
     """Create, fill, verify and switch to a new engine environment; return its record.
 
     Idempotent: when the environment in use was made from the same requirements and choices and
-    still passes its self-test, nothing is installed (unless ``force``).
+    still passes its self-test, nothing is installed (unless ``force``). ``in_use``: environment
+    folders that running workers use, left in place.
     """
     root = Path(options.root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
+    with _SetupLock(root):
+        return _setup(root, options, progress, in_use or set())
+
+
+def _setup(root: Path, options: SetupOptions, progress, in_use: set[str]) -> dict:
     digest = requirements_digest(options)
     record = read_current(root)
     if record and not options.force and record.get("digest") == digest:
         python = current_python(root)
         if python:
             try:
-                report = verify(python)
+                report = verify(python, progress)
+            except SetupCanceledError:
+                raise
             except SetupError as exc:
                 progress.info(
                     f"The environment in use fails its self-test, so it is rebuilt: {exc}"
@@ -347,7 +466,7 @@ def setup(options: SetupOptions, progress) -> dict:
     progress.info(f"torch: {plan.reason}")
     env_dir = root / "envs" / time.strftime("engine-%Y%m%d-%H%M%S")
     if env_dir.exists():
-        env_dir = env_dir.with_name(f"{env_dir.name}-{os.getpid()}")
+        env_dir = env_dir.with_name(f"{env_dir.name}-{uuid.uuid4().hex[:8]}")
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         progress.set_progress(2)
@@ -356,9 +475,12 @@ def setup(options: SetupOptions, progress) -> dict:
         pins = {line.split("==")[0].lower(): line for line in requirement_lines()}
         torch_pins = [pins[name] for name in TORCH_PACKAGES if name in pins]
         progress.set_progress(5)
-        arguments = list(torch_pins)
+        # The other pins constrain what torch pulls in (numpy), so nothing is installed twice.
+        arguments = [*torch_pins, "-c", str(REQUIREMENTS)]
         if plan.index_url:
             arguments += ["--index-url", plan.index_url]
+        if plan.build == "cpu":  # torch's own dependencies (numpy at its pin) from PyPI
+            arguments += ["--extra-index-url", "https://pypi.org/simple"]
         _run(_pip_install(python, arguments, options), progress, "Installing torch")
         progress.set_progress(55)
         arguments = ["-r", str(REQUIREMENTS)]
@@ -367,24 +489,27 @@ def setup(options: SetupOptions, progress) -> dict:
         _run(_pip_install(python, arguments, options), progress, "Installing the engine packages")
         progress.set_progress(90)
         progress.info("Verifying the engine (imports, a tiny CLIP forward pass)")
-        report = verify(str(python))
+        report = verify(str(python), progress)
+        if progress.is_canceled():  # the last moment a cancel can still change nothing
+            raise SetupCanceledError("The engine set-up was canceled; nothing was changed.")
+        record = {
+            "env": env_dir.relative_to(root).as_posix(),
+            "python": str(python),
+            "base_python": base,
+            "digest": digest,
+            "requirements": requirements_digest(SetupOptions(root)),
+            "torch_build": plan.build,
+            "torch_reason": plan.reason,
+            "torch_index": plan.index_url,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "packages": report.get("packages", {}),
+            "size_bytes": _folder_bytes(env_dir),
+        }
+        _switch(root, record)
     except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
         raise
-    record = {
-        "env": str(env_dir.relative_to(root)),
-        "python": str(python),
-        "base_python": base,
-        "digest": digest,
-        "torch_build": plan.build,
-        "torch_reason": plan.reason,
-        "torch_index": plan.index_url,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "packages": report.get("packages", {}),
-        "size_bytes": _folder_bytes(env_dir),
-    }
-    _switch(root, record)
-    remove_other_environments(root, record["env"], progress)
+    remove_other_environments(root, record["env"], in_use, progress)
     progress.set_progress(100)
     progress.info(f"The engine environment is ready: {python}")
     return {**record, "unchanged": False, "device": report.get("device", {})}

@@ -280,16 +280,19 @@ def classify(params: dict, progress) -> dict:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
     spec, view = _model_and_view(params)
-    run = classify_locations(
-        locations,
-        _label_set(params["label_set"]),
-        spec,
-        view,
-        int(params["top_k"]),
-        params["cache_dir"],
-        progress,
-        int(params["batch_size"]),
-    )
+    try:
+        run = classify_locations(
+            locations,
+            _label_set(params["label_set"]),
+            spec,
+            view,
+            int(params["top_k"]),
+            params["cache_dir"],
+            progress,
+            int(params["batch_size"]),
+        )
+    except ValueError as exc:  # a setting the engine refuses (e.g. a view it cannot cut)
+        raise MusError(str(exc)) from exc
     scores = run.scores
     np.savez(
         params["output"],
@@ -362,18 +365,18 @@ def rank(params: dict, progress) -> dict:
             progress,
         )
         sections.append({"set_name": layer["set_name"], "entries": _ranked_rows(ranked)})
-    untrained = False
+    untrained = ""
     stored = params.get("stored")
     if stored and stored.get("label_sets"):
         require("torch", "open_clip")
-        from ..clip.classify import score_stored_embeddings
+        from ..clip.classify import UNTRAINED_WARNING, score_stored_embeddings
 
         label_sets = [_label_set(spec) for spec in stored["label_sets"]]
         spec, view = _model_and_view(stored)
         result = score_stored_embeddings(
             label_sets, spec, view, stored["cache_dir"], progress=progress
         )
-        untrained = bool(result.model.untrained)
+        untrained = UNTRAINED_WARNING if result.model.untrained else ""
         for label_set, scores in zip(label_sets, result.scores, strict=True):
             set_name = f"{label_set.name} (all {len(result.paths)} stored images)"
             ranked = _rank_in_set(
@@ -386,7 +389,8 @@ def rank(params: dict, progress) -> dict:
                 progress,
             )
             sections.append({"set_name": set_name, "entries": _ranked_rows(ranked)})
-    return {"sections": sections, "untrained": untrained}
+    # The warning itself, so that the QGIS side need not import the CLIP modules to word it.
+    return {"sections": sections, "untrained_warning": untrained}
 
 
 @job("grid")
@@ -434,7 +438,9 @@ def agreement_job(params: dict, progress) -> dict:
     require("numpy")
     from ..readings.agreement import agreement
 
-    result = agreement(params["reference"], params["predicted"], params.get("classes"))
+    with open(params["pairs"], encoding="utf-8") as handle:
+        pairs = json.load(handle)
+    result = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
     return {
         "classes": list(result.classes),
         "matrix": [[int(v) for v in row] for row in result.matrix],

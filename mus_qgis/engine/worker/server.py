@@ -89,7 +89,10 @@ class _ForwardLogs(logging.Handler):
 
 
 def _read_commands(stream, jobs: queue.Queue, cancels: dict, lock: threading.Lock) -> None:
-    """Reader thread: queue jobs, flag cancels at once (a job is running meanwhile)."""
+    """Reader thread: queue jobs, flag cancels at once (a job is running meanwhile).
+
+    When the input closes, QGIS has gone: the running job is canceled too, so that nobody waits.
+    """
     for line in stream:
         message = decode(line)
         if message is None:
@@ -105,7 +108,10 @@ def _read_commands(stream, jobs: queue.Queue, cancels: dict, lock: threading.Loc
         elif kind == "shutdown":
             jobs.put(None)
             return
-    jobs.put(None)  # stdin closed: the client (QGIS) has gone
+    with lock:
+        for event in cancels.values():
+            event.set()
+    jobs.put(None)
 
 
 def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
