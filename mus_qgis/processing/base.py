@@ -86,7 +86,9 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         an error. With no field chosen, the first of ``candidates`` the layer has (any case) is
         taken. Errors name the layer's fields, since the usual cause is picking the wrong layer.
         """
-        chosen = self.parameterAsFields(parameters, name, context)
+        # parameterAsStrings (QGIS 3.32+) replaces parameterAsFields, deprecated since.
+        as_strings = getattr(self, "parameterAsStrings", None) or self.parameterAsFields
+        chosen = as_strings(parameters, name, context)
         wanted = chosen[0] if chosen and chosen[0] else ""
         fields = source.fields()
         if wanted:
