@@ -30,6 +30,11 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# QGIS switches a GeoPackage it writes styles into to SQLite's WAL journal; GDAL 3.10 (QGIS 3.40)
+# then fails to read that file's metadata through the read-only "nolock" connection it closes
+# afterwards and prints "sqlite3_get_table(...) unable to open database file" (harmless: the file
+# is whole). A rollback journal avoids the clash on every release.
+os.environ.setdefault("OGR_SQLITE_JOURNAL", "DELETE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"

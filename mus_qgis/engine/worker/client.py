@@ -254,6 +254,8 @@ class Worker:
     def run(self, job: str, params: dict, progress=None) -> dict:
         """Run one job and return its result; progress and log lines go to ``progress``."""
         progress = progress or NullProgress()
+        if progress.is_canceled():  # canceled before it began: nothing to send
+            raise EngineCanceledError("Canceled by the user.")
         job_id = uuid.uuid4().hex
         self._send({"type": "job", "id": job_id, "job": job, "params": params})
         canceled_at: float | None = None
