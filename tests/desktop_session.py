@@ -38,19 +38,6 @@ from qgis.utils import iface
 
 with open(os.environ["MUS_DESKTOP_SESSION"], encoding="utf-8") as mus_file:
     MUS_SESSION = json.load(mus_file)
-# Packages of the engine: QGIS's process must never import them.
-MUS_ENGINE_PACKAGES = (
-    "torch",
-    "open_clip",
-    "osmnx",
-    "geopandas",
-    "shapely",
-    "pyproj",
-    "pyogrio",
-    "osmium",
-    "networkx",
-    "pandas",
-)
 MUS_STEP_MS = 200
 
 mus_state = {
@@ -334,7 +321,9 @@ def mus_look():
         "label_sets": sorted({str(f["label_set"]) for f in rows}),
         "top": [[str(f["label"]), f["rank"], f["share"]] for f in rows[:3]],
     }
-    mus_state["engine_packages_imported"] = [m for m in MUS_ENGINE_PACKAGES if m in sys.modules]
+    from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES  # the installed plugin's
+
+    mus_state["engine_packages_imported"] = [m for m in ENGINE_ONLY_MODULES if m in sys.modules]
     with open("/proc/self/maps", encoding="utf-8") as maps:
         libraries = {line.split()[-1] for line in maps if "/" in line}
     mus_state["libllvm"] = sorted(p for p in libraries if "libLLVM" in p)

@@ -13,22 +13,8 @@ import processing
 import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from mus_qgis.engine.worker.client import POOL
+from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES, POOL
 from tests.conftest import AREZZO_PHOTOS, ROME_OSM, SHARED_DATA, TINY_MODEL_CONFIG
-
-# The engine's packages: none may ever be imported by QGIS's process.
-ENGINE_PACKAGES = (
-    "torch",
-    "open_clip",
-    "osmnx",
-    "geopandas",
-    "shapely",
-    "pyproj",
-    "pyogrio",
-    "osmium",
-    "networkx",
-    "pandas",
-)
 
 
 def _photos_layer(tmp_path):
@@ -158,7 +144,7 @@ def test_every_algorithm_runs_without_an_engine_package_in_qgis(
     assert compared["COMPARED"] == 0  # Narva's polygons lie nowhere near Arezzo
     status = processing.run("mus:enginestatus", {})
     assert "Device: CPU" in status["TEXT"] and "open_clip_torch 3.3.0" in status["TEXT"]
-    imported = [name for name in ENGINE_PACKAGES if name in sys.modules]
+    imported = [name for name in ENGINE_ONLY_MODULES if name in sys.modules]
     assert imported == [], f"QGIS's process imported {imported}"
 
 

@@ -55,6 +55,22 @@ _BOOT = (
 )
 
 
+# The engine's packages: they live in the engine environment, and QGIS's process never imports
+# them (the tests check it; the desktop crashed when torch's triton loaded beside Mesa's LLVM).
+ENGINE_ONLY_MODULES = (
+    "torch",
+    "open_clip",
+    "osmnx",
+    "geopandas",
+    "shapely",
+    "pyproj",
+    "pyogrio",
+    "osmium",
+    "networkx",
+    "pandas",
+)
+
+
 class EngineError(Exception):
     """Base of the errors the worker client raises."""
 
