@@ -20,12 +20,13 @@ from ..engine.worker.environment import (
     read_current,
     requirements_digest,
 )
+from ..engine.worker.server import DEFAULT_IDLE_TIMEOUT_S
 
 # Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
 SETTING_PYTHON = "MUS_ENGINE_PYTHON"
 SETTING_FOLDER = "MUS_ENGINE_FOLDER"
 SETTING_IDLE_MINUTES = "MUS_ENGINE_IDLE_MINUTES"
-DEFAULT_IDLE_MINUTES = 15
+DEFAULT_IDLE_MINUTES = DEFAULT_IDLE_TIMEOUT_S // 60
 
 NOT_SET_UP = (
     "The mus_qgis engine is not set up yet. Run 'Set up the engine' once: in the menu "

@@ -23,10 +23,10 @@ from collections import deque
 from pathlib import Path
 
 from .protocol import PROTOCOL_VERSION, decode, encode
+from .server import DEFAULT_IDLE_TIMEOUT_S
 
 # The folder that holds the mus_qgis package: the worker imports the same engine code as QGIS.
 PLUGIN_PARENT = Path(__file__).resolve().parents[3]
-DEFAULT_IDLE_TIMEOUT_S = 15 * 60
 STARTUP_TIMEOUT_S = 120.0
 # After a cancel the worker has this long to stop on its own before it is killed.
 CANCEL_GRACE_S = 3.0

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..deps import REQUIREMENTS
 from .client import PLUGIN_PARENT, NullProgress, engine_command, process_options, worker_environment
+from .jobs import folder_size
 
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_PACKAGES = ("torch", "torchvision")
@@ -503,7 +504,7 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str]) -> dic
             "torch_index": plan.index_url,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "packages": report.get("packages", {}),
-            "size_bytes": _folder_bytes(env_dir),
+            "size_bytes": folder_size(env_dir),
         }
         _switch(root, record)
     except BaseException:
@@ -513,13 +514,3 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str]) -> dic
     progress.set_progress(100)
     progress.info(f"The engine environment is ready: {python}")
     return {**record, "unchanged": False, "device": report.get("device", {})}
-
-
-def _folder_bytes(folder: Path) -> int:
-    total = 0
-    for base, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            if not os.path.islink(path):
-                total += os.path.getsize(path)
-    return total

@@ -99,11 +99,14 @@ def device_report() -> dict:
 
 
 def folder_size(folder: Path) -> int:
+    """Bytes of the files under a folder; links are not followed (a venv's python is one)."""
     total = 0
     for root, _dirs, files in os.walk(folder):
         for name in files:
+            path = os.path.join(root, name)
             with contextlib.suppress(OSError):
-                total += os.path.getsize(os.path.join(root, name))
+                if not os.path.islink(path):
+                    total += os.path.getsize(path)
     return total
 
 
