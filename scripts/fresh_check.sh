@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # functions run only through trap, retry and timed look unreachable
 # fresh_check.sh SUITE [STEP ...]: prove that `make test` and `make demo` work on a brand-new Debian
-# machine of release SUITE (bookworm = Debian 12 / QGIS 3.22, trixie = Debian 13 / QGIS 3.40).
+# machine of release SUITE (bookworm = Debian 12 / QGIS 3.22, trixie = Debian 13 / QGIS 3.40,
+# sid = Debian unstable / QGIS 3.44, the newest Qt 5 build).
 #
 # It builds a new minimal Debian root with debootstrap, installs in it only what a fresh machine has
 # before a user starts (git, make, python3, ca-certificates), clones the committed state of this
@@ -204,12 +205,17 @@ fi
 # A fresh machine's installer writes /etc/hosts; minbase does not, and tests serve on localhost.
 [ -s "$ROOT_DIR/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
   > "$ROOT_DIR/etc/hosts"
-# The sources a fresh machine of this release has: main, updates and security.
-cat > "$ROOT_DIR/etc/apt/sources.list" <<EOF
+# The sources a fresh machine of this release has: main, updates and security (unstable has only
+# main: it gets no updates or security suites).
+case "$SUITE" in
+  sid|unstable) printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOT_DIR/etc/apt/sources.list" ;;
+  *) cat > "$ROOT_DIR/etc/apt/sources.list" <<EOF
 deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb $SECURITY_MIRROR $SUITE-security main
 EOF
+  ;;
+esac
 # Package scripts must not start daemons in the root: they would outlive the check and keep its
 # mounts busy. (This changes nothing that gets installed.)
 printf '#!/bin/sh\nexit 101\n' > "$ROOT_DIR/usr/sbin/policy-rc.d"
