@@ -22,11 +22,11 @@ class LoggingFeedback(QgsProcessingFeedback):
 
     def pushInfo(self, info):
         """Log an info line."""
-        QgsMessageLog.logMessage(info, LOG_TAG, Qgis.Info)
+        QgsMessageLog.logMessage(info, LOG_TAG, Qgis.MessageLevel.Info)
 
     def reportError(self, error, fatalError=False):  # noqa: N803 (Qt override)
         """Log an error line."""
-        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.Warning)
+        QgsMessageLog.logMessage(error, LOG_TAG, Qgis.MessageLevel.Warning)
 
 
 class MusPlugin:
@@ -133,7 +133,7 @@ class MusPlugin:
         view = QPlainTextEdit(text)
         view.setReadOnly(True)
         layout.addWidget(view)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(dialog.reject)
         layout.addWidget(buttons)
         dialog.resize(760, 420)

@@ -33,6 +33,7 @@ def build():
 
     from mus_qgis.engine.clip.labels import builtin_label_sets
     from mus_qgis.engine.imagery.sources import imagery_sources
+    from mus_qgis.processing.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(
@@ -63,13 +64,13 @@ def build():
         QgsProcessingParameterFile(
             "photo_folder",
             "Local photos folder",
-            behavior=QgsProcessingParameterFile.Folder,
+            behavior=FILE_FOLDER,
             optional=True,
         ),
         QgsProcessingParameterNumber(
             "radius",
             "Search radius (metres)",
-            QgsProcessingParameterNumber.Double,
+            NUMBER_DOUBLE,
             defaultValue=25.0,
         ),
         QgsProcessingParameterEnum(
@@ -86,7 +87,7 @@ def build():
         QgsProcessingParameterNumber(
             "cell_size",
             "Grid cell size (metres)",
-            QgsProcessingParameterNumber.Double,
+            NUMBER_DOUBLE,
             defaultValue=100.0,
         ),
     ]

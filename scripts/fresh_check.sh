@@ -208,7 +208,12 @@ fi
 # The sources a fresh machine of this release has: main, updates and security (unstable has only
 # main: it gets no updates or security suites).
 case "$SUITE" in
-  sid|unstable) printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOT_DIR/etc/apt/sources.list" ;;
+  sid|unstable)
+    printf 'deb %s %s main\n' "$MIRROR" "$SUITE" > "$ROOT_DIR/etc/apt/sources.list"
+    # Unstable's Release file is valid for a week only; the mirror this host reaches may be a
+    # snapshot older than that, which apt would refuse (a user's live mirror never is).
+    echo 'Acquire::Check-Valid-Until "false";' > "$ROOT_DIR/etc/apt/apt.conf.d/99fresh-check-snapshot"
+    ;;
   *) cat > "$ROOT_DIR/etc/apt/sources.list" <<EOF
 deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main

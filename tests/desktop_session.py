@@ -87,7 +87,7 @@ def mus_guarded(function):
 
 
 def mus_on_message(message, tag, level):
-    if level >= Qgis.Warning or tag in ("mus_qgis", "Python error", "Processing"):
+    if level >= Qgis.MessageLevel.Warning or tag in ("mus_qgis", "Python error", "Processing"):
         mus_state["messages"].append({"tag": tag, "level": int(level), "message": message[:4000]})
 
 

@@ -7,18 +7,16 @@ from pathlib import Path
 from typing import ClassVar
 
 from qgis.core import (
-    Qgis,
     QgsApplication,
-    QgsField,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
-    QgsProcessingParameterDefinition,
 )
-from qgis.PyQt.QtCore import QCoreApplication, QVariant
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import resource_path
+from .qgis_enums import PARAMETER_ADVANCED
 
 
 class MusAlgorithm(QgsProcessingAlgorithm):
@@ -73,7 +71,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def add_advanced_parameters(self, parameters) -> None:
         """Add parameters under the dialog's "Advanced" section."""
         for parameter in parameters:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
             self.addParameter(parameter)
 
     def field_index(
@@ -142,9 +140,6 @@ def plugin_cache_dir(*parts: str) -> Path:
     return folder
 
 
-_FIELD_TYPES = {"int": "Int", "int64": "LongLong", "double": "Double", "string": "QString"}
-
-
 def find_field(fields, candidates) -> int:
     """Index of the first of ``candidates`` among ``fields``, compared case-blind; -1 if none."""
     by_lower_name = {field.name().lower(): i for i, field in enumerate(fields)}
@@ -152,17 +147,6 @@ def find_field(fields, candidates) -> int:
         if candidate.lower() in by_lower_name:
             return by_lower_name[candidate.lower()]
     return -1
-
-
-def make_field(name: str, kind: str) -> QgsField:
-    """A QgsField of a kind ('int', 'int64', 'double', 'string') on QGIS 3.22 and on Qt6 builds."""
-    if Qgis.QGIS_VERSION_INT >= 33800:
-        from qgis.PyQt.QtCore import QMetaType
-
-        qt_name = "QString" if kind == "string" else _FIELD_TYPES[kind]
-        return QgsField(name, getattr(QMetaType.Type, qt_name))
-    variant = "String" if kind == "string" else _FIELD_TYPES[kind]
-    return QgsField(name, getattr(QVariant, variant))
 
 
 def qgis_proxies() -> dict[str, str] | None:

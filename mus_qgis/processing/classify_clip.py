@@ -13,7 +13,6 @@ from qgis.core import (
     QgsFields,
     QgsLayerMetadata,
     QgsMarkerSymbol,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -27,14 +26,22 @@ from qgis.core import (
     QgsProperty,
     QgsProviderRegistry,
     QgsRendererCategory,
-    QgsSymbolLayer,
 )
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
-from .base import MusAlgorithm, make_field, style_on_load
+from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
+from .qgis_enums import (
+    FIELD_NUMERIC,
+    FIELD_STRING,
+    FILE_FOLDER,
+    NUMBER_INTEGER,
+    SYMBOL_SIZE,
+    VECTOR_POINT,
+    make_field,
+)
 
 NO_LABEL_COLOUR = "#b4b4b4"
 
@@ -86,7 +93,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         """Declare the parameters."""
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Points with images"), [QgsProcessing.TypeVectorPoint]
+                self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
             )
         )
         self.addParameter(
@@ -95,7 +102,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.tr("Field with the image path(s), ';'-separated"),
                 defaultValue="image_paths",
                 parentLayerParameterName=self.INPUT,
-                type=QgsProcessingParameterField.String,
+                type=FIELD_STRING,
                 # Optional only so that QGIS 3.22 applies the default when the field is not given;
                 # processAlgorithm insists on a field.
                 optional=True,
@@ -107,7 +114,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.tr("Street bearing field (aims panorama views)"),
                 defaultValue="bearing",
                 parentLayerParameterName=self.INPUT,
-                type=QgsProcessingParameterField.Numeric,
+                type=FIELD_NUMERIC,
                 optional=True,
             )
         )
@@ -139,7 +146,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.TOP_K,
                 self.tr("Labels to keep per point (top k)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 defaultValue=3,
                 minValue=1,
                 maxValue=10,
@@ -151,14 +158,14 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.tr("Panorama heading field (compass heading of the panorama's centre)"),
                 defaultValue="image_heading",
                 parentLayerParameterName=self.INPUT,
-                type=QgsProcessingParameterField.Numeric,
+                type=FIELD_NUMERIC,
                 optional=True,
             ),
             *self.model_parameters(),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
                 self.tr("Batch size (views)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 defaultValue=32,
                 minValue=1,
                 maxValue=4096,
@@ -167,7 +174,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             QgsProcessingParameterFile(
                 self.IMAGE_FOLDER,
                 self.tr("Folder that relative image paths start from"),
-                behavior=QgsProcessingParameterFile.Folder,
+                behavior=FILE_FOLDER,
                 optional=True,
             ),
             self.cache_parameter(),
@@ -175,7 +182,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, self.tr("Classified points"), QgsProcessing.TypeVectorPoint
+                self.OUTPUT, self.tr("Classified points"), VECTOR_POINT
             )
         )
         self.addOutput(QgsProcessingOutputNumber("CLASSIFIED", self.tr("Points classified")))
@@ -314,7 +321,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()
             out.setAttributes([attributes[i] for i in kept] + values)
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
         # Closing the sink writes the file, so that its metadata can be saved next.
         del sink
         return dest_id, classified
@@ -390,6 +397,6 @@ def _dot(colour: str, size: float | None = None) -> QgsMarkerSymbol:
         'coalesce(scale_linear("score_1", minimum("score_1"), maximum("score_1"), 1.2, 4.0), 1.2)'
     )
     symbol.symbolLayer(0).setDataDefinedProperty(
-        QgsSymbolLayer.PropertySize, QgsProperty.fromExpression(size_expression)
+        SYMBOL_SIZE, QgsProperty.fromExpression(size_expression)
     )
     return symbol

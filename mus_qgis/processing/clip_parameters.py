@@ -11,6 +11,7 @@ from qgis.core import (
 
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from .base import plugin_cache_dir
+from .qgis_enums import FILE_FOLDER, NUMBER_DOUBLE
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (
@@ -74,7 +75,7 @@ class ClipParameters:
             QgsProcessingParameterNumber(
                 self.PITCH,
                 self.tr("View pitch (degrees above the horizon)"),
-                QgsProcessingParameterNumber.Double,
+                NUMBER_DOUBLE,
                 defaultValue=0.0,
                 minValue=-90.0,
                 maxValue=90.0,
@@ -85,7 +86,7 @@ class ClipParameters:
         return QgsProcessingParameterFile(
             self.CACHE_FOLDER,
             self.tr("Cache folder for weights and embeddings (empty: the plugin's)"),
-            behavior=QgsProcessingParameterFile.Folder,
+            behavior=FILE_FOLDER,
             optional=True,
         )
 

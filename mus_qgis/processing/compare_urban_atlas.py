@@ -13,7 +13,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsFields,
     QgsFillSymbol,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
@@ -24,8 +23,9 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from .base import MusAlgorithm, find_field, make_field, style_on_load
+from .base import MusAlgorithm, find_field, style_on_load
 from .engine import job_file, run_job
+from .qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -64,7 +64,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
                 self.tr("Points classified with the Urban Atlas or CORINE labels"),
-                [QgsProcessing.TypeVectorPoint],
+                [VECTOR_POINT],
             )
         )
         self.addParameter(
@@ -80,7 +80,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.REFERENCE,
                 self.tr("Urban Atlas 2018 or CORINE polygons"),
-                [QgsProcessing.TypeVectorPolygon],
+                [VECTOR_POLYGON],
             )
         )
         self.addParameter(
@@ -95,14 +95,14 @@ class CompareUrbanAtlas(MusAlgorithm):
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT,
                 self.tr("Points with reference land use"),
-                QgsProcessing.TypeVectorPoint,
+                VECTOR_POINT,
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.REFERENCE_OUTPUT,
                 self.tr("Reference polygons under the points (styled)"),
-                QgsProcessing.TypeVectorPolygon,
+                VECTOR_POLYGON,
                 optional=True,
                 createByDefault=False,
             )
@@ -173,7 +173,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
         del sink
         pairs = job_file(".json")
         with open(pairs, "w", encoding="utf-8") as handle:
@@ -232,7 +232,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         if sink is None:
             return None
         for fid in sorted(used):
-            sink.addFeature(QgsFeature(polygons[fid]), QgsFeatureSink.FastInsert)
+            sink.addFeature(QgsFeature(polygons[fid]), QgsFeatureSink.Flag.FastInsert)
         del sink
         if legend:
             field = reference.fields().at(code_index).name()

@@ -15,7 +15,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsFields,
     QgsMarkerSymbol,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterAuthConfig,
@@ -30,8 +29,17 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
-from .base import MusAlgorithm, make_field, plugin_cache_dir, qgis_proxies, style_on_load
+from .base import MusAlgorithm, plugin_cache_dir, qgis_proxies, style_on_load
 from .engine import job_file, run_job
+from .qgis_enums import (
+    DATE_ONLY,
+    FIELD_NUMERIC,
+    FILE_FOLDER,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    VECTOR_POINT,
+    make_field,
+)
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.
@@ -115,7 +123,7 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
                 self.tr("Points (e.g. street centroids)"),
-                [QgsProcessing.TypeVectorPoint],
+                [VECTOR_POINT],
             )
         )
         self.addParameter(
@@ -135,7 +143,7 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterFile(
                 self.PHOTO_FOLDER,
                 self.tr("Local photos: folder of geotagged images"),
-                behavior=QgsProcessingParameterFile.Folder,
+                behavior=FILE_FOLDER,
                 optional=True,
             )
         )
@@ -153,7 +161,7 @@ class FetchPanoramas(MusAlgorithm):
                 self.tr("Street bearing field (aims the views)"),
                 defaultValue="bearing",
                 parentLayerParameterName=self.INPUT,
-                type=QgsProcessingParameterField.Numeric,
+                type=FIELD_NUMERIC,
                 optional=True,
             )
         )
@@ -161,7 +169,7 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.RADIUS,
                 self.tr("Search radius (metres)"),
-                QgsProcessingParameterNumber.Double,
+                NUMBER_DOUBLE,
                 defaultValue=25.0,
                 minValue=1.0,
                 maxValue=1000.0,
@@ -176,7 +184,7 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.IMAGE_SIZE,
                 self.tr("View size (pixels; Street View at most 640)"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 defaultValue=640,
                 minValue=64,
                 maxValue=2048,
@@ -187,15 +195,13 @@ class FetchPanoramas(MusAlgorithm):
             (self.DATE_TO, "Captured until (optional)"),
         ):
             self.addParameter(
-                QgsProcessingParameterDateTime(
-                    name, self.tr(label), type=QgsProcessingParameterDateTime.Date, optional=True
-                )
+                QgsProcessingParameterDateTime(name, self.tr(label), type=DATE_ONLY, optional=True)
             )
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CACHE_FOLDER,
                 self.tr("Cache folder (empty: the plugin's)"),
-                behavior=QgsProcessingParameterFile.Folder,
+                behavior=FILE_FOLDER,
                 optional=True,
             )
         )
@@ -203,7 +209,7 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.CONCURRENCY,
                 self.tr("Concurrent requests"),
-                QgsProcessingParameterNumber.Integer,
+                NUMBER_INTEGER,
                 defaultValue=8,
                 minValue=1,
                 maxValue=64,
@@ -215,7 +221,7 @@ class FetchPanoramas(MusAlgorithm):
         self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, self.tr("Points with imagery"), QgsProcessing.TypeVectorPoint
+                self.OUTPUT, self.tr("Points with imagery"), VECTOR_POINT
             )
         )
         for name, label in (
@@ -377,7 +383,7 @@ class FetchPanoramas(MusAlgorithm):
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()
             out.setAttributes([attributes[i] for i in kept] + values)
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
         return dest_id
 
 

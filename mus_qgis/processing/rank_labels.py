@@ -10,7 +10,6 @@ from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -18,13 +17,13 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterString,
-    QgsWkbTypes,
 )
 
 from ..engine.clip.labels import builtin_label_sets
-from .base import MusAlgorithm, make_field
+from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
+from .qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -76,7 +75,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
             QgsProcessingParameterMultipleLayers(
                 self.INPUTS,
                 self.tr("Classified point layers (one per label set)"),
-                QgsProcessing.TypeVectorPoint,
+                VECTOR_POINT,
                 optional=True,
             )
         )
@@ -115,7 +114,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, self.tr("Label ranking"), QgsProcessing.TypeVector
+                self.OUTPUT, self.tr("Label ranking"), VECTOR_ANY_GEOMETRY
             )
         )
         self.addParameter(
@@ -153,7 +152,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
         for name, kind in OUTPUT_FIELDS:
             fields.append(make_field(name, kind))
         sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry
+            parameters, self.OUTPUT, context, fields, WKB_NO_GEOMETRY
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
@@ -193,7 +192,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                         "; ".join(entry.members) or None,
                     ]
                 )
-                sink.addFeature(feature, QgsFeatureSink.FastInsert)
+                sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
             sections.append((set_name, ranked))
             for entry in ranked:
                 if entry.target:

@@ -15,7 +15,6 @@ from qgis.core import (
     QgsFillSymbol,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -27,14 +26,21 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProperty,
     QgsRendererCategory,
-    QgsSymbolLayer,
-    QgsWkbTypes,
 )
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
-from .base import MusAlgorithm, make_field, style_on_load
+from .base import MusAlgorithm, style_on_load
 from .engine import job_file, run_job
+from .qgis_enums import (
+    FIELD_NUMERIC,
+    NUMBER_DOUBLE,
+    SYMBOL_FILL_COLOR,
+    VECTOR_POINT,
+    VECTOR_POLYGON,
+    WKB_POLYGON,
+    make_field,
+)
 
 OUTPUT_FIELDS = (
     ("cell", "string"),
@@ -82,7 +88,7 @@ class ResampleToGrid(MusAlgorithm):
         """Declare the parameters."""
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Classified points"), [QgsProcessing.TypeVectorPoint]
+                self.INPUT, self.tr("Classified points"), [VECTOR_POINT]
             )
         )
         self.addParameter(
@@ -98,7 +104,7 @@ class ResampleToGrid(MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.CELL_SIZE,
                 self.tr("Cell size (metres)"),
-                QgsProcessingParameterNumber.Double,
+                NUMBER_DOUBLE,
                 defaultValue=100.0,
                 minValue=1.0,
             )
@@ -112,7 +118,7 @@ class ResampleToGrid(MusAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.AREA,
                 self.tr("Study area (empty: the points' extent)"),
-                [QgsProcessing.TypeVectorPolygon],
+                [VECTOR_POLYGON],
                 optional=True,
             )
         )
@@ -134,7 +140,7 @@ class ResampleToGrid(MusAlgorithm):
                 self.tr("Score field"),
                 defaultValue="score_1",
                 parentLayerParameterName=self.INPUT,
-                type=QgsProcessingParameterField.Numeric,
+                type=FIELD_NUMERIC,
                 optional=True,
             ),
             QgsProcessingParameterCrs(
@@ -145,9 +151,7 @@ class ResampleToGrid(MusAlgorithm):
         ]
         self.add_advanced_parameters(advanced)
         self.addParameter(
-            QgsProcessingParameterFeatureSink(
-                self.OUTPUT, self.tr("Label grid"), QgsProcessing.TypeVectorPolygon
-            )
+            QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Label grid"), VECTOR_POLYGON)
         )
         self.addOutput(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
         self.addOutput(QgsProcessingOutputNumber("FILLED", self.tr("Cells filled")))
@@ -269,7 +273,7 @@ class ResampleToGrid(MusAlgorithm):
         for name, kind in OUTPUT_FIELDS:
             fields.append(make_field(name, kind))
         sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Polygon, crs
+            parameters, self.OUTPUT, context, fields, WKB_POLYGON, crs
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
@@ -291,7 +295,7 @@ class ResampleToGrid(MusAlgorithm):
                     int(result["fill_distance"][row]),
                 ]
             )
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return dest_id
 
 
@@ -310,7 +314,7 @@ def style_grid_layer(layer, names, colours) -> None:
             {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
         )
         symbol.symbolLayer(0).setDataDefinedProperty(
-            QgsSymbolLayer.PropertyFillColor, QgsProperty.fromExpression(FILLED_CELL_COLOUR)
+            SYMBOL_FILL_COLOR, QgsProperty.fromExpression(FILLED_CELL_COLOUR)
         )
         categories.append(QgsRendererCategory(name, symbol, name))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label", categories))

@@ -10,9 +10,7 @@ from qgis.core import (
     QgsFeatureSink,
     QgsFields,
     QgsGeometry,
-    QgsProcessing,
     QgsProcessingException,
-    QgsProcessingFeatureSource,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
     QgsProcessingParameterEnum,
@@ -23,13 +21,20 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsVectorLayer,
-    QgsWkbTypes,
 )
 
 from ..engine.resources import plugin_version, resource_path
 from ..engine.streets.street_classes import street_classes
-from .base import MusAlgorithm, make_field, plugin_cache_dir, style_on_load
+from .base import MusAlgorithm, plugin_cache_dir, style_on_load
 from .engine import job_file, run_job
+from .qgis_enums import (
+    NUMBER_DOUBLE,
+    SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS,
+    VECTOR_POINT,
+    VECTOR_POLYGON,
+    WKB_POINT,
+    make_field,
+)
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 
@@ -91,7 +96,7 @@ class SampleStreetCentroids(MusAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.AREA,
                 self.tr("Study area polygon layer"),
-                types=[QgsProcessing.TypeVectorPolygon],
+                types=[VECTOR_POLYGON],
                 optional=True,
             )
         )
@@ -119,7 +124,7 @@ class SampleStreetCentroids(MusAlgorithm):
             QgsProcessingParameterNumber(
                 self.MERGE_DISTANCE,
                 self.tr("Merge points closer than (metres)"),
-                type=QgsProcessingParameterNumber.Double,
+                type=NUMBER_DOUBLE,
                 minValue=0.0,
                 defaultValue=20.0,
             )
@@ -144,7 +149,7 @@ class SampleStreetCentroids(MusAlgorithm):
         self.add_advanced_parameters(advanced)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
-                self.OUTPUT, self.tr("Street centroids"), type=QgsProcessing.TypeVectorPoint
+                self.OUTPUT, self.tr("Street centroids"), type=VECTOR_POINT
             )
         )
         for name, description in (
@@ -225,7 +230,7 @@ class SampleStreetCentroids(MusAlgorithm):
         parts = []
         # Validity is checked below with a message that says what to do, whatever the context's
         # invalid-geometry setting (which would otherwise stop or silently drop features first).
-        skip_checks = QgsProcessingFeatureSource.FlagSkipGeometryValidityChecks
+        skip_checks = SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS
         for feature in source.getFeatures(QgsFeatureRequest(), skip_checks):
             geometry = QgsGeometry(feature.geometry())
             if geometry.isNull() or geometry.isEmpty():
@@ -247,7 +252,7 @@ class SampleStreetCentroids(MusAlgorithm):
         for name, kind in OUTPUT_FIELDS:
             fields.append(make_field(name, kind))
         sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, QgsWkbTypes.Point, WGS84
+            parameters, self.OUTPUT, context, fields, WKB_POINT, WGS84
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
@@ -260,7 +265,7 @@ class SampleStreetCentroids(MusAlgorithm):
             feature.setGeometry(found.geometry())
             attributes = found.attributes()
             feature.setAttributes([attributes[i] if i >= 0 else None for i in indexes])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         return dest_id
 
 

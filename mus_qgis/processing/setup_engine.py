@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
@@ -18,6 +17,7 @@ from ..engine.worker import client
 from ..engine.worker.environment import TORCH_CHOICES, SetupError, SetupOptions, setup
 from .base import MusAlgorithm
 from .engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
+from .qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
 
 TORCH_LABELS = (
     "Automatic: CUDA build with an NVIDIA GPU, else PyTorch's CPU build",
@@ -58,7 +58,7 @@ class SetupEngine(MusAlgorithm):
 
     def flags(self):
         """Not for models: it installs software, and one run at a time is enough."""
-        return super().flags() | QgsProcessingAlgorithm.FlagHideFromModeler
+        return super().flags() | ALGORITHM_HIDE_FROM_MODELER
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
@@ -66,7 +66,7 @@ class SetupEngine(MusAlgorithm):
             QgsProcessingParameterFile(
                 self.FOLDER,
                 self.tr("Environment folder (empty: the plugin's folder in the QGIS profile)"),
-                behavior=QgsProcessingParameterFile.Folder,
+                behavior=FILE_FOLDER,
                 optional=True,
             )
         )
@@ -95,7 +95,7 @@ class SetupEngine(MusAlgorithm):
                 QgsProcessingParameterFile(
                     self.WHEEL_FOLDER,
                     self.tr("Folder of wheels to install from (offline machines)"),
-                    behavior=QgsProcessingParameterFile.Folder,
+                    behavior=FILE_FOLDER,
                     optional=True,
                 ),
                 QgsProcessingParameterBoolean(

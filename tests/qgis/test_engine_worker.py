@@ -46,7 +46,7 @@ def _noise_panoramas(folder, count: int, width: int = 1600):
     for i in range(count):
         pixels = rng.integers(0, 255, (width // 2, width, 4), dtype=np.uint8)
         pixels[..., 3] = 255
-        image = QImage(pixels.data, width, width // 2, width * 4, QImage.Format_RGB32)
+        image = QImage(pixels.data, width, width // 2, width * 4, QImage.Format.Format_RGB32)
         path = folder / f"pano_{i:03}.jpg"
         assert image.save(str(path), "JPG", 90)
         feature = QgsFeature(layer.fields())

@@ -15,6 +15,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from mus_qgis.processing.qgis_enums import SYMBOL_FILL_COLOR
+
 ALG = "mus:resampletogrid"
 GREEN, WATER = "Green urban areas", "Water"
 
@@ -89,7 +91,6 @@ def fill_colour_drawn(layer, feature):
         QgsExpressionContext,
         QgsExpressionContextScope,
         QgsExpressionContextUtils,
-        QgsSymbolLayer,
     )
     from qgis.PyQt.QtGui import QColor
 
@@ -101,9 +102,7 @@ def fill_colour_drawn(layer, feature):
     context.appendScope(scope)
     context.setFeature(feature)
     properties = symbol.symbolLayer(0).dataDefinedProperties()
-    colour, ok = properties.property(QgsSymbolLayer.PropertyFillColor).valueAsColor(
-        context, QColor()
-    )
+    colour, ok = properties.property(SYMBOL_FILL_COLOR).valueAsColor(context, QColor())
     assert ok
     return colour
 

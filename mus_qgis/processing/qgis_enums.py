@@ -1,0 +1,143 @@
+"""The QGIS enum values the plugin uses, by the name each QGIS version has, in scoped form.
+
+QGIS 4 (Qt 6, PyQt6) accepts only scoped enum access (``QgsFeatureSink.Flag.FastInsert``, not
+``QgsFeatureSink.FastInsert``), and it drops the old homes of the enums that QGIS 3.30-3.36 moved
+into ``Qgis`` (``QgsProcessing.SourceType`` became ``Qgis.ProcessingSourceType``, with shorter
+member names). QGIS 3.22 has only the old homes. Each value below is therefore the first of its
+spellings that the running QGIS has, the newest first; both are scoped, so both work on PyQt5 and
+the newest one on PyQt6.
+
+Enums that did not move (``QgsFeatureSink.Flag``, ``Qgis.MessageLevel``, Qt's own) are written
+scoped where they are used; only moved or renamed ones belong here. The test
+``tests/qgis/test_qt6_readiness.py`` checks that the QGIS side uses no unscoped enum and that each
+value here comes from the newest home the running QGIS offers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qgis.core import (
+    Qgis,
+    QgsField,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingFeatureSource,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsSymbolLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QMetaType, QVariant
+
+
+def newest(*spellings: Callable[[], object]):
+    """The value of the first spelling this QGIS has (each a lambda, tried in order)."""
+    for spelling in spellings:
+        try:
+            return spelling()
+        except AttributeError:
+            continue
+    raise AttributeError("none of the spellings exists in this QGIS")
+
+
+# Processing source types (Qgis.ProcessingSourceType since 3.36).
+VECTOR_ANY_GEOMETRY = newest(
+    lambda: Qgis.ProcessingSourceType.Vector, lambda: QgsProcessing.SourceType.TypeVector
+)
+VECTOR_POINT = newest(
+    lambda: Qgis.ProcessingSourceType.VectorPoint,
+    lambda: QgsProcessing.SourceType.TypeVectorPoint,
+)
+VECTOR_POLYGON = newest(
+    lambda: Qgis.ProcessingSourceType.VectorPolygon,
+    lambda: QgsProcessing.SourceType.TypeVectorPolygon,
+)
+
+# Parameter kinds (Qgis.Processing…ParameterType/Behavior/DataType since 3.36).
+FILE_FOLDER = newest(
+    lambda: Qgis.ProcessingFileParameterBehavior.Folder,
+    lambda: QgsProcessingParameterFile.Behavior.Folder,
+)
+NUMBER_DOUBLE = newest(
+    lambda: Qgis.ProcessingNumberParameterType.Double,
+    lambda: QgsProcessingParameterNumber.Type.Double,
+)
+NUMBER_INTEGER = newest(
+    lambda: Qgis.ProcessingNumberParameterType.Integer,
+    lambda: QgsProcessingParameterNumber.Type.Integer,
+)
+FIELD_NUMERIC = newest(
+    lambda: Qgis.ProcessingFieldParameterDataType.Numeric,
+    lambda: QgsProcessingParameterField.DataType.Numeric,
+)
+FIELD_STRING = newest(
+    lambda: Qgis.ProcessingFieldParameterDataType.String,
+    lambda: QgsProcessingParameterField.DataType.String,
+)
+DATE_ONLY = newest(
+    lambda: Qgis.ProcessingDateTimeParameterDataType.Date,
+    lambda: QgsProcessingParameterDateTime.Type.Date,
+)
+
+# Flags (Qgis.Processing…Flag since 3.36).
+PARAMETER_ADVANCED = newest(
+    lambda: Qgis.ProcessingParameterFlag.Advanced,
+    lambda: QgsProcessingParameterDefinition.Flag.FlagAdvanced,
+)
+ALGORITHM_HIDE_FROM_MODELER = newest(
+    lambda: Qgis.ProcessingAlgorithmFlag.HideFromModeler,
+    lambda: QgsProcessingAlgorithm.Flag.FlagHideFromModeler,
+)
+SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS = newest(
+    lambda: Qgis.ProcessingFeatureSourceFlag.SkipGeometryValidityChecks,
+    lambda: QgsProcessingFeatureSource.Flag.FlagSkipGeometryValidityChecks,
+)
+
+# Geometry types (Qgis.WkbType since 3.30).
+WKB_POINT = newest(lambda: Qgis.WkbType.Point, lambda: QgsWkbTypes.Type.Point)
+WKB_POLYGON = newest(lambda: Qgis.WkbType.Polygon, lambda: QgsWkbTypes.Type.Polygon)
+WKB_NO_GEOMETRY = newest(lambda: Qgis.WkbType.NoGeometry, lambda: QgsWkbTypes.Type.NoGeometry)
+
+# Data-defined symbol properties (members lost their "Property" prefix in 3.30).
+SYMBOL_FILL_COLOR = newest(
+    lambda: QgsSymbolLayer.Property.FillColor, lambda: QgsSymbolLayer.Property.PropertyFillColor
+)
+SYMBOL_SIZE = newest(
+    lambda: QgsSymbolLayer.Property.Size, lambda: QgsSymbolLayer.Property.PropertySize
+)
+
+# The outcome of a geometry operation (Qgis.GeometryOperationResult since 3.22; the test checks).
+GEOMETRY_SUCCESS = newest(
+    lambda: Qgis.GeometryOperationResult.Success, lambda: QgsGeometry.OperationResult.Success
+)
+
+# Field types: QgsField takes a QMetaType.Type from QGIS 3.38 (and only that on Qt 6); older QGIS
+# takes a QVariant.Type.
+_FIELD_TYPES_QMETATYPE = {
+    "int": QMetaType.Type.Int,
+    "int64": QMetaType.Type.LongLong,
+    "double": QMetaType.Type.Double,
+    "string": QMetaType.Type.QString,
+}
+_FIELD_TYPES_QVARIANT = (
+    {
+        "int": QVariant.Type.Int,
+        "int64": QVariant.Type.LongLong,
+        "double": QVariant.Type.Double,
+        "string": QVariant.Type.String,
+    }
+    if Qgis.QGIS_VERSION_INT < 33800
+    else {}
+)
+
+
+def make_field(name: str, kind: str) -> QgsField:
+    """A QgsField of a kind ('int', 'int64', 'double', 'string') on QGIS 3.22 and on Qt 6."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        return QgsField(name, _FIELD_TYPES_QMETATYPE[kind])
+    return QgsField(name, _FIELD_TYPES_QVARIANT[kind])
