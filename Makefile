@@ -37,9 +37,11 @@ test: install
 	$(ENGINE_PY) -m pytest -W ignore::pytest.PytestConfigWarning tests/engine
 	$(PY) -m pytest tests/qgis
 
+# ruff for style and errors; flake8 runs only flake8-qgis's QGS rules (QGIS API use, Qt 6 removals).
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m flake8 .
 
 format: install
 	$(PY) -m ruff format .

@@ -32,7 +32,8 @@ class LoggingFeedback(QgsProcessingFeedback):
 class MusPlugin:
     """What QGIS loads: the ``mus`` Processing provider and the engine menu."""
 
-    def __init__(self, iface=None) -> None:
+    # QGIS hands iface to classFactory, its documented entry point; qgis_process hands none.
+    def __init__(self, iface=None) -> None:  # noqa: QGS105
         self.iface = iface
         self.provider: MusProvider | None = None
         self.actions: list = []
@@ -42,7 +43,15 @@ class MusPlugin:
         """Register the provider (also called by qgis_process, which has no GUI)."""
         if self.provider is None:
             self.provider = MusProvider()
-            QgsApplication.processingRegistry().addProvider(self.provider)
+            if not QgsApplication.processingRegistry().addProvider(self.provider):
+                # Another copy of the plugin (e.g. one in a second plugins folder) holds the id.
+                QgsMessageLog.logMessage(
+                    "The mus Processing provider is already registered; this copy of the plugin "
+                    "adds no algorithms.",
+                    LOG_TAG,
+                    Qgis.MessageLevel.Warning,
+                )
+                self.provider = None
 
     def initGui(self) -> None:
         """Set up the plugin in the QGIS desktop: the provider and the engine menu."""
@@ -71,7 +80,8 @@ class MusPlugin:
                 self.iface.removePluginMenu(MENU, action)
         self.actions = []
         if self.provider is not None:
-            QgsApplication.processingRegistry().removeProvider(self.provider)
+            # False only when it was never registered: nothing is left to remove then.
+            QgsApplication.processingRegistry().removeProvider(self.provider)  # noqa: QGS202
             self.provider = None
 
     # -- the engine menu ------------------------------------------------------------------------

@@ -168,13 +168,14 @@ def main() -> None:
     from mus_qgis.processing.provider import MusProvider
 
     provider = MusProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    if not QgsApplication.processingRegistry().addProvider(provider):
+        sys.exit("could not register the mus provider")
     model = build()
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     if not model.toFile(str(OUTPUT)):
         sys.exit(f"could not write {OUTPUT}")
     print(f"wrote {OUTPUT}")
-    QgsApplication.processingRegistry().removeProvider(provider)
+    QgsApplication.processingRegistry().removeProvider(provider)  # noqa: QGS202 (at exit)
     app.exitQgis()
 
 

@@ -251,6 +251,7 @@ def style_and_project(project_path: Path) -> None:
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer
     from mus_qgis.processing.resample_to_grid import style_grid_layer
+    from mus_qgis.processing.sample_street_centroids import style_street_centroids
 
     urban_atlas = builtin_label_set("urban_atlas_2018")
     provinces = builtin_label_set("italian_provinces")
@@ -261,7 +262,7 @@ def style_and_project(project_path: Path) -> None:
         if not vector.isValid():
             sys.exit(f"cannot open {layer(name)}")
         if name == "street_centroids":
-            vector.loadNamedStyle(str(ROOT / "resources" / "styles" / "street_centroids.qml"))
+            style_street_centroids(vector)
         elif name == "imagery":
             style_fetch_layer(vector)
         elif name in ("landuse_labels", "urban_atlas_agreement"):
@@ -275,8 +276,10 @@ def style_and_project(project_path: Path) -> None:
             style_reference_layer(vector, urban_atlas, field)
         # Stored in the GeoPackage as default styles, so the file opens styled on its own too.
         vector.saveStyleToDatabase(name, f"mus_qgis demo: {title}", True, "")
-        project.addMapLayer(vector)
-    project.write(str(project_path))
+        if project.addMapLayer(vector) is None:
+            sys.exit(f"cannot add {layer(name)} to the project")
+    if not project.write(str(project_path)):
+        sys.exit(f"cannot write {project_path}: {project.error()}")
     app.exitQgis()
 
 

@@ -155,7 +155,7 @@ def mus_photos_layer():
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(where.x(), where.y())))
         feature.setAttributes([path])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     layer.updateExtents()
     return layer
 
@@ -242,7 +242,7 @@ def mus_classify():
         "module": sys.modules["mus_qgis"].__file__ if "mus_qgis" in sys.modules else None,
     }
     photos = mus_photos_layer()
-    QgsProject.instance().addMapLayer(photos)
+    assert QgsProject.instance().addMapLayer(photos)
     mus_keep["photos"] = photos
     mus_step(f"photos layer: {photos.featureCount()} points")
     mus_run_dialog(

@@ -8,6 +8,8 @@ from typing import ClassVar
 
 from qgis.core import (
     QgsApplication,
+    QgsCsException,
+    QgsFeatureSink,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
@@ -16,7 +18,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import resource_path
-from .qgis_enums import PARAMETER_ADVANCED
+from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED
 
 
 class MusAlgorithm(QgsProcessingAlgorithm):
@@ -68,11 +70,31 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         """A fresh instance, as Processing asks for one per run."""
         return type(self)()
 
+    def add_parameter(self, parameter, *, advanced: bool = False) -> None:
+        """Declare a parameter (under the dialog's "Advanced" section when ``advanced``).
+
+        QGIS's addParameter returns False and drops the parameter when its name is taken: a
+        mistake in this plugin, said at once rather than found as a missing input later."""
+        if advanced:
+            parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
+        if not self.addParameter(parameter):
+            raise RuntimeError(f"{self.NAME}: a second parameter named {parameter.name()}")
+
     def add_advanced_parameters(self, parameters) -> None:
         """Add parameters under the dialog's "Advanced" section."""
         for parameter in parameters:
-            parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
-            self.addParameter(parameter)
+            self.add_parameter(parameter, advanced=True)
+
+    def add_output(self, output) -> None:
+        """Declare an output (addOutput, like addParameter, refuses a name already taken)."""
+        if not self.addOutput(output):
+            raise RuntimeError(f"{self.NAME}: a second output named {output.name()}")
+
+    def write_feature(self, sink, feature, parameters, sink_name: str) -> None:
+        """Add a feature to an output, stopping with QGIS's own message (the sink's error: a full
+        disk, a read-only folder, a field the format cannot hold) when it is refused."""
+        if not sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert):
+            raise QgsProcessingException(self.writeFeatureError(sink, parameters, sink_name))
 
     def field_index(
         self, source, parameters, name, context, *, what: str, required=False, candidates=()
@@ -138,6 +160,22 @@ def plugin_cache_dir(*parts: str) -> Path:
     folder = folder.joinpath(*parts)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def project_in_place(geometry, transform, what: str) -> None:
+    """Transform ``geometry`` in place; a failure stops the run with a message naming ``what``
+    (coordinates outside the layer's CRS, most often a layer whose CRS is set wrong)."""
+    target = transform.destinationCrs().authid()
+    try:
+        result = geometry.transform(transform)
+    except QgsCsException as error:
+        raise QgsProcessingException(
+            f"{what} could not be projected to {target} ({error}); check the layer's CRS."
+        ) from error
+    if result != GEOMETRY_SUCCESS:
+        raise QgsProcessingException(
+            f"{what} could not be projected to {target} ({result}); check the layer's CRS."
+        )
 
 
 def find_field(fields, candidates) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsLayerMetadata,
     QgsMarkerSymbol,
@@ -91,12 +90,12 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.IMAGE_FIELD,
                 self.tr("Field with the image path(s), ';'-separated"),
@@ -108,7 +107,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.BEARING_FIELD,
                 self.tr("Street bearing field (aims panorama views)"),
@@ -118,7 +117,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.LABEL_SET,
                 self.tr("Label set"),
@@ -126,7 +125,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 defaultValue=0,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.LABEL_FILE,
                 self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
@@ -134,7 +133,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 fileFilter="Label files (*.txt *.csv *.tsv)",
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterString(
                 self.TEMPLATES,
                 self.tr("Prompt templates, one a line, with {label} (empty: the label set's own)"),
@@ -142,7 +141,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
                 self.tr("Labels to keep per point (top k)"),
@@ -180,16 +179,16 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Classified points"), VECTOR_POINT
             )
         )
-        self.addOutput(QgsProcessingOutputNumber("CLASSIFIED", self.tr("Points classified")))
-        self.addOutput(
+        self.add_output(QgsProcessingOutputNumber("CLASSIFIED", self.tr("Points classified")))
+        self.add_output(
             QgsProcessingOutputNumber("FAILED", self.tr("Points without a usable image"))
         )
-        self.addOutput(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
+        self.add_output(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images to the engine to classify, then write the scored points."""
@@ -321,7 +320,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()
             out.setAttributes([attributes[i] for i in kept] + values)
-            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
         # Closing the sink writes the file, so that its metadata can be saved next.
         del sink
         return dest_id, classified

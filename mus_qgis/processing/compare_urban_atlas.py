@@ -10,7 +10,6 @@ from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsFillSymbol,
     QgsProcessingException,
@@ -60,14 +59,14 @@ class CompareUrbanAtlas(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
                 self.tr("Points classified with the Urban Atlas or CORINE labels"),
                 [VECTOR_POINT],
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.PREDICTED_FIELD,
                 self.tr("Predicted code field"),
@@ -76,14 +75,14 @@ class CompareUrbanAtlas(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.REFERENCE,
                 self.tr("Urban Atlas 2018 or CORINE polygons"),
                 [VECTOR_POLYGON],
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.REFERENCE_FIELD,
                 self.tr("Reference code field (empty: found by name)"),
@@ -91,14 +90,14 @@ class CompareUrbanAtlas(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT,
                 self.tr("Points with reference land use"),
                 VECTOR_POINT,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.REFERENCE_OUTPUT,
                 self.tr("Reference polygons under the points (styled)"),
@@ -107,7 +106,7 @@ class CompareUrbanAtlas(MusAlgorithm):
                 createByDefault=False,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFileDestination(
                 self.REPORT,
                 self.tr("Agreement report"),
@@ -120,7 +119,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             ("OVERALL_ACCURACY", "Overall accuracy"),
             ("KAPPA", "Cohen's kappa"),
         ):
-            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+            self.add_output(QgsProcessingOutputNumber(name, self.tr(label)))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up the polygon under each point, compare codes, write points and report."""
@@ -145,7 +144,8 @@ class CompareUrbanAtlas(MusAlgorithm):
         polygons = {f.id(): f for f in reference.getFeatures()}
         index = QgsSpatialIndex()
         for feature in polygons.values():
-            index.addFeature(feature)
+            # Refused only for a polygon with no geometry, which no point can fall in.
+            index.addFeature(feature)  # noqa: QGS201
         to_reference = QgsCoordinateTransform(
             points.sourceCrs(), reference.sourceCrs(), context.transformContext()
         )
@@ -173,7 +173,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])
-            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
         del sink
         pairs = job_file(".json")
         with open(pairs, "w", encoding="utf-8") as handle:
@@ -232,7 +232,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         if sink is None:
             return None
         for fid in sorted(used):
-            sink.addFeature(QgsFeature(polygons[fid]), QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, QgsFeature(polygons[fid]), parameters, self.REFERENCE_OUTPUT)
         del sink
         if legend:
             field = reference.fields().at(code_index).name()

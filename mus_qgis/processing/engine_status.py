@@ -79,13 +79,13 @@ class EngineStatus(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFileDestination(
                 self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
             )
         )
-        self.addOutput(QgsProcessingOutputString("STATUS", self.tr("Status (JSON)")))
-        self.addOutput(QgsProcessingOutputString("TEXT", self.tr("Status (text)")))
+        self.add_output(QgsProcessingOutputString("STATUS", self.tr("Status (JSON)")))
+        self.add_output(QgsProcessingOutputString("TEXT", self.tr("Status (text)")))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Ask the engine what it runs on; say plainly when there is no engine."""

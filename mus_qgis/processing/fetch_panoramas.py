@@ -12,7 +12,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsMarkerSymbol,
     QgsProcessingException,
@@ -119,14 +118,14 @@ class FetchPanoramas(MusAlgorithm):
         """Declare the parameters."""
         from ..engine.imagery.sources import imagery_sources
 
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
                 self.tr("Points (e.g. street centroids)"),
                 [VECTOR_POINT],
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.SOURCE,
                 self.tr("Imagery source"),
@@ -134,12 +133,12 @@ class FetchPanoramas(MusAlgorithm):
                 defaultValue=1,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterAuthConfig(
                 self.AUTH, self.tr("Key or token (authentication configuration)"), optional=True
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.PHOTO_FOLDER,
                 self.tr("Local photos: folder of geotagged images"),
@@ -147,7 +146,7 @@ class FetchPanoramas(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.PHOTO_CSV,
                 self.tr("Local photos: CSV of lon, lat, path"),
@@ -155,7 +154,7 @@ class FetchPanoramas(MusAlgorithm):
                 fileFilter="CSV (*.csv)",
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.BEARING_FIELD,
                 self.tr("Street bearing field (aims the views)"),
@@ -165,7 +164,7 @@ class FetchPanoramas(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterNumber(
                 self.RADIUS,
                 self.tr("Search radius (metres)"),
@@ -175,12 +174,12 @@ class FetchPanoramas(MusAlgorithm):
                 maxValue=1000.0,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.VIEWS, self.tr("Views"), options=[c[0] for c in VIEW_CHOICES], defaultValue=0
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterNumber(
                 self.IMAGE_SIZE,
                 self.tr("View size (pixels; Street View at most 640)"),
@@ -194,10 +193,10 @@ class FetchPanoramas(MusAlgorithm):
             (self.DATE_FROM, "Captured from (optional)"),
             (self.DATE_TO, "Captured until (optional)"),
         ):
-            self.addParameter(
+            self.add_parameter(
                 QgsProcessingParameterDateTime(name, self.tr(label), type=DATE_ONLY, optional=True)
             )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.CACHE_FOLDER,
                 self.tr("Cache folder (empty: the plugin's)"),
@@ -219,7 +218,7 @@ class FetchPanoramas(MusAlgorithm):
             ),
         ]
         self.add_advanced_parameters(advanced)
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Points with imagery"), VECTOR_POINT
             )
@@ -229,7 +228,7 @@ class FetchPanoramas(MusAlgorithm):
             ("WITHOUT_IMAGERY", "Points without imagery"),
             ("SHARED", "Points sharing another point's image"),
         ):
-            self.addOutput(QgsProcessingOutputNumber(name, self.tr(label)))
+            self.add_output(QgsProcessingOutputNumber(name, self.tr(label)))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Look up and download the imagery, then write every point with what was found."""
@@ -383,7 +382,7 @@ class FetchPanoramas(MusAlgorithm):
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()
             out.setAttributes([attributes[i] for i in kept] + values)
-            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
         return dest_id
 
 

@@ -117,7 +117,7 @@ GEOMETRY_SUCCESS = newest(
 )
 
 # Field types: QgsField takes a QMetaType.Type from QGIS 3.38 (and only that on Qt 6); older QGIS
-# takes a QVariant.Type.
+# takes only a QVariant.Type, which flake8-qgis's QGS402 would have us drop.
 _FIELD_TYPES_QMETATYPE = {
     "int": QMetaType.Type.Int,
     "int64": QMetaType.Type.LongLong,
@@ -126,10 +126,10 @@ _FIELD_TYPES_QMETATYPE = {
 }
 _FIELD_TYPES_QVARIANT = (
     {
-        "int": QVariant.Type.Int,
-        "int64": QVariant.Type.LongLong,
-        "double": QVariant.Type.Double,
-        "string": QVariant.Type.String,
+        "int": QVariant.Type.Int,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
+        "int64": QVariant.Type.LongLong,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
+        "double": QVariant.Type.Double,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
+        "string": QVariant.Type.String,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
     }
     if Qgis.QGIS_VERSION_INT < 33800
     else {}

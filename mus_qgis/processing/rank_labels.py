@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 from qgis.core import (
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsProcessingException,
     QgsProcessingParameterEnum,
@@ -71,7 +70,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterMultipleLayers(
                 self.INPUTS,
                 self.tr("Classified point layers (one per label set)"),
@@ -79,7 +78,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.STORED_LABEL_SETS,
                 self.tr("Label sets to rank over every stored image embedding"),
@@ -88,7 +87,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.STORED_LABEL_FILE,
                 self.tr("Own label file to rank over every stored image embedding"),
@@ -96,7 +95,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 fileFilter="Label files (*.txt *.csv *.tsv)",
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterString(
                 self.TARGETS,
                 self.tr("Target labels, comma-separated"),
@@ -104,7 +103,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 defaultValue="Rome, Roma",
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterString(
                 self.GROUPS,
                 self.tr("Groups to sum, one a line: name = label; label"),
@@ -112,12 +111,12 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Label ranking"), VECTOR_ANY_GEOMETRY
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFileDestination(
                 self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
             )
@@ -192,7 +191,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                         "; ".join(entry.members) or None,
                     ]
                 )
-                sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+                self.write_feature(sink, feature, parameters, self.OUTPUT)
             sections.append((set_name, ranked))
             for entry in ranked:
                 if entry.target:

@@ -10,7 +10,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFeatureSink,
     QgsFields,
     QgsFillSymbol,
     QgsGeometry,
@@ -30,7 +29,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
-from .base import MusAlgorithm, style_on_load
+from .base import MusAlgorithm, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     FIELD_NUMERIC,
@@ -86,12 +85,12 @@ class ResampleToGrid(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT, self.tr("Classified points"), [VECTOR_POINT]
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterField(
                 self.LABEL_FIELD,
                 self.tr("Label field"),
@@ -100,7 +99,7 @@ class ResampleToGrid(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterNumber(
                 self.CELL_SIZE,
                 self.tr("Cell size (metres)"),
@@ -109,12 +108,12 @@ class ResampleToGrid(MusAlgorithm):
                 minValue=1.0,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.SHAPE, self.tr("Cell shape"), options=list(SHAPES), defaultValue=0
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.AREA,
                 self.tr("Study area (empty: the points' extent)"),
@@ -122,7 +121,7 @@ class ResampleToGrid(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.LABEL_SET,
                 self.tr("Colours and label order from"),
@@ -150,11 +149,11 @@ class ResampleToGrid(MusAlgorithm):
             ),
         ]
         self.add_advanced_parameters(advanced)
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Label grid"), VECTOR_POLYGON)
         )
-        self.addOutput(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
-        self.addOutput(QgsProcessingOutputNumber("FILLED", self.tr("Cells filled")))
+        self.add_output(QgsProcessingOutputNumber("CELLS", self.tr("Cells")))
+        self.add_output(QgsProcessingOutputNumber("FILLED", self.tr("Cells filled")))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Bin the points, fill the voids, write the cells."""
@@ -262,7 +261,7 @@ class ResampleToGrid(MusAlgorithm):
         for feature in area.getFeatures():
             geometry = QgsGeometry(feature.geometry())
             if not geometry.isNull():
-                geometry.transform(transform)
+                project_in_place(geometry, transform, f"Study area feature {feature.id()}")
                 parts.append(geometry)
         if not parts:
             raise QgsProcessingException("The study area layer has no polygon.")
@@ -295,7 +294,7 @@ class ResampleToGrid(MusAlgorithm):
                     int(result["fill_distance"][row]),
                 ]
             )
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, feature, parameters, self.OUTPUT)
         return dest_id
 
 

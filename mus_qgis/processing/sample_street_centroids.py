@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
     QgsFeatureRequest,
-    QgsFeatureSink,
     QgsFields,
     QgsGeometry,
+    QgsMessageLog,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
@@ -25,7 +26,7 @@ from qgis.core import (
 
 from ..engine.resources import plugin_version, resource_path
 from ..engine.streets.street_classes import street_classes
-from .base import MusAlgorithm, plugin_cache_dir, style_on_load
+from .base import MusAlgorithm, plugin_cache_dir, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_DOUBLE,
@@ -87,12 +88,12 @@ class SampleStreetCentroids(MusAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
         classes = street_classes()
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterString(
                 self.PLACE, self.tr("Place name (geocoded with Nominatim)"), optional=True
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.AREA,
                 self.tr("Study area polygon layer"),
@@ -100,10 +101,10 @@ class SampleStreetCentroids(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterExtent(self.EXTENT, self.tr("Study area extent"), optional=True)
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.OSM_FILE,
                 self.tr("Local OpenStreetMap file"),
@@ -111,7 +112,7 @@ class SampleStreetCentroids(MusAlgorithm):
                 fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.pbf *.pbf *.xml)",
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.CLASSES,
                 self.tr("Street classes (OSM highway values)"),
@@ -120,7 +121,7 @@ class SampleStreetCentroids(MusAlgorithm):
                 defaultValue=[i for i, c in enumerate(classes) if c.reference_study],
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterNumber(
                 self.MERGE_DISTANCE,
                 self.tr("Merge points closer than (metres)"),
@@ -147,7 +148,7 @@ class SampleStreetCentroids(MusAlgorithm):
             ),
         ]
         self.add_advanced_parameters(advanced)
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, self.tr("Street centroids"), type=VECTOR_POINT
             )
@@ -158,7 +159,7 @@ class SampleStreetCentroids(MusAlgorithm):
             ("SEGMENTS_EXCLUDED", "Segments excluded by class"),
             ("LOCATIONS", "Locations after merging"),
         ):
-            self.addOutput(QgsProcessingOutputNumber(name, self.tr(description)))
+            self.add_output(QgsProcessingOutputNumber(name, self.tr(description)))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Sample the streets in the engine, then write the points."""
@@ -240,7 +241,7 @@ class SampleStreetCentroids(MusAlgorithm):
                     f"Feature {feature.id()} of the study area layer is an invalid polygon; "
                     "repair it first, e.g. with Processing's 'Fix geometries'."
                 )
-            geometry.transform(transform)
+            project_in_place(geometry, transform, f"Study area feature {feature.id()}")
             parts.append(geometry)
         if not parts:
             raise QgsProcessingException("The study area layer has no polygon.")
@@ -265,11 +266,15 @@ class SampleStreetCentroids(MusAlgorithm):
             feature.setGeometry(found.geometry())
             attributes = found.attributes()
             feature.setAttributes([attributes[i] if i >= 0 else None for i in indexes])
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
+            self.write_feature(sink, feature, parameters, self.OUTPUT)
         return dest_id
 
 
 def style_street_centroids(layer) -> None:
     """The shipped QML style: colour by street class, size by the number of merged segments."""
-    layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
+    message, loaded = layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
+    if not loaded:  # the points stay usable, drawn in QGIS's default style
+        QgsMessageLog.logMessage(
+            f"Street centroid style not applied: {message}", "mus_qgis", Qgis.MessageLevel.Warning
+        )
     layer.triggerRepaint()

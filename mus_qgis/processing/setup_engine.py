@@ -62,7 +62,7 @@ class SetupEngine(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterFile(
                 self.FOLDER,
                 self.tr("Environment folder (empty: the plugin's folder in the QGIS profile)"),
@@ -70,12 +70,12 @@ class SetupEngine(MusAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterEnum(
                 self.TORCH, self.tr("PyTorch build"), options=list(TORCH_LABELS), defaultValue=0
             )
         )
-        self.addParameter(
+        self.add_parameter(
             QgsProcessingParameterBoolean(
                 self.FORCE, self.tr("Set up again even if nothing changed"), defaultValue=False
             )
@@ -105,8 +105,8 @@ class SetupEngine(MusAlgorithm):
                 ),
             ]
         )
-        self.addOutput(QgsProcessingOutputString("PYTHON", self.tr("Engine Python")))
-        self.addOutput(QgsProcessingOutputString("RECORD", self.tr("Environment record (JSON)")))
+        self.add_output(QgsProcessingOutputString("PYTHON", self.tr("Engine Python")))
+        self.add_output(QgsProcessingOutputString("RECORD", self.tr("Environment record (JSON)")))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Set up the environment, then make the plugin use it."""

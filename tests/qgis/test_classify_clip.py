@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
+    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -43,7 +44,7 @@ def photo_points(tmp_path) -> QgsVectorLayer:
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(11.88 + index * 1e-4, 43.467)))
         feature.setAttributes([index, paths, bearing, "fetched"])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -144,7 +145,7 @@ def test_own_labels_templates_and_styled_output(
             "TEMPLATES": "a photo of a {label}\na street with a {label}",
             "TOP_K": 2,
             **tiny_parameters,
-            "OUTPUT": "TEMPORARY_OUTPUT",
+            "OUTPUT": QgsProcessing.TEMPORARY_OUTPUT,
         },
         context=context,
     )

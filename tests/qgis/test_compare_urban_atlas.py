@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import (
+    Qgis,
     QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
+    QgsProcessing,
     QgsProcessingContext,
     QgsProject,
     QgsVectorLayer,
@@ -34,11 +36,11 @@ def points_on(polygons: QgsVectorLayer, predictions) -> QgsVectorLayer:
     for polygon, code in zip(polygons.getFeatures(), predictions, strict=False):
         feature = QgsFeature(layer.fields())
         point = polygon.geometry().pointOnSurface()
-        point.transform(transform)
+        assert point.transform(transform) == Qgis.GeometryOperationResult.Success
         feature.setGeometry(point)
         feature.setAttributes(["label", code])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -57,8 +59,8 @@ def test_agreement_with_real_corine_polygons(mus_provider, tmp_path, qgis_new_pr
         {
             "INPUT": points,
             "REFERENCE": corine,
-            "OUTPUT": "TEMPORARY_OUTPUT",
-            "REFERENCE_OUTPUT": "TEMPORARY_OUTPUT",
+            "OUTPUT": QgsProcessing.TEMPORARY_OUTPUT,
+            "REFERENCE_OUTPUT": QgsProcessing.TEMPORARY_OUTPUT,
             "REPORT": str(report),
         },
         context=context,
@@ -90,7 +92,7 @@ def test_urban_atlas_fields_found_whatever_their_case(mus_provider):
 
     outside.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(0.0, 0.0)))
     outside.setAttributes(["label", "11100"])
-    points.dataProvider().addFeatures([outside])
+    assert points.dataProvider().addFeatures([outside])[0]
     result = processing.run(ALG, {"INPUT": points, "REFERENCE": narva, "OUTPUT": "memory:"})
     rows = list(result["OUTPUT"].getFeatures())
     assert [r["ref_code"] for r in rows] == ["12100", "12100", None]

@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES, POOL
@@ -29,7 +29,7 @@ def _photos_layer(tmp_path):
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(where.x(), where.y())))
         feature.setAttributes([str(path)])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -53,7 +53,7 @@ def _noise_panoramas(folder, count: int, width: int = 1600):
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(12.49 + i * 1e-4, 41.89)))
         feature.setAttributes([str(path)])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import (
     QgsApplication,
     QgsAuthMethodConfig,
@@ -39,7 +39,7 @@ def point_layer(coordinates, bearing=90.0, with_empty=False) -> QgsVectorLayer:
         feature = QgsFeature(layer.fields())
         feature.setAttributes(["no geometry", None])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -96,7 +96,7 @@ def test_street_view_with_an_auth_config_and_nothing_secret_left(mus_provider, t
     assert GOOD_KEY not in every_value and SECRET not in every_value
     project_file = tmp_path / "project.qgs"
     project = QgsProject()
-    project.addMapLayer(fetched)
+    assert project.addMapLayer(fetched)
     assert project.write(str(project_file))
     text = project_file.read_text(encoding="utf-8")
     assert GOOD_KEY not in text and SECRET not in text
@@ -228,12 +228,12 @@ def test_qgis_proxy_settings_reach_the_client():
     )
     saved = {key: settings.value(key) for key in keys}
     try:
-        settings.setValue("proxy/proxyEnabled", False)
+        settings.setValue("proxy/proxyEnabled", False)  # noqa: QGS202 (QgsSettings: no result)
         assert qgis_proxies() is None
         for key, value in zip(
             keys, (True, "proxy.example", "3128", "me", "p@ss", "HttpProxy"), strict=True
         ):
-            settings.setValue(key, value)
+            settings.setValue(key, value)  # noqa: QGS202 (QgsSettings: no result)
         assert qgis_proxies() == {
             "http": "http://me:p%40ss@proxy.example:3128",
             "https": "http://me:p%40ss@proxy.example:3128",
@@ -243,4 +243,4 @@ def test_qgis_proxy_settings_reach_the_client():
             if value is None:
                 settings.remove(key)
             else:
-                settings.setValue(key, value)
+                settings.setValue(key, value)  # noqa: QGS202 (QgsSettings: no result)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 
-import processing
-from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+from qgis import processing
+from qgis.core import QgsApplication, QgsProcessing, QgsProcessingContext, QgsProcessingFeedback
 
 from tests.conftest import IMAGES, TINY_MODEL_CONFIG
 
@@ -47,8 +47,8 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
             "pretrained": "",
             "checkpoint": str(tiny_checkpoint),
             "cell_size": 100,
-            "classify:Classified points": "TEMPORARY_OUTPUT",
-            "grid:Label grid": "TEMPORARY_OUTPUT",
+            "classify:Classified points": QgsProcessing.TEMPORARY_OUTPUT,
+            "grid:Label grid": QgsProcessing.TEMPORARY_OUTPUT,
         },
         context=context,
         feedback=QgsProcessingFeedback(),

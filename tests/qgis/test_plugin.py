@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from qgis.core import (
     QgsApplication,
+    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingModelAlgorithm,
@@ -169,7 +170,9 @@ def test_runs_inside_a_graphical_model(mus_provider):
     context = QgsProcessingContext()
     key = model_output_key(model, "sample", "points")
     results, ok = model.run(
-        {"osm": str(ROME_OSM), key: "TEMPORARY_OUTPUT"}, context, QgsProcessingFeedback()
+        {"osm": str(ROME_OSM), key: QgsProcessing.TEMPORARY_OUTPUT},
+        context,
+        QgsProcessingFeedback(),
     )
     assert ok
     layer = context.getMapLayer(results[key])

@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
 
 from tests.conftest import ENGINE_PYTHON, IMAGES, ROOT, TINY_MODEL_CONFIG
@@ -43,7 +43,7 @@ def classified(name: str, label_set: str, rows) -> QgsVectorLayer:
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(12.5, 41.9)))
         feature.setAttributes([first, second, p1, p2])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     layer.setCustomProperty("mus_qgis/classification", json.dumps({"label_set": label_set}))
     return layer
 

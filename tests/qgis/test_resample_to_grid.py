@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
+    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProject,
@@ -31,7 +32,7 @@ def labelled_points(rows, crs="EPSG:32633") -> QgsVectorLayer:
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
         feature.setAttributes([label, score])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -41,7 +42,7 @@ def square_area(x0, y0, x1, y1, crs="EPSG:32633") -> QgsVectorLayer:
     feature.setGeometry(
         QgsGeometry.fromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
     )
-    layer.dataProvider().addFeatures([feature])
+    assert layer.dataProvider().addFeatures([feature])[0]
     return layer
 
 
@@ -62,7 +63,7 @@ def test_majority_fill_and_official_colours(mus_provider, qgis_new_project):
             "LABEL_SET": 1,
             "AREA": square_area(291_000, 4_640_000, 291_400, 4_640_100),
             "PROJECTED_CRS": "EPSG:32633",
-            "OUTPUT": "TEMPORARY_OUTPUT",
+            "OUTPUT": QgsProcessing.TEMPORARY_OUTPUT,
         },
         context=context,
     )

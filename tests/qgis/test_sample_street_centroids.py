@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
-import processing
 import pytest
+from qgis import processing
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsGeometry,
+    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -33,7 +34,7 @@ def _polygon_layer(wkt_polygons: list[str], crs: str = "EPSG:4326") -> QgsVector
         feature = QgsFeature()
         feature.setGeometry(QgsGeometry.fromWkt(wkt))
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     return layer
 
 
@@ -176,7 +177,7 @@ def test_loaded_output_gets_the_style(mus_provider, qgis_new_project):
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     result = processing.runAndLoadResults(
-        ALG, {"OSM_FILE": str(ROME_OSM), "OUTPUT": "TEMPORARY_OUTPUT"}, context=context
+        ALG, {"OSM_FILE": str(ROME_OSM), "OUTPUT": QgsProcessing.TEMPORARY_OUTPUT}, context=context
     )
     layer = QgsProject.instance().mapLayer(result["OUTPUT"])
     assert layer is not None
