@@ -70,3 +70,22 @@ class ServiceError(MusError, RuntimeError):
 
 class CredentialsError(ServiceError):
     """The key or token is missing, invalid or not allowed: the whole run stops at once."""
+
+
+def secret_variants(secrets) -> list[str]:
+    """Every form in which a secret can show up in a message: as given, trimmed, and as Python
+    quotes it in an error (a line break inside shows as a backslash and "r"); longest first, so
+    that replacing them in order leaves no part of one showing."""
+    variants = {
+        variant
+        for secret in secrets
+        if secret
+        for variant in (
+            secret,
+            secret.strip(),
+            repr(secret)[1:-1],
+            repr(secret.encode("utf-8", "replace"))[2:-1],
+        )
+        if len(variant) >= 4  # shorter is no secret, and would blank ordinary words
+    }
+    return sorted(variants, key=len, reverse=True)

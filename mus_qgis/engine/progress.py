@@ -37,6 +37,15 @@ class LoggingProgress:
         self.messages.append(message)
         log.info(message)
 
+    def warning(self, message: str) -> None:
+        self.messages.append(message)
+        log.warning(message)
+
+
+def warn(progress, message: str) -> None:
+    """A warning through ``progress`` (as an info line where the caller has no warnings)."""
+    (getattr(progress, "warning", None) or progress.info)(message)
+
 
 def check_canceled(progress: Progress) -> None:
     """Raise :class:`CanceledError` if the caller asked to stop."""

@@ -217,6 +217,8 @@ class FakeImageryServices:
             image = self.nearest(lon, lat, float(query.get("radius", 50)))
             if image is None:
                 return _json({"status": "ZERO_RESULTS"})
+            if fault == "ok-without-pano-id":
+                return _json({"status": "OK", "location": {"lat": image.lat, "lng": image.lon}})
             return _json(
                 {
                     "status": "OK",
@@ -235,6 +237,8 @@ class FakeImageryServices:
                 self.downloads[(query["pano"], query.get("heading"))] += 1
             if fault == "placeholder":
                 return 200, "image/jpeg", _grey_jpeg()
+            if fault in _NOT_IMAGES:
+                return 200, *_NOT_IMAGES[fault]
             return 200, "image/jpeg", self.photo_bytes
         if route.startswith("mly"):
             if route != "mly-thumb" and headers.get("Authorization") != f"OAuth {GOOD_TOKEN}":
@@ -264,6 +268,13 @@ class FakeImageryServices:
                     for i in self.images.values()
                     if west <= i.lon <= east and south <= i.lat <= north
                 ]
+                if fault == "error-as-string":
+                    return _json({"error": "some text"})
+                for item in data:
+                    if fault == "item-without-geometry":
+                        del item["geometry"]
+                    elif fault == "captured-as-iso-text":
+                        item["captured_at"] = "2019-06-01T10:00:00Z"
                 return _json({"data": data})
             if route == "mly-entity":
                 image_id = path.rsplit("/", 1)[-1]
@@ -283,6 +294,8 @@ class FakeImageryServices:
             image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
             if fault == "expired":
                 return 403, "application/xml", b"<Error>Request has expired</Error>"
+            if fault in _NOT_IMAGES:
+                return 200, *_NOT_IMAGES[fault]
             with self.lock:
                 self.downloads[(image_id, None)] += 1
             image = self.images[image_id]
@@ -315,6 +328,13 @@ class FakeImageryServices:
         with self.lock:
             self.downloads[(image_id, None)] += 1
         return 200, "image/jpeg", self.photo_bytes
+
+
+# Answers some services send now and then with status 200 where an image belongs.
+_NOT_IMAGES = {
+    "empty-image": ("image/jpeg", b""),
+    "html-as-image": ("image/jpeg", b"<html><body>Please sign in</body></html>"),
+}
 
 
 class _Server(ThreadingHTTPServer):

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import CanceledError, CredentialsError, MusError
-from ..progress import LoggingProgress, Progress
+from ..progress import LoggingProgress, Progress, warn
 from .http import Http, image_decodes
 from .sources import imagery_sources
 from .sources.base import (
@@ -34,6 +34,7 @@ from .sources.base import (
 
 STATUS_OK = "ok"
 STATUS_NONE = "no imagery"
+STATUS_NOT_TRIED = "not tried"
 
 
 @dataclass
@@ -45,6 +46,9 @@ class FetchSettings:
     concurrency: int = 8
     url: str = ""
     location: str = ""  # local photos: a folder or CSV
+    # After this many failed requests in a row the run stops asking the service (a dead service
+    # would otherwise cost every point its full retries); the rest is "not tried", resumable.
+    max_consecutive_failures: int = 5
 
 
 @dataclass
@@ -92,6 +96,8 @@ def fetch_imagery(
         return []
     with _Lookups(root / "lookups.sqlite") as lookups:
         _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
+    for outcome in outcomes.values():
+        _keep_written_files(outcome)
     for point in points:
         outcome = outcomes[point.key]
         if outcome.duplicate_of is not None:
@@ -119,6 +125,10 @@ class _Pipeline:
         self.ready: deque = deque()
         self.done = {"find": 0, "prepare": 0, "fetch": 0}
         self.reused = 0
+        self.failures_in_a_row = 0
+        self.failures_logged = 0
+        self.stopped_asking = ""  # why the run stopped asking the service, once it has
+        self.lock = threading.Lock()
 
     def run(self) -> None:
         count = len(self.points)
@@ -163,6 +173,40 @@ class _Pipeline:
             return self._prepare(task[1])
         return self._fetch(*task[1:])
 
+    def _failed(self, outcome: FetchOutcome, exc: BaseException) -> None:
+        """Record a point's failure; enough failures in a row and the service is not asked again."""
+        status = describe_failure(exc, self.source.http.redact)
+        if not outcome.status.startswith("error"):
+            outcome.status = status
+        with self.lock:
+            self.failures_in_a_row += 1
+            if self.failures_logged < 5:
+                self.failures_logged += 1
+                warn(self.progress, f"Point {outcome.key}: {status}")
+            limit = self.settings.max_consecutive_failures if self.source.remote else 0
+            if limit > 0 and self.failures_in_a_row >= limit and not self.stopped_asking:
+                self.stopped_asking = (
+                    f"{self.source.title} failed {self.failures_in_a_row} times in a row "
+                    f"(last: {status.removeprefix('error: ')})"
+                )
+                warn(
+                    self.progress,
+                    f"{self.stopped_asking}: the run stops asking it. The points not reached are "
+                    f"marked '{STATUS_NOT_TRIED}'; run again later to fetch them (everything "
+                    "fetched so far is kept).",
+                )
+
+    def _succeeded(self) -> None:
+        with self.lock:
+            self.failures_in_a_row = 0
+
+    def _not_tried(self, outcome: FetchOutcome) -> bool:
+        if not self.stopped_asking:
+            return False
+        if not outcome.status.startswith("error"):
+            outcome.status = f"{STATUS_NOT_TRIED}: {self.stopped_asking}"
+        return True
+
     def _finished(self, task, result) -> None:
         kind = task[0]
         self.done["fetch" if kind in ("view", "whole") else kind] += 1
@@ -202,13 +246,16 @@ class _Pipeline:
         try:
             if cached is not None:
                 candidate = cached or None
+            elif self._not_tried(outcome):
+                return
             else:
                 candidate = self.source.find(point, self.settings.radius_m, self.settings.window)
                 self.lookups.put(key, candidate)
+                self._succeeded()
         except (CredentialsError, CanceledError):
             raise
-        except MusError as exc:
-            outcome.status = f"error: {exc}"
+        except Exception as exc:  # an odd answer costs this point, never the run
+            self._failed(outcome, exc)
             return
         self.candidates[index] = candidate
         if candidate is None:
@@ -231,8 +278,8 @@ class _Pipeline:
             planned, headings = self.source.planned_files(
                 candidate, point, self.settings.plan, folder
             )
-        except MusError as exc:
-            outcome.status = f"error: {exc}"
+        except Exception as exc:
+            outcome.status = describe_failure(exc, self.source.http.redact)
             return []
         # Leftovers of a killed run; one task owns each image folder, so none is in use.
         for leftover in folder.glob(".*.part"):
@@ -255,17 +302,44 @@ class _Pipeline:
         point, candidate = self.points[index], self.candidates[index]
         outcome = self.outcomes[point.key]
         folder = self.root / _safe(candidate.image_id)
+        if self._not_tried(outcome):
+            return
         try:
             if path is None:
                 paths, headings = self.source.download(candidate, point, self.settings.plan, folder)
                 outcome.paths, outcome.headings = [str(p) for p in paths], list(headings)
             else:
                 self.source.download_view(candidate, heading, path, self.settings.plan)
+            self._succeeded()
         except (CredentialsError, CanceledError):
             raise
-        except MusError as exc:
-            if not outcome.status.startswith("error"):
-                outcome.status = f"error: {exc}"
+        except Exception as exc:  # an odd answer costs this image, never the run
+            self._failed(outcome, exc)
+
+
+def _keep_written_files(outcome: FetchOutcome) -> None:
+    """List only the files that are there: a view that failed is no image to classify."""
+    if outcome.duplicate_of is not None or not outcome.paths:
+        return
+    kept = [
+        (p, h) for p, h in zip(outcome.paths, outcome.headings, strict=False) if Path(p).exists()
+    ]
+    if len(kept) == len(outcome.paths):
+        return
+    if outcome.status == STATUS_OK:
+        outcome.status = (
+            f"error: {len(outcome.paths) - len(kept)} of {len(outcome.paths)} files missing"
+        )
+    outcome.paths = [p for p, _ in kept]
+    outcome.headings = [h for _, h in kept]
+
+
+def describe_failure(exc: BaseException, redact) -> str:
+    """A per-point status for a failure: the project's own errors say what happened; anything
+    else is an answer the code did not expect, named with its type (never a secret)."""
+    if isinstance(exc, MusError):
+        return f"error: {redact(str(exc))}"
+    return f"error: unexpected answer ({type(exc).__name__}: {redact(str(exc))[:200]})"
 
 
 def _safe(image_id: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from ..deps import require
-from ..errors import CanceledError, CredentialsError, ServiceError
+from ..errors import CanceledError, CredentialsError, ServiceError, secret_variants
 from ..progress import Progress
 
 _SECRET_PARAMS = re.compile(
@@ -76,6 +76,7 @@ class Http:
     max_connections: int = 64
 
     def __post_init__(self) -> None:
+        self.secrets = secret_variants(self.secrets)
         require("urllib3")
         import urllib3
 
@@ -193,6 +194,13 @@ class Http:
                 self.counts["retries"] += attempt > 0
             try:
                 response = self._fetch(url, params, headers)
+            except ValueError as exc:
+                # http.client refuses a header value with a line break or control character;
+                # its message quotes the value, key or token included.
+                raise CredentialsError(
+                    "The key or token holds a character not allowed in a request (a line break "
+                    "or control character): check the authentication configuration."
+                ) from _RedactedError(self.redact(str(exc)))
             except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 last_problem = type(exc).__name__
                 self.sleep(self.policy.delay(attempt))
@@ -237,6 +245,10 @@ class Http:
                     ) from None
                 self.sleep(self.policy.delay(attempt))
         raise ServiceError(self.redact(f"{url} keeps answering with something that is not JSON"))
+
+
+class _RedactedError(Exception):
+    """The cause kept for a traceback, with its secrets already replaced."""
 
 
 _ssl_contexts: list = []

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 
-from ..errors import CanceledError, MusError
+from ..errors import CanceledError, MusError, secret_variants
 from ..resources import plugin_version
 from .protocol import PROTOCOL_VERSION, decode, encode
 
@@ -46,10 +46,13 @@ class Channel:
 class JobProgress:
     """The engine's progress channel (``progress.Progress``) for one job of the worker."""
 
-    def __init__(self, channel: Channel, job_id: str, cancel: threading.Event) -> None:
+    def __init__(
+        self, channel: Channel, job_id: str, cancel: threading.Event, redact=lambda text: text
+    ) -> None:
         self._channel = channel
         self._id = job_id
         self._cancel = cancel
+        self._redact = redact
         self._last_sent = 0.0
         self._last_percent = -1.0
 
@@ -71,6 +74,7 @@ class JobProgress:
         self.log("warning", message)
 
     def log(self, level: str, message: str) -> None:
+        message = self._redact(message)
         self._channel.send({"type": "log", "id": self._id, "level": level, "message": message})
 
 
@@ -156,7 +160,8 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
         job_id = str(message.get("id"))
         with lock:
             cancel = cancels.setdefault(job_id, threading.Event())
-        progress = JobProgress(channel, job_id, cancel)
+        redact = secret_redactor(message.get("params") or {})
+        progress = JobProgress(channel, job_id, cancel, redact)
         forward.progress = progress
         try:
             run = JOBS.get(str(message.get("job")))
@@ -167,7 +172,7 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
             result = run(message.get("params") or {}, progress)
             channel.send({"type": "result", "id": job_id, "result": result or {}})
         except BaseException as exc:  # every failure is an answer; the worker lives on
-            channel.send(_error_message(job_id, exc))
+            channel.send(_error_message(job_id, exc, redact))
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 return 1
         finally:
@@ -176,14 +181,27 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
                 cancels.pop(job_id, None)
 
 
-def _error_message(job_id: str, exc: BaseException) -> dict:
+def secret_redactor(params: dict):
+    """A function that blanks the job's own secrets (its credentials, as given, trimmed and as
+    Python quotes them) out of any text: the last guard before a message leaves the worker."""
+    ordered = secret_variants(str(v) for v in (params.get("credentials") or {}).values() if v)
+
+    def redact(text: str) -> str:
+        for secret in ordered:
+            text = text.replace(secret, "***")
+        return text
+
+    return redact
+
+
+def _error_message(job_id: str, exc: BaseException, redact=lambda text: text) -> dict:
     user_error = isinstance(exc, MusError)
     return {
         "type": "error",
         "id": job_id,
         "error": type(exc).__name__,
-        "message": str(exc) or type(exc).__name__,
+        "message": redact(str(exc) or type(exc).__name__),
         "user_error": user_error,
         "canceled": isinstance(exc, CanceledError),
-        "traceback": "" if user_error else traceback.format_exc(),
+        "traceback": "" if user_error else redact(traceback.format_exc()),
     }

@@ -24,6 +24,12 @@ class Credentials:
     key: str = ""  # Street View key, Mapillary client token
     secret: str = ""  # Street View URL-signing secret
 
+    def __post_init__(self) -> None:
+        # Keys are read from files and variables that may end in a line break (a token file saved
+        # with Windows line endings): no service key holds whitespace at either end.
+        object.__setattr__(self, "key", (self.key or "").strip())
+        object.__setattr__(self, "secret", (self.secret or "").strip())
+
     def __repr__(self) -> str:  # never show a secret, even in a traceback
         key = "***" if self.key else ""
         secret = "***" if self.secret else ""
@@ -88,6 +94,7 @@ class ImagerySource:
     order: ClassVar[int] = 100
     needs_key: ClassVar[bool] = False
     default_url: ClassVar[str] = ""
+    remote: ClassVar[bool] = True  # asks a service (whose failures in a row stop the asking)
 
     def __init__(
         self, http: Http, credentials: Credentials | None = None, url: str = "", location: str = ""
@@ -130,6 +137,7 @@ class ImagerySource:
         """Write a downloaded image as planned: as it is, or cut into views of a panorama."""
         from ..http import write_atomic
 
+        require_image(data)
         if len(paths) == 1 and (plan.whole_panorama or not candidate.is_panorama):
             write_atomic(paths[0], data)
             return
@@ -171,6 +179,19 @@ def cut_views(image_bytes: bytes, candidate: Candidate, headings: list[float], p
         Image.fromarray(view.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=92)
         out.append(buffer.getvalue())
     return out
+
+
+def require_image(data: bytes, content_type: str = "") -> None:
+    """Stop a download whose answer is not a whole image (an empty body, an HTML page served as
+    the image, a truncated file, a decompression bomb) before anything is written."""
+    from ...errors import ServiceError
+    from ..http import image_decodes
+
+    if not data:
+        raise ServiceError("the service answered with an empty body instead of an image")
+    if not image_decodes(data):
+        kind = f", {content_type}" if content_type else ""
+        raise ServiceError(f"the service's answer is not a whole image ({len(data)} bytes{kind})")
 
 
 def is_placeholder(image_bytes: bytes) -> bool:

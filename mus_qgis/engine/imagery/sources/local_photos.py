@@ -25,6 +25,7 @@ class LocalPhotos(ImagerySource):
     name = "local"
     title = "Local geotagged photos"
     order = 4
+    remote = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -46,10 +46,15 @@ class Mapillary(ImagerySource):
             credentials_rejected=_refused,
         )
         if "error" in answer:
-            raise ServiceError(self.http.redact(f"Mapillary: {answer['error'].get('message')}"))
+            error = answer["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise ServiceError(self.http.redact(f"Mapillary: {message}"))
         best = None
         for item in answer.get("data") or []:
-            lon, lat = item["geometry"]["coordinates"][:2]
+            coordinates = (item.get("geometry") or {}).get("coordinates") or []
+            if len(coordinates) < 2 or "id" not in item:
+                continue  # an item without a place or an id is no candidate
+            lon, lat = coordinates[:2]
             distance = distance_m(point.lon, point.lat, lon, lat)
             captured = _captured(item.get("captured_at"))
             if distance > radius_m or not window.contains(captured):
@@ -109,11 +114,17 @@ class Mapillary(ImagerySource):
         return paths, headings
 
 
-def _transient(response) -> bool:
+def _error_of(response) -> dict:
+    """The answer's error object; {} for none (or for an error given as a bare string)."""
     try:
-        error = response.json().get("error") or {}
+        error = response.json().get("error")
     except (ValueError, AttributeError):
-        return False
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+def _transient(response) -> bool:
+    error = _error_of(response)
     return bool(error.get("is_transient")) or error.get("code") in (4, 17, 32, 613)
 
 
@@ -122,14 +133,19 @@ def _refused(response) -> bool:
         return True
     if response.status_code != 403:
         return False
-    try:
-        error = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        return False
+    error = _error_of(response)
     return error.get("code") in (190, 102) or error.get("type") == "OAuthException"
 
 
-def _captured(milliseconds):
-    if milliseconds is None:
+def _captured(value):
+    """The capture date from milliseconds since 1970 (the documented form) or an ISO text."""
+    if value is None or value == "":
         return None
-    return datetime.fromtimestamp(int(milliseconds) / 1000, tz=timezone.utc).date()
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).date()
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    except ValueError:
+        return None

@@ -67,6 +67,8 @@ class StreetView(ImagerySource):
                     f"Street View metadata answered {status}: {answer.get('error_message', '')}"
                 )
             )
+        if not answer.get("pano_id"):
+            raise ServiceError("Street View metadata said OK but named no panorama (no pano_id)")
         location = answer.get("location") or {}
         lat, lon = float(location.get("lat", point.lat)), float(location.get("lng", point.lon))
         if distance_m(point.lon, point.lat, lon, lat) > radius_m:
@@ -107,7 +109,7 @@ class StreetView(ImagerySource):
         self, candidate: Candidate, heading: float, path: Path, plan: ViewPlan
     ) -> None:
         """One view; the fetcher calls this per view so that views download in parallel."""
-        from .base import is_placeholder
+        from .base import is_placeholder, require_image
 
         size = min(plan.size, MAX_SIZE)
         url = self._signed(
@@ -131,6 +133,7 @@ class StreetView(ImagerySource):
                 self.http.redact(f"Street View image request answered HTTP {response.status_code}"),
                 response.status_code,
             )
+        require_image(response.content, response.headers.get("Content-Type", ""))
         if is_placeholder(response.content):
             raise ServiceError("Street View sent a grey placeholder instead of imagery")
         write_atomic(path, response.content)

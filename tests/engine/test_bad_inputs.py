@@ -1,0 +1,185 @@
+"""Bad and hostile answers from imagery services: each costs at most its own point, says what
+happened, keeps what was fetched, and never shows a key.
+
+Each case is served by the fake services on 127.0.0.1 the way the real services sometimes answer.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import pytest
+
+from mus_qgis.engine.errors import CredentialsError
+from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
+from mus_qgis.engine.imagery.http import RetryPolicy
+from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
+from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.engine.worker.server import _error_message, secret_redactor
+from tests.engine.test_fetch import http_for, points_on, run
+from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
+
+
+def written_files(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*.jpg") if p.is_file()]
+
+
+# -- secrets -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("ending", ["\r", "\n", "\r\n", " "])
+def test_a_token_read_with_a_line_ending_is_trimmed_and_works(tmp_path, ending):
+    images = grid_images(3)
+    credentials = Credentials(GOOD_TOKEN + ending)
+    assert credentials.key == GOOD_TOKEN
+    with FakeImageryServices(images) as fake:
+        settings = FetchSettings("mapillary", url=fake.mapillary_url, concurrency=1)
+        outcomes = fetch_imagery(
+            points_on(images)[:3], settings, tmp_path, credentials, http=http_for(credentials)
+        )
+    assert [o.status for o in outcomes] == ["ok"] * 3
+
+
+def test_a_token_with_a_line_break_inside_is_refused_without_showing_it(tmp_path):
+    token = "MLY|4242|abc\rdef-secret"
+    credentials = Credentials(token)
+    images = grid_images(2)
+    with FakeImageryServices(images) as fake:
+        settings = FetchSettings("mapillary", url=fake.mapillary_url)
+        with pytest.raises(CredentialsError, match="not allowed in a request") as raised:
+            fetch_imagery(
+                points_on(images), settings, tmp_path, credentials, http=http_for(credentials)
+            )
+    shown = "".join(traceback.format_exception(raised.value))
+    for part in ("abc", "def-secret", "MLY|4242"):
+        assert part not in shown, part
+
+
+def test_the_worker_blanks_a_jobs_secrets_out_of_any_error_it_sends():
+    """The last guard: whatever a library puts in an error, the worker's answer carries no
+    credential of the job, in any of the forms Python prints it."""
+    token = "MLY|4242|abcdef\r"
+    redact = secret_redactor({"credentials": {"key": token, "secret": "sign-secret-xyz"}})
+    try:
+        raise ValueError(f"Invalid header value {('OAuth ' + token).encode()!r} (sign-secret-xyz)")
+    except ValueError as exc:
+        answer = _error_message("7", exc, redact)
+    shown = answer["message"] + answer["traceback"]
+    assert "Invalid header value" in answer["message"]
+    for part in ("MLY|4242|abcdef", "sign-secret-xyz"):
+        assert part not in shown, part
+
+
+# -- odd answers cost one point, not the run ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("source", "route", "fault", "first_status"),
+    [
+        ("mapillary", "mly-search", "error-as-string", "error: Mapillary: some text"),
+        ("mapillary", "mly-search", "item-without-geometry", "no imagery"),
+        ("mapillary", "mly-search", "captured-as-iso-text", "ok"),
+        ("streetview", "sv-metadata", "ok-without-pano-id", "error: Street View metadata"),
+    ],
+)
+def test_an_odd_answer_costs_its_point_only(tmp_path, source, route, fault, first_status):
+    images = grid_images(4)
+    points = points_on(images)[:4]
+    with FakeImageryServices(images) as fake:
+        fake.faults[route] = [fault]
+        outcomes = run(fake, source, tmp_path, points, concurrency=1)
+    assert [o.key for o in outcomes] == [p.key for p in points]
+    assert outcomes[0].status.startswith(first_status), outcomes[0].status
+    assert [o.status for o in outcomes[1:]] == ["ok"] * 3
+    if fault == "captured-as-iso-text":
+        assert outcomes[0].captured is not None and outcomes[0].captured.year == 2019
+
+
+# -- an answer that is not an image is never saved, nor called ok ------------------------------
+@pytest.mark.parametrize("fault", ["empty-image", "html-as-image"])
+def test_a_body_that_is_not_an_image_is_that_points_error(tmp_path, fault):
+    images = grid_images(
+        3,
+    )
+    for image in images:
+        image.is_pano = False  # one flat photo per point: one download each
+    points = points_on(images)[:3]
+    with FakeImageryServices(images) as fake:
+        fake.faults["mly-thumb"] = [fault]
+        outcomes = run(fake, "mapillary", tmp_path, points, concurrency=1)
+    first = outcomes[0]
+    assert first.status.startswith("error:") and "image" in first.status, first.status
+    assert first.paths == []
+    assert [o.status for o in outcomes[1:]] == ["ok"] * 2
+    assert len(written_files(tmp_path)) == 2  # nothing written for the bad answer
+
+
+def test_a_point_whose_views_all_failed_lists_no_file(tmp_path):
+    images = grid_images(2)
+    points = points_on(images)[:2]
+    plan = ViewPlan(count=4)
+    with FakeImageryServices(images) as fake:
+        fake.faults["sv-image"] = ["empty-image"] * 4  # the first point's four views
+        outcomes = run(fake, "streetview", tmp_path, points, concurrency=1, plan=plan)
+    assert outcomes[0].status.startswith("error:") and outcomes[0].paths == []
+    assert outcomes[0].headings == []
+    assert outcomes[1].status == "ok" and len(outcomes[1].paths) == 4
+    assert all(Path(p).exists() for p in outcomes[1].paths)
+
+
+def test_a_point_with_some_views_failed_lists_only_the_views_it_has(tmp_path):
+    images = grid_images(1)
+    with FakeImageryServices(images) as fake:
+        fake.faults["sv-image"] = ["empty-image"]
+        (outcome,) = run(
+            fake, "streetview", tmp_path, points_on(images)[:1], concurrency=1, plan=ViewPlan()
+        )
+    assert outcome.status.startswith("error:")
+    assert len(outcome.paths) == 3 == len(outcome.headings)
+    assert all(Path(p).exists() for p in outcome.paths)
+
+
+# -- a dead service: stop asking, say so, resume later -----------------------------------------
+def test_a_dead_service_is_no_longer_asked_and_the_rest_resumes_later(tmp_path):
+    images = grid_images(12)
+    points = points_on(images)[:12]
+    progress = LoggingProgress()
+    with FakeImageryServices(images) as fake:
+        fake.faults["sv-metadata"] = ["500"] * 1000
+        outcomes = run(
+            fake,
+            "streetview",
+            tmp_path,
+            points,
+            progress=progress,
+            concurrency=1,
+            max_consecutive_failures=3,
+        )
+        asked = fake.count("/maps/api/streetview/metadata")
+    statuses = [o.status for o in outcomes]
+    assert all(s.startswith("error:") for s in statuses[:3]), statuses
+    assert all(s.startswith("not tried:") for s in statuses[3:]), statuses
+    assert "failed 3 times in a row" in statuses[-1]
+    assert asked == 3 * 4  # three points, four attempts each; nobody asked after that
+    assert any("stops asking" in m for m in progress.messages)
+    assert any(m.startswith("Point 0: error:") for m in progress.messages)
+    with FakeImageryServices(images) as fake:  # the service is back: the same run resumes
+        resumed = run(fake, "streetview", tmp_path, points, concurrency=1)
+    assert [o.status for o in resumed] == ["ok"] * 12
+
+
+def test_a_service_that_hangs_past_every_timeout_costs_a_bounded_time(tmp_path):
+    images = grid_images(10)
+    points = points_on(images)[:10]
+    hanging = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, timeout=0.3)
+    with FakeImageryServices(images) as fake:
+        fake.faults["sv-metadata"] = ["timeout"] * 1000
+        outcomes = run(
+            fake,
+            "streetview",
+            tmp_path,
+            points,
+            policy=hanging,
+            concurrency=1,
+            max_consecutive_failures=2,
+        )
+        asked = fake.count("/maps/api/streetview/metadata")
+    assert asked == 2 * 2
+    assert sum(o.status.startswith("not tried:") for o in outcomes) == 8
