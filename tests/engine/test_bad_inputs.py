@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.errors import CredentialsError
+from mus_qgis.engine.errors import CanceledError, CredentialsError, MusError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.http import RetryPolicy
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.worker.server import _error_message, secret_redactor
 from tests.engine.test_fetch import http_for, points_on, run
 from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
@@ -183,3 +184,36 @@ def test_a_service_that_hangs_past_every_timeout_costs_a_bounded_time(tmp_path):
         asked = fake.count("/maps/api/streetview/metadata")
     assert asked == 2 * 2
     assert sum(o.status.startswith("not tried:") for o in outcomes) == 8
+
+
+# -- a grid too large to be of use is refused before the work; filling can be stopped ------------
+def test_a_grid_of_millions_of_cells_is_refused_at_once_with_its_size():
+    import time
+
+    import shapely
+
+    area = shapely.box(0, 0, 2500, 450)  # the reported case: 1 m cells over 2.5 × 0.45 km
+    start = time.monotonic()
+    with pytest.raises(MusError, match=r"about 1,1\d\d,\d\d\d cells.*at least 2 m"):
+        resample_to_grid([10.0, 2000.0], [10.0, 400.0], [0, 1], 2, 1.0, area=area)
+    assert time.monotonic() - start < 1.0
+    result = resample_to_grid([10.0, 2000.0], [10.0, 400.0], [0, 1], 2, 50.0, area=area)
+    assert (result.label >= 0).all()
+
+
+def test_filling_a_grid_stops_on_a_cancel():
+    import shapely
+
+    class CancelAfter:
+        def __init__(self, calls):
+            self.calls = calls
+
+        def is_canceled(self):
+            self.calls -= 1
+            return self.calls < 0
+
+    area = shapely.box(0, 0, 20_000, 20_000)
+    progress = CancelAfter(3)
+    with pytest.raises(CanceledError):
+        resample_to_grid([10.0], [10.0], [0], 1, 40.0, area=area, progress=progress)
+    assert progress.calls == -1  # asked once per ring: stopped at the fourth ring

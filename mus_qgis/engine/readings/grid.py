@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 SHAPES = ("square", "hexagon")
+# More cells than a map can draw or a reader can use; a 1 m grid over a city is refused.
+MAX_CELLS = 1_000_000
 _SQUARE_NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 _HEX_NEIGHBOURS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, -1), (-1, 1)]
 
@@ -100,6 +102,8 @@ def resample_to_grid(
     weights=None,
     area=None,
     fill: bool = True,
+    progress=None,
+    max_cells: int = MAX_CELLS,
 ) -> GridResult:
     """The most frequent label per cell of a square or hexagonal grid.
 
@@ -107,7 +111,9 @@ def resample_to_grid(
     for points without a label, which are ignored); ``weights``: optional per-point weights
     (e.g. scores) instead of counting occurrences; ``area``: a shapely polygon of the study area
     in the same CRS (default: the points' bounding box), whose empty cells are filled.
-    Ties go to the label that comes first in the label set.
+    Ties go to the label that comes first in the label set. A grid of more than ``max_cells``
+    cells is refused before any work, with its size in the message; ``progress`` (optional)
+    is asked for a cancel between rings of the filling.
     """
     import numpy as np
 
@@ -142,12 +148,14 @@ def resample_to_grid(
         entropy = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)
     observed = {(int(k // span + a0), int(k % span + b0)): row for row, k in enumerate(cells)}
 
+    if fill:
+        _refuse_huge_grid(area, x, y, cell_size, max_cells)
     inside = _cells_inside(area, x, y, cell_size, shape, index_of, centres_of) if fill else set()
     all_cells = sorted(set(observed) | inside)
     assigned = {cell: int(majority[row]) for cell, row in observed.items()}
     distance = dict.fromkeys(observed, 0)
     if fill:
-        _dilate(assigned, distance, inside - set(observed), shape, points, observed)
+        _dilate(assigned, distance, inside - set(observed), shape, points, observed, progress)
 
     index = np.array(all_cells, dtype=np.int64).reshape(-1, 2)
     cx, cy = centres_of(index[:, 0], index[:, 1], cell_size)
@@ -166,6 +174,27 @@ def resample_to_grid(
         ~observed_mask & np.array([cell in assigned for cell in all_cells], dtype=bool),
         np.array([distance.get(cell, -1) for cell in all_cells], dtype=np.int64),
     )
+
+
+def _refuse_huge_grid(area, x, y, size: float, max_cells: int) -> None:
+    """Stop before the work when the grid would have more cells than anyone can use or wait for
+    (a 1 m grid over a city has hundreds of millions)."""
+    from ..errors import MusError
+
+    if area is not None:
+        west, south, east, north = area.bounds
+    elif len(x):
+        west, south, east, north = x.min(), y.min(), x.max(), y.max()
+    else:
+        return
+    cells = ((east - west) / size + 5) * ((north - south) / size + 5)
+    if cells > max_cells:
+        smallest = size * math.ceil(math.sqrt(cells / max_cells))
+        raise MusError(
+            f"A {size:g} m grid over this {(east - west) / 1000:.2f} × {(north - south) / 1000:.2f}"
+            f" km area would have about {int(cells):,} cells, more than {max_cells:,}: choose a "
+            f"cell size of at least {smallest:g} m."
+        )
 
 
 def _cells_inside(area, x, y, size, shape, index_of, centres_of) -> set:
@@ -194,15 +223,27 @@ def _cells_inside(area, x, y, size, shape, index_of, centres_of) -> set:
     return set(zip(grid_a[within].tolist(), grid_b[within].tolist(), strict=True))
 
 
-def _dilate(assigned: dict, distance: dict, empty: set, shape: str, points, observed) -> None:
+def _dilate(
+    assigned: dict, distance: dict, empty: set, shape: str, points, observed, progress=None
+) -> None:
     """Give empty cells, ring by ring outwards, the label most frequent among their labelled
     neighbours (ties: the neighbour cell with most points, then the earlier label)."""
     offsets = _SQUARE_NEIGHBOURS if shape == "square" else _HEX_NEIGHBOURS
     step = 0
+    # Only an empty neighbour of a cell labelled in the last ring can be labelled in the next
+    # (one next to an older cell was labelled already): each ring looks at those alone.
+    last_ring = set(assigned)
     while empty:
+        if progress is not None and progress.is_canceled():
+            from ..errors import CanceledError
+
+            raise CanceledError()
         step += 1
         frontier = {}
-        for cell in empty:
+        candidates = {
+            (cell[0] + da, cell[1] + db) for cell in last_ring for da, db in offsets
+        } & empty
+        for cell in candidates:
             neighbours = [(cell[0] + da, cell[1] + db) for da, db in offsets]
             labelled = [n for n in neighbours if n in assigned]
             if labelled:
@@ -220,3 +261,4 @@ def _dilate(assigned: dict, distance: dict, empty: set, shape: str, points, obse
             assigned[cell] = label
             distance[cell] = step
         empty -= frontier.keys()
+        last_ring = set(frontier)

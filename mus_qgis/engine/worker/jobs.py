@@ -417,6 +417,7 @@ def grid(params: dict, progress) -> dict:
             params["shape"],
             weights=arrays["weight"] if params.get("weighted") else None,
             area=area,
+            progress=progress,
         )
     except ValueError as exc:
         raise MusError(str(exc)) from exc
