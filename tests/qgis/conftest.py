@@ -16,3 +16,13 @@ def mus_provider(qgis_processing):
         provider = MusProvider()
         assert registry.addProvider(provider)
     return provider
+
+
+@pytest.fixture
+def load_results_headless(monkeypatch):
+    """processing.runAndLoadResults with no desktop, as in qgis_process: QGIS 3.44's result
+    loader hands ``iface.layerTreeView()`` to C++, and pytest-qgis's stand-in iface answers with
+    a mock that the C++ side refuses. (3.22 and 3.40 do not ask the iface.)"""
+    from processing.gui import Postprocessing
+
+    monkeypatch.setattr(Postprocessing, "iface", None, raising=False)

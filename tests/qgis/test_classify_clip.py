@@ -129,7 +129,7 @@ def test_second_label_set_reads_no_image(mus_provider, tmp_path, tiny_parameters
 
 
 def test_own_labels_templates_and_styled_output(
-    mus_provider, tmp_path, tiny_parameters, qgis_new_project
+    mus_provider, tmp_path, tiny_parameters, qgis_new_project, load_results_headless
 ):
     labels = tmp_path / "mine.csv"
     labels.write_text(

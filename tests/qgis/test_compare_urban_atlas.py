@@ -44,7 +44,9 @@ def points_on(polygons: QgsVectorLayer, predictions) -> QgsVectorLayer:
     return layer
 
 
-def test_agreement_with_real_corine_polygons(mus_provider, tmp_path, qgis_new_project):
+def test_agreement_with_real_corine_polygons(
+    mus_provider, tmp_path, qgis_new_project, load_results_headless
+):
     corine = QgsVectorLayer(f"{CORINE}|layername=clc18_mt", "clc", "ogr")
     assert corine.isValid()
     truth = [str(f["CODE_18"]) for f in corine.getFeatures()][:12]

@@ -46,7 +46,7 @@ def square_area(x0, y0, x1, y1, crs="EPSG:32633") -> QgsVectorLayer:
     return layer
 
 
-def test_majority_fill_and_official_colours(mus_provider, qgis_new_project):
+def test_majority_fill_and_official_colours(mus_provider, qgis_new_project, load_results_headless):
     rows = [
         (291_010, 4_640_010, GREEN, 0.2),
         (291_020, 4_640_020, GREEN, 0.2),

@@ -173,7 +173,7 @@ def test_cancel_is_honoured(mus_provider):
         processing.run(ALG, {"OSM_FILE": str(ROME_OSM), "OUTPUT": "memory:"}, feedback=feedback)
 
 
-def test_loaded_output_gets_the_style(mus_provider, qgis_new_project):
+def test_loaded_output_gets_the_style(mus_provider, qgis_new_project, load_results_headless):
     context = QgsProcessingContext()
     context.setProject(QgsProject.instance())
     result = processing.runAndLoadResults(
