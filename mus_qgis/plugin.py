@@ -11,10 +11,10 @@ from qgis.core import (
     QgsProcessingFeedback,
 )
 
+from .processing.base import LOG_TAG
 from .processing.provider import MusProvider
 
 MENU = "&Multimodal Urban Studies"
-LOG_TAG = "mus_qgis"
 
 
 class LoggingFeedback(QgsProcessingFeedback):

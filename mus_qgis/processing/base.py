@@ -20,6 +20,8 @@ from qgis.PyQt.QtGui import QIcon
 from ..engine.resources import resource_path
 from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED
 
+LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
+
 
 class MusAlgorithm(QgsProcessingAlgorithm):
     """Base of the plugin's algorithms; subclasses set ``NAME``, ``DISPLAY_NAME``, ``GROUP``."""

@@ -319,10 +319,10 @@ class FetchPanoramas(MusAlgorithm):
             key = config.config("username") or config.config("token") or ""
             return {"key": key.strip(), "secret": (config.config("password") or "").strip()}
         key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
-        # Trimmed: a value set from a file may end in a line break, which no key holds.
+        # A line break a value set from a file may end in is trimmed by the engine's Credentials.
         return {
-            "key": os.environ.get(key_variable, "").strip() if key_variable else "",
-            "secret": os.environ.get(secret_variable, "").strip() if secret_variable else "",
+            "key": os.environ.get(key_variable, "") if key_variable else "",
+            "secret": os.environ.get(secret_variable, "") if secret_variable else "",
         }
 
     def _points(self, source, parameters, context):

@@ -117,27 +117,25 @@ GEOMETRY_SUCCESS = newest(
 )
 
 # Field types: QgsField takes a QMetaType.Type from QGIS 3.38 (and only that on Qt 6); older QGIS
-# takes only a QVariant.Type, which flake8-qgis's QGS402 would have us drop.
-_FIELD_TYPES_QMETATYPE = {
-    "int": QMetaType.Type.Int,
-    "int64": QMetaType.Type.LongLong,
-    "double": QMetaType.Type.Double,
-    "string": QMetaType.Type.QString,
-}
-_FIELD_TYPES_QVARIANT = (
+# takes only a QVariant.Type, which flake8-qgis's QGS402 would have us drop. (Qt 6's QVariant has
+# no Type, so the older table is built only where it is used.)
+_FIELD_TYPES = (
     {
+        "int": QMetaType.Type.Int,
+        "int64": QMetaType.Type.LongLong,
+        "double": QMetaType.Type.Double,
+        "string": QMetaType.Type.QString,
+    }
+    if Qgis.QGIS_VERSION_INT >= 33800
+    else {
         "int": QVariant.Type.Int,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
         "int64": QVariant.Type.LongLong,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
         "double": QVariant.Type.Double,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
         "string": QVariant.Type.String,  # noqa: QGS402 (QGIS < 3.38 takes no QMetaType)
     }
-    if Qgis.QGIS_VERSION_INT < 33800
-    else {}
 )
 
 
 def make_field(name: str, kind: str) -> QgsField:
     """A QgsField of a kind ('int', 'int64', 'double', 'string') on QGIS 3.22 and on Qt 6."""
-    if Qgis.QGIS_VERSION_INT >= 33800:
-        return QgsField(name, _FIELD_TYPES_QMETATYPE[kind])
-    return QgsField(name, _FIELD_TYPES_QVARIANT[kind])
+    return QgsField(name, _FIELD_TYPES[kind])

@@ -26,7 +26,7 @@ from qgis.core import (
 
 from ..engine.resources import plugin_version, resource_path
 from ..engine.streets.street_classes import street_classes
-from .base import MusAlgorithm, plugin_cache_dir, project_in_place, style_on_load
+from .base import LOG_TAG, MusAlgorithm, plugin_cache_dir, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_DOUBLE,
@@ -275,6 +275,6 @@ def style_street_centroids(layer) -> None:
     message, loaded = layer.loadNamedStyle(str(resource_path("styles", "street_centroids.qml")))
     if not loaded:  # the points stay usable, drawn in QGIS's default style
         QgsMessageLog.logMessage(
-            f"Street centroid style not applied: {message}", "mus_qgis", Qgis.MessageLevel.Warning
+            f"Street centroid style not applied: {message}", LOG_TAG, Qgis.MessageLevel.Warning
         )
     layer.triggerRepaint()

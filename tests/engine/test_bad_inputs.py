@@ -17,7 +17,7 @@ from mus_qgis.engine.imagery.http import RetryPolicy
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.grid import resample_to_grid
-from mus_qgis.engine.worker.server import _error_message, secret_redactor
+from mus_qgis.engine.worker.server import _error_message, job_secret_redactor
 from tests.engine.test_fetch import http_for, points_on, run
 from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
 
@@ -59,7 +59,7 @@ def test_the_worker_blanks_a_jobs_secrets_out_of_any_error_it_sends():
     """The last guard: whatever a library puts in an error, the worker's answer carries no
     credential of the job, in any of the forms Python prints it."""
     token = "MLY|4242|abcdef\r"
-    redact = secret_redactor({"credentials": {"key": token, "secret": "sign-secret-xyz"}})
+    redact = job_secret_redactor({"credentials": {"key": token, "secret": "sign-secret-xyz"}})
     try:
         raise ValueError(f"Invalid header value {('OAuth ' + token).encode()!r} (sign-secret-xyz)")
     except ValueError as exc:

@@ -20,12 +20,14 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from ..deps import require
-from ..errors import CanceledError, CredentialsError, ServiceError, secret_variants
+from ..errors import CanceledError, CredentialsError, ServiceError, secret_redactor
 from ..progress import Progress
 
 _SECRET_PARAMS = re.compile(
     r"((?:key|signature|access_token|token|client_secret)=)[^&\s'\"]+", re.I
 )
+# Line breaks and other control characters (a tab aside), which no HTTP header value may hold.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -76,7 +78,7 @@ class Http:
     max_connections: int = 64
 
     def __post_init__(self) -> None:
-        self.secrets = secret_variants(self.secrets)
+        self._blank_secrets = secret_redactor(self.secrets)
         require("urllib3")
         import urllib3
 
@@ -100,11 +102,7 @@ class Http:
         self._local = threading.local()
 
     def redact(self, text: str) -> str:
-        text = _SECRET_PARAMS.sub(r"\1***", str(text))
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._blank_secrets(_SECRET_PARAMS.sub(r"\1***", str(text)))
 
     def canceled(self) -> bool:
         return bool(self.progress and self.progress.is_canceled())
@@ -185,6 +183,13 @@ class Http:
 
         import urllib3
 
+        if headers and any(_CONTROL_CHARACTER.search(str(v)) for v in headers.values()):
+            # http.client would refuse the header with a message that quotes its value, key or
+            # token included; the only header values here that come from a user are credentials.
+            raise CredentialsError(
+                "The key or token holds a character not allowed in a request (a line break "
+                "or control character): check the authentication configuration."
+            )
         last_problem = ""
         for attempt in range(self.policy.attempts):
             if self.canceled():
@@ -194,13 +199,6 @@ class Http:
                 self.counts["retries"] += attempt > 0
             try:
                 response = self._fetch(url, params, headers)
-            except ValueError as exc:
-                # http.client refuses a header value with a line break or control character;
-                # its message quotes the value, key or token included.
-                raise CredentialsError(
-                    "The key or token holds a character not allowed in a request (a line break "
-                    "or control character): check the authentication configuration."
-                ) from _RedactedError(self.redact(str(exc)))
             except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 last_problem = type(exc).__name__
                 self.sleep(self.policy.delay(attempt))
@@ -245,10 +243,6 @@ class Http:
                     ) from None
                 self.sleep(self.policy.delay(attempt))
         raise ServiceError(self.redact(f"{url} keeps answering with something that is not JSON"))
-
-
-class _RedactedError(Exception):
-    """The cause kept for a traceback, with its secrets already replaced."""
 
 
 _ssl_contexts: list = []

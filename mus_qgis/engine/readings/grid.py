@@ -12,6 +12,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+from ..progress import check_canceled
+
 SHAPES = ("square", "hexagon")
 # More cells than a map can draw or a reader can use; a 1 m grid over a city is refused.
 MAX_CELLS = 1_000_000
@@ -181,12 +183,10 @@ def _refuse_huge_grid(area, x, y, size: float, max_cells: int) -> None:
     (a 1 m grid over a city has hundreds of millions)."""
     from ..errors import MusError
 
-    if area is not None:
-        west, south, east, north = area.bounds
-    elif len(x):
-        west, south, east, north = x.min(), y.min(), x.max(), y.max()
-    else:
+    bounds = _bounds(area, x, y)
+    if bounds is None:
         return
+    west, south, east, north = bounds
     cells = ((east - west) / size + 5) * ((north - south) / size + 5)
     if cells > max_cells:
         smallest = size * math.ceil(math.sqrt(cells / max_cells))
@@ -197,16 +197,22 @@ def _refuse_huge_grid(area, x, y, size: float, max_cells: int) -> None:
         )
 
 
+def _bounds(area, x, y):
+    """West, south, east, north of the study area (default: of the points); None for neither."""
+    if area is not None:
+        return area.bounds
+    if len(x):
+        return x.min(), y.min(), x.max(), y.max()
+    return None
+
+
 def _cells_inside(area, x, y, size, shape, index_of, centres_of) -> set:
     """Cells whose centre lies in the study area (default: the points' bounding box)."""
     import numpy as np
 
-    if area is None:
-        if not len(x):
-            return set()
-        bounds = (x.min(), y.min(), x.max(), y.max())
-    else:
-        bounds = area.bounds
+    bounds = _bounds(area, x, y)
+    if bounds is None:
+        return set()
     corners_x = np.array([bounds[0], bounds[2], bounds[0], bounds[2]])
     corners_y = np.array([bounds[1], bounds[1], bounds[3], bounds[3]])
     a, b = index_of(corners_x, corners_y, size)
@@ -234,10 +240,8 @@ def _dilate(
     # (one next to an older cell was labelled already): each ring looks at those alone.
     last_ring = set(assigned)
     while empty:
-        if progress is not None and progress.is_canceled():
-            from ..errors import CanceledError
-
-            raise CanceledError()
+        if progress is not None:
+            check_canceled(progress)
         step += 1
         frontier = {}
         candidates = {

@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 
-from ..errors import CanceledError, MusError, secret_variants
+from ..errors import CanceledError, MusError, secret_redactor
 from ..resources import plugin_version
 from .protocol import PROTOCOL_VERSION, decode, encode
 
@@ -160,7 +160,7 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
         job_id = str(message.get("id"))
         with lock:
             cancel = cancels.setdefault(job_id, threading.Event())
-        redact = secret_redactor(message.get("params") or {})
+        redact = job_secret_redactor(message.get("params") or {})
         progress = JobProgress(channel, job_id, cancel, redact)
         forward.progress = progress
         try:
@@ -181,17 +181,10 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
                 cancels.pop(job_id, None)
 
 
-def secret_redactor(params: dict):
+def job_secret_redactor(params: dict):
     """A function that blanks the job's own secrets (its credentials, as given, trimmed and as
     Python quotes them) out of any text: the last guard before a message leaves the worker."""
-    ordered = secret_variants(str(v) for v in (params.get("credentials") or {}).values() if v)
-
-    def redact(text: str) -> str:
-        for secret in ordered:
-            text = text.replace(secret, "***")
-        return text
-
-    return redact
+    return secret_redactor(str(v) for v in (params.get("credentials") or {}).values() if v)
 
 
 def _error_message(job_id: str, exc: BaseException, redact=lambda text: text) -> dict:
