@@ -1,0 +1,1 @@
+"""Bad and hostile inputs to the Processing algorithms: one file per algorithm family."""
