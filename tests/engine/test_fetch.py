@@ -45,6 +45,7 @@ def settings_for(fake, source: str, **kwargs) -> tuple[FetchSettings, Credential
         "streetview": fake.streetview_url,
         "mapillary": fake.mapillary_url,
         "kartaview": fake.kartaview_url,
+        "panoramax": fake.panoramax_url,
     }
     credentials = {
         "streetview": Credentials(GOOD_KEY, ""),
@@ -61,10 +62,11 @@ def run(fake, source, cache, points, progress=None, policy=FAST, **kwargs):
 
 
 def test_every_source_is_registered_from_its_own_module():
-    assert list(imagery_sources()) == ["streetview", "mapillary", "kartaview", "local"]
+    # Appended, never inserted: Processing stores a source by its place in this list.
+    assert list(imagery_sources()) == ["streetview", "mapillary", "kartaview", "local", "panoramax"]
 
 
-@pytest.mark.parametrize("source", ["streetview", "mapillary", "kartaview"])
+@pytest.mark.parametrize("source", ["streetview", "mapillary", "kartaview", "panoramax"])
 def test_each_source_finds_downloads_and_marks_duplicates(tmp_path, source):
     images = grid_images(6)
     points = points_on(images)
@@ -88,6 +90,13 @@ def test_each_source_finds_downloads_and_marks_duplicates(tmp_path, source):
     if source == "mapillary":
         assert by_key[0].licence == "CC BY-SA 4.0" and by_key[0].creator == "street_mapper"
         assert len(by_key[0].paths) == 4 and by_key[0].image_heading == 30.0
+    if source == "panoramax":
+        # The instance's licence, with the instance that holds the picture (which sent each
+        # download on to its storage).
+        assert by_key[0].licence == "etalab-2.0 (localhost)"
+        assert by_key[0].creator == "street_mapper" and by_key[0].is_panorama
+        assert len(by_key[0].paths) == 4 and by_key[0].image_heading == 30.0
+        assert sum(fake.downloads.values()) == 6  # one full panorama per image, views cut here
     assert not list(tmp_path.rglob("*.part"))
 
 
@@ -112,6 +121,7 @@ def test_mapillary_whole_panorama_is_kept_as_one_equirectangular_file(tmp_path):
         ("mapillary", "mly-search", ["code4", "429", "badjson", "timeout"]),
         ("mapillary", "mly-thumb", ["expired", "500"]),
         ("kartaview", "kv-search", ["429", "500", "badjson"]),
+        ("panoramax", "pnx-search", ["429", "503", "badjson", "timeout", "truncated"]),
     ],
 )
 def test_transient_faults_are_retried(tmp_path, source, route, faults):

@@ -1,6 +1,7 @@
-"""Fake Street View, Mapillary and KartaView servers on 127.0.0.1, with their real answers and
-failure modes (429 with Retry-After, 500, timeouts, truncated bodies, non-JSON, refused keys,
-Mapillary's transient code 4, expiring image URLs, grey placeholders)."""
+"""Fake Street View, Mapillary, KartaView and Panoramax servers on 127.0.0.1, with their real
+answers and failure modes (429 with Retry-After, 500, timeouts, truncated bodies, non-JSON,
+refused keys, Mapillary's transient code 4, expiring image URLs, grey placeholders, redirects to
+another host). Panoramax answers STAC items shaped like its published picture documents."""
 
 from __future__ import annotations
 
@@ -85,6 +86,15 @@ class FakeImageryServices:
     def kartaview_url(self) -> str:
         return f"{self.base}/kv/2.0"
 
+    @property
+    def panoramax_url(self) -> str:
+        return f"{self.base}/pnx/api"
+
+    @property
+    def elsewhere(self) -> str:
+        """The same server under another host name: "another host" for a redirect."""
+        return f"http://localhost:{self.server.server_address[1]}"
+
     def __enter__(self) -> FakeImageryServices:
         self.thread.start()
         return self
@@ -141,8 +151,10 @@ class FakeImageryServices:
                 fault = fake._next_fault(route)
                 if fault and self._serve_fault(fault):
                     return
-                status, content_type, body = fake._answer(parts.path, query, self.headers, fault)
-                self._send(status, content_type, body)
+                status, content_type, body, *headers = fake._answer(
+                    parts.path, query, self.headers, fault
+                )
+                self._send(status, content_type, body, *headers)
 
             def _send(self, status, content_type, body, headers=None, length=None):
                 try:
@@ -169,6 +181,8 @@ class FakeImageryServices:
                     self.close_connection = True
                 elif fault == "badjson":
                     self._send(200, "text/html", b"<html>proxy login page</html>")
+                elif fault == "redirect-elsewhere":
+                    self._send(302, "text/html", b"", {"Location": f"{fake.elsewhere}/login"})
                 elif fault == "code4":
                     body = json.dumps(
                         {
@@ -201,6 +215,12 @@ class FakeImageryServices:
             return "mly-entity"
         if path.startswith("/kv-files"):
             return "kv-file"
+        if path.startswith("/pnx/api/search"):
+            return "pnx-search"
+        if path.startswith("/pnx-instance"):
+            return "pnx-instance-image"
+        if path.startswith("/pnx-storage"):
+            return "pnx-image"
         return "kv-search"
 
     def _answer(self, path, query, headers, fault):
@@ -324,10 +344,91 @@ class FakeImageryServices:
                     "result": {"data": [item]},
                 }
             )
+        if route == "pnx-search":
+            return self._panoramax_search(query, fault)
+        if route == "pnx-instance-image":
+            # The instance (named by the catalogue's item) serves the file from its storage.
+            storage_path = path.replace("/pnx-instance/api/pictures", "/pnx-storage", 1)
+            return 302, "text/html", b"", {"Location": f"{self.base}{storage_path}"}
+        if route == "pnx-image":
+            image_id = path.split("/")[-2]
+            if fault in _NOT_IMAGES:
+                return 200, *_NOT_IMAGES[fault]
+            with self.lock:
+                self.downloads[(image_id, path.rsplit("/", 1)[-1])] += 1
+            image = self.images[image_id]
+            return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
         image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
         with self.lock:
             self.downloads[(image_id, None)] += 1
         return 200, "image/jpeg", self.photo_bytes
+
+    def _panoramax_search(self, query, fault):
+        if fault == "stac-error":
+            return _json({"code": 400, "description": "Parameter bbox is invalid"}, 400)
+        west, south, east, north = (float(v) for v in query["bbox"].split(","))
+        start, _, end = query.get("datetime", "../..").partition("/")
+        features = []
+        for image in self.images.values():
+            inside = west <= image.lon <= east and south <= image.lat <= north
+            in_time = (start in ("..", "") or image.captured >= start[:10]) and (
+                end in ("..", "") or image.captured <= end[:10]
+            )
+            if inside and in_time:
+                features.append(self._panoramax_item(image, fault))
+        if fault == "features-not-a-list":
+            return _json({"type": "FeatureCollection", "features": {"oops": 1}})
+        return _json(
+            {
+                "type": "FeatureCollection",
+                "features": features[: int(query.get("limit", 10))],
+                "links": [{"rel": "self", "href": f"{self.panoramax_url}/search"}],
+            }
+        )
+
+    def _panoramax_item(self, image: FakeImage, fault: str) -> dict:
+        """A picture item as Panoramax publishes it (STAC 1.0 with perspective imagery)."""
+        # The meta-catalogue's items point at the instance that holds the picture.
+        picture = f"{self.elsewhere}/pnx-instance/api/pictures/{image.image_id}"
+        item = {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "stac_extensions": [
+                "https://stac-extensions.github.io/perspective-imagery/v1.0.0/schema.json",
+                "https://stac-extensions.github.io/view/v1.0.0/schema.json",
+            ],
+            "id": image.image_id,
+            "collection": "5f3b4a2e-sequence",
+            "geometry": {"type": "Point", "coordinates": [image.lon, image.lat]},
+            "bbox": [image.lon, image.lat, image.lon, image.lat],
+            "properties": {
+                "datetime": f"{image.captured}T10:00:00+00:00",
+                "license": "etalab-2.0",
+                "view:azimuth": image.heading,
+                "pers:interior_orientation": {
+                    "camera_manufacturer": "GoPro" if image.is_pano else "Apple",
+                    "camera_model": "Max" if image.is_pano else "iPhone 12",
+                    "field_of_view": 360 if image.is_pano else 67,
+                },
+                "geovisio:producer": image.creator,
+                "geovisio:status": "ready",
+            },
+            "providers": [{"name": image.creator, "roles": ["producer"]}],
+            "assets": {
+                name: {"href": f"{picture}/{name}.jpg", "type": "image/jpeg", "roles": [role]}
+                for name, role in (("hd", "data"), ("sd", "visual"), ("thumb", "thumbnail"))
+            },
+            "links": [
+                {
+                    "rel": "license",
+                    "title": "License for this object (etalab-2.0)",
+                    "href": "https://www.etalab.gouv.fr/licence-ouverte-open-licence",
+                }
+            ],
+        }
+        if fault == "item-without-assets":
+            item["assets"] = {}
+        return item
 
 
 # Answers some services send now and then with status 200 where an image belongs.

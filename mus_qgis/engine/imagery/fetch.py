@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import CanceledError, CredentialsError, MusError
+from ..folders import writable_folder
 from ..progress import LoggingProgress, Progress, warn
 from .http import Http, image_decodes
 from .sources import imagery_sources
@@ -90,12 +91,15 @@ def fetch_imagery(
     http = http or Http(secrets=[credentials.key, credentials.secret], proxies=proxies)
     http.progress = progress
     source = make_source(settings, http, credentials)
-    root = Path(cache_dir) / "imagery" / source.name
+    root = writable_folder(cache_dir, "cache folder") / "imagery" / source.name
     outcomes = {p.key: FetchOutcome(p.key) for p in points}
     if not points:
         return []
-    with _Lookups(root / "lookups.sqlite") as lookups:
-        _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
+    try:
+        with _Lookups(root / "lookups.sqlite") as lookups:
+            _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
+    finally:
+        http.close()
     for outcome in outcomes.values():
         _keep_written_files(outcome)
     for point in points:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..deps import require
 from ..errors import CanceledError, CredentialsError, ServiceError, secret_redactor
@@ -29,6 +29,7 @@ _SECRET_PARAMS = re.compile(
 # Line breaks and other control characters (a tab aside), which no HTTP header value may hold.
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+_REDIRECT_STATUS = {301, 302, 303, 307, 308}
 
 
 @dataclass
@@ -100,6 +101,25 @@ class Http:
         self.counts = {"requests": 0, "retries": 0}
         self._count_lock = threading.Lock()
         self._local = threading.local()
+        # Every connection of every thread, so that close() ends them all (a worker thread's
+        # connections would otherwise outlive the run as "unclosed socket" warnings).
+        self._all_connections: list = []
+
+    def close(self) -> None:
+        """Close every kept-alive connection; the client can still be used afterwards."""
+        with self._count_lock:
+            connections, self._all_connections = self._all_connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+        if self._pool is not None:
+            self._pool.clear()
+
+    def __enter__(self) -> Http:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def redact(self, text: str) -> str:
         return self._blank_secrets(_SECRET_PARAMS.sub(r"\1***", str(text)))
@@ -162,12 +182,17 @@ class Http:
                 connections[key] = http.client.HTTPConnection(
                     host, port, timeout=self.policy.timeout
                 )
+            with self._count_lock:
+                self._all_connections.append(connections[key])
         return connections[key]
 
     def _drop_connection(self, key: tuple) -> None:
         connection = self._local.__dict__.get("connections", {}).pop(key, None)
         if connection is not None:
             connection.close()
+            with self._count_lock:
+                if connection in self._all_connections:
+                    self._all_connections.remove(connection)
 
     def get(
         self,
@@ -177,8 +202,12 @@ class Http:
         headers=None,
         transient: Callable[[Response], bool] | None = None,
         credentials_rejected: Callable[[Response], bool] | None = None,
+        follow_redirects: bool = False,
     ) -> Response:
-        """GET with retries; returns the final response (any status the caller must judge)."""
+        """GET with retries; returns the final response (any status the caller must judge).
+
+        ``follow_redirects`` is for requests that carry no key (an image on a CDN, a federated
+        catalogue's picture on its instance): up to 5 hops, to any host."""
         import http.client
 
         import urllib3
@@ -191,7 +220,9 @@ class Http:
                 "or control character): check the authentication configuration."
             )
         last_problem = ""
-        for attempt in range(self.policy.attempts):
+        hops = 0
+        attempt = -1
+        while (attempt := attempt + 1) < self.policy.attempts:
             if self.canceled():
                 raise CanceledError()
             with self._count_lock:
@@ -213,6 +244,29 @@ class Http:
                     self.redact(
                         f"The service refused the credentials (HTTP {response.status_code}) for "
                         f"{response.url}: {_short(response)}"
+                    ),
+                    response.status_code,
+                )
+            if response.status_code in _REDIRECT_STATUS and follow_redirects and hops < 5:
+                hops += 1
+                attempt -= 1  # a hop is no failed attempt
+                url, params = urljoin(response.url, response.headers.get("Location", "")), None
+                continue
+            if response.status_code in _REDIRECT_STATUS:
+                # Never followed: a service's API does not redirect, and what does (a captive
+                # portal, a proxy's login page, a moved instance) must not receive the key.
+                where = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
+                if follow_redirects:
+                    raise ServiceError(
+                        self.redact(f"{url} redirected more than 5 times (last to {where})"),
+                        response.status_code,
+                    )
+                raise ServiceError(
+                    self.redact(
+                        f"{urlsplit(url).hostname} redirected the request to {where} "
+                        f"(HTTP {response.status_code}); redirects are not followed, so no key "
+                        "went there. Is a network login page in the way, or has the service "
+                        "moved (set its URL)?"
                     ),
                     response.status_code,
                 )

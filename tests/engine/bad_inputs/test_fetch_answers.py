@@ -217,3 +217,149 @@ def test_filling_a_grid_stops_on_a_cancel():
     with pytest.raises(CanceledError):
         resample_to_grid([10.0], [10.0], [0], 1, 40.0, area=area, progress=progress)
     assert progress.calls == -1  # asked once per ring: stopped at the fourth ring
+
+
+# -- redirects: never followed with a key; a key-less image download follows to its host -------
+@pytest.mark.parametrize(
+    ("source", "route"),
+    [
+        ("streetview", "sv-metadata"),
+        ("mapillary", "mly-search"),
+        ("kartaview", "kv-search"),
+        ("panoramax", "pnx-search"),
+    ],
+)
+def test_a_redirect_to_another_host_costs_its_point_and_no_key_goes_there(tmp_path, source, route):
+    images = grid_images(3)
+    points = points_on(images)[:3]
+    with FakeImageryServices(images) as fake:
+        fake.faults[route] = ["redirect-elsewhere"]
+        outcomes = run(fake, source, tmp_path, points, concurrency=1)
+        followed = [r for r in fake.requests if r[0] == "/login"]
+    first = outcomes[0]
+    assert first.status.startswith("error: 127.0.0.1 redirected the request to localhost")
+    assert "redirects are not followed" in first.status
+    assert followed == []  # the login page never saw the request, key or token
+    assert [o.status for o in outcomes[1:]] == ["ok"] * 2
+
+
+# -- Panoramax answers that are not what a search should be ------------------------------------
+@pytest.mark.parametrize(
+    ("fault", "first_status"),
+    [
+        ("stac-error", "error: Panoramax: Parameter bbox is invalid"),
+        ("features-not-a-list", "error: Panoramax: an answer that is not a picture search"),
+        ("item-without-assets", "no imagery"),
+    ],
+)
+def test_an_odd_panoramax_answer_costs_its_point_only(tmp_path, fault, first_status):
+    images = grid_images(3)
+    points = points_on(images)[:3]
+    with FakeImageryServices(images) as fake:
+        fake.faults["pnx-search"] = [fault]
+        outcomes = run(fake, "panoramax", tmp_path, points, concurrency=1)
+    assert outcomes[0].status.startswith(first_status), outcomes[0].status
+    assert [o.status for o in outcomes[1:]] == ["ok"] * 2
+
+
+@pytest.mark.parametrize("fault", ["empty-image", "html-as-image"])
+def test_a_panoramax_picture_that_is_not_an_image_is_that_points_error(tmp_path, fault):
+    images = grid_images(2)
+    with FakeImageryServices(images) as fake:
+        fake.faults["pnx-image"] = [fault]
+        outcomes = run(fake, "panoramax", tmp_path, points_on(images)[:2], concurrency=1)
+    assert outcomes[0].status.startswith("error:") and outcomes[0].paths == []
+    assert outcomes[1].status == "ok"
+
+
+def test_panoramax_searches_only_the_chosen_dates(tmp_path):
+    from datetime import date
+
+    from mus_qgis.engine.imagery.sources.base import DateWindow
+
+    images = grid_images(2)
+    images[1].captured = "2023-03-01"
+    with FakeImageryServices(images) as fake:
+        outcomes = run(
+            fake,
+            "panoramax",
+            tmp_path,
+            points_on(images)[:2],
+            window=DateWindow(date(2022, 1, 1), None),
+        )
+        asked = [q.get("datetime") for p, q, _ in fake.requests if p.endswith("/search")]
+    assert [o.status for o in outcomes] == ["no imagery", "ok"]
+    assert asked == ["2022-01-01/..", "2022-01-01/.."]
+
+
+# -- the cache folder ---------------------------------------------------------------------------
+def read_only(folder: Path):
+    """Make ``folder`` refuse new files, also for root (who ignores permissions): immutable."""
+    import contextlib
+    import os
+    import subprocess
+
+    @contextlib.contextmanager
+    def held():
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i", str(folder)], check=True)
+            try:
+                yield folder
+            finally:
+                subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o555)
+            try:
+                yield folder
+            finally:
+                folder.chmod(0o755)
+
+    return held()
+
+
+def test_a_cache_path_that_is_a_file_is_refused_before_any_request(tmp_path):
+    images = grid_images(2)
+    cache = tmp_path / "cache.txt"
+    cache.write_text("my notes", encoding="utf-8")
+    with FakeImageryServices(images) as fake:
+        with pytest.raises(MusError, match=r"cache folder .*cache\.txt is a file, not a folder"):
+            run(fake, "kartaview", cache, points_on(images)[:2])
+        assert fake.requests == []
+    assert cache.read_text(encoding="utf-8") == "my notes"
+
+
+def test_a_read_only_cache_folder_is_refused_and_what_it_holds_kept(tmp_path):
+    images = grid_images(2)
+    cache = tmp_path / "cache"
+    with FakeImageryServices(images) as fake:
+        first = run(fake, "kartaview", cache, points_on(images)[:1])
+        kept = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+        with read_only(cache), pytest.raises(MusError, match="cannot be written to"):
+            run(fake, "kartaview", cache, points_on(images)[:2])
+    assert first[0].status == "ok"
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == kept
+
+
+def test_unicode_and_spaces_in_the_cache_path_work(tmp_path):
+    images = grid_images(2)
+    cache = tmp_path / "Città di Roma" / "cache ünïcode"
+    with FakeImageryServices(images) as fake:
+        outcomes = run(fake, "panoramax", cache, points_on(images)[:2])
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert all(Path(p).is_file() and "Città di Roma" in p for o in outcomes for p in o.paths)
+
+
+# -- a fetch closes what it opens ---------------------------------------------------------------
+def test_a_fetch_leaves_no_socket_open(tmp_path):
+    import gc
+    import warnings
+
+    images = grid_images(6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with FakeImageryServices(images) as fake:
+            outcomes = run(fake, "mapillary", tmp_path, points_on(images), concurrency=4)
+        gc.collect()
+    assert all(o.status == "ok" for o in outcomes[:6])
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []

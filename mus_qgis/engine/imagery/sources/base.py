@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
@@ -143,6 +143,26 @@ class ImagerySource:
             return
         for path, view in zip(paths, cut_views(data, candidate, headings, plan), strict=True):
             write_atomic(path, view)
+
+
+def capture_day(value) -> date | None:
+    """The capture date from what services give: milliseconds since 1970 (Mapillary's documented
+    form), or ISO text with or without a time ("2019-05-14", "2019-05-14 10:00:00",
+    "2019-06-01T10:00:00Z"); None for anything else."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) or str(value).isdigit():
+        try:
+            return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).date()
+        except (OverflowError, OSError, ValueError):
+            return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
+    except ValueError:
+        try:
+            return date.fromisoformat(str(value)[:10])
+        except ValueError:
+            return None
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 from ...errors import ServiceError
-from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
+from .base import (
+    Candidate,
+    DateWindow,
+    FetchPoint,
+    ImagerySource,
+    ViewPlan,
+    capture_day,
+    distance_m,
+)
 
 NO_RESULTS = 601
 
@@ -40,7 +47,7 @@ class KartaView(ImagerySource):
         for item in (answer.get("result") or {}).get("data") or []:
             lon, lat = float(item["lng"]), float(item["lat"])
             distance = distance_m(point.lon, point.lat, lon, lat)
-            captured = _day(item.get("shotDate", ""))
+            captured = capture_day(item.get("shotDate"))
             if (
                 distance <= radius_m
                 and window.contains(captured)
@@ -72,17 +79,10 @@ class KartaView(ImagerySource):
         paths, headings = self.planned_files(candidate, point, plan, folder)
         if all(path.exists() for path in paths):
             return paths, headings
-        response = self.http.get(candidate.extra["url"])
+        response = self.http.get(candidate.extra["url"], follow_redirects=True)
         if response.status_code != 200:
             raise ServiceError(
                 f"image download answered HTTP {response.status_code}", response.status_code
             )
         self.save(response.content, candidate, plan, paths, headings)
         return paths, headings
-
-
-def _day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(str(text)[:10])
-    except ValueError:
-        return None

@@ -7,7 +7,6 @@ kept, or views are cut from it at headings relative to the street.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ...errors import ServiceError
@@ -18,6 +17,7 @@ from .base import (
     ImagerySource,
     ViewPlan,
     bbox_around,
+    capture_day,
     distance_m,
 )
 
@@ -56,7 +56,7 @@ class Mapillary(ImagerySource):
                 continue  # an item without a place or an id is no candidate
             lon, lat = coordinates[:2]
             distance = distance_m(point.lon, point.lat, lon, lat)
-            captured = _captured(item.get("captured_at"))
+            captured = capture_day(item.get("captured_at"))
             if distance > radius_m or not window.contains(captured):
                 continue
             rank = (not item.get("is_pano", False), distance)
@@ -100,7 +100,9 @@ class Mapillary(ImagerySource):
             return paths, headings
         data = None
         for _ in range(2):  # an expired URL gets one fresh URL
-            response = self.http.get(self._fresh_url(candidate.image_id, 2048))
+            response = self.http.get(
+                self._fresh_url(candidate.image_id, 2048), follow_redirects=True
+            )
             if response.status_code == 200:
                 data = response.content
                 break
@@ -135,17 +137,3 @@ def _refused(response) -> bool:
         return False
     error = _error_of(response)
     return error.get("code") in (190, 102) or error.get("type") == "OAuthException"
-
-
-def _captured(value):
-    """The capture date from milliseconds since 1970 (the documented form) or an ISO text."""
-    if value is None or value == "":
-        return None
-    try:
-        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).date()
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
-    except ValueError:
-        return None

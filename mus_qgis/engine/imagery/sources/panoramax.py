@@ -1,0 +1,150 @@
+"""Panoramax: the federated, open street-level imagery commons (no key needed for reading).
+
+Its API is a STAC API: ``/search`` takes a bounding box (and a date range) and answers picture
+items, each with ``hd``/``sd``/``thumb`` image assets and perspective-imagery metadata
+(``pers:interior_orientation.field_of_view`` is 360 for an equirectangular panorama;
+``view:azimuth`` is the heading of the picture's centre). The default URL is the meta-catalogue,
+which searches every instance; a single instance's API works the same. Each instance sets its own
+licence (etalab-2.0, CC BY-SA 4.0, ...): the item's, with the instance that serves it, goes into
+the layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ...errors import ServiceError
+from .base import (
+    Candidate,
+    DateWindow,
+    FetchPoint,
+    ImagerySource,
+    ViewPlan,
+    bbox_around,
+    capture_day,
+    distance_m,
+)
+
+SEARCH_LIMIT = 100
+
+
+class Panoramax(ImagerySource):
+    name = "panoramax"
+    title = "Panoramax"
+    order = 5  # after the local photos: Processing stores the source by its place in the list
+    default_url = "https://api.panoramax.xyz/api"
+
+    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+        params = {
+            "bbox": ",".join(f"{v:.7f}" for v in bbox_around(point.lon, point.lat, radius_m)),
+            "limit": SEARCH_LIMIT,
+        }
+        if window.start or window.end:
+            start = window.start.isoformat() if window.start else ".."
+            end = f"{window.end.isoformat()}T23:59:59Z" if window.end else ".."
+            params["datetime"] = f"{start}/{end}"
+        answer = self.http.get_json(f"{self.url}/search", params=params)
+        if not isinstance(answer, dict) or not isinstance(answer.get("features"), list):
+            raise ServiceError(self.http.redact(f"Panoramax: {_problem(answer)}"))
+        best = None
+        for item in answer["features"]:
+            if not isinstance(item, dict):
+                continue
+            coordinates = (item.get("geometry") or {}).get("coordinates") or []
+            asset = _image_asset(item)
+            if len(coordinates) < 2 or not item.get("id") or asset is None:
+                continue  # no place, no id or no image: no candidate
+            lon, lat = float(coordinates[0]), float(coordinates[1])
+            properties = item.get("properties") or {}
+            captured = capture_day(properties.get("datetime"))
+            distance = distance_m(point.lon, point.lat, lon, lat)
+            if distance > radius_m or not window.contains(captured):
+                continue
+            rank = (not _is_panorama(properties), distance)
+            if best is None or rank < best[0]:
+                best = (rank, item, lon, lat, captured)
+        if best is None:
+            return None
+        _, item, lon, lat, captured = best
+        properties = item.get("properties") or {}
+        heading = properties.get("view:azimuth")
+        assets = item.get("assets") or {}
+        return Candidate(
+            self.name,
+            str(item["id"]),
+            lon,
+            lat,
+            captured,
+            float(heading) if isinstance(heading, int | float) else None,
+            _is_panorama(properties),
+            str(properties.get("geovisio:producer") or _producer(item)),
+            _licence(item, properties),
+            {
+                "hd": (assets.get("hd") or {}).get("href", ""),
+                "sd": (assets.get("sd") or {}).get("href", ""),
+            },
+        )
+
+    def download(
+        self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
+        paths, headings = self.planned_files(candidate, point, plan, folder)
+        if all(path.exists() for path in paths):
+            return paths, headings
+        # Views are cut from the full panorama; a flat picture at the planned size needs only
+        # the 2048-pixel "sd" rendition when it is there.
+        wanted = ("hd", "sd") if candidate.is_panorama or plan.size > 2048 else ("sd", "hd")
+        url = next(candidate.extra[name] for name in wanted if candidate.extra.get(name))
+        # The meta-catalogue's pictures live on their instances: follow the hop (no key is sent).
+        response = self.http.get(url, follow_redirects=True)
+        if response.status_code != 200:
+            raise ServiceError(
+                f"image download answered HTTP {response.status_code}", response.status_code
+            )
+        self.save(response.content, candidate, plan, paths, headings)
+        return paths, headings
+
+
+def _image_asset(item: dict) -> str | None:
+    assets = item.get("assets") or {}
+    for name in ("hd", "sd"):
+        href = (assets.get(name) or {}).get("href") if isinstance(assets, dict) else None
+        if href:
+            return href
+    return None
+
+
+def _is_panorama(properties: dict) -> bool:
+    orientation = properties.get("pers:interior_orientation") or {}
+    field_of_view = orientation.get("field_of_view") if isinstance(orientation, dict) else None
+    return isinstance(field_of_view, int | float) and field_of_view >= 360
+
+
+def _producer(item: dict) -> str:
+    for provider in item.get("providers") or []:
+        if isinstance(provider, dict) and "producer" in (provider.get("roles") or []):
+            return str(provider.get("name") or "")
+    return ""
+
+
+def _licence(item: dict, properties: dict) -> str:
+    """The item's licence, with the instance that serves the picture (licences differ by
+    instance)."""
+    licence = str(properties.get("license") or "")
+    for link in item.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "license":
+            licence = licence or str(link.get("title") or link.get("href") or "")
+    href = _image_asset(item) or ""
+    instance = urlsplit(href).hostname or ""
+    licence = licence or "see the instance's terms"
+    return f"{licence} ({instance})" if instance else licence
+
+
+def _problem(answer) -> str:
+    """What a STAC error answer says ({"code", "description"}, {"message"} or {"detail"})."""
+    if isinstance(answer, dict):
+        for key in ("description", "message", "detail", "error"):
+            if answer.get(key):
+                return str(answer[key])[:200]
+    return f"an answer that is not a picture search result ({str(answer)[:100]})"
