@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterAuthConfig,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDateTime,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -91,7 +92,19 @@ class FetchPanoramas(MusAlgorithm):
         "image, image_paths (';'-joined, as 'CLIP-classify' reads them), headings, the image's "
         "own heading, attribution (creator, licence) and fetch_status (ok, no imagery, or the "
         "error). Points on the same panorama share one download (duplicate_of names the point "
-        "that has it).\n\n"
+        "that has it, by the layer's id field, or by its feature id where the layer has none).\n\n"
+        "Panoramax, the open federated commons (no key), searches every instance through the "
+        "meta-catalogue, or one instance set as the service URL (…/api); each instance's "
+        "licence goes into the licence field with the instance's name.\n\n"
+        "Before the first request the run logs what it will ask: lookups, image requests, the "
+        "bytes expected and, for Street View, the price at the rate set under Advanced (the "
+        "published list price per 1,000 Static API images by default; the metadata calls are "
+        "free). Points already looked up are counted exactly; the others as if each found an "
+        "image of its own, so the figures are an upper bound. 'Estimate only' stops there: "
+        "nothing is asked, and every point is written as 'not tried: estimate only'.\n\n"
+        "When a service fails 5 times in a row the run stops asking it, says so, and marks "
+        "the points not reached 'not tried'; a later run fetches them and keeps everything "
+        "fetched before.\n\n"
         "Images are cached in the cache folder; a second run, after a cancel, a crash or a "
         "closed laptop, re-uses every image that still decodes and asks only for what is "
         "missing. Google's terms restrict caching Street View images: the cache folder is "
@@ -112,6 +125,8 @@ class FetchPanoramas(MusAlgorithm):
     CACHE_FOLDER = "CACHE_FOLDER"
     CONCURRENCY = "CONCURRENCY"
     SERVICE_URL = "SERVICE_URL"
+    ESTIMATE_ONLY = "ESTIMATE_ONLY"
+    PRICE_PER_1000 = "PRICE_PER_1000"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
@@ -204,7 +219,22 @@ class FetchPanoramas(MusAlgorithm):
                 optional=True,
             )
         )
+        self.add_parameter(
+            QgsProcessingParameterBoolean(
+                self.ESTIMATE_ONLY,
+                self.tr("Estimate only: count requests, bytes and cost, fetch nothing"),
+                defaultValue=False,
+            )
+        )
         advanced = [
+            QgsProcessingParameterNumber(
+                self.PRICE_PER_1000,
+                self.tr("Street View price per 1,000 images (USD, for the estimate)"),
+                NUMBER_DOUBLE,
+                # Google's list price per 1,000 Static API images, as the engine knows it.
+                defaultValue=imagery_sources()["streetview"].price_per_1000,
+                minValue=0.0,
+            ),
             QgsProcessingParameterNumber(
                 self.CONCURRENCY,
                 self.tr("Concurrent requests"),
@@ -227,6 +257,9 @@ class FetchPanoramas(MusAlgorithm):
             ("WITH_IMAGERY", "Points with imagery"),
             ("WITHOUT_IMAGERY", "Points without imagery"),
             ("SHARED", "Points sharing another point's image"),
+            ("ESTIMATED_REQUESTS", "Requests the fetch makes at most"),
+            ("ESTIMATED_MEGABYTES", "Megabytes the fetch downloads, about"),
+            ("ESTIMATED_COST_USD", "Cost of the fetch at the price set, at most (USD)"),
         ):
             self.add_output(QgsProcessingOutputNumber(name, self.tr(label)))
 
@@ -261,7 +294,8 @@ class FetchPanoramas(MusAlgorithm):
         points_file, output = job_file(".json"), job_file(".json")
         with open(points_file, "w", encoding="utf-8") as handle:
             json.dump(points, handle)
-        run_job(
+        estimate_only = self.parameterAsBoolean(parameters, self.ESTIMATE_ONLY, context)
+        answer = run_job(
             "fetch_imagery",
             {
                 "points": points_file,
@@ -277,6 +311,8 @@ class FetchPanoramas(MusAlgorithm):
                 "credentials": self._credentials(name, parameters, context),
                 "proxies": qgis_proxies(),
                 "output": output,
+                "estimate_only": estimate_only,
+                "price_per_1000": self.parameterAsDouble(parameters, self.PRICE_PER_1000, context),
             },
             feedback,
         )
@@ -286,11 +322,15 @@ class FetchPanoramas(MusAlgorithm):
         dest_id = self._write(source, features, by_key, parameters, context)
         style_on_load(context, dest_id, style_fetch_layer)
         found = [o for o in outcomes if o["status"] == "ok"]
+        estimate = answer.get("estimate") or {}
         return {
             self.OUTPUT: dest_id,
             "WITH_IMAGERY": len(found),
             "WITHOUT_IMAGERY": len(features) - len(found),
             "SHARED": sum(1 for o in outcomes if o["duplicate_of"] is not None),
+            "ESTIMATED_REQUESTS": estimate.get("requests", 0),
+            "ESTIMATED_MEGABYTES": round(estimate.get("bytes_expected", 0) / 1e6, 1),
+            "ESTIMATED_COST_USD": estimate.get("cost", 0.0),
         }
 
     def _date(self, parameters, name, context):
@@ -351,7 +391,16 @@ class FetchPanoramas(MusAlgorithm):
         fields = QgsFields()
         for index in kept:
             fields.append(source.fields().at(index))
+        # duplicate_of names the point that holds the image as the user sees it: by the layer's
+        # id field (as Sample street centroids writes it), else by the feature id.
+        id_index = source.fields().lookupField("id")
+        point_name = {
+            f.id(): f.attributes()[id_index] if id_index >= 0 else f.id() for f in features
+        }
+        id_is_number = id_index < 0 or source.fields().at(id_index).isNumeric()
         for name, kind in OUTPUT_FIELDS:
+            if name == "duplicate_of" and not id_is_number:
+                kind = "string"
             fields.append(make_field(name, kind))
         sink, dest_id = self.parameterAsSink(
             parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
@@ -376,7 +425,9 @@ class FetchPanoramas(MusAlgorithm):
                     int(outcome["is_panorama"]) if outcome["image_id"] else None,
                     outcome["creator"] or None,
                     outcome["licence"] or None,
-                    outcome["duplicate_of"],
+                    None
+                    if outcome["duplicate_of"] is None
+                    else point_name.get(outcome["duplicate_of"]),
                     outcome["status"],
                 ]
             out = QgsFeature(fields)
@@ -391,7 +442,8 @@ STATUS_COLOURS = (
     ("ok", "#1a9641", "imagery found"),
     ("no imagery", "#b4b4b4", "no imagery"),
     ("no geometry", "#b4b4b4", "no geometry"),
-    ("", "#d7191c", "error"),
+    ("not tried: estimate only", "#abd9e9", "not tried (estimate only)"),
+    ("", "#d7191c", "error, or not tried"),
 )
 
 

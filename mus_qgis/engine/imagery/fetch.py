@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..errors import CanceledError, CredentialsError, MusError
 from ..folders import writable_folder
 from ..progress import LoggingProgress, Progress, warn
+from .estimate import FetchEstimate, estimate_fetch
 from .http import Http, image_decodes
 from .sources import imagery_sources
 from .sources.base import (
@@ -50,6 +52,9 @@ class FetchSettings:
     # After this many failed requests in a row the run stops asking the service (a dead service
     # would otherwise cost every point its full retries); the rest is "not tried", resumable.
     max_consecutive_failures: int = 5
+    # Count requests, bytes and cost, log them and ask nothing (every point "not tried").
+    estimate_only: bool = False
+    price_per_1000: float | None = None  # per 1,000 images of a paid source; None: its list price
 
 
 @dataclass
@@ -73,7 +78,9 @@ def make_source(settings: FetchSettings, http: Http, credentials: Credentials) -
     sources = imagery_sources()
     if settings.source not in sources:
         raise MusError(f"Unknown imagery source {settings.source!r}; known: {', '.join(sources)}.")
-    return sources[settings.source](http, credentials, settings.url, settings.location)
+    return sources[settings.source](
+        http, credentials, settings.url, settings.location, check_key=not settings.estimate_only
+    )
 
 
 def fetch_imagery(
@@ -84,19 +91,38 @@ def fetch_imagery(
     progress: Progress | None = None,
     proxies: dict | None = None,
     http: Http | None = None,
+    on_estimate: Callable[[FetchEstimate], None] | None = None,
 ) -> list[FetchOutcome]:
-    """Imagery for every point; no point is dropped (its status says what happened)."""
+    """Imagery for every point; no point is dropped (its status says what happened).
+
+    Before the first request the run's estimate (requests, bytes, cost) is logged and handed to
+    ``on_estimate``; with ``settings.estimate_only`` that is all the run does."""
     progress = progress or LoggingProgress()
     credentials = credentials or Credentials()
     http = http or Http(secrets=[credentials.key, credentials.secret], proxies=proxies)
     http.progress = progress
     source = make_source(settings, http, credentials)
-    root = writable_folder(cache_dir, "cache folder") / "imagery" / source.name
+    if settings.estimate_only:  # writes nothing: the folder need only not be a file
+        root = Path(cache_dir) / "imagery" / source.name
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            writable_folder(cache_dir, "cache folder")  # says it is a file
+    else:
+        root = writable_folder(cache_dir, "cache folder") / "imagery" / source.name
     outcomes = {p.key: FetchOutcome(p.key) for p in points}
     if not points:
         return []
     try:
-        with _Lookups(root / "lookups.sqlite") as lookups:
+        with _Lookups(root / "lookups.sqlite", settings.estimate_only) as lookups:
+            estimate = estimate_fetch(
+                points, settings, source, root, lookups, settings.price_per_1000
+            )
+            progress.info(estimate.message())
+            if on_estimate is not None:
+                on_estimate(estimate)
+            if settings.estimate_only:
+                for outcome in outcomes.values():
+                    outcome.status = f"{STATUS_NOT_TRIED}: estimate only"
+                return [outcomes[p.key] for p in points]
             _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
     finally:
         http.close()
@@ -359,7 +385,17 @@ def _safe(image_id: str) -> str:
 class _Lookups:
     """Remembers each point's lookup, so a resumed run asks the service only for new points."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        if read_only:  # an estimate: reads what is remembered, writes nothing, creates nothing
+            if path.exists():
+                self._db = sqlite3.connect(
+                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False
+                )
+            else:  # nothing remembered yet
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+                self._db.execute("CREATE TABLE lookups (key TEXT PRIMARY KEY, value TEXT)")
+            self._lock = threading.Lock()
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

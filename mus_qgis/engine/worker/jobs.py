@@ -238,10 +238,19 @@ def fetch_imagery_job(params: dict, progress) -> dict:
         concurrency=int(params["concurrency"]),
         url=params.get("url", ""),
         location=params.get("location", ""),
+        estimate_only=bool(params.get("estimate_only")),
+        price_per_1000=params.get("price_per_1000"),
     )
     credentials = Credentials(**(params.get("credentials") or {}))
+    estimates: list = []
     outcomes = fetch_imagery(
-        points, settings, params["cache_dir"], credentials, progress, params.get("proxies")
+        points,
+        settings,
+        params["cache_dir"],
+        credentials,
+        progress,
+        params.get("proxies"),
+        on_estimate=estimates.append,
     )
     rows = []
     for outcome in outcomes:
@@ -250,7 +259,8 @@ def fetch_imagery_job(params: dict, progress) -> dict:
         rows.append(row)
     with open(params["output"], "w", encoding="utf-8") as handle:
         json.dump(rows, handle)
-    return {"output": params["output"], "count": len(rows)}
+    estimate = estimates[0].as_dict() if estimates else None
+    return {"output": params["output"], "count": len(rows), "estimate": estimate}
 
 
 # -- 3. CLIP -----------------------------------------------------------------------------------

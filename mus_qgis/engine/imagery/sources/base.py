@@ -10,6 +10,8 @@ from typing import ClassVar
 
 from ..http import Http
 
+JPEG_BYTES_PER_PIXEL = 0.15
+
 
 @dataclass(frozen=True)
 class FetchPoint:
@@ -95,15 +97,22 @@ class ImagerySource:
     needs_key: ClassVar[bool] = False
     default_url: ClassVar[str] = ""
     remote: ClassVar[bool] = True  # asks a service (whose failures in a row stop the asking)
+    # Published list price per 1,000 image requests (USD), for the cost estimate; None: free.
+    price_per_1000: ClassVar[float | None] = None
 
     def __init__(
-        self, http: Http, credentials: Credentials | None = None, url: str = "", location: str = ""
+        self,
+        http: Http,
+        credentials: Credentials | None = None,
+        url: str = "",
+        location: str = "",
+        check_key: bool = True,  # False for an estimate, which asks nothing of the service
     ) -> None:
         self.http = http
         self.credentials = credentials or Credentials()
         self.url = (url or self.default_url).rstrip("/")
         self.location = location  # a folder or CSV, for sources that read local files
-        if self.needs_key and not self.credentials.key:
+        if check_key and self.needs_key and not self.credentials.key:
             from ...errors import CredentialsError
 
             raise CredentialsError(
@@ -112,6 +121,18 @@ class ImagerySource:
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         raise NotImplementedError
+
+    # Requests per lookup of a point (a search, a metadata call).
+    lookup_requests: ClassVar[int] = 1
+    # Whether a point's image is assumed 360° before it is looked up (the sources that prefer
+    # panoramas), for the bytes an estimate expects.
+    assume_panorama: ClassVar[bool] = False
+
+    def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
+        """What fetching one image as planned costs: (image requests, other requests, bytes).
+        Bytes are rough: a street-level JPEG holds about 0.15 bytes per pixel."""
+        pixels = 2048 * 1024 if is_panorama else 2048 * 1536
+        return 1, 0, int(pixels * JPEG_BYTES_PER_PIXEL)
 
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path

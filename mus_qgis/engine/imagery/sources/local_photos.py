@@ -26,6 +26,10 @@ class LocalPhotos(ImagerySource):
     title = "Local geotagged photos"
     order = 4
     remote = False
+    lookup_requests = 0
+
+    def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
+        return 0, 0, 0  # read where they are
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -32,6 +32,11 @@ class Mapillary(ImagerySource):
     order = 2
     needs_key = True
     default_url = "https://graph.mapillary.com"
+    assume_panorama = True
+
+    def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
+        images, _, size = super().fetch_cost(plan, is_panorama)
+        return images, 1, size  # and one request for a fresh image URL
 
     def _headers(self) -> dict:
         return {"Authorization": f"OAuth {self.credentials.key}"}

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ...errors import ServiceError
 from .base import (
+    JPEG_BYTES_PER_PIXEL,
     Candidate,
     DateWindow,
     FetchPoint,
@@ -34,6 +35,12 @@ class Panoramax(ImagerySource):
     title = "Panoramax"
     order = 5  # after the local photos: Processing stores the source by its place in the list
     default_url = "https://api.panoramax.xyz/api"
+    assume_panorama = True
+
+    def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
+        # A panorama comes whole at full definition (typically 5760 × 2880) to cut views from.
+        pixels = 5760 * 2880 if is_panorama else 2048 * 1536
+        return 1, 0, int(pixels * JPEG_BYTES_PER_PIXEL)
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         params = {

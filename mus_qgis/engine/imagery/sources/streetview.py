@@ -17,7 +17,15 @@ from urllib.parse import urlencode, urlsplit
 
 from ...errors import CredentialsError, ServiceError
 from ..http import write_atomic
-from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
+from .base import (
+    JPEG_BYTES_PER_PIXEL,
+    Candidate,
+    DateWindow,
+    FetchPoint,
+    ImagerySource,
+    ViewPlan,
+    distance_m,
+)
 
 MAX_SIZE = 640
 _TRANSIENT = {"OVER_QUERY_LIMIT", "UNKNOWN_ERROR"}
@@ -28,6 +36,14 @@ class StreetView(ImagerySource):
     title = "Google Street View"
     order = 1
     needs_key = True
+    # Google's list price for Static API images (the metadata call is free); users on another
+    # rate set theirs in the algorithm.
+    price_per_1000 = 7.0
+
+    def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
+        size = min(plan.size, MAX_SIZE)
+        return plan.count, 0, int(plan.count * size * size * JPEG_BYTES_PER_PIXEL)
+
     default_url = "https://maps.googleapis.com/maps/api/streetview"
 
     def _signed(self, path_url: str, params: dict) -> str:
