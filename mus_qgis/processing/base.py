@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -21,6 +22,15 @@ from ..engine.resources import resource_path
 from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
+
+
+def output_folder(destination: str) -> Path | None:
+    """The folder a file output goes to; None for outputs that are no file (memory layers,
+    temporary outputs, database connections)."""
+    path = (destination or "").removeprefix("ogr:").split("|", 1)[0].strip()
+    if not path or path.startswith("memory:") or path == "TEMPORARY_OUTPUT" or "=" in path:
+        return None
+    return Path(path).parent if Path(path).is_absolute() else None
 
 
 class MusAlgorithm(QgsProcessingAlgorithm):
@@ -71,6 +81,42 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):
         """A fresh instance, as Processing asks for one per run."""
         return type(self)()
+
+    def checkParameterValues(self, parameters, context):
+        """QGIS's checks, then: every file output can go where it is asked to (its folder exists
+        or can be made), said before any work rather than after it."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        for definition in self.destinationParameterDefinitions():
+            folder = output_folder(self.parameterAsString(parameters, definition.name(), context))
+            if folder is None or folder.is_dir():
+                continue
+            existing = next(p for p in (folder, *folder.parents) if p.exists())
+            if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+                why = "a file" if not existing.is_dir() else "read-only"
+                return False, (
+                    f"The folder {folder} for '{definition.description()}' does not exist and "
+                    f"cannot be made ({existing} is {why}): choose another place for the output."
+                )
+        return True, ""
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:
+        """Make the folder of every file output that is missing, and say so."""
+        for definition in self.destinationParameterDefinitions():
+            folder = output_folder(self.parameterAsString(parameters, definition.name(), context))
+            if folder is None or folder.is_dir():
+                continue
+            try:
+                folder.mkdir(parents=True)
+            except OSError as exc:
+                raise QgsProcessingException(
+                    f"The folder {folder} for '{definition.description()}' cannot be made "
+                    f"({exc.strerror}): choose another place for the output."
+                ) from None
+            if feedback is not None:
+                feedback.pushInfo(f"Made the output folder {folder}.")
+        return True
 
     def add_parameter(self, parameter, *, advanced: bool = False) -> None:
         """Declare a parameter (under the dialog's "Advanced" section when ``advanced``).

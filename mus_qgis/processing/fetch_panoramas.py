@@ -284,6 +284,11 @@ class FetchPanoramas(MusAlgorithm):
             "start": self._date(parameters, self.DATE_FROM, context),
             "end": self._date(parameters, self.DATE_TO, context),
         }
+        if window["start"] and window["end"] and window["start"] > window["end"]:
+            raise QgsProcessingException(
+                f"'Captured from' ({window['start']}) is after 'Captured until' "
+                f"({window['end']}): no image could match; swap or correct the dates."
+            )
         location = self._photo_location(name, parameters, context)
         points, features = self._points(source, parameters, context)
         if not features:
@@ -344,19 +349,49 @@ class FetchPanoramas(MusAlgorithm):
             raise QgsProcessingException(
                 "Local photos need a folder of geotagged images or a CSV of lon, lat, path."
             )
-        return listing or folder
+        location = listing or folder
+        if name == "local" and not os.path.exists(location):
+            raise QgsProcessingException(
+                f"The local photos location {location} does not exist: choose the folder of "
+                "your geotagged photos or a CSV of lon, lat, path."
+            )
+        return location
 
     def _credentials(self, name, parameters, context):
         """The key and secret from the authentication database (or, headless, the environment)."""
-        auth_id = self.parameterAsString(parameters, self.AUTH, context)
+        # The id as given: QGIS answers an empty string for an id it does not know, which would
+        # read as "no configuration" and end in "needs a key".
+        auth_id = str(parameters.get(self.AUTH) or "").strip() or self.parameterAsString(
+            parameters, self.AUTH, context
+        )
         if auth_id:
+            manager = QgsApplication.authManager()
+            key_variable = KEY_VARIABLES.get(name, ("", ""))[0]
+            headless = (
+                f", or, headless, leave it empty and set {key_variable}" if key_variable else ""
+            )
+            if manager.isDisabled():
+                raise QgsProcessingException(
+                    f"The authentication configuration {auth_id} cannot be read: QGIS's "
+                    f"authentication system is disabled ({manager.disabledMessage()}){headless}."
+                )
+            if auth_id not in manager.configIds():
+                raise QgsProcessingException(
+                    f"There is no authentication configuration {auth_id} in this QGIS profile: "
+                    f"choose one under Settings ▸ Options ▸ Authentication{headless}."
+                )
             config = QgsAuthMethodConfig()
-            if not QgsApplication.authManager().loadAuthenticationConfig(auth_id, config, True):
+            if not manager.loadAuthenticationConfig(auth_id, config, True):
                 raise QgsProcessingException(
                     f"The authentication configuration {auth_id} cannot be read (is the master "
-                    "password set?)."
+                    f"password set?){headless}."
                 )
             key = config.config("username") or config.config("token") or ""
+            if not key.strip():
+                raise QgsProcessingException(
+                    f"The authentication configuration {auth_id} gives no key or token (is the "
+                    f"master password set? Is the key in its user name field?){headless}."
+                )
             return {"key": key.strip(), "secret": (config.config("password") or "").strip()}
         key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
         # A line break a value set from a file may end in is trimmed by the engine's Credentials.

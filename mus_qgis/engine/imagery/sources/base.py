@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from ..http import Http
 
@@ -112,6 +113,14 @@ class ImagerySource:
         self.credentials = credentials or Credentials()
         self.url = (url or self.default_url).rstrip("/")
         self.location = location  # a folder or CSV, for sources that read local files
+        address = urlsplit(self.url)
+        if self.remote and (address.scheme not in ("http", "https") or not address.hostname):
+            from ...errors import MusError
+
+            raise MusError(
+                f"The service URL {self.url!r} is not a web address: it starts with https:// "
+                "(or http://) and names a host; leave it empty for the service's own."
+            )
         if check_key and self.needs_key and not self.credentials.key:
             from ...errors import CredentialsError
 
