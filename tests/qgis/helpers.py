@@ -6,12 +6,25 @@ from qgis.core import QgsProcessingFeedback
 
 
 class RecordingFeedback(QgsProcessingFeedback):
-    """Feedback that keeps the log lines, so tests can read what the user would."""
+    """Feedback that keeps the log lines and errors, so tests can read what the user would."""
 
     def __init__(self):
         super().__init__()
         self.lines: list[str] = []
+        self.errors: list[str] = []
 
     def pushInfo(self, info):
         self.lines.append(info)
         super().pushInfo(info)
+
+    def pushWarning(self, warning):
+        self.lines.append(warning)
+        super().pushWarning(warning)
+
+    def pushDebugInfo(self, info):
+        self.lines.append(info)
+        super().pushDebugInfo(info)
+
+    def reportError(self, error, fatalError=False):
+        self.errors.append(error)
+        super().reportError(error, fatalError)
