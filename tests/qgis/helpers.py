@@ -25,6 +25,6 @@ class RecordingFeedback(QgsProcessingFeedback):
         self.lines.append(info)
         super().pushDebugInfo(info)
 
-    def reportError(self, error, fatalError=False):
+    def reportError(self, error, fatalError=False):  # noqa: N803 (QGIS names it so)
         self.errors.append(error)
         super().reportError(error, fatalError)
