@@ -38,6 +38,9 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     timeout: float = 30.0
+    # Retries a whole run may spend: a service that fails every other request would otherwise
+    # cost each of its failures the full attempts (the breaker catches failures in a row only).
+    run_retry_budget: int = 200
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Exponential backoff with full jitter, or the server's Retry-After when it gives one."""
@@ -226,8 +229,19 @@ class Http:
             if self.canceled():
                 raise CanceledError()
             with self._count_lock:
-                self.counts["requests"] += 1
-                self.counts["retries"] += attempt > 0
+                budget_spent = (
+                    attempt > 0 and self.counts["retries"] >= self.policy.run_retry_budget
+                )
+                if not budget_spent:
+                    self.counts["requests"] += 1
+                    self.counts["retries"] += attempt > 0
+            if budget_spent:
+                raise ServiceError(
+                    self.redact(
+                        f"{url} failed ({last_problem}); not retried: the run has spent its "
+                        f"{self.policy.run_retry_budget} retries"
+                    )
+                )
             try:
                 response = self._fetch(url, params, headers)
             except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:

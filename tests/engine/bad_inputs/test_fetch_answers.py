@@ -363,3 +363,18 @@ def test_a_fetch_leaves_no_socket_open(tmp_path):
     assert all(o.status == "ok" for o in outcomes[:6])
     unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == []
+
+
+def test_a_service_failing_every_other_request_spends_at_most_the_runs_retry_budget(tmp_path):
+    images = grid_images(12)
+    points = points_on(images)[:12]
+    budget = RetryPolicy(attempts=4, base_delay=0.0, max_delay=0.0, timeout=1.0, run_retry_budget=5)
+    with FakeImageryServices(images) as fake:
+        # Every other point's lookup fails for good: never two failures in a row.
+        fake.faults["kv-search"] = ["500", "500", "500", "500", "", "", "", ""] * 6
+        outcomes = run(fake, "kartaview", tmp_path, points, policy=budget, concurrency=1)
+        asked = fake.count("/kv/2.0/photo")
+    failed = [o for o in outcomes if o.status.startswith("error:")]
+    assert failed and all("not tried" not in o.status for o in outcomes)
+    assert "spent its 5 retries" in failed[-1].status
+    assert asked <= 12 + 5  # one request per point, and the five retries the run allows
