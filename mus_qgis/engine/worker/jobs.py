@@ -416,6 +416,7 @@ def grid(params: dict, progress) -> dict:
             float(params["cell_size"]),
             params["shape"],
             weights=arrays["weight"] if params.get("weighted") else None,
+            scores=arrays["weight"],  # the points' scores break ties
             area=area,
             progress=progress,
         )

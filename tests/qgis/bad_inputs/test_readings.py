@@ -1,0 +1,233 @@
+"""The readings' algorithms (grid, comparison with Urban Atlas, ranking) given bad, odd or hostile
+layers and settings: each case ends in a QgsProcessingException whose message names the input and
+what to fix, or in a complete result (with a warning where something was left out).
+
+HTML reports are opened and parsed: label text holding markup must come out as text, never as a
+live element.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from qgis import processing
+from qgis.core import (
+    Qgis,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsGeometry,
+    QgsProcessingException,
+    QgsProject,
+    QgsVectorLayer,
+)
+
+from tests.qgis.helpers import RecordingFeedback
+
+UTM = "EPSG:32633"
+GREEN, WATER = "Green urban areas", "Water"
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+class WarningFeedback(RecordingFeedback):
+    """Also keeps the warnings (reportError), as the Processing log shows them."""
+
+    def reportError(self, error, fatalError=False):  # noqa: N803 (QGIS's names)
+        self.lines.append(error)
+        super().reportError(error, fatalError)
+
+
+class LiveElements(HTMLParser):
+    """Every element that would run or load something: scripts, on* handlers, images."""
+
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "img", "iframe", "object", "embed") or any(
+            name.startswith("on") for name, _ in attrs
+        ):
+            self.found.append((tag, attrs))
+
+
+def live_elements(path) -> list:
+    parser = LiveElements()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.found
+
+
+def points_layer(rows, crs=UTM, fields="field=label_1:string&field=score_1:double", name="pts"):
+    """rows: (wkt or None, attributes...)."""
+    layer = QgsVectorLayer(f"Point?crs={crs}&{fields}", name, "memory")
+    features = []
+    for wkt, *attributes in rows:
+        feature = QgsFeature(layer.fields())
+        if wkt is not None:
+            feature.setGeometry(QgsGeometry.fromWkt(wkt))
+        feature.setAttributes(list(attributes))
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    return layer
+
+
+def polygon_layer(wkts, crs=UTM, fields="", attributes=None, name="area"):
+    layer = QgsVectorLayer(f"Polygon?crs={crs}{'&' + fields if fields else ''}", name, "memory")
+    features = []
+    for i, wkt in enumerate(wkts):
+        feature = QgsFeature(layer.fields())
+        if wkt is not None:
+            feature.setGeometry(QgsGeometry.fromWkt(wkt))
+        if attributes:
+            feature.setAttributes(list(attributes[i]))
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    return layer
+
+
+def box(x0, y0, x1, y1) -> str:
+    return f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"
+
+
+X0, Y0 = 291_000, 4_640_000
+BOWTIE = f"POLYGON(({X0} {Y0},{X0 + 400} {Y0 + 400},{X0 + 400} {Y0},{X0} {Y0 + 400},{X0} {Y0}))"
+GOOD_POINTS = [
+    (f"POINT({X0 + 10} {Y0 + 10})", GREEN, 0.4),
+    (f"POINT({X0 + 20} {Y0 + 20})", GREEN, 0.4),
+    (f"POINT({X0 + 150} {Y0 + 50})", WATER, 0.6),
+]
+
+
+def in_wgs84(wkt: str) -> str:
+    geometry = QgsGeometry.fromWkt(wkt)
+    transform = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem(UTM),
+        QgsCoordinateReferenceSystem("EPSG:4326"),
+        QgsProject.instance(),
+    )
+    assert geometry.transform(transform) == Qgis.GeometryOperationResult.Success
+    return geometry.asWkt()
+
+
+# -- Resample labels to a grid ----------------------------------------------------------------
+GRID_ERRORS = {
+    "empty point layer": (
+        {"INPUT": lambda: points_layer([])},
+        "No point of 'pts' has both a location and a label in 'label_1'",
+    ),
+    "only null geometries": (
+        {"INPUT": lambda: points_layer([(None, GREEN, 0.5), ("POINT EMPTY", WATER, 0.5)])},
+        "No point of 'pts' has both a location and a label",
+    ),
+    "missing label field": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "LABEL_FIELD": "landuse"},
+        "no field 'landuse' for the labels. Its fields: label_1, score_1",
+    ),
+    "weighted, no score field": (
+        {
+            "INPUT": lambda: points_layer(GOOD_POINTS, fields="field=label_1:string&field=x:int"),
+            "WEIGHTED": True,
+        },
+        "no field 'score_1' for the scores",
+    ),
+    "geographic grid CRS": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "PROJECTED_CRS": "EPSG:4326"},
+        "The grid CRS EPSG:4326 is geographic (degrees): choose a projected CRS in metres",
+    ),
+    "grid CRS in feet": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "PROJECTED_CRS": "EPSG:2263"},
+        "The grid CRS EPSG:2263 is not in metres",
+    ),
+    "cell size zero": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "CELL_SIZE": 0},
+        "Incorrect parameter value for CELL_SIZE",
+    ),
+    "cell size negative": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "CELL_SIZE": -100},
+        "Incorrect parameter value for CELL_SIZE",
+    ),
+    "cell size absurdly small": (
+        {
+            "INPUT": lambda: points_layer(GOOD_POINTS),
+            "CELL_SIZE": 1,
+            "AREA": lambda: polygon_layer([box(X0, Y0, X0 + 3000, Y0 + 3000)]),
+        },
+        "more than 1,000,000: choose a cell size of at least",
+    ),
+    "study area 50 km away": (
+        {
+            "INPUT": lambda: points_layer(GOOD_POINTS),
+            "AREA": lambda: polygon_layer([box(X0 + 50_000, Y0, X0 + 51_000, Y0 + 1000)]),
+        },
+        "No labelled point falls in the study area: the nearest lies 49.9 km from it",
+    ),
+    # QGIS's own check of invalid input geometries speaks first (the engine would mend it).
+    "self-crossing study area": (
+        {
+            "INPUT": lambda: points_layer(GOOD_POINTS),
+            "AREA": lambda: polygon_layer([BOWTIE]),
+        },
+        "Feature (1) from “area” has invalid geometry",
+    ),
+    "study area layer with no polygon": (
+        {"INPUT": lambda: points_layer(GOOD_POINTS), "AREA": lambda: polygon_layer([None])},
+        "The study area layer 'area' has no polygon",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GRID_ERRORS), ids=list(GRID_ERRORS))
+def test_grid_bad_inputs_are_clear_errors(mus_provider, case):
+    given, message = GRID_ERRORS[case]
+    parameters = {"PROJECTED_CRS": UTM, "CELL_SIZE": 100, "OUTPUT": "memory:"}
+    parameters.update({k: v() if callable(v) else v for k, v in given.items()})
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run("mus:resampletogrid", parameters)
+    assert message in str(raised.value)
+
+
+def grid_cells(result) -> list:
+    return list(result["OUTPUT"].getFeatures())
+
+
+GRID_WORKS = {
+    # A detached piece of the study area that no point reaches: labelled from the nearest cells.
+    "island no point reaches": (
+        lambda: polygon_layer(
+            [
+                f"MULTIPOLYGON((({X0} {Y0},{X0 + 400} {Y0},{X0 + 400} {Y0 + 100},{X0} {Y0 + 100},"
+                f"{X0} {Y0})),(({X0 + 900} {Y0},{X0 + 1000} {Y0},{X0 + 1000} {Y0 + 100},"
+                f"{X0 + 900} {Y0 + 100},{X0 + 900} {Y0})))"
+            ]
+        ),
+        {"2919,46400": (WATER, 800.0)},
+    ),
+    # The area in degrees, the points in metres: reprojected, the same cells.
+    "area in another CRS": (
+        lambda: polygon_layer([in_wgs84(box(X0, Y0, X0 + 400, Y0 + 100))], crs="EPSG:4326"),
+        {"2913,46400": (WATER, 200.0)},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(GRID_WORKS), ids=list(GRID_WORKS))
+def test_every_cell_of_an_odd_study_area_gets_a_label(mus_provider, case):
+    area, expected = GRID_WORKS[case]
+    rows = [*GOOD_POINTS, (None, GREEN, 0.9), (f"POINT({X0 + 30} {Y0 + 30})", None, None)]
+    result = processing.run(
+        "mus:resampletogrid",
+        {
+            "INPUT": points_layer(rows),
+            "AREA": area(),
+            "CELL_SIZE": 100,
+            "PROJECTED_CRS": UTM,
+            "OUTPUT": "memory:",
+        },
+    )
+    cells = {f["cell"]: f for f in grid_cells(result)}
+    assert all(f["label"] in (GREEN, WATER) for f in cells.values()), "a cell has no label"
+    assert sum(f["points"] for f in cells.values()) == 3
+    for cell, (label, distance) in expected.items():
+        assert (cells[cell]["label"], cells[cell]["filled"]) == (label, 1)
+        assert cells[cell]["fill_dist"] == pytest.approx(distance)
