@@ -441,10 +441,20 @@ def grid(params: dict, progress) -> dict:
 def agreement_job(params: dict, progress) -> dict:
     """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
     require("numpy")
-    from ..readings.agreement import agreement
+    from ..clip.labels import builtin_label_set
+    from ..progress import warn
+    from ..readings.agreement import agreement, land_use_code_problem
 
     with open(params["pairs"], encoding="utf-8") as handle:
         pairs = json.load(handle)
+    known = {str(code) for code in pairs["reference"]}
+    for legend in ("urban_atlas_2018", "corine_land_cover"):
+        known |= {label.code for label in builtin_label_set(legend).labels if label.code}
+    error, warning = land_use_code_problem(pairs["predicted"], known)
+    if error:
+        raise MusError(error)
+    if warning:
+        warn(progress, warning)
     result = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
     return {
         "classes": list(result.classes),

@@ -18,7 +18,9 @@ import shapely
 
 from mus_qgis.engine.errors import CanceledError, MusError, StudyAreaError
 from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.engine.readings.agreement import agreement, land_use_code_problem
 from mus_qgis.engine.readings.grid import resample_to_grid
+from mus_qgis.engine.worker.jobs import JOBS
 
 
 # -- the grid: an independent reading of the stated rule ---------------------------------------
@@ -201,3 +203,37 @@ def test_filling_a_large_grid_stops_on_a_cancel():
         resample_to_grid(
             x, y, rng.integers(0, 3, 200), 3, 100.0, area=area, progress=CancelAfter(3)
         )
+
+
+# -- agreement ---------------------------------------------------------------------------------
+def test_f1_is_zero_where_a_class_is_never_right():
+    """The finding: F1 was blank where precision and recall were zero."""
+    result = agreement(["A", "B", "B"], ["A", "A", "C"], ["A", "B", "C"])
+    assert result.f1.tolist() == pytest.approx([2 / 3, 0.0, 0.0])
+    assert math.isnan(result.precision[1]) and result.recall[1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("predicted", "error", "warning"),
+    [
+        (["Rome", "Paris", "Rome"], "are not Urban Atlas or CORINE land-use codes", ""),
+        (["", None], "No compared point has a predicted code", ""),
+        (["11100", "Rome"], "", "1 of 2 compared points have a predicted value that is not"),
+        (["11100", "12100"], "", ""),
+    ],
+    ids=["city-names", "no-codes", "some-not-codes", "codes"],
+)
+def test_values_that_are_not_land_use_codes_are_named(predicted, error, warning):
+    found_error, found_warning = land_use_code_problem(predicted, {"11100", "12100"})
+    assert (error in found_error if error else found_error == "") and (
+        warning in found_warning if warning else found_warning == ""
+    )
+
+
+def test_the_agreement_job_refuses_city_names_instead_of_a_kappa_of_zero(tmp_path):
+    import json
+
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps({"reference": ["11100", "12100"], "predicted": ["Rome", "Paris"]}))
+    with pytest.raises(MusError, match=r"'Paris', 'Rome'\) are not Urban Atlas or CORINE"):
+        JOBS["agreement"]({"pairs": str(pairs)}, LoggingProgress())

@@ -231,3 +231,115 @@ def test_every_cell_of_an_odd_study_area_gets_a_label(mus_provider, case):
     for cell, (label, distance) in expected.items():
         assert (cells[cell]["label"], cells[cell]["filled"]) == (label, 1)
         assert cells[cell]["fill_dist"] == pytest.approx(distance)
+
+
+# -- Compare with Urban Atlas or CORINE -------------------------------------------------------
+def urban_atlas(crs=UTM, fields="field=code_2018:string&field=class_2018:string"):
+    """Two Urban Atlas polygons side by side."""
+    wkts = [box(X0, Y0, X0 + 100, Y0 + 100), box(X0 + 100, Y0, X0 + 200, Y0 + 100)]
+    if crs != UTM:
+        wkts = [in_wgs84(w) for w in wkts]
+    attributes = [("14100", "Green urban areas"), ("50000", "Water")]
+    if "code_2018" not in fields:
+        attributes = [(1,), (2,)]
+    return polygon_layer(wkts, crs=crs, fields=fields, attributes=attributes, name="ua")
+
+
+def predicted(codes, crs=UTM):
+    rows = [
+        (f"POINT({X0 + 50 + 100 * (i % 2)} {Y0 + 50})", "label", code)
+        for i, code in enumerate(codes)
+    ]
+    if crs != UTM:
+        rows = [(in_wgs84(wkt), *rest) for wkt, *rest in rows]
+    return points_layer(rows, crs=crs, fields="field=label_1:string&field=code_1:string")
+
+
+COMPARE_ERRORS = {
+    "city names as codes": (
+        lambda: predicted(["Rome", "Paris"]),
+        lambda: urban_atlas(),
+        "('Paris', 'Rome') are not Urban Atlas or CORINE land-use codes",
+    ),
+    "no predicted code": (
+        lambda: predicted([None, None]),
+        lambda: urban_atlas(),
+        "No compared point has a predicted code",
+    ),
+    "reference without a code field": (
+        lambda: predicted(["14100", "50000"]),
+        lambda: urban_atlas(fields="field=id:int"),
+        "The reference layer has no field code_2018 or code_18 or code_12 or clc_code or code",
+    ),
+    "reference not under the points": (
+        lambda: points_layer(
+            [("POINT(500000 5000000)", "label", "14100")],
+            fields="field=label_1:string&field=code_1:string",
+        ),
+        lambda: urban_atlas(),
+        "None of the 1 points falls on a polygon of the reference layer 'ua' (2 polygons)",
+    ),
+    "empty point layer": (
+        lambda: predicted([]),
+        lambda: urban_atlas(),
+        "The point layer 'pts' has no point",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPARE_ERRORS), ids=list(COMPARE_ERRORS))
+def test_compare_bad_inputs_are_clear_errors(mus_provider, case):
+    points, reference, message = COMPARE_ERRORS[case]
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run(
+            "mus:compareurbanatlas",
+            {"INPUT": points(), "REFERENCE": reference(), "OUTPUT": "memory:"},
+        )
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3857"], ids=["points-wgs84", "points-3857"])
+def test_points_in_another_crs_than_the_reference_are_reprojected(mus_provider, crs, tmp_path):
+    points = predicted(["14100", "14100", "50000", "50000"], crs="EPSG:4326")
+    if crs == "EPSG:3857":
+        points = processing.run(
+            "native:reprojectlayer",
+            {"INPUT": points, "TARGET_CRS": crs, "OUTPUT": "memory:"},
+        )["OUTPUT"]
+    report = tmp_path / "agreement.html"
+    result = processing.run(
+        "mus:compareurbanatlas",
+        {"INPUT": points, "REFERENCE": urban_atlas(), "OUTPUT": "memory:", "REPORT": str(report)},
+    )
+    assert result["COMPARED"] == 4 and result["OVERALL_ACCURACY"] == pytest.approx(0.5)
+    assert [f["ref_code"] for f in result["OUTPUT"].getFeatures()] == ["14100", "50000"] * 2
+    # 14100 is predicted twice and right once: F1 = 0.5; never blank.
+    text = report.read_text(encoding="utf-8")
+    assert "<td>0.500</td>" in text
+
+
+def test_hostile_code_text_in_the_agreement_report_stays_text(mus_provider, tmp_path):
+    report = tmp_path / "agreement.html"
+    feedback = WarningFeedback()
+    result = processing.run(
+        "mus:compareurbanatlas",
+        {
+            "INPUT": predicted(["14100", HOSTILE]),
+            "REFERENCE": urban_atlas(),
+            "OUTPUT": "memory:",
+            "REPORT": str(report),
+        },
+        feedback=feedback,
+    )
+    # Observed 1/2, by chance 1/4: kappa (1/2 - 1/4) / (3/4).
+    assert result["COMPARED"] == 2 and result["KAPPA"] == pytest.approx(1 / 3)
+    assert any(
+        "1 of 2 compared points have a predicted value that is not" in line
+        for line in feedback.lines
+    )
+    assert live_elements(report) == []
+    assert "&lt;script&gt;" in report.read_text(encoding="utf-8")
+    # F1 of the class never right (50000) is 0, not blank.
+    assert "<td>0.000</td><td>0</td></tr>" in report.read_text(encoding="utf-8") or (
+        ">0.000<" in report.read_text(encoding="utf-8")
+    )
