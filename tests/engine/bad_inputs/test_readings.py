@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import shapely
 
-from mus_qgis.engine.errors import CanceledError, MusError, StudyAreaError
+from mus_qgis.engine.errors import CanceledError, LabelSetError, MusError, StudyAreaError
 from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.agreement import agreement, land_use_code_problem
 from mus_qgis.engine.readings.grid import resample_to_grid
+from mus_qgis.engine.readings.ranking import rank_labels
 from mus_qgis.engine.worker.jobs import JOBS
 
 
@@ -237,3 +238,60 @@ def test_the_agreement_job_refuses_city_names_instead_of_a_kappa_of_zero(tmp_pat
     pairs.write_text(json.dumps({"reference": ["11100", "12100"], "predicted": ["Rome", "Paris"]}))
     with pytest.raises(MusError, match=r"'Paris', 'Rome'\) are not Urban Atlas or CORINE"):
         JOBS["agreement"]({"pairs": str(pairs)}, LoggingProgress())
+
+
+# -- ranking -----------------------------------------------------------------------------------
+LABELS = ["Rome", "Paris", "Vatican City", "Berlin"]
+FIRST = [0, 1, 1, 2, 2, 2, 1, -1]
+
+
+@pytest.mark.parametrize(
+    ("targets", "highlighted"),
+    [
+        ([], []),
+        (["Berlin"], ["Berlin"]),
+        (["Paris"], ["West"]),
+        (["Rome"], ["Rome + Vatican City"]),  # a group holding a target is one
+        (["Rome + Vatican City"], ["Rome + Vatican City"]),
+    ],
+    ids=["none", "a-label", "a-member-of-a-one-label-group", "a-member", "a-group-name"],
+)
+def test_only_target_groups_are_highlighted(targets, highlighted):
+    """The finding: every group was highlighted as a target."""
+    groups = {"Rome + Vatican City": ["Rome", "Vatican City"], "West": ["Paris"]}
+    ranked = rank_labels(LABELS, FIRST, targets=targets, groups=groups)
+    assert [r.label for r in ranked if r.target] == highlighted
+
+
+def test_an_unknown_target_names_itself_and_the_labels_there_are():
+    with pytest.raises(
+        LabelSetError,
+        match=r"Not in the label set: 'Roma'\. The labels are: Rome, "
+        r"Paris, Vatican City, Berlin\.",
+    ):
+        rank_labels(LABELS, FIRST, targets=["Roma"])
+
+
+def rank_job(tmp_path, targets):
+    arrays = tmp_path / "first.npz"
+    np.savez(arrays, first=np.array(FIRST), probabilities=np.zeros((len(FIRST), 4)))
+    layer = {"set_name": "capitals", "labels": LABELS, "arrays": str(arrays)}
+    progress = LoggingProgress()
+    result = JOBS["rank"]({"layers": [layer], "targets": targets, "groups": []}, progress)
+    return result, progress
+
+
+def test_the_rank_job_refuses_targets_found_in_no_label_set(tmp_path):
+    with pytest.raises(
+        LabelSetError,
+        match=r"Not a label of any label set ranked: 'Rmoe'\. "
+        r"capitals: The labels are: Rome, Paris",
+    ):
+        rank_job(tmp_path, ["Rmoe"])
+
+
+def test_the_rank_job_warns_of_a_target_found_nowhere_beside_one_found(tmp_path):
+    result, progress = rank_job(tmp_path, ["Rome", "Roma"])
+    (entries,) = [s["entries"] for s in result["sections"]]
+    assert [e["label"] for e in entries if e["target"]] == ["Rome"]
+    assert any("Not a label of any label set ranked: 'Roma'" in m for m in progress.messages)

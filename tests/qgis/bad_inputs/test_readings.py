@@ -8,6 +8,7 @@ live element.
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -343,3 +344,69 @@ def test_hostile_code_text_in_the_agreement_report_stays_text(mus_provider, tmp_
     assert "<td>0.000</td><td>0</td></tr>" in report.read_text(encoding="utf-8") or (
         ">0.000<" in report.read_text(encoding="utf-8")
     )
+
+
+# -- Rank labels -------------------------------------------------------------------------------
+def classified(rows, name="capitals", label_set="european_capitals"):
+    layer = points_layer(
+        [("POINT(12.5 41.9)", first, 0.6) for first in rows],
+        crs="EPSG:4326",
+        fields="field=label_1:string&field=prob_1:double",
+        name=name,
+    )
+    if label_set:
+        layer.setCustomProperty("mus_qgis/classification", json.dumps({"label_set": label_set}))
+    return layer
+
+
+RANK_ERRORS = {
+    "unknown target typed": (
+        lambda: classified(["Paris", "Rome"]),
+        "Rmoe",
+        "Not a label of any label set ranked: 'Rmoe'. european_capitals: The labels are: Tirana",
+    ),
+    "layer with nothing classified": (
+        lambda: classified([None, None]),
+        "Rome",
+        "capitals has no classified point (label_1 is empty on all 2 features)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RANK_ERRORS), ids=list(RANK_ERRORS))
+def test_rank_bad_inputs_are_clear_errors(mus_provider, case):
+    layer, targets, message = RANK_ERRORS[case]
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run(
+            "mus:ranklabels", {"INPUTS": [layer()], "TARGETS": targets, "OUTPUT": "memory:"}
+        )
+    assert message in str(raised.value)
+
+
+def test_the_default_targets_missing_from_a_set_only_warn(mus_provider):
+    feedback = WarningFeedback()
+    result = processing.run(
+        "mus:ranklabels",
+        {"INPUTS": [classified(["Paris", "Rome"])], "OUTPUT": "memory:"},
+        feedback=feedback,
+    )
+    targets = [f["label"] for f in result["OUTPUT"].getFeatures() if f["target"]]
+    assert targets == ["Rome"]
+    assert any("Not a label of any label set ranked: 'Roma'" in line for line in feedback.lines)
+
+
+def test_hostile_label_text_in_the_ranking_report_stays_text(mus_provider, tmp_path):
+    report = tmp_path / "ranking.html"
+    layer = classified([HOSTILE, HOSTILE, "Paris"], name=HOSTILE, label_set="")
+    processing.run(
+        "mus:ranklabels",
+        {
+            "INPUTS": [layer],
+            "TARGETS": HOSTILE.split(",")[0],
+            "OUTPUT": "memory:",
+            "REPORT": str(report),
+        },
+    )
+    assert live_elements(report) == []
+    text = report.read_text(encoding="utf-8")
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # set name and label
