@@ -145,7 +145,16 @@ class MusAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.writeFeatureError(sink, parameters, sink_name))
 
     def field_index(
-        self, source, parameters, name, context, *, what: str, required=False, candidates=()
+        self,
+        source,
+        parameters,
+        name,
+        context,
+        *,
+        what: str,
+        required=False,
+        candidates=(),
+        layer: str = "input layer",
     ) -> int:
         """Index in ``source`` of the field chosen for parameter ``name``; -1 when none applies.
 
@@ -172,7 +181,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         looked_for = repr(wanted) if wanted else " or ".join(candidates) or "(none chosen)"
         offered = ", ".join(field.name() for field in fields) or "none"
         raise QgsProcessingException(
-            f"The input layer has no field {looked_for} for the {what}. Its fields: {offered}."
+            f"The {layer} has no field {looked_for} for the {what}. Its fields: {offered}."
         )
 
 

@@ -45,7 +45,12 @@ class CompareUrbanAtlas(MusAlgorithm):
         "compared, never class texts, whose spelling varies between deliveries). Classify the "
         "points with the Urban Atlas (or CORINE) label set first: its codes go into code_1. The "
         "HTML report gives the confusion matrix, overall accuracy, Cohen's kappa and per-class "
-        "precision, recall and F1. The reference polygons under the study area can be written "
+        "precision, recall and F1 (F1 is 0 for a class that occurs but is never right; "
+        "precision is blank for a class never predicted, recall for one absent from the "
+        "reference). Refused with a message: predicted values that are not Urban Atlas or CORINE "
+        "codes (e.g. points classified with city names), a reference layer without a code "
+        "field, or one that no point falls on. The reference layer may be in any CRS. The "
+        "reference polygons under the study area can be written "
         "out styled with the official palette, so both layers share one legend."
     )
 
@@ -139,6 +144,7 @@ class CompareUrbanAtlas(MusAlgorithm):
             what="reference class code",
             required=True,
             candidates=CODE_FIELDS,
+            layer="reference layer",
         )
         class_index = find_field(reference.fields(), CLASS_FIELDS)
         polygons = {f.id(): f for f in reference.getFeatures()}
@@ -158,18 +164,33 @@ class CompareUrbanAtlas(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        truths, guesses, used = [], [], set()
+        truths, guesses, used, rows = [], [], set(), []
+        on_reference = 0
         for feature in points.getFeatures():
             hit = self._polygon_under(feature, to_reference, index, polygons)
             predicted = _code(feature.attributes()[predicted_index])
             ref_code = _code(hit.attributes()[code_index]) if hit else ""
             ref_class = str(hit.attributes()[class_index]) if hit and class_index >= 0 else ""
+            on_reference += hit is not None
             agree = None
             if hit is not None and predicted:
                 agree = int(predicted == ref_code)
                 truths.append(ref_code)
                 guesses.append(predicted)
                 used.add(hit.id())
+            rows.append((feature, ref_code, ref_class, agree))
+        # Checked before anything is written: a comparison of nothing is no result.
+        if not rows:
+            raise QgsProcessingException(
+                f"The point layer '{points.sourceName()}' has no point: give the classified points."
+            )
+        if not on_reference:
+            raise QgsProcessingException(
+                f"None of the {len(rows)} points falls on a polygon of the reference layer "
+                f"'{reference.sourceName()}' ({len(polygons)} polygons): choose the Urban Atlas "
+                "or CORINE layer that covers the points (and check both layers' CRS)."
+            )
+        for feature, ref_code, ref_class, agree in rows:
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             out.setAttributes([*feature.attributes(), ref_code or None, ref_class or None, agree])

@@ -48,9 +48,13 @@ class RankLabels(ClipParameters, MusAlgorithm):
         "Ranks the labels of one or more classified point layers (one per label set, e.g. "
         "Italian provinces, European capitals, world capitals for the study's multiscale "
         "reading) by their share of first places, then by mean probability. Target labels "
-        "(comma-separated, e.g. 'Rome, Roma') are highlighted; groups are summed into one "
-        "entry, one a line as 'name = label; label' (e.g. 'Rome + Vatican City = Rome; "
-        "Vatican City'). Every label of a built-in set is listed, even with no first place. "
+        "(comma-separated, e.g. 'Rome, Roma') are highlighted, and so is a group that holds a "
+        "target or is named as one; groups are summed into one entry, one a line as "
+        "'name = label; label' (e.g. 'Rome + Vatican City = Rome; Vatican City'). A target "
+        "or group in none of the label sets is named in a warning, and when none of the "
+        "targets and groups typed is found, the run stops with the labels there are (the "
+        "default targets only warn). Every label of a built-in set is listed, even with no "
+        "first place. "
         "The mean probability counts a label's probability where it is among a point's top k "
         "and zero elsewhere (exact when k is the whole set).\n\n"
         "Without classifying again, label sets can also be ranked over every image embedded so "
@@ -134,11 +138,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
             raise QgsProcessingException(
                 "Give classified point layers, or label sets to rank over the stored embeddings."
             )
-        targets = [
-            t.strip()
-            for t in self.parameterAsString(parameters, self.TARGETS, context).split(",")
-            if t.strip()
-        ]
+        targets_text = self.parameterAsString(parameters, self.TARGETS, context)
+        targets = [t.strip() for t in targets_text.split(",") if t.strip()]
         from ..engine.errors import MusError
         from ..engine.readings.ranking import parse_groups
 
@@ -158,6 +159,9 @@ class RankLabels(ClipParameters, MusAlgorithm):
         params = {
             "layers": [self._layer_arrays(layer) for layer in layers],
             "targets": targets,
+            # The suggested default (the study's Rome) may be in none of the sets: a warning
+            # then; targets the user typed and no set has are an error.
+            "strict_targets": targets_text != self.parameterDefinition(self.TARGETS).defaultValue(),
             "groups": group_lines,
         }
         if stored_sets:
@@ -224,6 +228,11 @@ class RankLabels(ClipParameters, MusAlgorithm):
             rows.append([feature[f"label_{i}"] for i in range(1, k + 1)])
             probabilities.append(
                 [feature[f"prob_{i}"] if f"prob_{i}" in names else None for i in range(1, k + 1)]
+            )
+        if not any(_text(row[0]) for row in rows):
+            raise QgsProcessingException(
+                f"{layer.name()} has no classified point (label_1 is empty on all "
+                f"{len(rows)} features): classify it with 'CLIP-classify' first."
             )
         set_name, labels = _label_universe(layer, rows)
         position = {label: i for i, label in enumerate(labels)}

@@ -25,6 +25,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProperty,
     QgsRendererCategory,
+    QgsUnitTypes,
 )
 
 from ..engine.clip.labels import builtin_label_sets
@@ -48,7 +49,7 @@ OUTPUT_FIELDS = (
     ("share", "double"),
     ("entropy", "double"),
     ("filled", "int"),
-    ("fill_rings", "int"),
+    ("fill_dist", "double"),
 )
 
 
@@ -63,13 +64,23 @@ class ResampleToGrid(MusAlgorithm):
         "Aggregates classified points into a square or hexagonal grid (hexagons have the area "
         "of the squares) and gives each cell the most frequent label, as 'CLIP and the City' "
         "did for land use. By default each point counts once; optionally it counts with its "
-        "score. Per cell: label, points, share (the majority's share), entropy (bits). Cells of "
-        "the study area (a polygon layer, or the points' extent) without points take the label "
-        "most frequent among their nearest labelled neighbours, so the map has no void; "
-        "'filled' and 'fill_rings' say which cells were filled and how far the label came "
-        "from; filled cells are drawn in a lighter shade of their label's colour. "
-        "Distances are metres in the given projected CRS (default: the points' UTM "
-        "zone). Points are binned with array arithmetic, so a million points take seconds."
+        "score. Per cell: label, points, share (the majority's share), entropy (bits).\n\n"
+        "The grid covers the study area (a polygon layer, or the points' extent): every cell "
+        "that overlaps it, so no part of it is left under no cell. A cell without points takes "
+        "the label most frequent among the cells with points nearest to it (the smallest "
+        "distance between cell centres, however far: a part of the area no point reaches, such "
+        "as an island, is labelled too), so the map has no void; 'filled' = 1 marks those cells "
+        "and 'fill_dist' gives that distance in metres (0 for cells with points). Filled cells "
+        "are drawn in a lighter shade of their label's colour.\n\n"
+        "Ties, in a cell whose points split evenly and in a filled cell whose nearest cells "
+        "split evenly, go to the tied label whose points (in that cell, or in those nearest "
+        "cells) have the higher total score (the score field; 1 per point without one), then "
+        "to the label that comes first in the label set (with 'the labels found': "
+        "alphabetical order).\n\n"
+        "Refused with a message: a study area that no labelled point falls in, a grid of more "
+        "than 1,000,000 cells, a geographic or non-metre grid CRS. Distances are metres in the "
+        "given projected CRS (default: the points' UTM zone). Points are binned with array "
+        "arithmetic, so a million points take seconds."
     )
 
     INPUT = "INPUT"
@@ -176,7 +187,12 @@ class ResampleToGrid(MusAlgorithm):
         for feature in source.getFeatures():
             geometry = feature.geometry()
             value = feature.attributes()[label_index]
-            if geometry.isNull() or value in (None, "") or str(value) == "NULL":
+            if (
+                geometry.isNull()
+                or geometry.isEmpty()
+                or value in (None, "")
+                or str(value) == "NULL"
+            ):
                 continue
             point = to_grid.transform(geometry.centroid().asPoint())
             xs.append(point.x())
@@ -185,7 +201,11 @@ class ResampleToGrid(MusAlgorithm):
             score = feature.attributes()[score_index] if score_index >= 0 else 1.0
             scores.append(float(score) if score not in (None, "") else 0.0)
         if not texts:
-            raise QgsProcessingException("No point has a label: classify the points first.")
+            raise QgsProcessingException(
+                f"No point of '{source.sourceName()}' has both a location and a label in "
+                f"'{source.fields().at(label_index).name()}': classify the points first (or "
+                "choose the label field)."
+            )
         names, colours = self._palette(texts, parameters, context)
         position = {name: i for i, name in enumerate(names)}
         area = self._area(parameters, context, crs)
@@ -228,7 +248,17 @@ class ResampleToGrid(MusAlgorithm):
         crs = self.parameterAsCrs(parameters, self.PROJECTED_CRS, context)
         if crs.isValid():
             if crs.isGeographic():
-                raise QgsProcessingException("The grid CRS must be projected (metres).")
+                raise QgsProcessingException(
+                    f"The grid CRS {crs.authid() or crs.description()} is geographic (degrees): "
+                    "choose a projected CRS in metres, or leave it empty for the points' UTM zone."
+                )
+            # The unit's name, not its enum, which moved between QGIS versions.
+            if QgsUnitTypes.encodeUnit(crs.mapUnits()) != "meters":
+                raise QgsProcessingException(
+                    f"The grid CRS {crs.authid() or crs.description()} is not in metres, and the "
+                    "cell size is: choose a projected CRS in metres, or leave it empty for the "
+                    "points' UTM zone."
+                )
             return crs
         extent = source.sourceExtent()
         to_wgs84 = QgsCoordinateTransform(
@@ -256,6 +286,8 @@ class ResampleToGrid(MusAlgorithm):
         if parameters.get(self.AREA) in (None, ""):
             return None
         area = self.parameterAsSource(parameters, self.AREA, context)
+        if area is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.AREA))
         transform = QgsCoordinateTransform(area.sourceCrs(), crs, context.transformContext())
         parts = []
         for feature in area.getFeatures():
@@ -264,8 +296,13 @@ class ResampleToGrid(MusAlgorithm):
                 project_in_place(geometry, transform, f"Study area feature {feature.id()}")
                 parts.append(geometry)
         if not parts:
-            raise QgsProcessingException("The study area layer has no polygon.")
-        return QgsGeometry.unaryUnion(parts)
+            raise QgsProcessingException(
+                f"The study area layer '{area.sourceName()}' has no polygon: choose a layer with "
+                "at least one, or leave the study area empty for the points' extent."
+            )
+        # A self-crossing polygon is mended by the engine; a union of invalid parts could
+        # lose them here.
+        return QgsGeometry.collectGeometry(parts)
 
     def _write(self, result, names, crs, parameters, context) -> str:
         fields = QgsFields()
@@ -291,7 +328,7 @@ class ResampleToGrid(MusAlgorithm):
                     None if share != share else share,
                     None if entropy != entropy else entropy,
                     int(result["filled"][row]),
-                    int(result["fill_distance"][row]),
+                    float(result["fill_distance"][row]),
                 ]
             )
             self.write_feature(sink, feature, parameters, self.OUTPUT)

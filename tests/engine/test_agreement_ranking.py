@@ -89,5 +89,5 @@ def test_ranking_by_first_places_with_targets_and_groups():
     )
     assert grouped[0].mean_probability == pytest.approx(0.6)
     assert "Rome" not in [r.label for r in grouped]
-    with pytest.raises(ValueError, match="Not in the label set: Roma"):
+    with pytest.raises(ValueError, match="Not in the label set: 'Roma'"):
         rank_labels(labels, first, targets=["Roma"])

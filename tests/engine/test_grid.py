@@ -32,7 +32,7 @@ def test_hand_computed_square_cells_and_a_filled_void():
     )
     assert result.label[second] == 2 and result.entropy[second] == 0.0
     assert result.filled[void] and result.label[void] == 2 and result.points[void] == 0
-    assert result.fill_distance[void] == 1 and math.isnan(result.share[void])
+    assert result.fill_distance[void] == 100.0 and math.isnan(result.share[void])
     assert not result.filled[first]
     assert result.polygon(first)[:3] == [(0.0, 0.0), (100.0, 0.0), (100.0, 100.0)]
 
@@ -113,11 +113,12 @@ def test_every_cell_inside_the_study_area_gets_a_label(shape):
     result = resample_to_grid(x, y, labels, 4, 50.0, shape=shape, area=area)
     assert (result.label >= 0).all()
     assert result.filled.sum() == (result.points == 0).sum() > 0
-    centres_inside = shapely.contains_xy(area, result.centres[:, 0], result.centres[:, 1])
-    assert centres_inside[result.filled].all()
-    # Fill distance grows outwards from the observed cells.
+    outlines = shapely.polygons([result.polygon(row) for row in range(len(result.label))])
+    assert (shapely.area(shapely.intersection(area, outlines)) > 0).all()
+    # Fill distance (metres between centres) grows outwards from the observed cells.
     far = result.fill_distance[result.filled]
-    assert far.min() == 1 and far.max() > 3
+    step = 50.0 if shape == "square" else hex_radius(50.0) * math.sqrt(3)
+    assert far.min() == pytest.approx(step) and far.max() > 3 * step
 
 
 def test_points_without_a_label_are_ignored_and_bad_settings_refused():

@@ -74,7 +74,7 @@ def test_majority_fill_and_official_colours(mus_provider, qgis_new_project, load
     assert first["label"] == GREEN and first["points"] == 2 + 1
     assert first["share"] == pytest.approx(2 / 3) and first["filled"] == 0
     assert cells["2911,46400"]["label"] == WATER
-    assert cells["2913,46400"]["filled"] == 1 and cells["2913,46400"]["fill_rings"] == 2
+    assert cells["2913,46400"]["filled"] == 1 and cells["2913,46400"]["fill_dist"] == 200.0
     assert layer.crs().authid() == "EPSG:32633"
     assert layer.getFeature(1).geometry().area() == pytest.approx(100 * 100)
     renderer = layer.renderer()
@@ -151,7 +151,9 @@ def test_geographic_points_get_their_utm_zone(mus_provider):
 
 def test_unclassified_points_are_a_clear_error(mus_provider):
     rows = [(291_010, 4_640_010, None, None)]
-    with pytest.raises(QgsProcessingException, match="No point has a label"):
+    with pytest.raises(
+        QgsProcessingException, match="has both a location and a label in 'label_1'"
+    ):
         processing.run(ALG, {"INPUT": labelled_points(rows), "OUTPUT": "memory:"})
     with pytest.raises(QgsProcessingException, match="no field 'nope'"):
         processing.run(

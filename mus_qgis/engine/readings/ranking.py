@@ -30,7 +30,10 @@ def rank_labels(
 
     ``first``: each point's first label index (negative: not classified); ``probabilities``:
     optional N×L softmax probabilities; ``groups``: labels summed into one entry (e.g. Rome and
-    Vatican City), ranked among the labels they replace.
+    Vatican City), ranked among the labels they replace. ``targets``: labels (or group names)
+    marked as targets; a group is a target when its name or one of its labels is. A target or
+    group member that is not in the label set is refused (:class:`LabelSetError`, naming it and
+    the labels there are).
     """
     import numpy as np
 
@@ -48,13 +51,20 @@ def rank_labels(
     else:
         mean_probability = np.full(len(labels), np.nan)
     position = {label: i for i, label in enumerate(labels)}
+    group_names = set(groups or {})
     unknown = [
         name
-        for name in [*targets, *(m for g in (groups or {}).values() for m in g)]
+        for name in [
+            *(t for t in targets if t not in group_names),
+            *(m for g in (groups or {}).values() for m in g),
+        ]
         if name not in position
     ]
     if unknown:
-        raise ValueError(f"Not in the label set: {', '.join(sorted(set(unknown)))}.")
+        raise LabelSetError(
+            f"Not in the label set: {', '.join(repr(n) for n in sorted(set(unknown)))}. "
+            f"{available_labels(labels, groups)} Check the spelling (labels are case-sensitive)."
+        )
     entries = []
     grouped = set()
     for name, members in (groups or {}).items():
@@ -67,7 +77,7 @@ def rank_labels(
                 float(counts[indices].sum() / total),
                 float(np.nansum(mean_probability[indices])),
                 0,
-                True,
+                name in targets or any(member in targets for member in members),
                 tuple(members),
             )
         )
@@ -89,6 +99,16 @@ def rank_labels(
     for rank, entry in enumerate(entries, start=1):
         entry.rank = rank
     return entries
+
+
+def available_labels(labels: Sequence[str], groups: dict | None = None, shown: int = 30) -> str:
+    """The labels (and groups) one may name, as a sentence; long sets are cut after ``shown``."""
+    names = list(labels)
+    text = ", ".join(names[:shown]) + (f", … ({len(names)} in all)" if len(names) > shown else "")
+    sentence = f"The labels are: {text}."
+    if groups:
+        sentence += f" The groups are: {', '.join(groups)}."
+    return sentence
 
 
 def parse_groups(lines: Iterable[str]) -> dict[str, list[str]]:

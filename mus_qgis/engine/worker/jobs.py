@@ -354,6 +354,32 @@ def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progre
     return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups)
 
 
+def _check_targets_known(targets, groups, universes, progress, strict=True) -> None:
+    """A target or group found in no label set ranked is a typo: an error when nothing asked
+    for is found anywhere (the ranking would mark nothing), else a warning naming each. Not
+    ``strict`` (targets the user left at their suggested default): a warning only."""
+    from ..errors import LabelSetError
+    from ..progress import warn
+    from ..readings.ranking import available_labels
+
+    everywhere = {label for _, labels in universes for label in labels}
+    lost_targets = [t for t in targets if t not in everywhere and t not in groups]
+    lost_groups = [
+        name for name, members in groups.items() if not all(m in everywhere for m in members)
+    ]
+    if not lost_targets and not lost_groups:
+        return
+    lost = [repr(t) for t in lost_targets] + [f"group {g!r}" for g in lost_groups]
+    sets = " ".join(f"{name}: {available_labels(labels)}" for name, labels in universes)
+    message = (
+        f"Not a label of any label set ranked: {', '.join(lost)}. {sets} Check the spelling "
+        "(labels are case-sensitive)."
+    )
+    if strict and len(lost_targets) + len(lost_groups) == len(targets) + len(groups):
+        raise LabelSetError(message)
+    warn(progress, message)
+
+
 @job("rank")
 def rank(params: dict, progress) -> dict:
     """Rank labels of classified layers (arrays in NumPy files) and of label sets over the store."""
@@ -365,9 +391,11 @@ def rank(params: dict, progress) -> dict:
     targets = list(params.get("targets") or [])
     groups = parse_groups(params.get("groups") or [])
     sections = []
+    universes = []  # (set name, labels) of every set ranked, to name what a target may be
     for layer in params.get("layers") or []:
         arrays = np.load(layer["arrays"], allow_pickle=False)
         probabilities = arrays["probabilities"] if layer.get("has_probabilities") else None
+        universes.append((layer["set_name"], list(layer["labels"])))
         ranked = _rank_in_set(
             layer["set_name"],
             layer["labels"],
@@ -392,6 +420,7 @@ def rank(params: dict, progress) -> dict:
         untrained = UNTRAINED_WARNING if result.model.untrained else ""
         for label_set, scores in zip(label_sets, result.scores, strict=True):
             set_name = f"{label_set.name} (all {len(result.paths)} stored images)"
+            universes.append((set_name, list(label_set.texts)))
             ranked = _rank_in_set(
                 set_name,
                 label_set.texts,
@@ -402,6 +431,9 @@ def rank(params: dict, progress) -> dict:
                 progress,
             )
             sections.append({"set_name": set_name, "entries": _ranked_rows(ranked)})
+    _check_targets_known(
+        targets, groups, universes, progress, strict=params.get("strict_targets", True)
+    )
     # The warning itself, so that the QGIS side need not import the CLIP modules to word it.
     return {"sections": sections, "untrained_warning": untrained}
 
@@ -426,6 +458,7 @@ def grid(params: dict, progress) -> dict:
             float(params["cell_size"]),
             params["shape"],
             weights=arrays["weight"] if params.get("weighted") else None,
+            scores=arrays["weight"],  # the points' scores break ties
             area=area,
             progress=progress,
         )
@@ -450,10 +483,20 @@ def grid(params: dict, progress) -> dict:
 def agreement_job(params: dict, progress) -> dict:
     """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
     require("numpy")
-    from ..readings.agreement import agreement
+    from ..clip.labels import builtin_label_set
+    from ..progress import warn
+    from ..readings.agreement import agreement, land_use_code_problem
 
     with open(params["pairs"], encoding="utf-8") as handle:
         pairs = json.load(handle)
+    known = {str(code) for code in pairs["reference"]}
+    for legend in ("urban_atlas_2018", "corine_land_cover"):
+        known |= {label.code for label in builtin_label_set(legend).labels if label.code}
+    error, warning = land_use_code_problem(pairs["predicted"], known)
+    if error:
+        raise MusError(error)
+    if warning:
+        warn(progress, warning)
     result = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
     return {
         "classes": list(result.classes),
