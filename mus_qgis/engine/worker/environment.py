@@ -437,8 +437,18 @@ def setup(options: SetupOptions, progress, in_use: set[str] | None = None) -> di
     still passes its self-test, nothing is installed (unless ``force``). ``in_use``: environment
     folders that running workers use, left in place.
     """
-    root = Path(options.root).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    from ..errors import MusError
+    from ..folders import writable_folder
+
+    if options.wheel_folder and not Path(options.wheel_folder).expanduser().is_dir():
+        raise SetupError(
+            f"The wheel folder {options.wheel_folder} does not exist (or is not a folder): give "
+            "the folder the wheels were downloaded into (pip download -d FOLDER ...)."
+        )
+    try:
+        root = writable_folder(Path(options.root).expanduser().resolve(), "engine folder")
+    except MusError as exc:
+        raise SetupError(f"{exc} Nothing was installed.") from None
     with _SetupLock(root):
         return _setup(root, options, progress, in_use or set())
 

@@ -19,6 +19,7 @@ from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.worker.server import _error_message, job_secret_redactor
 from tests.engine.test_fetch import http_for, points_on, run
+from tests.folders import read_only
 from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
 
 
@@ -293,30 +294,6 @@ def test_panoramax_searches_only_the_chosen_dates(tmp_path):
 
 
 # -- the cache folder ---------------------------------------------------------------------------
-def read_only(folder: Path):
-    """Make ``folder`` refuse new files, also for root (who ignores permissions): immutable."""
-    import contextlib
-    import os
-    import subprocess
-
-    @contextlib.contextmanager
-    def held():
-        if os.geteuid() == 0:
-            subprocess.run(["chattr", "+i", str(folder)], check=True)
-            try:
-                yield folder
-            finally:
-                subprocess.run(["chattr", "-i", str(folder)], check=True)
-        else:
-            folder.chmod(0o555)
-            try:
-                yield folder
-            finally:
-                folder.chmod(0o755)
-
-    return held()
-
-
 def test_a_cache_path_that_is_a_file_is_refused_before_any_request(tmp_path):
     images = grid_images(2)
     cache = tmp_path / "cache.txt"
