@@ -379,3 +379,19 @@ def test_requests_go_through_a_proxy_when_one_is_set(tmp_path):
         )
         assert [o.status for o in outcomes] == ["ok", "ok"]
         assert fake.count("/maps/api/streetview") == 2 + 2 * 4
+
+
+def test_panoramax_resumes_from_its_cache_and_asks_only_for_what_is_missing(tmp_path):
+    images = grid_images(6)
+    points = points_on(images)[:6]
+    with FakeImageryServices(images) as fake:
+        fake.faults["pnx-search"] = ["500"] * 4  # the first point's lookup fails for good
+        first = run(fake, "panoramax", tmp_path, points, concurrency=1)
+        asked_first = len(fake.requests)
+        second = run(fake, "panoramax", tmp_path, points, concurrency=1)
+        asked_second = len(fake.requests) - asked_first
+    assert first[0].status.startswith("error:") and [o.status for o in first[1:]] == ["ok"] * 5
+    assert [o.status for o in second] == ["ok"] * 6
+    assert [o.paths for o in second[1:]] == [o.paths for o in first[1:]]
+    # Only the failed point is asked again: one search, one download and its storage hop.
+    assert asked_second == 3
