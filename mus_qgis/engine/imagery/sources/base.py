@@ -113,6 +113,10 @@ class ImagerySource:
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         raise NotImplementedError
 
+    def why_none(self, point: FetchPoint) -> str:
+        """Why ``find`` gave this point nothing, where there is more to say than "no imagery"."""
+        return ""
+
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
