@@ -29,7 +29,7 @@ import shapely
 from ..errors import CrsError, NoStreetsError, SettingError, StudyAreaError
 from ..progress import LoggingProgress, Progress, check_canceled
 from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
-from .street_classes import reference_study_classes
+from .street_classes import MAX_MERGE_DISTANCE_M, reference_study_classes
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 DEFAULT_CLASSES = reference_study_classes()
 
 WGS84 = "EPSG:4326"
-# Beyond this a city keeps a handful of points: a merge distance that large is a slip of the unit.
-MAX_MERGE_DISTANCE_M = 10_000.0
 _GEOD = pyproj.Geod(ellps="WGS84")
 _RING_ANCHOR = "mus_ring_anchor"
 
