@@ -30,6 +30,16 @@ def read_ways(path: Path) -> tuple[dict[int, tuple[float, float]], list[dict]]:
     return nodes, ways
 
 
+def street_area_classes(path: Path) -> list[str]:
+    """The highway class of each street area (a highway way tagged area=yes), last copy of an id
+    winning as in :func:`read_ways`."""
+    root = ET.parse(path).getroot()
+    by_id = {
+        int(w.get("id")): {t.get("k"): t.get("v") for t in w.iter("tag")} for w in root.iter("way")
+    }
+    return [t["highway"] for t in by_id.values() if "highway" in t and t.get("area") == "yes"]
+
+
 def count_segments(ways: list[dict], classes: set[str]) -> int:
     edge_class: dict[frozenset, str] = {}
     for way in ways:

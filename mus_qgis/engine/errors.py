@@ -19,6 +19,10 @@ class NoStreetsError(MusError, ValueError):
     """The study area holds no street of the chosen classes."""
 
 
+class SettingError(MusError, ValueError):
+    """A numeric setting is out of the range the algorithm can use (a negative or absurd size)."""
+
+
 class CrsError(MusError, ValueError):
     """A coordinate reference system cannot serve where distances in metres are needed."""
 

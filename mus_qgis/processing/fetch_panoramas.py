@@ -84,14 +84,15 @@ class FetchPanoramas(MusAlgorithm):
         "Sources: Google Street View Static API (a key with billing; the free metadata call "
         "first, then one image per heading, at most 640×640; optional URL signing secret), "
         "Mapillary (a free client token; 360° images preferred; CC BY-SA), KartaView (no key), "
-        "or your own geotagged photos (a folder read through EXIF GPS, or a CSV of lon, lat, "
-        "path). Keys go in an authentication configuration (Basic: the key or token as user "
-        "name, the Street View signing secret as password); they never appear in logs, fields "
-        "or projects.\n\n"
+        "Panoramax (no key), or your own geotagged photos (a folder read through EXIF GPS, or "
+        "a CSV of lon, lat, path). Keys go in an authentication configuration (Basic: the key "
+        "or token as user name, the Street View signing secret as password); they never appear "
+        "in logs, fields or projects.\n\n"
         "Output: every input point, with the source, image id, capture date, distance to the "
         "image, image_paths (';'-joined, as 'CLIP-classify' reads them), headings, the image's "
-        "own heading, attribution (creator, licence) and fetch_status (ok, no imagery, or the "
-        "error). Points on the same panorama share one download (duplicate_of names the point "
+        "own heading, attribution (creator, licence) and fetch_status: ok; no imagery (with "
+        "the reason where there is one); not tried (with the reason); or error: what happened. "
+        "Points on the same panorama share one download (duplicate_of names the point "
         "that has it, by the layer's id field, or by its feature id where the layer has none).\n\n"
         "Panoramax, the open federated commons (no key), searches every instance through the "
         "meta-catalogue, or one instance set as the service URL (…/api); each instance's "
@@ -473,23 +474,26 @@ class FetchPanoramas(MusAlgorithm):
         return dest_id
 
 
+# (kind of status, colour, legend); a status carries its reason after the kind ("no imagery:
+# 2 photos within 15 m unusable", "not tried: estimate only", "error: HTTP 500 ..."), so the
+# points are coloured by the kind alone.
 STATUS_COLOURS = (
     ("ok", "#1a9641", "imagery found"),
     ("no imagery", "#b4b4b4", "no imagery"),
     ("no geometry", "#b4b4b4", "no geometry"),
-    ("not tried: estimate only", "#abd9e9", "not tried (estimate only)"),
-    ("", "#d7191c", "error, or not tried"),
+    ("not tried", "#abd9e9", "not tried (estimate only, or the service stopped answering)"),
+    ("error", "#d7191c", "error"),
 )
+STATUS_KIND = "regexp_substr(\"fetch_status\", '^[^:]*')"
 
 
 def style_fetch_layer(layer) -> None:
-    """Points coloured by what the fetch found: imagery, none, or an error."""
+    """Points coloured by what the fetch found: imagery, none, not tried, or an error."""
     categories = []
     for value, colour, label in STATUS_COLOURS:
         symbol = QgsMarkerSymbol.createSimple(
             {"name": "circle", "color": colour, "outline_color": "#ffffff", "size": "2"}
         )
         categories.append(QgsRendererCategory(value, symbol, label))
-    # Errors carry their reason in the status: anything else falls in the catch-all category.
-    layer.setRenderer(QgsCategorizedSymbolRenderer("fetch_status", categories))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(STATUS_KIND, categories))
     layer.triggerRepaint()

@@ -25,7 +25,7 @@ from qgis.core import (
 )
 
 from ..engine.resources import plugin_version, resource_path
-from ..engine.streets.street_classes import street_classes
+from ..engine.streets.street_classes import MAX_MERGE_DISTANCE_M, street_classes
 from .base import LOG_TAG, MusAlgorithm, plugin_cache_dir, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
@@ -61,15 +61,21 @@ class SampleStreetCentroids(MusAlgorithm):
         "Puts a sample point at the middle of every street segment of a study area and merges "
         "points closer than the merge distance, as in 'CLIP and the City'.\n\n"
         "Study area: a place name (found with Nominatim), a polygon layer, or an extent, for which "
-        "the streets are downloaded from Overpass with osmnx; or a local OpenStreetMap file "
-        "(.osm, .osm.bz2, .osm.pbf) for offline and large studies, optionally clipped by a "
-        "polygon layer or an extent.\n\n"
+        "the streets are downloaded from Overpass with osmnx; or a local OpenStreetMap file for "
+        "offline and large studies, optionally clipped by a polygon layer or an extent. The file's "
+        "format is read from its content, whatever its name: OSM XML (plain, .bz2 or .gz) or OSM "
+        "PBF. In a clipped extract, a street that runs out of the file keeps its parts inside it "
+        "(the log says how many streets were cut, and how many had too little left to keep).\n\n"
         "Segments run between intersections of the chosen street classes (two-way streets count "
-        "once) and keep disconnected pieces. Distances are measured in the study area's UTM zone "
-        "unless a projected CRS is given. Each output point lies on its street and carries the "
-        "ids of the OSM ways it stands for, the street class and name, the segment's length, the "
-        "street's bearing (degrees clockwise from north, used later to aim the camera) and how "
-        "many segments were merged into it.\n\n"
+        "once) and keep disconnected pieces. A street area (a square drawn as a polygon, tagged "
+        "area=yes, such as a pedestrian piazza) of a chosen class gets one point at its centre "
+        "(its centroid, or a point inside it where the centroid falls outside), with the length "
+        "and bearing of its long axis; the log counts them. The merge distance is 0 (one point "
+        "per segment) to 10,000 m. Distances are measured in the study area's UTM zone unless a "
+        "projected CRS is given. Each output point lies on its street (or in its square) and "
+        "carries the ids of the OSM ways it stands for, the street class and name, the segment's "
+        "length, the street's bearing (degrees clockwise from north, used later to aim the "
+        "camera) and how many segments and squares were merged into it.\n\n"
         "Downloads are cached in the plugin's cache folder; OpenStreetMap data © OpenStreetMap "
         "contributors (ODbL)."
     )
@@ -109,7 +115,9 @@ class SampleStreetCentroids(MusAlgorithm):
                 self.OSM_FILE,
                 self.tr("Local OpenStreetMap file"),
                 optional=True,
-                fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.pbf *.pbf *.xml)",
+                # Any name is accepted: the engine tells the format by the file's content.
+                fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.gz *.osm.pbf *.pbf *.xml);;"
+                "All files (*)",
             )
         )
         self.add_parameter(
@@ -127,6 +135,7 @@ class SampleStreetCentroids(MusAlgorithm):
                 self.tr("Merge points closer than (metres)"),
                 type=NUMBER_DOUBLE,
                 minValue=0.0,
+                maxValue=MAX_MERGE_DISTANCE_M,
                 defaultValue=20.0,
             )
         )
@@ -157,9 +166,25 @@ class SampleStreetCentroids(MusAlgorithm):
             ("SEGMENTS_FOUND", "Street segments found"),
             ("SEGMENTS_SELECTED", "Segments of the chosen classes"),
             ("SEGMENTS_EXCLUDED", "Segments excluded by class"),
+            ("AREAS_SAMPLED", "Street areas (squares) sampled at their centre"),
             ("LOCATIONS", "Locations after merging"),
         ):
             self.add_output(QgsProcessingOutputNumber(name, self.tr(description)))
+
+    def checkParameterValues(self, parameters, context):
+        """The plugin's own words, with what to fix, where QGIS would only say "Incorrect
+        parameter value" (run from Python or qgis_process, the dialog never lets these through)."""
+        own_words = {
+            self.MERGE_DISTANCE: f"give 0 (one point per segment) to {MAX_MERGE_DISTANCE_M:,.0f} "
+            "metres; the reference study used 20.",
+            self.CLASSES: "choose at least one street class.",
+        }
+        for name, fix in own_words.items():
+            definition = self.parameterDefinition(name)
+            value = parameters.get(name)
+            if value is not None and not definition.checkValueIsAcceptable(value, context):
+                return False, f"{definition.description()} ({name}) is {value!r}: {fix}"
+        return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         """Sample the streets in the engine, then write the points."""
@@ -204,6 +229,7 @@ class SampleStreetCentroids(MusAlgorithm):
             "SEGMENTS_FOUND": result["segments_total"],
             "SEGMENTS_SELECTED": result["segments_selected"],
             "SEGMENTS_EXCLUDED": result["segments_excluded"],
+            "AREAS_SAMPLED": result["areas_selected"],
             "LOCATIONS": result["locations"],
         }
 

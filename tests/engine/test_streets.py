@@ -20,7 +20,7 @@ from mus_qgis.engine.errors import (
 )
 from mus_qgis.engine.streets.centroids import DEFAULT_CLASSES, StudyArea, sample_street_centroids
 from tests.conftest import ROME_OSM, SHARED_DATA
-from tests.osm_reference import count_segments, read_ways
+from tests.osm_reference import count_segments, read_ways, street_area_classes
 
 UTM33 = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
 
@@ -47,8 +47,12 @@ def test_counts_match_an_independent_count_of_the_file(rome, rome_ways):
     assert rome.segments_selected == count_segments(ways, selected) == 417
     assert rome.segments_excluded == count_segments(ways, other) == 845
     assert rome.segments_total == 417 + 845
-    # every selected segment is in exactly one location
-    assert rome.points["n_merged"].sum() == rome.segments_selected
+    # the file's street areas (piazzas), counted from the XML, are sampled one point each
+    areas = street_area_classes(ROME_OSM)
+    assert rome.areas_selected == sum(1 for c in areas if c in selected) == 27
+    assert rome.areas_excluded == sum(1 for c in areas if c not in selected) == 1
+    # every selected segment and area is in exactly one location
+    assert rome.points["n_merged"].sum() == rome.segments_selected + rome.areas_selected
     assert rome.locations == len(rome.points) < rome.segments_selected
 
 
@@ -66,7 +70,7 @@ def test_no_two_points_closer_than_the_merge_distance(rome):
     assert dist.min() >= 20.0
 
 
-def test_every_point_lies_on_a_street_of_a_selected_class(rome, rome_ways):
+def test_every_point_lies_on_a_street_or_in_a_square_of_a_selected_class(rome, rome_ways):
     nodes, ways = rome_ways
     lines = [
         LineString([UTM33.transform(*nodes[n]) for n in w["nodes"]])
@@ -74,11 +78,33 @@ def test_every_point_lies_on_a_street_of_a_selected_class(rome, rome_ways):
         if w["tags"]["highway"] in DEFAULT_CLASSES and len(w["nodes"]) > 1
     ]
     streets = shapely.STRtree(lines)
+    squares = _squares_utm(rome_ways)
     xy = _utm_points(rome.points)
-    for (x, y), highway in zip(xy, rome.points["highway"]):
+    in_squares = 0
+    for (x, y), highway, ids in zip(xy, rome.points["highway"], rome.points["osm_ids"]):
         assert highway in DEFAULT_CLASSES
-        nearest = streets.query_nearest(shapely.Point(x, y), return_distance=True)[1][0]
+        point = shapely.Point(x, y)
+        # a square's point lies inside it (a merged point stays where its longest member was)
+        if any(int(i) in squares and squares[int(i)].contains(point) for i in ids.split(";")):
+            in_squares += 1
+            continue
+        nearest = streets.query_nearest(point, return_distance=True)[1][0]
         assert nearest < 0.05, f"point ({x:.1f}, {y:.1f}) is {nearest:.2f} m from any street"
+    assert in_squares > 0
+
+
+def _squares_utm(rome_ways) -> dict:
+    """The pedestrian squares (area=yes) of the Rome file as polygons in UTM 33N, by way id."""
+    import xml.etree.ElementTree as ET
+
+    nodes, _ = rome_ways
+    squares = {}
+    for way in ET.parse(ROME_OSM).getroot().iter("way"):
+        tags = {t.get("k"): t.get("v") for t in way.iter("tag")}
+        if tags.get("highway") == "pedestrian" and tags.get("area") == "yes":
+            ring = [UTM33.transform(*nodes[int(nd.get("ref"))]) for nd in way.iter("nd")]
+            squares[int(way.get("id"))] = Polygon(ring)
+    return squares
 
 
 def test_output_columns_and_values(rome):
@@ -105,14 +131,14 @@ def test_output_columns_and_values(rome):
 
 def test_zero_merge_distance_keeps_one_point_per_segment(rome):
     unmerged = sample_street_centroids(StudyArea(osm_file=ROME_OSM), merge_distance_m=0)
-    assert unmerged.locations == rome.segments_selected
+    assert unmerged.locations == rome.segments_selected + rome.areas_selected
     assert (unmerged.points["n_merged"] == 1).all()
 
 
 def test_larger_merge_distance_leaves_fewer_locations(rome):
     wider = sample_street_centroids(StudyArea(osm_file=ROME_OSM), merge_distance_m=50)
     assert wider.locations < rome.locations
-    assert wider.points["n_merged"].sum() == rome.segments_selected
+    assert wider.points["n_merged"].sum() == rome.segments_selected + rome.areas_selected
 
 
 def test_polygon_clips_a_file(rome):
@@ -279,9 +305,9 @@ def test_place_and_polygon_together():
         ("missing.osm", None, "not found"),
         ("streets.csv", "lon,lat\n1,2\n", "not an OpenStreetMap file"),
         ("broken.osm", "<osm><node id='1' lat='x'", "could not be read"),
-        ("other.osm", "<html><body>not osm</body></html>", "no OpenStreetMap|could not be read"),
-        ("broken.osm.pbf", "this is not a pbf file", "could not be read"),
-        ("broken.osm.bz2", "not bz2", "could not be read"),
+        ("other.osm", "<html><body>not osm</body></html>", "XML but not OpenStreetMap"),
+        ("broken.osm.pbf", "this is not a pbf file", "not an OpenStreetMap file"),
+        ("broken.osm.bz2", "not bz2", "not an OpenStreetMap file"),
     ],
 )
 def test_unreadable_files(tmp_path, name, content, message):
@@ -313,7 +339,7 @@ def test_chosen_projected_crs_is_used():
     result = sample_street_centroids(StudyArea(osm_file=ROME_OSM), projected_crs="EPSG:3035")
     assert result.projected_crs == "EPSG:3035"
     # the same merge in another metric CRS gives about the same number of locations
-    assert abs(result.locations - 362) <= 5
+    assert abs(result.locations - 372) <= 5
 
 
 def test_cancel_stops_the_run():

@@ -1,9 +1,9 @@
 """Fake Nominatim and Overpass servers on 127.0.0.1 that answer as the real ones do.
 
 Overpass answers from the real Overpass export of central Rome in ../shared/data, filtered as the
-real server filters for the query osmnx sends (every highway way that is not an area, with its
-nodes). Nominatim knows one place, whose boundary is the export's bounding box. Failure modes are
-switched on per test.
+real server filters for the query osmnx sends (every highway way, without the areas when the query
+excludes ``area=yes``, with its nodes). Nominatim knows one place, whose boundary is the export's
+bounding box. Failure modes are switched on per test.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote_plus, urlparse
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 ROME_OVERPASS_JSON = SHARED_DATA / "osm" / "rome_monti_2016_overpass.json"
@@ -22,7 +22,7 @@ ROME_BBOX = (12.4833, 41.8850, 12.5063, 41.8991)
 KNOWN_PLACE = "Rione Monti, Rome, Italy"
 
 
-def overpass_highways(path: Path = ROME_OVERPASS_JSON) -> dict:
+def overpass_highways(path: Path = ROME_OVERPASS_JSON, *, with_areas: bool = True) -> dict:
     data = json.loads(path.read_text(encoding="utf-8"))
     # The export repeats one way id (the second time without tags); a real server returns each
     # element once, and OSM readers keep the last, so the fake does the same.
@@ -30,7 +30,9 @@ def overpass_highways(path: Path = ROME_OVERPASS_JSON) -> dict:
     ways = [
         e
         for e in last_ways.values()
-        if e["type"] == "way" and "highway" in e.get("tags", {}) and e["tags"].get("area") != "yes"
+        if e["type"] == "way"
+        and "highway" in e.get("tags", {})
+        and (with_areas or e["tags"].get("area") != "yes")
     ]
     needed = {n for w in ways for n in w["nodes"]}
     nodes = [e for e in data["elements"] if e["type"] == "node" and e["id"] in needed]
@@ -68,6 +70,7 @@ class FakeOsmServices:
 
     def __post_init__(self) -> None:
         self._overpass = json.dumps(overpass_highways()).encode()
+        self._overpass_no_areas = json.dumps(overpass_highways(with_areas=False)).encode()
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -122,7 +125,10 @@ class FakeOsmServices:
                 elif services.overpass_status != 200:
                     self._send(services.overpass_status, b"<html>runtime error</html>", "text/html")
                 else:
-                    payload = services.overpass_body or services._overpass
+                    no_areas = '"area"!~"yes"' in unquote_plus(body)
+                    payload = services.overpass_body or (
+                        services._overpass_no_areas if no_areas else services._overpass
+                    )
                     self._send(200, payload, "application/json")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

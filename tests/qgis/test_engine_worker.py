@@ -99,7 +99,7 @@ def test_every_algorithm_runs_without_an_engine_package_in_qgis(
         "mus:samplestreetcentroids",
         {"OSM_FILE": str(ROME_OSM), "OUTPUT": "memory:"},
     )
-    assert streets["LOCATIONS"] == 362
+    assert streets["LOCATIONS"] == 372
     photos = processing.run(
         "mus:fetchpanoramas",
         {

@@ -176,7 +176,7 @@ def test_runs_inside_a_graphical_model(mus_provider):
     )
     assert ok
     layer = context.getMapLayer(results[key])
-    assert layer.featureCount() == 362
+    assert layer.featureCount() == 372
     assert QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
 
 
@@ -201,7 +201,7 @@ def test_demo_writes_a_styled_geopackage_and_project():
     from scripts.demo import SPATIAL_LAYERS
 
     done = run_demo({})
-    assert "locations after merging points closer than 20 m: 362" in done.stdout
+    assert "locations after merging points closer than 20 m: 372" in done.stdout
     assert "Points with imagery: 9, without: 0" in done.stdout
     assert "Street photos classified: 9, without a usable image: 0" in done.stdout
     assert (
@@ -215,7 +215,7 @@ def test_demo_writes_a_styled_geopackage_and_project():
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
-    assert centroids.isValid() and centroids.featureCount() == 362
+    assert centroids.isValid() and centroids.featureCount() == 372
     photos = QgsVectorLayer(f"{gpkg}|layername=landuse_labels", "photos", "ogr")
     assert all(f["clip_status"] == "ok" and f["label_1"] for f in photos.getFeatures())
     assert "label_set_hash" in photos.metadata().abstract()
@@ -265,11 +265,11 @@ def test_demo_online_studies_a_place_through_its_services(tmp_path, tiny_checkpo
             osm.stop()
         downloaded = set(imagery.downloads)
     assert "Fetching imagery from Mapillary" in done.stdout
-    assert "locations after merging points closer than 20 m: 362" in done.stdout
+    assert "locations after merging points closer than 20 m: 372" in done.stdout
     with_imagery, without = map(
         int, re.search(r"with imagery: (\d+), without: (\d+)", done.stdout).groups()
     )
-    assert with_imagery > 0 and without > 0 and with_imagery + without == 362
+    assert with_imagery > 0 and without > 0 and with_imagery + without == 372
     assert {path for _, path, _ in osm.requests} >= {"/api/interpreter", "/nominatim/search"}
     gpkg = output / "rome_monti.gpkg"
     fetched = QgsVectorLayer(f"{gpkg}|layername=imagery", "imagery", "ogr")

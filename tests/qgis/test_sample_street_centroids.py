@@ -49,13 +49,15 @@ def test_rome_extract_to_geopackage(mus_provider, tmp_path):
     assert result["SEGMENTS_FOUND"] == 1262
     layer = QgsVectorLayer(str(output), "out", "ogr")
     assert layer.isValid()
-    assert layer.featureCount() == result["LOCATIONS"] == 362
+    assert layer.featureCount() == result["LOCATIONS"] == 372
+    assert result["AREAS_SAMPLED"] == 27  # the pedestrian squares, one point each
     assert [f.name() for f in layer.fields()][-len(FIELDS) :] == FIELDS
     assert layer.crs().authid() == "EPSG:4326"
     merged = sum(f["n_merged"] for f in layer.getFeatures())
-    assert merged == 417
+    assert merged == 417 + 27
     log = "\n".join(feedback.lines)
     assert "Street segments found: 1262" in log and "excluded footway: 523" in log
+    assert "one point each at their centre: 27" in log
 
 
 def test_polygon_layer_in_another_crs_clips_the_file(mus_provider):
@@ -69,7 +71,7 @@ def test_polygon_layer_in_another_crs_clips_the_file(mus_provider):
     )
     result = processing.run(ALG, {"OSM_FILE": str(ROME_OSM), "AREA": area, "OUTPUT": "memory:"})
     layer = result["OUTPUT"]
-    assert 0 < layer.featureCount() < 362
+    assert 0 < layer.featureCount() < 372
     east = math.degrees(1390950 / 6378137)  # the polygon's east edge in longitude
     assert max(f.geometry().asPoint().x() for f in layer.getFeatures()) < east
 
@@ -83,7 +85,7 @@ def test_extent_clips_the_file(mus_provider):
             "OUTPUT": "memory:",
         },
     )
-    assert 0 < result["LOCATIONS"] < 362
+    assert 0 < result["LOCATIONS"] < 372
 
 
 def test_chosen_classes_and_merge_distance(mus_provider):
@@ -125,8 +127,8 @@ def test_place_name_through_fake_services(mus_provider, tmp_path):
     [
         ({}, "No study area"),
         ({"OSM_FILE": "/no/such/file.osm"}, "not found|does not exist|not exist"),
-        ({"OSM_FILE": __file__}, "Incorrect parameter value for OSM_FILE"),
-        ({"OSM_FILE": "not_osm"}, "could not be read|no OpenStreetMap"),
+        ({"OSM_FILE": __file__}, "is not an OpenStreetMap file: its content is neither OSM XML"),
+        ({"OSM_FILE": "not_osm"}, "page.osm is XML but not OpenStreetMap"),
         ({"OSM_FILE": str(ROME_OSM), "CLASSES": [5]}, "no streets of the classes motorway"),
         ({"OSM_FILE": str(ROME_OSM), "PROJECTED_CRS": "EPSG:4326"}, "geographic"),
         (

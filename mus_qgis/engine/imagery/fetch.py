@@ -272,7 +272,9 @@ class _Pipeline:
         point = self.points[index]
         outcome = self.outcomes[point.key]
         key = self.lookups.key(self.source.name, self.settings, point)
-        cached = self.lookups.get(key)
+        # Local photos are indexed afresh each run: a remembered lookup would hide a photo added
+        # or mended since, and the reason a point has none.
+        cached = self.lookups.get(key) if self.source.remote else None
         try:
             if cached is not None:
                 candidate = cached or None
@@ -280,7 +282,8 @@ class _Pipeline:
                 return
             else:
                 candidate = self.source.find(point, self.settings.radius_m, self.settings.window)
-                self.lookups.put(key, candidate)
+                if self.source.remote:
+                    self.lookups.put(key, candidate)
                 self._succeeded()
         except (CredentialsError, CanceledError):
             raise
@@ -289,7 +292,8 @@ class _Pipeline:
             return
         self.candidates[index] = candidate
         if candidate is None:
-            outcome.status = STATUS_NONE
+            why = self.source.why_none(point)
+            outcome.status = f"{STATUS_NONE}: {why}" if why else STATUS_NONE
             return
         outcome.source, outcome.image_id = candidate.source, candidate.image_id
         outcome.captured, outcome.is_panorama = candidate.captured, candidate.is_panorama

@@ -3,6 +3,11 @@
 The method of "CLIP and the City": take a study area's street network, keep chosen highway classes,
 put a sample point at the middle of each segment (on the street, halfway along it), and merge points
 closer than 20 m so that nearby segments share one location.
+
+A street area (a piazza drawn as a polygon: a highway way tagged area=yes) has no middle line; it is
+street space a study wants all the same, so it gets one point at its centre (its centroid, or a
+point inside it where the centroid falls outside a bent square), as its long axis for bearing and
+length. Before, such areas were dropped without a word.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import geopandas as gpd
 import networkx as nx
 import numpy as np
 import osmnx as ox
+import pandas as pd
 import pyproj
 import shapely
 
-from ..errors import CrsError, NoStreetsError, StudyAreaError
+from ..errors import CrsError, NoStreetsError, SettingError, StudyAreaError
 from ..progress import LoggingProgress, Progress, check_canceled
 from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
-from .street_classes import reference_study_classes
+from .street_classes import MAX_MERGE_DISTANCE_M, reference_study_classes
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
@@ -100,17 +106,30 @@ class SamplingResult:
     segments_excluded: int
     excluded_by_class: dict[str, int] = field(default_factory=dict)
     projected_crs: str = ""
+    areas_selected: int = 0
+    areas_excluded: int = 0
+    areas_open: int = 0
 
     @property
     def locations(self) -> int:
         return len(self.points)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"Street segments found: {self.segments_total}; of the chosen classes: "
             f"{self.segments_selected}; excluded by class: {self.segments_excluded}; "
-            f"locations after merging: {self.locations}."
         )
+        if self.areas_selected or self.areas_excluded or self.areas_open:
+            text += (
+                f"street areas (squares drawn as polygons) of the chosen classes, one point each "
+                f"at their centre: {self.areas_selected}; excluded by class: "
+                f"{self.areas_excluded}; "
+            )
+            if self.areas_open:
+                text += (
+                    f"left out because their outline is not closed in the data: {self.areas_open}; "
+                )
+        return text + f"locations after merging: {self.locations}."
 
 
 def sample_street_centroids(
@@ -143,13 +162,12 @@ def sample_street_centroids(
     progress = progress or LoggingProgress()
     services = services or NetworkServices()
     classes = _check_classes(classes)
-    if not merge_distance_m >= 0:
-        raise ValueError("The merge distance must be zero or more metres.")
+    _check_merge_distance(merge_distance_m)
 
     polygon = area.polygon
     if area.osm_file is not None:
         progress.info(f"Reading streets from {Path(area.osm_file).name}")
-        graph = graph_from_osm_file(Path(area.osm_file))
+        graph = graph_from_osm_file(Path(area.osm_file), progress)
     else:
         if area.place is not None:
             progress.info(f"Finding '{area.place}' with Nominatim")
@@ -164,21 +182,28 @@ def sample_street_centroids(
     progress.set_progress(50)
     check_canceled(progress)
     excluded = _segments(graph, lambda highway: highway not in classes)
+    areas, areas_open = _street_areas(graph, lambda highway: highway in classes)
+    other_areas, _ = _street_areas(graph, lambda highway: highway not in classes)
     progress.set_progress(60)
     check_canceled(progress)
 
     if polygon is not None:
         selected = _midpoint_within(selected, polygon)
         excluded = _midpoint_within(excluded, polygon)
-    if selected.empty:
-        found = ", ".join(sorted(excluded["highway"].unique())) if len(excluded) else "none"
+        areas = _centre_within(areas, polygon)
+        other_areas = _centre_within(other_areas, polygon)
+    if selected.empty and areas.empty:
+        found = sorted(set(excluded["highway"]) | set(other_areas["highway"]))
         raise NoStreetsError(
             f"The study area has no streets of the classes {', '.join(classes)} "
-            f"(classes found: {found})."
+            f"(classes found: {', '.join(found) or 'none'}); choose other street classes or "
+            "another study area."
         )
 
-    crs = _projected_crs(selected, projected_crs)
+    crs = _projected_crs(selected if len(selected) else areas, projected_crs)
     points = _midpoints(selected, crs)
+    if len(areas):
+        points = pd.concat([points, _area_points(areas, crs)], ignore_index=True)
     progress.set_progress(80)
     check_canceled(progress)
     merged = merge_close_points(points, merge_distance_m, crs)
@@ -191,9 +216,20 @@ def sample_street_centroids(
         segments_excluded=len(excluded),
         excluded_by_class=excluded["highway"].value_counts().to_dict() if len(excluded) else {},
         projected_crs=crs.to_string(),
+        areas_selected=len(areas),
+        areas_excluded=len(other_areas),
+        areas_open=areas_open,
     )
     progress.info(result.summary())
     return result
+
+
+def _check_merge_distance(distance_m: float) -> None:
+    if not 0 <= distance_m <= MAX_MERGE_DISTANCE_M:  # NaN fails both tests
+        raise SettingError(
+            f"The merge distance {distance_m:g} m is out of range: give 0 (one point per segment) "
+            f"to {MAX_MERGE_DISTANCE_M:,.0f} m (the reference study used 20 m)."
+        )
 
 
 def _check_classes(classes: Iterable[str]) -> tuple[str, ...]:
@@ -210,7 +246,9 @@ def _segments(graph: nx.MultiDiGraph, keep) -> gpd.GeoDataFrame:
     the highway class changes, so that each segment has one class.
     """
     edges = [
-        (u, v, k) for u, v, k, hw in graph.edges(keys=True, data="highway") if keep(_first(hw))
+        (u, v, k)
+        for u, v, k, data in graph.edges(keys=True, data=True)
+        if data.get("area") != "yes" and keep(_first(data.get("highway")))
     ]
     columns = ["u", "v", "key", "osmid", "highway", "name", "length", "geometry"]
     if not edges:
@@ -246,6 +284,85 @@ def _anchor_isolated_rings(graph: nx.MultiDiGraph) -> None:
             graph.nodes[min(component)][_RING_ANCHOR] = True
 
 
+def _street_areas(graph: nx.MultiDiGraph, keep) -> tuple[gpd.GeoDataFrame, int]:
+    """Street areas (highway ways tagged area=yes) of the kept classes as polygons in EPSG:4326,
+    and how many of them have an outline that does not close (cut by a clip or a study area)."""
+    outlines: dict[int, set] = {}
+    tags: dict[int, tuple] = {}
+    for u, v, data in graph.edges(data=True):
+        if data.get("area") != "yes" or not keep(_first(data.get("highway"))):
+            continue
+        way = int(_first(data["osmid"]))
+        outlines.setdefault(way, set()).add(frozenset((u, v)))
+        tags[way] = (_first(data.get("highway")), data.get("name"))
+    rows, open_outlines = [], 0
+    for way in sorted(outlines):
+        lines = [
+            shapely.LineString([(graph.nodes[n]["x"], graph.nodes[n]["y"]) for n in sorted(edge)])
+            for edge in outlines[way]
+            if len(edge) == 2
+        ]
+        polygon = shapely.union_all(list(shapely.polygonize(lines).geoms))
+        if polygon.is_empty:
+            open_outlines += 1
+            continue
+        highway, name = tags[way]
+        rows.append({"osmid": way, "highway": highway, "name": name, "geometry": polygon})
+    columns = ["osmid", "highway", "name", "geometry"]
+    if not rows:
+        return gpd.GeoDataFrame(columns=columns, geometry="geometry", crs=WGS84), open_outlines
+    return gpd.GeoDataFrame(rows, columns=columns, geometry="geometry", crs=WGS84), open_outlines
+
+
+def _centre_within(areas: gpd.GeoDataFrame, polygon: BaseGeometry) -> gpd.GeoDataFrame:
+    if areas.empty:
+        return areas
+    return areas[shapely.within(_centres(areas.geometry.values), polygon)].reset_index(drop=True)
+
+
+def _centres(polygons) -> np.ndarray:
+    """The centroid of each polygon, or a point inside it where the centroid falls outside."""
+    centroids = shapely.centroid(polygons)
+    inside = shapely.within(centroids, polygons)
+    return np.where(inside, centroids, shapely.point_on_surface(polygons))
+
+
+def _area_points(areas: gpd.GeoDataFrame, crs: pyproj.CRS) -> gpd.GeoDataFrame:
+    """One point per street area at its centre; its long axis (that of the smallest rectangle
+    around it) gives the length and the bearing, as a street's own line does."""
+    polygons = areas.geometry.to_crs(crs).values
+    centres = _centres(polygons)
+    corners = [shapely.get_coordinates(r)[:3] for r in shapely.oriented_envelope(polygons)]
+    axes = []
+    for a, b, c in corners:
+        long_side = (b - a) if np.hypot(*(b - a)) >= np.hypot(*(c - b)) else (c - b)
+        axes.append(long_side)
+    axes = np.array(axes).reshape(-1, 2)
+    lengths = np.hypot(axes[:, 0], axes[:, 1])
+    unit = axes / np.maximum(lengths, 1e-9)[:, None]
+    cx, cy = shapely.get_x(centres), shapely.get_y(centres)
+    ends = gpd.GeoSeries(
+        shapely.points(
+            np.concatenate([cx - unit[:, 0], cx + unit[:, 0]]),
+            np.concatenate([cy - unit[:, 1], cy + unit[:, 1]]),
+        ),
+        crs=crs,
+    ).to_crs(WGS84)
+    lon, lat = ends.x.to_numpy(), ends.y.to_numpy()
+    n = len(polygons)
+    azimuth, _, _ = _GEOD.inv(lon[:n], lat[:n], lon[n:], lat[n:])
+    return gpd.GeoDataFrame(
+        {
+            "osm_ids": [[int(w)] for w in areas["osmid"]],
+            "highway": areas["highway"].astype(str).values,
+            "name": [_as_name(v) for v in areas["name"]],
+            "length_m": np.round(lengths, 2),
+            "bearing": np.round(np.mod(azimuth, 180.0), 2),
+        },
+        geometry=gpd.GeoSeries(centres, crs=crs),
+    )
+
+
 def _midpoint_within(segments: gpd.GeoDataFrame, polygon: BaseGeometry) -> gpd.GeoDataFrame:
     if segments.empty:
         return segments
@@ -258,7 +375,10 @@ def _projected_crs(segments: gpd.GeoDataFrame, requested: str | None) -> pyproj.
         try:
             crs = pyproj.CRS.from_user_input(requested)
         except pyproj.exceptions.CRSError as exc:
-            raise CrsError(f"Unknown coordinate reference system '{requested}': {exc}") from exc
+            raise CrsError(
+                f"Unknown coordinate reference system '{requested}' ({exc}); give a projected CRS "
+                "in metres such as EPSG:32633, or leave it empty for the UTM zone."
+            ) from exc
         if not crs.is_projected:
             raise CrsError(
                 f"{crs.name} is a geographic CRS in degrees; distances in metres need a projected "

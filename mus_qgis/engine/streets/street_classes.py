@@ -8,6 +8,10 @@ from functools import lru_cache
 
 from ..resources import resource_path
 
+# The largest merge distance sampling takes (here, free of heavy imports, for the QGIS parameter
+# too): beyond it a city keeps a handful of points, so a larger value is a slip of the unit.
+MAX_MERGE_DISTANCE_M = 10_000.0
+
 
 @dataclass(frozen=True)
 class StreetClass:

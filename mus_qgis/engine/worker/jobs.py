@@ -212,6 +212,7 @@ def sample_streets(params: dict, progress) -> dict:
         "segments_excluded": result.segments_excluded,
         "locations": result.locations,
         "excluded_by_class": result.excluded_by_class,
+        "areas_selected": result.areas_selected,
     }
 
 

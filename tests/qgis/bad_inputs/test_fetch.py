@@ -238,3 +238,26 @@ def test_a_service_url_that_is_no_address_is_a_clear_error(mus_provider, tmp_pat
                 "OUTPUT": "memory:",
             }
         )
+
+
+def test_the_style_colours_a_status_by_its_kind_whatever_its_reason(mus_provider):
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextUtils
+
+    from mus_qgis.processing.fetch_panoramas import STATUS_KIND, style_fetch_layer
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=fetch_status:string", "f", "memory")
+    style_fetch_layer(layer)
+    kinds = {category.value() for category in layer.renderer().categories()}
+    expression = QgsExpression(STATUS_KIND)
+    for status, kind in [
+        ("ok", "ok"),
+        ("no imagery", "no imagery"),
+        ("no imagery: 1 photo within 15 m unusable (empty file (0 bytes): 1)", "no imagery"),
+        ("not tried: estimate only", "not tried"),
+        ("error: HTTP 500 from https://example.org: oops", "error"),
+    ]:
+        feature = QgsFeature(layer.fields())
+        feature.setAttributes([status])
+        context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+        context.setFeature(feature)
+        assert expression.evaluate(context) == kind and kind in kinds, status

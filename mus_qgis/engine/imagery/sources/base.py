@@ -143,6 +143,10 @@ class ImagerySource:
         pixels = 2048 * 1024 if is_panorama else 2048 * 1536
         return 1, 0, int(pixels * JPEG_BYTES_PER_PIXEL)
 
+    def why_none(self, point: FetchPoint) -> str:
+        """Why ``find`` gave this point nothing, where there is more to say than "no imagery"."""
+        return ""
+
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:

@@ -2,6 +2,10 @@
 
 Equirectangular panoramas are recognised by their 2:1 shape or their GPano XMP tag. Nothing is
 copied: the output points at the photos where they are.
+
+A photo that cannot be used (no GPS position, an empty or damaged file, one too large to decode
+safely under Pillow's limit) is never offered; the run logs how many were set aside for each reason,
+and a point whose only photos nearby were unusable says so in its status.
 """
 
 from __future__ import annotations
@@ -9,16 +13,42 @@ from __future__ import annotations
 import csv
 import math
 import threading
+from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 from ...errors import MusError
+from ...progress import LoggingProgress, warn
 from ..panorama import is_equirectangular, xmp_heading
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"}
 _GPS_IFD = 0x8825
 _EXIF_IFD = 0x8769
+
+NO_GPS = "no GPS position in its EXIF"
+EMPTY = "empty file (0 bytes)"
+TRUNCATED = "truncated or damaged image data"
+TOO_LARGE = "too large to decode safely (over Pillow's decompression-bomb limit)"
+NOT_AN_IMAGE = "not an image Pillow can read"
+MISSING = "file not found"
+
+
+@dataclass(frozen=True)
+class UnusablePhoto:
+    """A photo set aside, why, and where it stands when that is known (a CSV row says)."""
+
+    path: str
+    reason: str
+    lon: float | None = None
+    lat: float | None = None
+
+
+class _Unusable(Exception):  # noqa: N818 (a verdict carried out of the reader, not an error)
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class LocalPhotos(ImagerySource):
@@ -34,6 +64,9 @@ class LocalPhotos(ImagerySource):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._index: list[Candidate] | None = None
+        self.unusable: list[UnusablePhoto] = []
+        self._decodes: dict[str, str] = {}  # path -> "" (decodes) or why not
+        self._why_none: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def index(self) -> list[Candidate]:
@@ -41,11 +74,25 @@ class LocalPhotos(ImagerySource):
             if self._index is None:
                 if not self.location:
                     raise MusError("Local photos need a folder of geotagged images or a CSV.")
-                self._index = _read_index(Path(self.location))
+                self._index, self.unusable = _read_index(Path(self.location))
+                self._report_unusable()
             return self._index
 
+    def _report_unusable(self) -> None:
+        if not self.unusable:
+            return
+        progress = self.http.progress or LoggingProgress()
+        counts = Counter(photo.reason for photo in self.unusable)
+        total = len(self._index or []) + len(self.unusable)
+        reasons = "; ".join(f"{reason}: {count}" for reason, count in counts.most_common())
+        warn(
+            progress,
+            f"Local photos: {len(self.unusable)} of {total} photos in {self.location} cannot be "
+            f"used and are left out ({reasons}). First: {self.unusable[0].path}",
+        )
+
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
-        best = None
+        nearby = []
         # A coarse degree filter first: the index can hold many thousands of photos.
         dlat = radius_m / 111_000.0 * 1.5
         dlon = dlat / max(math.cos(math.radians(point.lat)), 1e-6)
@@ -53,13 +100,43 @@ class LocalPhotos(ImagerySource):
             if abs(photo.lat - point.lat) > dlat or abs(photo.lon - point.lon) > dlon:
                 continue
             distance = distance_m(point.lon, point.lat, photo.lon, photo.lat)
-            if (
-                distance <= radius_m
-                and window.contains(photo.captured)
-                and (best is None or (not photo.is_panorama, distance) < best[0])
-            ):
-                best = ((not photo.is_panorama, distance), photo)
-        return best[1] if best else None
+            if distance <= radius_m and window.contains(photo.captured):
+                nearby.append(((not photo.is_panorama, distance), photo))
+        unusable = Counter(
+            photo.reason
+            for photo in self.unusable
+            if photo.lon is not None
+            and distance_m(point.lon, point.lat, photo.lon, photo.lat) <= radius_m
+        )
+        # The best photo that decodes: one whose header reads but whose data is cut short is
+        # found here, when it would be used, so indexing a large folder decodes nothing.
+        for _, photo in sorted(nearby, key=lambda item: item[0]):
+            reason = self._decode_failure(photo.extra["path"])
+            if not reason:
+                return photo
+            unusable[reason] += 1
+        if unusable:
+            count = sum(unusable.values())
+            reasons = "; ".join(f"{reason}: {n}" for reason, n in unusable.most_common())
+            with self._lock:
+                self._why_none[point.key] = (
+                    f"{count} photo{'s' if count > 1 else ''} within {radius_m:g} m unusable "
+                    f"({reasons})"
+                )
+        return None
+
+    def why_none(self, point: FetchPoint) -> str:
+        with self._lock:
+            return self._why_none.get(point.key, "")
+
+    def _decode_failure(self, path: str) -> str:
+        with self._lock:
+            known = self._decodes.get(path)
+        if known is None:
+            known = _decode_failure(Path(path))
+            with self._lock:
+                self._decodes[path] = known
+        return known
 
     def planned_files(self, candidate, point, plan, folder):
         return [Path(candidate.extra["path"])], [candidate.heading or 0.0]
@@ -70,22 +147,23 @@ class LocalPhotos(ImagerySource):
         return self.planned_files(candidate, point, plan, folder)
 
 
-def _read_index(location: Path) -> list[Candidate]:
+def _read_index(location: Path) -> tuple[list[Candidate], list[UnusablePhoto]]:
     if not location.exists():
         raise MusError(f"The local photo location {location} does not exist.")
     if location.is_file():
         return _read_csv(location)
-    photos = []
+    photos, unusable = [], []
     for path in sorted(location.rglob("*")):
-        if path.suffix.lower() in SUFFIXES:
-            candidate = _read_photo(path)
-            if candidate is not None:
-                photos.append(candidate)
-    return photos
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            try:
+                photos.append(_read_photo(path))
+            except _Unusable as exc:
+                unusable.append(UnusablePhoto(str(path), exc.reason))
+    return photos, unusable
 
 
-def _read_csv(path: Path) -> list[Candidate]:
-    photos = []
+def _read_csv(path: Path) -> tuple[list[Candidate], list[UnusablePhoto]]:
+    photos, unusable = [], []
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = csv.DictReader(handle)
         names = {name.lower().strip(): name for name in rows.fieldnames or []}
@@ -101,27 +179,36 @@ def _read_csv(path: Path) -> list[Candidate]:
                 continue
             image = Path(row[path_name])
             image = image if image.is_absolute() else path.parent / image
-            candidate = _read_photo(image, (lon, lat))
-            if candidate is not None:
-                photos.append(candidate)
-    return photos
+            try:
+                photos.append(_read_photo(image, (lon, lat)))
+            except _Unusable as exc:
+                unusable.append(UnusablePhoto(str(image), exc.reason, lon, lat))
+    return photos, unusable
 
 
-def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Candidate | None:
+def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Candidate:
+    """The photo as a candidate; raises :class:`_Unusable` with the reason it cannot be one."""
     from PIL import Image
 
+    if not path.is_file():
+        raise _Unusable(MISSING)
+    if path.stat().st_size == 0:
+        raise _Unusable(EMPTY)
     try:
         with Image.open(path) as image:
             width, height = image.size
             exif = image.getexif()
-            head = path.open("rb").read(1 << 16)
-    except Exception:
-        return None  # unreadable files are not offered; the classifier reports bad images
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16)
+    except Image.DecompressionBombError as exc:
+        raise _Unusable(TOO_LARGE) from exc
+    except Exception as exc:  # Pillow's many error types for a file it cannot open
+        raise _Unusable(NOT_AN_IMAGE) from exc
     gps = exif.get_ifd(_GPS_IFD)
     if position is None:
         position = gps_position(gps)
         if position is None:
-            return None
+            raise _Unusable(NO_GPS)
     panorama = is_equirectangular(width, height, head)
     heading = xmp_heading(head) if panorama else None
     if heading is None and 17 in gps:
@@ -139,6 +226,23 @@ def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Cand
         "",
         {"path": str(path)},
     )
+
+
+def _decode_failure(path: Path) -> str:
+    """ "" when the photo's pixels decode (cheaply: JPEGs at reduced scale), else the reason."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (64, 64))
+            image.load()
+    except FileNotFoundError:
+        return MISSING
+    except Image.DecompressionBombError:
+        return TOO_LARGE
+    except Exception:  # "image file is truncated", broken data streams of every format
+        return TRUNCATED
+    return ""
 
 
 def gps_position(gps) -> tuple[float, float] | None:
