@@ -296,6 +296,7 @@ def main() -> None:
     print(
         f"Street segments found: {sample['SEGMENTS_FOUND']}; of the reference study's classes: "
         f"{sample['SEGMENTS_SELECTED']}; excluded by class: {sample['SEGMENTS_EXCLUDED']}; "
+        f"squares drawn as polygons: {sample['AREAS_SAMPLED']}; "
         f"locations after merging points closer than 20 m: {sample['LOCATIONS']}."
     )
     print(
