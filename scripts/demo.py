@@ -41,7 +41,6 @@ SHARED = ROOT.parent / "shared" / "data"
 OSM_FILE = SHARED / "osm" / "rome_monti_2016.osm"
 PHOTOS = SHARED / "images"
 SURVEY_FOLDER = PHOTOS / "arezzo"
-URBAN_ATLAS = SHARED / "landcover" / "urban_atlas_sample" / "EE003L1_NARVA_UA2018.gpkg"
 OUT = Path(os.environ.get("MUS_DEMO_OUTPUT") or ROOT / "demo_output")
 GPKG = OUT / "rome_monti.gpkg"
 # The engine's Python (the Makefile sets it): qgis_process sends the algorithms' work there.
@@ -59,6 +58,9 @@ SPATIAL_LAYERS = {
     "urban_atlas_agreement": "Agreement with Urban Atlas",
     "urban_atlas": "Urban Atlas 2018 under the points",
 }
+# Only with an Urban Atlas that covers the study (MUS_URBAN_ATLAS): the one sample available
+# offline covers Narva, and a comparison no point falls in is refused.
+COMPARISON_LAYERS = ("urban_atlas_agreement", "urban_atlas")
 
 
 def run_qgis_process(profile: Path, *args: str) -> str:
@@ -229,7 +231,10 @@ def run_pipeline(profile: Path) -> dict:
         f"OUTPUT={OUT / 'label_ranking.csv'}",
         f"REPORT={OUT / 'label_ranking.html'}",
     )
-    reference = os.environ.get("MUS_URBAN_ATLAS", str(URBAN_ATLAS))
+    reference = os.environ.get("MUS_URBAN_ATLAS", "")
+    if not reference:
+        results["compare"] = None
+        return results
     results["compare"] = step(
         "mus:compareurbanatlas",
         f"INPUT={layer('landuse_labels')}",
@@ -241,7 +246,7 @@ def run_pipeline(profile: Path) -> dict:
     return results
 
 
-def style_and_project(project_path: Path) -> None:
+def style_and_project(project_path: Path, compared: bool) -> None:
     from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 
     app = QgsApplication([], False)
@@ -258,6 +263,8 @@ def style_and_project(project_path: Path) -> None:
     project = QgsProject.instance()
     project.setTitle("mus_qgis demo: streets, street images, CLIP labels and their readings")
     for name, title in SPATIAL_LAYERS.items():
+        if name in COMPARISON_LAYERS and not compared:
+            continue
         vector = QgsVectorLayer(layer(name), title, "ogr")
         if not vector.isValid():
             sys.exit(f"cannot open {layer(name)}")
@@ -290,7 +297,7 @@ def main() -> None:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")
         results = run_pipeline(Path(profile))
     project_path = OUT / "rome_monti.qgz"
-    style_and_project(project_path)
+    style_and_project(project_path, results["compare"] is not None)
     sample, fetch = results["sample"], results["fetch"]
     landuse, compare = results["landuse"], results["compare"]
     print(
@@ -317,20 +324,20 @@ def main() -> None:
             f"Among the {row['of']} {row['scale']}, {row['label']} ranks {row['rank']} "
             f"({float(row['share']):.0%} of first places)."
         )
-    compared = int(compare["COMPARED"])
-    if compared:
+    if compare is not None:
         print(
-            f"Agreement with Urban Atlas over {compared} points: overall accuracy "
-            f"{compare['OVERALL_ACCURACY']:.3f}, kappa {compare['KAPPA']:.3f}."
+            f"Agreement with Urban Atlas over {int(compare['COMPARED'])} points: overall "
+            f"accuracy {compare['OVERALL_ACCURACY']:.3f}, kappa {compare['KAPPA']:.3f}."
         )
     else:
         print(
-            "Agreement with Urban Atlas: no point lies on the Urban Atlas sample available "
-            "offline (it covers Narva); set MUS_URBAN_ATLAS to your city's Urban Atlas 2018 "
-            "GeoPackage for a real comparison."
+            "Agreement with Urban Atlas: not computed. The Urban Atlas sample available offline "
+            "covers Narva, not the study; set MUS_URBAN_ATLAS to your city's Urban Atlas 2018 "
+            "GeoPackage (copernicus.eu) for the comparison."
         )
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
-    print(f"Reports: {OUT / 'label_ranking.html'}, {OUT / 'urban_atlas_agreement.html'}")
+    reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
+    print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")
 
 
 def target_ranks(path: Path) -> list[dict]:
