@@ -213,7 +213,7 @@ def score_stored_embeddings(
             _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
             stored_keys, vectors, damaged = store.all()
         if damaged:
-            raise _damaged_store_refusal(store.path, damaged, files)
+            raise _damaged_store_refusal(store, damaged, files)
         if not stored_keys:
             raise EmbeddingStoreError(
                 f"No image has been embedded with {spec.describe()} and views {setting.key} "
@@ -260,15 +260,20 @@ def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) 
         report_damaged(progress, store, None, result)
 
 
-def _damaged_store_refusal(path, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
+def _damaged_store_refusal(store, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
     names = sorted({_path_of(key, files) for key in damaged})
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     reasons = ", ".join(sorted(set(damaged.values())))
+    where = (
+        "images that are not where the store saw them"
+        if store.writable
+        else "images the read-only store cannot take again (make it writable first)"
+    )
     return EmbeddingStoreError(
-        f"The embedding store {path} holds {len(damaged)} damaged embedding(s) ({reasons}) of "
-        f"images that are not where the store saw them: {shown}. No score is given from a "
-        "damaged store: embed or classify those images again where they are (that mends the "
-        "store), or move the store aside to start afresh."
+        f"The embedding store {store.path} holds {len(damaged)} damaged embedding(s) "
+        f"({reasons}) of {where}: {shown}. No score is given from a damaged store: embed or "
+        "classify those images again where they are (that mends the store), or move the store "
+        "aside to start afresh."
     )
 
 
