@@ -137,7 +137,8 @@ def run_rescoring(folder: Path, dim: int, labels: int) -> tuple[float, float]:
     label_set = LabelSet("bench", tuple(Label(f"label {i}") for i in range(labels)), ("{label}",))
     started = time.perf_counter()
     with EmbeddingStore(folder / "rescoring.sqlite", "bench", "views4") as store:
-        _, stored = store.all()
+        _, stored, damaged = store.all()
+        assert not damaged
     loaded = time.perf_counter()
     scores = score(stored, text, label_set, 100.0, top_k=5)
     finished = time.perf_counter()

@@ -82,6 +82,33 @@ class ClipParameters:
             ),
         ]
 
+    def range_problem(self, parameters) -> str:
+        """A number or choice outside its range, said with its name, range and value.
+
+        QGIS's own check says only "Incorrect parameter value for TOP_K"; this one runs first.
+        Values that are not plain numbers (expressions, layers) are left to QGIS.
+        """
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            value = parameters.get(name)
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            label = f"{name} ({definition.description()})"
+            if isinstance(definition, QgsProcessingParameterNumber):
+                low, high = definition.minimum(), definition.maximum()
+                if not low <= number <= high:
+                    return f"{label} must be {_shown(low)} to {_shown(high)}, not {_shown(number)}."
+            elif isinstance(definition, QgsProcessingParameterEnum):
+                count = len(definition.options())
+                if number != int(number) or not 0 <= number < count:
+                    choices = "; ".join(f"{i}: {o}" for i, o in enumerate(definition.options()))
+                    return f"{label} must be one of 0 to {count - 1} ({choices}), not {value}."
+        return ""
+
     def cache_parameter(self):
         return QgsProcessingParameterFile(
             self.CACHE_FOLDER,
@@ -115,3 +142,7 @@ class ClipParameters:
     def cache_folder(self, parameters, context) -> str:
         folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
         return folder or str(plugin_cache_dir())
+
+
+def _shown(number: float) -> str:
+    return f"{number:g}"

@@ -62,7 +62,10 @@ def test_score_images_with_own_labels_and_templates(tmp_path, tiny_checkpoint):
     )
     assert code == 0
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert [r["status"] for r in rows] == ["ok", "missing file"]
+    assert [r["status"] for r in rows] == [
+        "ok",
+        f"error: image {tmp_path / 'missing.jpg'} does not exist",
+    ]
     assert rows[0]["label_1"] in {"a market", "a church", "a bridge"} and rows[1]["label_1"] == ""
 
 

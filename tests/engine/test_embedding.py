@@ -203,12 +203,12 @@ def write_bad_images(folder):
     grey16.save(folder / "grey16.png")
     source.convert("P").save(folder / "palette.gif")
     return {
-        "truncated.jpg": "truncated",
-        "garbage.jpg": "not an image",
-        "text.jpg": "not an image",
-        "empty.jpg": "empty file",
-        "bomb.png": "too large",
-        "missing.jpg": "missing file",
+        "truncated.jpg": "truncated or corrupt",
+        "garbage.jpg": "not a readable image",
+        "text.jpg": "not a readable image",
+        "empty.jpg": "is empty (0 bytes)",
+        "bomb.png": "larger than Pillow's decompression-bomb limit",
+        "missing.jpg": "does not exist",
         "grey.jpg": "ok",
         "cmyk.jpg": "ok",
         "alpha.png": "ok",
@@ -237,6 +237,7 @@ def test_bad_images_get_a_status_and_the_rest_completes(tiny, tmp_path):
     ):
         want = expected.get(name, "ok")
         assert want in status, (name, status)
+        assert want == "ok" or status.startswith(f"error: image {tmp_path / 'bad' / name} ")
         assert (labels[0] is None) == (want != "ok"), name
     assert np.isnan(run.scores.margin[0]) and not np.isnan(run.scores.margin[-1])
 

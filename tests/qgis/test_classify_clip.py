@@ -102,7 +102,8 @@ def test_classifies_every_point_and_keeps_the_ones_without_image(
         assert 0.0 <= row["margin"] <= 1.0
         assert len(row["code_1"]) == 5 and row["code_1"][0] in "12345"
     assert rows[4]["n_images"] == 2 and rows[0]["n_images"] == 1
-    assert rows[6]["clip_status"] == "missing file" and not rows[6]["label_1"]
+    assert rows[6]["clip_status"] == f"error: image {tmp_path / 'gone.jpg'} does not exist"
+    assert not rows[6]["label_1"]
     assert rows[7]["clip_status"] == "no image" and rows[7]["n_images"] == 0
     assert rows[0]["status"] == "fetched"  # the input's own fields are kept
     assert urban_atlas_codes  # the Urban Atlas codes are five digits

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EmbeddingStoreError
+from ..errors import EmbeddingStoreError, MusError
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled
+from ..progress import LoggingProgress, Progress, check_canceled, warn
 from ..resources import plugin_version
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
 from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
 from .scoring import Scores, label_embeddings, score
-from .store import EmbeddingStore, TextStore
+from .store import WHERE_TO_CHOOSE, EmbeddingStore, TextStore
 
 UNTRAINED_WARNING = (
     "The model has random, untrained weights: its labels say nothing about the images. "
@@ -39,11 +39,77 @@ def embedding_cache_dir(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "embeddings"
 
 
-def open_stores(cache_dir, model: LoadedModel, setting: ViewSetting):
+def check_cache_dir(cache_dir) -> None:
+    """A cache path that exists must be a folder (it is created when it does not exist)."""
+    if cache_dir is None:
+        return
+    path = Path(cache_dir)
+    if path.exists() and not path.is_dir():
+        raise EmbeddingStoreError(
+            f"The cache folder {path} is a file, not a folder: choose a folder "
+            f"({WHERE_TO_CHOOSE}); it is created when it does not exist."
+        )
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise MusError(
+            f"Labels to keep per point (top k) must be 1 or more, not {top_k} "
+            "(TOP_K in QGIS, --top-k on the command line)."
+        )
+
+
+def store_key(setting: ViewSetting, fast_decode: bool = True) -> str:
+    """What names a store: the view setting, and how JPEGs were decoded.
+
+    Draft-mode (fast) embeddings keep the store they always had; full-resolution ones have their
+    own, so switching the decode never mixes the two nor takes one for the other.
+    """
+    return setting.key if fast_decode else f"{setting.key}-full-decode"
+
+
+def open_stores(cache_dir, model: LoadedModel, setting: ViewSetting, fast_decode: bool = True):
     if cache_dir is None:
         return None, None
+    check_cache_dir(cache_dir)
     root = embedding_cache_dir(cache_dir)
-    return EmbeddingStore.under(root, model.identity, setting.key), TextStore(root, model.identity)
+    store = EmbeddingStore.under(root, model.identity, store_key(setting, fast_decode))
+    try:
+        text_store = TextStore(root, model.identity)
+    except BaseException:
+        store.close()
+        raise
+    return store, text_store
+
+
+def report_notes(progress, *stores) -> None:
+    """Tell the user what the image stores said when opened: read-only, upgraded. (The prompt
+    store is not worth a word: prompts are encoded again in a moment.)"""
+    for opened in stores:
+        for note in getattr(opened, "notes", ()):
+            warn(progress, note)
+
+
+def report_damaged(progress, store, text_store, embeddings: LocationEmbeddings | None) -> None:
+    """Name the images whose stored embeddings were damaged, and what became of them."""
+    if store is not None and embeddings is not None and embeddings.damaged:
+        names = sorted(
+            {path for paths in embeddings.damaged_paths.values() for path in paths}
+            or embeddings.damaged
+        )
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        reasons = ", ".join(sorted(set(embeddings.damaged.values())))
+        warn(
+            progress,
+            f"The embedding store {store.path} held {len(embeddings.damaged)} damaged "
+            f"embedding(s) ({reasons}), of {shown}: computed again from the images that could "
+            "be read; a point whose image could not says so in its status.",
+        )
+    if text_store is not None and text_store.damaged:
+        warn(
+            progress,
+            f"{text_store.damaged} damaged prompt embedding(s) in the store were encoded again.",
+        )
 
 
 def classify_locations(
@@ -58,15 +124,22 @@ def classify_locations(
     workers: int | None = None,
     fast_decode: bool = True,
 ) -> ClassificationRun:
-    """Embed each location's images (reusing stored ones) and score them against the labels."""
+    """Embed each location's images (reusing stored ones) and score them against the labels.
+
+    ``fast_decode`` decodes JPEGs in draft mode (see ``views.decoded_photo``); it is recorded
+    in the run settings and names the store.
+    """
     progress = progress or LoggingProgress()
     setting = setting or ViewSetting()
+    check_top_k(top_k)
+    check_cache_dir(cache_dir)
     model = load_model(spec, model_cache_dir(cache_dir) if cache_dir else None)
     progress.info(f"Model: {spec.describe()} on {model.device}.")
     if model.untrained:
         progress.info(UNTRAINED_WARNING)
     check_canceled(progress)
-    store, text_store = open_stores(cache_dir, model, setting)
+    store, text_store = open_stores(cache_dir, model, setting, fast_decode)
+    embeddings = None
     try:
         embeddings = embed_locations(
             locations, model, setting, store, progress, batch_size, workers, fast_decode
@@ -74,19 +147,31 @@ def classify_locations(
         check_canceled(progress)
         text_vectors = label_embeddings(model, label_set, text_store)
     finally:
+        report_notes(progress, store)
+        report_damaged(progress, store, text_store, embeddings)
         for opened in (store, text_store):
             if opened is not None:
                 opened.close()
     scores = score(embeddings.vectors, text_vectors, label_set, model.logit_scale, top_k)
+    _agree_status_with_scores(embeddings, scores)
     counts = embeddings.counts
+    failed = len(locations) - counts["locations ok"]
     progress.info(
-        f"{counts.get('locations ok', 0)} of {len(locations)} locations classified; "
+        f"{counts['locations ok']} of {len(locations)} locations classified, {failed} not; "
         f"{counts.get('decoded', 0)} images decoded, "
         f"{counts.get('cached', 0) + counts.get('known without reading', 0)} from the store, "
         f"{counts.get('failed', 0)} unusable."
     )
-    metadata = run_metadata(model, label_set, setting, top_k)
+    metadata = run_metadata(model, label_set, setting, top_k, fast_decode)
     return ClassificationRun(embeddings, scores, metadata, model)
+
+
+def _agree_status_with_scores(embeddings: LocationEmbeddings, scores: Scores) -> None:
+    """A location is "ok" exactly when it has labels: the log, the status and the layer agree."""
+    for row, status in enumerate(embeddings.status):
+        if status == "ok" and scores.top_index[row, 0] < 0:
+            embeddings.status[row] = "error: its embedding is not a finite vector"
+    embeddings.counts["locations ok"] = sum(1 for s in embeddings.status if s == "ok")
 
 
 @dataclass
@@ -106,18 +191,29 @@ def score_stored_embeddings(
     cache_dir: str | Path,
     top_k: int = 1,
     progress: Progress | None = None,
+    fast_decode: bool = True,
 ) -> StoredScores:
     """Score every image embedded so far with this model and view setting; no image is read.
 
     This is how label sets are scored on a laptop over embeddings a GPU server computed: only the
-    prompts go through the model, and the store is read once for all the sets.
+    prompts go through the model, and the store is read once for all the sets. A damaged stored
+    embedding is computed again when its image is where the store saw it; otherwise the scoring
+    is refused (a ranking without some images, or with a wrong vector, would mislead).
     """
     progress = progress or LoggingProgress()
+    check_top_k(top_k)
+    check_cache_dir(cache_dir)
     model = load_model(spec, model_cache_dir(cache_dir))
-    store, text_store = open_stores(cache_dir, model, setting)
+    store, text_store = open_stores(cache_dir, model, setting, fast_decode)
     try:
+        report_notes(progress, store)
         files = store.files()
-        stored_keys, vectors = store.all()
+        stored_keys, vectors, damaged = store.all()
+        if damaged:
+            _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
+            stored_keys, vectors, damaged = store.all()
+        if damaged:
+            raise _damaged_store_refusal(store, damaged, files)
         if not stored_keys:
             raise EmbeddingStoreError(
                 f"No image has been embedded with {spec.describe()} and views {setting.key} "
@@ -127,14 +223,13 @@ def score_stored_embeddings(
         for label_set in label_sets:
             check_canceled(progress)
             text_vectors.append(label_embeddings(model, label_set, text_store))
+        report_damaged(progress, None, text_store, None)
     finally:
         store.close()
         text_store.close()
     titles = ", ".join(label_set.title for label_set in label_sets)
     progress.info(f"{len(stored_keys)} stored image embeddings scored against {titles}.")
-    # The files table says which image each key came from (a key is the digest of its bytes).
-    digest_to_path = {facts.digest: path for path, facts in files.items()}
-    paths = [digest_to_path.get(key.split("@")[0], key) for key in stored_keys]
+    paths = [_path_of(key, files) for key in stored_keys]
     scores = [
         score(vectors, texts, label_set, model.logit_scale, top_k)
         for label_set, texts in zip(label_sets, text_vectors, strict=True)
@@ -142,7 +237,53 @@ def score_stored_embeddings(
     return StoredScores(paths, scores, model)
 
 
-def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting, top_k: int) -> dict:
+def _path_of(key: str, files: dict) -> str:
+    """The image a key came from (a key is the digest of its bytes, and a panorama's yaw)."""
+    digest = key.split("@")[0]
+    return next((path for path, facts in files.items() if facts.digest == digest), key)
+
+
+def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) -> None:
+    """Compute damaged stored embeddings again from their images, where the images are."""
+    locations = []
+    for key in damaged:
+        digest, _, yaw = key.partition("@")
+        for path, facts in files.items():
+            if facts.digest == digest:
+                # A panorama's key holds its views' yaw offset: bearing = offset, heading = 0.
+                offset = float(yaw) if yaw else None
+                locations.append(Location((path,), offset, 0.0 if yaw else None))
+    if locations:
+        result = embed_locations(
+            locations, model, setting, store, progress, fast_decode=fast_decode
+        )
+        report_damaged(progress, store, None, result)
+
+
+def _damaged_store_refusal(store, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
+    names = sorted({_path_of(key, files) for key in damaged})
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    reasons = ", ".join(sorted(set(damaged.values())))
+    where = (
+        "images that are not where the store saw them"
+        if store.writable
+        else "images the read-only store cannot take again (make it writable first)"
+    )
+    return EmbeddingStoreError(
+        f"The embedding store {store.path} holds {len(damaged)} damaged embedding(s) "
+        f"({reasons}) of {where}: {shown}. No score is given from a damaged store: embed or "
+        "classify those images again where they are (that mends the store), or move the store "
+        "aside to start afresh."
+    )
+
+
+def run_metadata(
+    model: LoadedModel,
+    label_set: LabelSet,
+    setting: ViewSetting,
+    top_k: int,
+    fast_decode: bool = True,
+) -> dict:
     """What a map needs to be reproduced: model, weights, labels, prompts, views, versions."""
     import open_clip
     import torch
@@ -164,6 +305,8 @@ def run_metadata(model: LoadedModel, label_set: LabelSet, setting: ViewSetting, 
         "labels": len(label_set),
         "templates": list(label_set.templates),
         "views": setting.key,
+        # JPEG draft-mode decoding: faster, scores within about 1e-4 of a full decode.
+        "jpeg_draft_decode": bool(fast_decode),
         "top_k": top_k,
         "open_clip_version": open_clip.__version__,
         "torch_version": torch.__version__,

@@ -12,6 +12,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import CanceledError
 from ..imagery.panorama import ViewSetting
@@ -37,6 +38,9 @@ class LocationEmbeddings:
     images_used: list[int]
     keys: list[list[str]]
     counts: dict[str, int] = field(default_factory=dict)
+    # Stored vectors that failed their check ({key: why}) and the image paths of each.
+    damaged: dict[str, str] = field(default_factory=dict)
+    damaged_paths: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class _Task:
     heading: float | None
     key: str = ""
     status: str = "pending"
+    stored_key: str = ""  # the key the store gave it, kept when a damaged vector is redone
 
 
 PATH_SEPARATOR = ";"
@@ -98,24 +103,47 @@ def embed_locations(
     known_keys = store.keys() if store is not None else set()
     to_read = _resolve_from_store(list(tasks.values()), store, setting, known_keys)
     counts = {"images": len(tasks), "known without reading": len(tasks) - len(to_read)}
-    computed = _encode(
-        to_read,
-        model,
-        setting,
-        store,
-        progress,
-        batch_size,
-        workers or default_workers(),
-        fast_decode,
-        known_keys,
-        counts,
+    counts.update({"decoded": 0, "cached": 0, "failed": 0})
+    encode = partial(
+        _encode,
+        model=model,
+        setting=setting,
+        store=store,
+        progress=progress,
+        batch_size=batch_size,
+        workers=workers or default_workers(),
+        fast_decode=fast_decode,
+        known_keys=known_keys,
+        counts=counts,
     )
+    # Stored vectors are checked before anything is scored: a damaged one is computed again from
+    # its image (its key leaves known_keys, so the image is decoded, not taken as "cached").
+    damaged: dict[str, str] = {}
+    vectors: dict[str, object] = {}
+    if store is not None:
+        stored = {t.key for t in tasks.values() if t.status == "cached"}
+        found, bad = store.get(stored)
+        vectors.update(found)
+        damaged.update(bad)
+        known_keys.difference_update(bad)
+        again = [t for t in tasks.values() if t.status == "cached" and t.key in bad]
+        counts["known without reading"] -= len(again)
+        to_read += again
+    vectors.update(encode(to_read))
 
     wanted = {t.key for t in tasks.values() if t.status in ("ok", "cached") and t.key}
-    vectors = dict(computed)
     missing = wanted - vectors.keys()
     if missing and store is not None:
-        vectors.update(store.get(missing))
+        # Images read and hashed whose embedding was already stored (another file name).
+        found, bad = store.get(missing)
+        vectors.update(found)
+        if bad:
+            damaged.update(bad)
+            known_keys.difference_update(bad)
+            again = [t for t in tasks.values() if t.key in bad]
+            counts["cached"] -= len(again)
+            vectors.update(encode(again))
+    counts["damaged in store"] = len(damaged)
     dim = _dimension(model, vectors)
     result = np.full((len(locations), dim), np.nan, dtype=np.float32)
     status, used, keys = [], [], []
@@ -130,10 +158,25 @@ def embed_locations(
         elif not ids:
             status.append("no image")
         else:
-            failures = sorted({tasks[i].status for i in ids})
+            failures = sorted({_failure(tasks[i], damaged) for i in ids})
             status.append("; ".join(failures))
     counts["locations ok"] = sum(1 for s in status if s == "ok")
-    return LocationEmbeddings(result, status, used, keys, counts)
+    damaged_paths = {
+        key: sorted({t.path for t in tasks.values() if t.key == key or t.stored_key == key})
+        for key in damaged
+    }
+    return LocationEmbeddings(result, status, used, keys, counts, damaged, damaged_paths)
+
+
+def _failure(task: _Task, damaged: dict[str, str]) -> str:
+    """A failed image's status; one whose stored embedding was damaged says so too."""
+    if task.stored_key in damaged:
+        return (
+            f"error: the stored embedding of {task.path} is damaged "
+            f"({damaged[task.stored_key]}) and the image cannot be read to compute it again "
+            f"({task.status.removeprefix('error: ')})"
+        )
+    return task.status
 
 
 def _dimension(model, vectors: dict) -> int:
@@ -159,14 +202,14 @@ def _resolve_from_store(tasks: list[_Task], store, setting: ViewSetting, known_k
                 unchanged = True  # images elsewhere (a GPU server): the store speaks for them
             key = embedding_key(facts, setting, task.bearing, task.heading)
             if unchanged and key in known_keys:
-                task.key, task.status = key, "cached"
+                task.key, task.status, task.stored_key = key, "cached", key
                 continue
         to_read.append(task)
     return to_read
 
 
 def _encode(
-    tasks, model, setting, store, progress, batch_size, workers, fast_decode, known_keys, counts
+    tasks, *, model, setting, store, progress, batch_size, workers, fast_decode, known_keys, counts
 ) -> dict:
     import torch
 
@@ -175,7 +218,6 @@ def _encode(
     pending_views = 0
     pending_keys: set[str] = set()
     new_files = []
-    counts.update({"decoded": 0, "cached": 0, "failed": 0})
     total = max(len(tasks), 1)
     views_per_image = 1 if setting.centre_crop else setting.count
     window = max(2 * workers, 2 * math.ceil(batch_size / views_per_image))
@@ -228,6 +270,7 @@ def _encode(
             prepared = future.result()
             top_up()
             done += 1
+            task.stored_key = task.stored_key or task.key
             task.key, task.status = prepared.key, prepared.status
             if prepared.facts is not None:
                 new_files.append(_file_record(task.path, prepared.facts))

@@ -178,29 +178,84 @@ def builtin_label_set(name: str, templates: Sequence[str] | None = None) -> Labe
 
 
 def read_label_file(path: str | Path, templates: Sequence[str] | None = None) -> LabelSet:
-    """A user's label set: a CSV with a ``label`` column or a text file with one label a line."""
+    """A user's label set: a CSV with a ``label`` column or a text file with one label a line.
+
+    Every problem is an error naming the file and, where there is one, the line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise LabelSetError(f"The label file {path} does not exist.")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise LabelSetError(f"The label file {path} {what}.")
     try:
-        if path.suffix.lower() in {".csv", ".tsv"}:
-            labels = _read_csv(path)
-        else:
-            text = path.read_text(encoding="utf-8-sig")
-            labels = tuple(
-                Label(line.strip())
-                for line in text.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LabelSetError(
+            f"The label file {path} cannot be read ({exc.strerror or exc})."
+        ) from exc
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise LabelSetError(f"The label file {path} is not UTF-8 text ({exc.reason}).") from exc
+        line = data[: exc.start].count(b"\n") + 1
+        raise LabelSetError(
+            f"The label file {path} is not UTF-8 text (line {line}: {exc.reason}): save it as "
+            "UTF-8."
+        ) from exc
+    if path.suffix.lower() in {".csv", ".tsv"}:
+        numbered = _csv_labels(text)
+    else:
+        numbered = [
+            (number, Label(line.strip()))
+            for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    _check_numbered(path, numbered)
+    labels = tuple(label for _, label in numbered)
     return LabelSet(path.stem, labels, tuple(templates or DEFAULT_TEMPLATES), path.stem, str(path))
 
 
+def _check_numbered(path: Path, numbered: list[tuple[int, Label]]) -> None:
+    """The label set checks, each naming the file and line."""
+    if not numbered:
+        raise LabelSetError(
+            f"The label file {path} is empty (it holds no label): write one label a line (a "
+            "CSV needs a 'label' column), at least two."
+        )
+    if len(numbered) < 2:
+        line, label = numbered[0]
+        raise LabelSetError(
+            f"The label file {path} has a single label ({label.text!r}, line {line}): a "
+            "classification needs at least two."
+        )
+    lines_of: dict[str, list[int]] = {}
+    for line, label in numbered:
+        if not label.text.strip():
+            raise LabelSetError(f"The label file {path} has no label text on line {line}.")
+        if label.colour and not _COLOUR.match(label.colour):
+            raise LabelSetError(
+                f"The label file {path}, line {line}: label {label.text!r} has the colour "
+                f"{label.colour!r}; write it as #rrggbb."
+            )
+        lines_of.setdefault(label.text.strip().casefold(), []).append(line)
+    repeated = [
+        f"{label.text!r} (lines {', '.join(map(str, lines_of[key]))})"
+        for line, label in numbered
+        if len(lines_of[key := label.text.strip().casefold()]) > 1 and lines_of[key][0] == line
+    ]
+    if repeated:
+        raise LabelSetError(
+            f"The label file {path} repeats {'; '.join(repeated)}: each label must be unique "
+            "(letter case aside)."
+        )
+
+
 def _read_csv(path: Path) -> tuple[Label, ...]:
-    text = path.read_text(encoding="utf-8-sig")
+    return tuple(label for _, label in _csv_labels(path.read_text(encoding="utf-8-sig")))
+
+
+def _csv_labels(text: str) -> list[tuple[int, Label]]:
+    """(line number, label) for each row of a label CSV."""
     if not text.strip():
-        return ()
+        return []
     try:
         dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
     except csv.Error:
@@ -210,17 +265,20 @@ def _read_csv(path: Path) -> tuple[Label, ...]:
     if "label" not in header:
         # A headerless CSV: label, code, colour in that order.
         header = ["label", "code", "colour", "prompt"][: len(rows[0])]
-        body = rows
+        first = 0
     else:
-        body = rows[1:]
+        first = 1
     labels = []
-    for row in body:
+    for number, row in enumerate(rows[first:], start=first + 1):
         if not any(cell.strip() for cell in row):
             continue
         values = {name: cell.strip() for name, cell in zip(header, row, strict=False)}
         known = {key: values.pop(key, "") for key in ("label", "code", "colour", "prompt")}
         known["colour"] = known["colour"] or values.pop("color", "")
         labels.append(
-            Label(known["label"], known["code"], known["colour"], known["prompt"], values)
+            (
+                number,
+                Label(known["label"], known["code"], known["colour"], known["prompt"], values),
+            )
         )
-    return tuple(labels)
+    return labels

@@ -4,15 +4,25 @@ One SQLite file per model and view setting holds the image embeddings (keyed by 
 content hash and, for panoramas, where the views point) and what is known of each file path, so a
 later run, or QGIS on another machine, can score new labels without reading any image. Prompts
 have their own file per model. Every batch is committed, so a killed run keeps what it finished.
+
+Every vector carries a checksum of its key, view count and bytes, and is checked again whenever it
+is read (checksum, length, finite, unit length): a store damaged on disk or edited by hand never
+gives a score. A damaged vector is reported by key (its caller names the image) and is computed
+again from its image when the image is at hand. A store written before checksums existed is
+upgraded when first opened for writing: each old vector that passes the other checks gets its
+checksum (recomputing them all would need every image, which may be on another machine), and one
+that fails is reported as damaged like any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from ..errors import EmbeddingStoreError
 from .views import ImageFacts
@@ -20,36 +30,130 @@ from .views import ImageFacts
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS embeddings (
-    key TEXT PRIMARY KEY, vector BLOB NOT NULL, views INTEGER NOT NULL, created REAL NOT NULL);
+    key TEXT PRIMARY KEY, vector BLOB NOT NULL, views INTEGER NOT NULL, created REAL NOT NULL,
+    checksum TEXT);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT NOT NULL,
     kind TEXT NOT NULL, width INTEGER, height INTEGER, heading REAL);
-CREATE TABLE IF NOT EXISTS texts (prompt TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS texts (prompt TEXT PRIMARY KEY, vector BLOB NOT NULL, checksum TEXT);
 """
+
+# A stored vector is a normalised embedding; a little float32 rounding is all it may show.
+_UNIT_TOLERANCE = 1e-3
+WHERE_TO_CHOOSE = "CACHE_FOLDER in QGIS, --cache-dir on the command line"
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
+def vector_checksum(key: str, views: int, blob: bytes) -> str:
+    """Ties a vector's bytes to its key and view count: an edited, swapped or cut vector fails."""
+    digest = hashlib.blake2b(f"{key}\0{views}\0".encode(), digest_size=16)
+    digest.update(blob)
+    return digest.hexdigest()
+
+
+def vector_problem(blob: bytes, checksum: str | None, expected: str) -> str:
+    """Why a stored vector cannot be trusted, or "" when it can."""
+    import numpy as np
+
+    if checksum is not None and checksum != expected:
+        return "checksum mismatch"
+    if not blob or len(blob) % 4:
+        return f"cut short ({len(blob)} bytes)"
+    vector = np.frombuffer(blob, dtype="<f4")
+    if not np.isfinite(vector).all():
+        return "not a finite vector"
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    if abs(norm - 1.0) > _UNIT_TOLERANCE:
+        return f"not unit length (norm {norm:.3g})"
+    return ""
+
+
+def damaged_store_error(path: Path, exc: Exception) -> EmbeddingStoreError:
+    return EmbeddingStoreError(
+        f"The embedding store {path} is damaged ({exc}). Move it aside (or delete it) and run "
+        "again: its embeddings are then computed afresh from the images. Nothing else in the "
+        "cache is affected."
+    )
+
+
 class EmbeddingStore:
-    """Embeddings of one model (``identity``) under one view setting (``view_key``)."""
+    """Embeddings of one model (``identity``) under one view setting (``view_key``).
+
+    ``notes`` collects what the caller should tell the user (a read-only store, an upgrade).
+    """
 
     def __init__(self, path: str | Path, identity: str, view_key: str) -> None:
         self.path = Path(path)
         self.identity = identity
         self.view_key = view_key
+        self.writable = True
+        self.notes: list[str] = []
+        self._dimension: int | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._db = self._open()
+            self._checksum_column = {
+                table: "checksum"
+                in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for table in ("embeddings", "texts")
+            }
+            self._check_meta()
+            if self.writable:
+                self._upgrade()
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store_error(self.path, exc) from exc
+
+    def _open(self) -> sqlite3.Connection:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocking = _first_file_on_the_way(folder)
             raise EmbeddingStoreError(
-                f"Cannot open the embedding store {self.path}: {exc}"
+                f"The cache folder cannot hold the embedding store {self.path}: {blocking} is a "
+                f"file, not a folder. Choose a folder ({WHERE_TO_CHOOSE})."
             ) from exc
-        self._check_meta()
+        except OSError as exc:
+            raise EmbeddingStoreError(
+                f"Cannot create the folder {folder} for the embedding store "
+                f"({exc.strerror or exc}). Choose a folder you can write to ({WHERE_TO_CHOOSE})."
+            ) from exc
+        if self.path.is_dir():
+            raise EmbeddingStoreError(
+                f"The embedding store {self.path} is a folder, not a file: move it away or "
+                f"choose another cache folder ({WHERE_TO_CHOOSE})."
+            )
+        db = None
+        try:
+            db = sqlite3.connect(str(self.path), check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            # SQLite opens a file it may not write without a word: ask for a write lock now.
+            db.execute("BEGIN IMMEDIATE")
+            db.rollback()
+            return db
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            if not self.path.is_file():
+                raise EmbeddingStoreError(
+                    f"Cannot create the embedding store {self.path} ({exc}): is {folder} "
+                    f"writable? Make it writable or choose another cache folder "
+                    f"({WHERE_TO_CHOOSE})."
+                ) from exc
+        # An existing store we may not write (a read-only folder or file, a store shared from
+        # another machine): what is stored is used, nothing new is saved.
+        db = _open_read_only(self.path)
+        self.writable = False
+        self.notes.append(
+            f"The embedding store {self.path} is read-only: its embeddings are used, new ones are "
+            "computed but not saved. Make it (and its folder) writable, or choose another cache "
+            f"folder ({WHERE_TO_CHOOSE}), to keep them."
+        )
+        return db
 
     @classmethod
     def under(cls, root: str | Path, identity: str, view_key: str) -> EmbeddingStore:
@@ -65,10 +169,53 @@ class EmbeddingStore:
                     f"The embedding store {self.path} holds {name} {stored[name]!r}, "
                     f"not {value!r}: choose another store."
                 )
+        if self.writable:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO meta(name, value) VALUES (?, ?)", wanted.items()
+                )
+
+    def _upgrade(self) -> None:
+        """Give checksums to the vectors of a store written before they existed (once: the
+        meta table remembers it, so a big store is not scanned at every opening)."""
+        done = self._db.execute("SELECT 1 FROM meta WHERE name = 'checksums'").fetchone()
+        if done and all(self._checksum_column.values()):
+            return
+        for table, key_column, extra in (
+            ("embeddings", "key", "views"),
+            ("texts", "prompt", "0"),
+        ):
+            if not self._checksum_column[table]:
+                with self._db:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN checksum TEXT")
+                self._checksum_column[table] = True
+            legacy = self._db.execute(
+                f"SELECT {key_column}, {extra}, vector FROM {table} WHERE checksum IS NULL"
+            ).fetchall()
+            if not legacy:
+                continue
+            sums, damaged = [], 0
+            for key, views, blob in legacy:
+                expected = vector_checksum(key, views, blob)
+                if vector_problem(blob, None, expected):
+                    damaged += 1  # left without a checksum: reported wherever it is read
+                else:
+                    sums.append((expected, key))
+            with self._db:
+                self._db.executemany(
+                    f"UPDATE {table} SET checksum = ? WHERE {key_column} = ?", sums
+                )
+            if table == "embeddings":
+                note = (
+                    f"The embedding store {self.path} was written before stores kept checksums: "
+                    f"{len(sums)} stored embeddings passed the checks (finite, unit length) and "
+                    "now have one"
+                )
+                if damaged:
+                    note += f"; {damaged} failed and will be computed again from their images"
+                self.notes.append(note + ".")
         with self._db:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO meta(name, value) VALUES (?, ?)", wanted.items()
-            )
+            self._db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('checksums', '1')")
 
     def close(self) -> None:
         self._db.close()
@@ -80,61 +227,131 @@ class EmbeddingStore:
         self.close()
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        return self._query("SELECT count(*) FROM embeddings")[0][0]
+
+    def _query(self, sql: str, parameters=()) -> list:
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store_error(self.path, exc) from exc
+
+    def checksum_column(self, table: str) -> str:
+        """What to select for a vector's checksum (an old read-only store has none to read)."""
+        return "checksum" if self._checksum_column[table] else "NULL"
 
     def keys(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT key FROM embeddings")}
+        return {row[0] for row in self._query("SELECT key FROM embeddings")}
 
     def put(
         self,
         rows: Iterable[tuple[str, object, int]],
         files: Iterable[tuple[str, int, int, ImageFacts]] = (),
     ) -> None:
-        """Store (key, float32 vector, number of views) rows and file facts in one commit."""
+        """Store (key, float32 vector, number of views) rows and file facts in one commit.
+
+        A read-only store saves nothing (its ``notes`` say so once).
+        """
         import numpy as np
 
+        if not self.writable:
+            return
         now = time.time()
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings(key, vector, views, created) VALUES (?,?,?,?)",
-                [
-                    (key, np.asarray(vec, dtype="<f4").tobytes(), views, now)
-                    for key, vec, views in rows
-                ],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (path, size, mtime, f.digest, f.kind, f.width, f.height, f.heading)
-                    for path, size, mtime, f in files
-                ],
-            )
+        records = []
+        for key, vec, views in rows:
+            blob = np.asarray(vec, dtype="<f4").tobytes()
+            records.append((key, blob, views, now, vector_checksum(key, views, blob)))
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO embeddings(key, vector, views, created, checksum) "
+                    "VALUES (?,?,?,?,?)",
+                    records,
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (path, size, mtime, f.digest, f.kind, f.width, f.height, f.heading)
+                        for path, size, mtime, f in files
+                    ],
+                )
+        except sqlite3.OperationalError as exc:
+            raise EmbeddingStoreError(
+                f"Cannot write to the embedding store {self.path} ({exc}). What was stored "
+                "before is kept; free some disk space or choose another cache folder "
+                f"({WHERE_TO_CHOOSE})."
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store_error(self.path, exc) from exc
 
-    def get(self, keys: Iterable[str]) -> dict[str, object]:
-        import numpy as np
-
+    def get(self, keys: Iterable[str]) -> tuple[dict[str, object], dict[str, str]]:
+        """The trusted vectors of ``keys``, and, for each damaged one, what is wrong with it."""
         wanted = list(dict.fromkeys(keys))
-        found = {}
+        rows = []
         for start in range(0, len(wanted), 900):
             chunk = wanted[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for key, blob in self._db.execute(
-                f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk
-            ):
-                found[key] = np.frombuffer(blob, dtype="<f4")
-        return found
+            rows += self._query(
+                f"SELECT key, views, vector, {self.checksum_column('embeddings')} FROM embeddings "
+                f"WHERE key IN ({marks})",
+                chunk,
+            )
+        return self._checked(rows)
 
     def all(self):
-        """Every stored key and its vector, as (list of keys, N×D array)."""
+        """Every trusted key and its vector, as (list of keys, N×D array, {damaged key: why})."""
         import numpy as np
 
-        keys, blobs = [], []
-        for key, blob in self._db.execute("SELECT key, vector FROM embeddings ORDER BY key"):
-            keys.append(key)
-            blobs.append(blob)
-        if not blobs:
-            return keys, np.zeros((0, 0), dtype=np.float32)
-        return keys, np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(keys), -1)
+        rows = self._query(
+            f"SELECT key, views, vector, {self.checksum_column('embeddings')} FROM embeddings "
+            "ORDER BY key"
+        )
+        found, damaged = self._checked(rows)
+        keys = list(found)
+        if not keys:
+            return keys, np.zeros((0, 0), dtype=np.float32), damaged
+        return keys, np.stack([found[key] for key in keys]), damaged
+
+    def _checked(self, rows) -> tuple[dict[str, object], dict[str, str]]:
+        """Split rows into trusted vectors and damaged keys (checksums per row; the other checks
+        at once over all rows of the common length, which keeps a big store quick to read)."""
+        import numpy as np
+
+        damaged = {}
+        by_length: dict[int, list[tuple[str, bytes]]] = {}
+        for key, views, blob, checksum in rows:
+            if checksum is not None and checksum != vector_checksum(key, views, blob):
+                damaged[key] = "checksum mismatch"
+            elif not blob or len(blob) % 4:
+                damaged[key] = f"cut short ({len(blob)} bytes)"
+            else:
+                by_length.setdefault(len(blob) // 4, []).append((key, blob))
+        if not by_length:
+            return {}, damaged
+        # Vectors of another length than the store's own (the most common) are cut or foreign.
+        common = self._dimension or max(by_length, key=lambda n: len(by_length[n]))
+        self._dimension = common
+        for length, entries in by_length.items():
+            if length != common:
+                damaged.update(
+                    (key, f"{length} values where the others have {common}") for key, _ in entries
+                )
+        entries = by_length.get(common, [])
+        found = {}
+        if entries:
+            matrix = np.frombuffer(b"".join(blob for _, blob in entries), dtype="<f4")
+            matrix = matrix.reshape(len(entries), common)
+            finite = np.isfinite(matrix).all(axis=1)
+            norms = np.linalg.norm(
+                np.where(finite[:, None], matrix, 0.0).astype(np.float64), axis=1
+            )
+            for (key, _), row, is_finite, norm in zip(entries, matrix, finite, norms, strict=True):
+                if not is_finite:
+                    damaged[key] = "not a finite vector"
+                elif abs(norm - 1.0) > _UNIT_TOLERANCE:
+                    damaged[key] = f"not unit length (norm {norm:.3g})"
+                else:
+                    found[key] = row
+        return found, damaged
 
     def file_facts(self, paths: Iterable[str]) -> dict[str, tuple[int, int, ImageFacts]]:
         """What is known of each path: (size, mtime_ns, facts)."""
@@ -143,43 +360,81 @@ class EmbeddingStore:
         for start in range(0, len(wanted), 900):
             chunk = wanted[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
+            for row in self._query(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
                 path, size, mtime, digest, kind, width, height, heading = row
                 known[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
         return known
 
     def files(self) -> dict[str, ImageFacts]:
-        return {row[0]: ImageFacts(*row[3:]) for row in self._db.execute("SELECT * FROM files")}
+        return {row[0]: ImageFacts(*row[3:]) for row in self._query("SELECT * FROM files")}
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.resolve()))}"
+    try:
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+        db.execute("SELECT count(*) FROM meta").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        # A WAL store in a folder we may not write cannot make its shared-memory file; read it
+        # as a file nobody changes meanwhile.
+        db = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+        db.execute("SELECT count(*) FROM meta").fetchall()
+        return db
+
+
+def _first_file_on_the_way(folder: Path) -> Path:
+    for candidate in (*reversed(folder.parents), folder):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return folder
 
 
 class TextStore:
-    """Prompt embeddings of one model, so a label set is encoded once."""
+    """Prompt embeddings of one model, so a label set is encoded once.
+
+    A damaged prompt vector is treated as missing: it is encoded again and replaced.
+    """
 
     def __init__(self, root: str | Path, identity: str) -> None:
         self._store = EmbeddingStore(Path(root) / slug(identity) / "prompts.sqlite", identity, "")
+        self.damaged = 0
 
     def get(self, prompts: list[str]) -> dict[str, object]:
         import numpy as np
 
-        db = self._store._db
         found = {}
         for start in range(0, len(prompts), 900):
             chunk = prompts[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for prompt, blob in db.execute(
-                f"SELECT prompt, vector FROM texts WHERE prompt IN ({marks})", chunk
+            for prompt, blob, checksum in self._store._query(
+                f"SELECT prompt, vector, {self._store.checksum_column('texts')} FROM texts "
+                f"WHERE prompt IN ({marks})",
+                chunk,
             ):
-                found[prompt] = np.frombuffer(blob, dtype="<f4")
+                if vector_problem(blob, checksum, vector_checksum(prompt, 0, blob)):
+                    self.damaged += 1
+                else:
+                    found[prompt] = np.frombuffer(blob, dtype="<f4")
         return found
 
     def put(self, items: dict[str, object]) -> None:
         import numpy as np
 
-        with self._store._db as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO texts(prompt, vector) VALUES (?, ?)",
-                [(p, np.asarray(v, dtype="<f4").tobytes()) for p, v in items.items()],
-            )
+        if not self._store.writable:
+            return
+        rows = []
+        for prompt, vector in items.items():
+            blob = np.asarray(vector, dtype="<f4").tobytes()
+            rows.append((prompt, blob, vector_checksum(prompt, 0, blob)))
+        try:
+            with self._store._db as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO texts(prompt, vector, checksum) VALUES (?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store_error(self._store.path, exc) from exc
 
     def close(self) -> None:
         self._store.close()

@@ -53,33 +53,39 @@ def yaw_offset(facts: ImageFacts, bearing: float | None, heading: float | None) 
     return (bearing - heading) % 360.0
 
 
-def read_facts(data: bytes, setting: ViewSetting):
-    """Facts and an opened (not yet decoded) image, or a failure status."""
+def read_facts(data: bytes, setting: ViewSetting, name: str = "the image"):
+    """Facts and an opened (not yet decoded) image, or a failure status naming ``name``."""
     from PIL import Image, UnidentifiedImageError
 
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
         with warnings.catch_warnings():
+            # Above Pillow's MAX_IMAGE_PIXELS it only warns (a 16k×8k panorama is there); at
+            # twice that it refuses, and that limit is kept: such a file is a decompression bomb.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        return None, None, "not an image (unknown or corrupt format)"
-    except Image.DecompressionBombError as exc:
-        return None, None, f"image too large ({exc})"
-    except OSError as exc:
-        return None, None, f"unreadable image ({exc})"
+        return None, None, f"error: image {name} is not a readable image (unknown format)"
+    except Image.DecompressionBombError:
+        return None, None, _too_large(name, 2 * (Image.MAX_IMAGE_PIXELS or 0))
+    except (OSError, ValueError, SyntaxError) as exc:
+        return None, None, f"error: image {name} is not a readable image ({exc})"
     width, height = image.size
     if width * height > MAX_PIXELS:
-        return (
-            None,
-            None,
-            (f"image too large ({width}×{height} pixels; at most {MAX_PIXELS:,} are read)"),
-        )
+        return None, None, _too_large(name, MAX_PIXELS, f"{width}×{height}")
     head = data[:_HEAD_BYTES]
     panorama = not setting.centre_crop and is_equirectangular(width, height, head)
     kind = "panorama" if panorama else "photo"
     heading = xmp_heading(head) if panorama else None
     return ImageFacts(digest, kind, width, height, heading), image, "ok"
+
+
+def _too_large(name: str, limit: int, size: str = "") -> str:
+    shown = f" ({size} pixels)" if size else ""
+    return (
+        f"error: image {name}{shown} is larger than Pillow's decompression-bomb limit of "
+        f"{limit:,} pixels: not read; scale it down if it is a real photo"
+    )
 
 
 def prepare_image(
@@ -91,19 +97,26 @@ def prepare_image(
     heading: float | None = None,
     fast_decode: bool = True,
 ) -> PreparedImage:
-    """Read, hash and (unless its embedding is stored) decode and cut one image file."""
+    """Read, hash and (unless its embedding is stored) decode and cut one image file.
+
+    Every failure is a status naming the file (``error: image PATH ...``), never an exception.
+    """
+    from PIL import Image
+
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
-        return PreparedImage(None, "", None, "missing file")
+        return PreparedImage(None, "", None, f"error: image {path} does not exist")
     except IsADirectoryError:
-        return PreparedImage(None, "", None, "a folder, not an image file")
+        return PreparedImage(None, "", None, f"error: image {path} is a folder, not a file")
     except OSError as exc:
-        return PreparedImage(None, "", None, f"cannot read the file ({exc.strerror or exc})")
+        return PreparedImage(
+            None, "", None, f"error: image {path} cannot be read ({exc.strerror or exc})"
+        )
     if not data:
-        return PreparedImage(None, "", None, "empty file")
-    facts, image, status = read_facts(data, setting)
+        return PreparedImage(None, "", None, f"error: image {path} is empty (0 bytes)")
+    facts, image, status = read_facts(data, setting, path)
     if facts is None:
         return PreparedImage(None, "", None, status)
     key = embedding_key(facts, setting, bearing, heading)
@@ -111,10 +124,12 @@ def prepare_image(
         return PreparedImage(facts, key, None, "cached")
     try:
         views = _decode_views(image, facts, setting, preprocess, bearing, heading, fast_decode)
-    except OSError as exc:
-        return PreparedImage(facts, key, None, f"truncated or corrupt image ({exc})")
-    except (ValueError, SyntaxError) as exc:
-        return PreparedImage(facts, key, None, f"corrupt image ({exc})")
+    except (OSError, ValueError, SyntaxError) as exc:
+        return PreparedImage(
+            facts, key, None, f"error: image {path} is truncated or corrupt ({exc})"
+        )
+    except Image.DecompressionBombError:
+        return PreparedImage(facts, key, None, _too_large(path, 2 * Image.MAX_IMAGE_PIXELS))
     return PreparedImage(facts, key, views, "ok")
 
 
@@ -138,13 +153,25 @@ def _decode_views(image, facts, setting, preprocess, bearing, heading, fast_deco
         return perspective_views(
             torch.from_numpy(rgb), setting.yaws(offset), setting.pitch, setting.fov, size
         )
-    if fast_decode and image.format == "JPEG":
-        short = min(image.size)
-        image.draft("RGB", (image.size[0] * size // short, image.size[1] * size // short))
-    image = ImageOps.exif_transpose(image)
+    image = ImageOps.exif_transpose(decoded_photo(image, size, fast_decode))
     square = _resize_and_crop(image, size, preprocess)
     rgb = np.ascontiguousarray(_to_rgb(square))
     return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def decoded_photo(image, size: int, fast_decode: bool = True):
+    """A photo decoded for views of ``size`` pixels.
+
+    With ``fast_decode`` a JPEG is decoded in draft mode, at the smallest of 1/1, 1/2, 1/4, 1/8
+    scale that still covers ``size`` on its short side: several times faster on big photos, and
+    scores differ from a full decode by about 1e-4 (the resize then starts from fewer pixels).
+    Without it every image is decoded at full resolution. Other formats have no draft mode.
+    """
+    if fast_decode and image.format == "JPEG":
+        short = min(image.size)
+        image.draft("RGB", (image.size[0] * size // short, image.size[1] * size // short))
+    image.load()
+    return image
 
 
 def _resize_and_crop(image, size: int, preprocess: dict):

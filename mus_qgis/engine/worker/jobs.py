@@ -304,6 +304,7 @@ def classify(params: dict, progress) -> dict:
             params["cache_dir"],
             progress,
             int(params["batch_size"]),
+            fast_decode=not params.get("full_decode", False),
         )
     except ValueError as exc:  # a setting the engine refuses (e.g. a view it cannot cut)
         raise MusError(str(exc)) from exc
