@@ -6,6 +6,7 @@ import json
 import os
 
 from qgis.core import (
+    NULL,
     QgsApplication,
     QgsAuthMethodConfig,
     QgsCategorizedSymbolRenderer,
@@ -433,9 +434,18 @@ class FetchPanoramas(MusAlgorithm):
         point_name = {
             f.id(): f.attributes()[id_index] if id_index >= 0 else f.id() for f in features
         }
-        id_is_number = id_index < 0 or source.fields().at(id_index).isNumeric()
+        # Whole numbers go in an integer field; any other id (text, decimals) in a text field.
+        id_is_whole_number = all(
+            isinstance(value, int) or value is None or value == NULL
+            for value in point_name.values()
+        )
+        if not id_is_whole_number:
+            point_name = {
+                key: None if value is None or value == NULL else str(value)
+                for key, value in point_name.items()
+            }
         for name, kind in OUTPUT_FIELDS:
-            if name == "duplicate_of" and not id_is_number:
+            if name == "duplicate_of" and not id_is_whole_number:
                 kind = "string"
             fields.append(make_field(name, kind))
         sink, dest_id = self.parameterAsSink(

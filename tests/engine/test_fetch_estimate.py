@@ -102,3 +102,23 @@ def test_views_of_a_whole_panorama_count_once(tmp_path):
             fake, "mapillary", tmp_path, points_on(images)[:3], plan=ViewPlan(whole_panorama=True)
         )
     assert found.image_requests == 3
+
+
+@pytest.mark.parametrize("source", ["mapillary", "kartaview", "panoramax"])
+def test_a_price_set_for_street_view_does_not_make_a_free_source_cost(tmp_path, source):
+    images = grid_images(3)
+    with FakeImageryServices(images) as fake:
+        found, _, progress = estimate(
+            fake, source, tmp_path, points_on(images)[:3], price_per_1000=7.0
+        )
+    assert found.cost == 0.0 and found.price_per_1000 == 0.0
+    assert "USD" not in progress.messages[-1]
+
+
+def test_an_estimate_reads_a_relative_cache_path(tmp_path, monkeypatch):
+    images = grid_images(3)
+    monkeypatch.chdir(tmp_path)
+    with FakeImageryServices(images) as fake:
+        run(fake, "kartaview", "relative cache", points_on(images)[:2])
+        found, _, _ = estimate(fake, "kartaview", "relative cache", points_on(images)[:3])
+    assert (found.lookups_cached, found.images_cached, found.lookup_requests) == (2, 2, 1)

@@ -181,6 +181,8 @@ class FakeImageryServices:
                     self.close_connection = True
                 elif fault == "badjson":
                     self._send(200, "text/html", b"<html>proxy login page</html>")
+                elif fault == "redirect-same-host":  # e.g. a trailing slash the server adds
+                    self._send(301, "text/html", b"", {"Location": self.path})
                 elif fault == "redirect-elsewhere":
                     self._send(302, "text/html", b"", {"Location": f"{fake.elsewhere}/login"})
                 elif fault == "code4":
@@ -368,6 +370,9 @@ class FakeImageryServices:
             return _json({"code": 400, "description": "Parameter bbox is invalid"}, 400)
         west, south, east, north = (float(v) for v in query["bbox"].split(","))
         start, _, end = query.get("datetime", "../..").partition("/")
+        for moment in (start, end):  # STAC takes RFC 3339 date-times, or ".." for open
+            if moment not in ("..", "") and not _rfc3339(moment):
+                return _json({"code": 400, "description": f"Invalid datetime {moment}"}, 400)
         features = []
         for image in self.images.values():
             inside = west <= image.lon <= east and south <= image.lat <= north
@@ -444,6 +449,15 @@ class _Server(ThreadingHTTPServer):
 
 def _json(value, status=200):
     return status, "application/json", json.dumps(value).encode()
+
+
+def _rfc3339(text: str) -> bool:
+    import datetime as dt
+
+    try:
+        return "T" in text and dt.datetime.fromisoformat(text.replace("Z", "+00:00")) is not None
+    except ValueError:
+        return False
 
 
 def _millis(day: str) -> int:

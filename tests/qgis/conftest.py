@@ -26,3 +26,16 @@ def load_results_headless(monkeypatch):
     from processing.gui import Postprocessing
 
     monkeypatch.setattr(Postprocessing, "iface", None, raising=False)
+
+
+@pytest.fixture
+def tiny_parameters(tiny_checkpoint, tmp_path):
+    """CLIP-classify's model parameters for the tiny random-weight model, on the CPU."""
+    from tests.conftest import TINY_MODEL_CONFIG
+
+    return {
+        "MODEL": str(TINY_MODEL_CONFIG),
+        "CHECKPOINT": str(tiny_checkpoint),
+        "DEVICE": 1,
+        "CACHE_FOLDER": str(tmp_path / "cache"),
+    }

@@ -48,16 +48,6 @@ def photo_points(tmp_path) -> QgsVectorLayer:
     return layer
 
 
-@pytest.fixture
-def tiny_parameters(tiny_checkpoint, tmp_path):
-    return {
-        "MODEL": str(TINY_MODEL_CONFIG),
-        "CHECKPOINT": str(tiny_checkpoint),
-        "DEVICE": 1,
-        "CACHE_FOLDER": str(tmp_path / "cache"),
-    }
-
-
 def test_classifies_every_point_and_keeps_the_ones_without_image(
     mus_provider, tmp_path, tiny_parameters
 ):

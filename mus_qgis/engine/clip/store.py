@@ -54,23 +54,6 @@ def vector_checksum(key: str, views: int, blob: bytes) -> str:
     return digest.hexdigest()
 
 
-def vector_problem(blob: bytes, checksum: str | None, expected: str) -> str:
-    """Why a stored vector cannot be trusted, or "" when it can."""
-    import numpy as np
-
-    if checksum is not None and checksum != expected:
-        return "checksum mismatch"
-    if not blob or len(blob) % 4:
-        return f"cut short ({len(blob)} bytes)"
-    vector = np.frombuffer(blob, dtype="<f4")
-    if not np.isfinite(vector).all():
-        return "not a finite vector"
-    norm = float(np.linalg.norm(vector.astype(np.float64)))
-    if abs(norm - 1.0) > _UNIT_TOLERANCE:
-        return f"not unit length (norm {norm:.3g})"
-    return ""
-
-
 def damaged_store_error(path: Path, exc: Exception) -> EmbeddingStoreError:
     return EmbeddingStoreError(
         f"The embedding store {path} is damaged ({exc}). Move it aside (or delete it) and run "
@@ -194,13 +177,16 @@ class EmbeddingStore:
             ).fetchall()
             if not legacy:
                 continue
-            sums, damaged = [], 0
-            for key, views, blob in legacy:
-                expected = vector_checksum(key, views, blob)
-                if vector_problem(blob, None, expected):
-                    damaged += 1  # left without a checksum: reported wherever it is read
-                else:
-                    sums.append((expected, key))
+            trusted, failed = self._checked(
+                [(key, views, blob, None) for key, views, blob in legacy]
+            )
+            # A vector that fails is left without a checksum: reported wherever it is read.
+            damaged = len(failed)
+            sums = [
+                (vector_checksum(key, views, blob), key)
+                for key, views, blob in legacy
+                if key in trusted
+            ]
             with self._db:
                 self._db.executemany(
                     f"UPDATE {table} SET checksum = ? WHERE {key_column} = ?", sums
@@ -329,7 +315,6 @@ class EmbeddingStore:
             return {}, damaged
         # Vectors of another length than the store's own (the most common) are cut or foreign.
         common = self._dimension or max(by_length, key=lambda n: len(by_length[n]))
-        self._dimension = common
         for length, entries in by_length.items():
             if length != common:
                 damaged.update(
@@ -351,6 +336,8 @@ class EmbeddingStore:
                     damaged[key] = f"not unit length (norm {norm:.3g})"
                 else:
                     found[key] = row
+        if found:  # the store's length, learnt only from vectors that pass every check
+            self._dimension = common
         return found, damaged
 
     def file_facts(self, paths: Iterable[str]) -> dict[str, tuple[int, int, ImageFacts]]:
@@ -401,21 +388,19 @@ class TextStore:
         self.damaged = 0
 
     def get(self, prompts: list[str]) -> dict[str, object]:
-        import numpy as np
 
         found = {}
         for start in range(0, len(prompts), 900):
             chunk = prompts[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for prompt, blob, checksum in self._store._query(
-                f"SELECT prompt, vector, {self._store.checksum_column('texts')} FROM texts "
+            rows = self._store._query(
+                f"SELECT prompt, 0, vector, {self._store.checksum_column('texts')} FROM texts "
                 f"WHERE prompt IN ({marks})",
                 chunk,
-            ):
-                if vector_problem(blob, checksum, vector_checksum(prompt, 0, blob)):
-                    self.damaged += 1
-                else:
-                    found[prompt] = np.frombuffer(blob, dtype="<f4")
+            )
+            trusted, failed = self._store._checked(rows)
+            self.damaged += len(failed)
+            found.update(trusted)
         return found
 
     def put(self, items: dict[str, object]) -> None:

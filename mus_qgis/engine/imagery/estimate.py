@@ -64,7 +64,10 @@ def estimate_fetch(
     run's lookup cache, ``root`` the source's cache folder."""
     from .fetch import _safe
 
-    price = source.price_per_1000 if price_per_1000 is None else price_per_1000
+    # A price set by the user is a paid source's rate: a free source stays free.
+    price = source.price_per_1000
+    if price is not None and price_per_1000 is not None:
+        price = price_per_1000
     estimate = FetchEstimate(source.title, len(points), price_per_1000=price or 0.0)
     images: dict[str, tuple] = {}
     for point in points:

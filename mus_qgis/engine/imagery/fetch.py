@@ -102,6 +102,7 @@ def fetch_imagery(
     http = http or Http(secrets=[credentials.key, credentials.secret], proxies=proxies)
     http.progress = progress
     source = make_source(settings, http, credentials)
+    cache_dir = Path(cache_dir).expanduser().absolute()
     if settings.estimate_only:  # writes nothing: the folder need only not be a file
         root = Path(cache_dir) / "imagery" / source.name
         if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
@@ -272,10 +273,10 @@ class _Pipeline:
         point = self.points[index]
         outcome = self.outcomes[point.key]
         key = self.lookups.key(self.source.name, self.settings, point)
-        # Local photos are indexed afresh each run: a remembered lookup would hide a photo added
-        # or mended since, and the reason a point has none.
-        cached = self.lookups.get(key) if self.source.remote else None
         try:
+            # Local photos are indexed afresh each run: a remembered lookup would hide a photo
+            # added or mended since, and the reason a point has none.
+            cached = self.lookups.get(key) if self.source.remote else None
             if cached is not None:
                 candidate = cached or None
             elif self._not_tried(outcome):
@@ -315,13 +316,20 @@ class _Pipeline:
         except Exception as exc:
             outcome.status = describe_failure(exc, self.source.http.redact)
             return []
-        # Leftovers of a killed run; one task owns each image folder, so none is in use.
-        for leftover in folder.glob(".*.part"):
-            leftover.unlink(missing_ok=True)
-        for path in planned:
-            # A file that no longer decodes (a crash mid-write elsewhere, a bad disk) goes.
-            if path.exists() and self.source.name != "local" and not image_decodes(path):
-                path.unlink()
+        try:
+            # Leftovers of a killed run; one task owns each image folder, so none is in use.
+            for leftover in folder.glob(".*.part"):
+                leftover.unlink(missing_ok=True)
+            for path in planned:
+                # A file that no longer decodes (a crash mid-write elsewhere, a bad disk) goes.
+                if path.exists() and self.source.name != "local" and not image_decodes(path):
+                    path.unlink()
+        except OSError as exc:  # one image folder that cannot be changed costs its point only
+            outcome.status = describe_failure(
+                MusError(f"the cached image folder {folder} cannot be used ({exc.strerror})"),
+                self.source.http.redact,
+            )
+            return []
         outcome.paths, outcome.headings = [str(p) for p in planned], list(headings)
         missing = [(p, h) for p, h in zip(planned, headings, strict=True) if not p.exists()]
         if not missing:
@@ -360,9 +368,12 @@ def _keep_written_files(outcome: FetchOutcome) -> None:
     ]
     if len(kept) == len(outcome.paths):
         return
+    missing = f"{len(outcome.paths) - len(kept)} of {len(outcome.paths)} files missing"
     if outcome.status == STATUS_OK:
+        outcome.status = f"error: {missing}"
+    elif outcome.status.startswith("error: ") and len(outcome.paths) > 1:
         outcome.status = (
-            f"error: {len(outcome.paths) - len(kept)} of {len(outcome.paths)} files missing"
+            f"error: {missing} (first failure: {outcome.status.removeprefix('error: ')})"
         )
     outcome.paths = [p for p, _ in kept]
     outcome.headings = [h for _, h in kept]
@@ -401,11 +412,19 @@ class _Lookups:
             self._lock = threading.Lock()
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Commits without fsync: a lookup lost to a power cut is simply asked again.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS lookups (key TEXT PRIMARY KEY, value TEXT)")
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Commits without fsync: a lookup lost to a power cut is simply asked again.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS lookups (key TEXT PRIMARY KEY, value TEXT)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise MusError(
+                f"The lookup cache {path} is damaged ({exc}): delete it and run again (the "
+                "images in the cache are kept; only the lookups are asked again)."
+            ) from None
         self._lock = threading.Lock()
 
     def __enter__(self) -> _Lookups:
@@ -436,11 +455,14 @@ class _Lookups:
             row = self._db.execute("SELECT value FROM lookups WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        value = json.loads(row[0])
-        if not value:
-            return {}
-        captured = value.pop("captured")
-        return Candidate(**value, captured=date.fromisoformat(captured) if captured else None)
+        try:
+            value = json.loads(row[0])
+            if not value:
+                return {}
+            captured = value.pop("captured")
+            return Candidate(**value, captured=date.fromisoformat(captured) if captured else None)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None  # a damaged entry is a lookup never made: it is asked again
 
     def put(self, key: str, candidate: Candidate | None) -> None:
         value = (

@@ -261,25 +261,29 @@ class Http:
                     ),
                     response.status_code,
                 )
-            if response.status_code in _REDIRECT_STATUS and follow_redirects and hops < 5:
-                hops += 1
-                attempt -= 1  # a hop is no failed attempt
-                url, params = urljoin(response.url, response.headers.get("Location", "")), None
-                continue
             if response.status_code in _REDIRECT_STATUS:
-                # Never followed: a service's API does not redirect, and what does (a captive
-                # portal, a proxy's login page, a moved instance) must not receive the key.
-                where = urlsplit(response.headers.get("Location", "")).hostname or "elsewhere"
-                if follow_redirects:
+                target = urljoin(response.url, response.headers.get("Location", ""))
+                where = urlsplit(target).hostname or "elsewhere"
+                # The same host (a trailing slash, http to https) is followed for any request;
+                # another host only for a request that carries no key: a service's API does not
+                # send its callers elsewhere, and what does (a captive portal, a proxy's login
+                # page) must not receive the key.
+                same_host = where == urlsplit(url).hostname
+                if (same_host or follow_redirects) and hops < 5:
+                    hops += 1
+                    attempt -= 1  # a hop is no failed attempt
+                    url, params = target, None
+                    continue
+                if hops >= 5:
                     raise ServiceError(
                         self.redact(f"{url} redirected more than 5 times (last to {where})"),
                         response.status_code,
                     )
                 raise ServiceError(
                     self.redact(
-                        f"{urlsplit(url).hostname} redirected the request to {where} "
-                        f"(HTTP {response.status_code}); redirects are not followed, so no key "
-                        "went there. Is a network login page in the way, or has the service "
+                        f"{urlsplit(url).hostname} redirected the request to another host, "
+                        f"{where} (HTTP {response.status_code}), which is not followed (no key "
+                        "went there). Is a network login page in the way, or has the service "
                         "moved (set its URL)?"
                     ),
                     response.status_code,
@@ -359,8 +363,15 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def image_decodes(data_or_path) -> bool:
-    """Whether bytes or a file hold a whole image (a truncated JPEG does not decode)."""
+# Why an image does not decode, in the words a user reads.
+DECODE_MISSING = "file not found"
+DECODE_TOO_LARGE = "too large to decode safely (over Pillow's decompression-bomb limit)"
+DECODE_DAMAGED = "truncated or damaged image data"
+
+
+def decode_problem(data_or_path) -> str:
+    """ "" when bytes or a file hold a whole image, else why not. Cheap: a JPEG is decoded at
+    reduced scale (draft mode), which still reads every byte of its data."""
     import io
 
     from PIL import Image
@@ -370,6 +381,15 @@ def image_decodes(data_or_path) -> bool:
         with Image.open(source) as image:
             image.draft("RGB", (64, 64))
             image.load()
-        return True
-    except Exception:
-        return False
+    except FileNotFoundError:
+        return DECODE_MISSING
+    except Image.DecompressionBombError:
+        return DECODE_TOO_LARGE
+    except Exception:  # "image file is truncated", broken data streams of every format
+        return DECODE_DAMAGED
+    return ""
+
+
+def image_decodes(data_or_path) -> bool:
+    """Whether bytes or a file hold a whole image (a truncated JPEG does not decode)."""
+    return not decode_problem(data_or_path)

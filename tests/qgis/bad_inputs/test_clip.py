@@ -45,16 +45,6 @@ def points(paths) -> QgsVectorLayer:
 
 
 @pytest.fixture
-def tiny_parameters(tiny_checkpoint, tmp_path):
-    return {
-        "MODEL": str(TINY_MODEL_CONFIG),
-        "CHECKPOINT": str(tiny_checkpoint),
-        "DEVICE": 1,
-        "CACHE_FOLDER": str(tmp_path / "cache"),
-    }
-
-
-@pytest.fixture
 def photos(tmp_path) -> list[Path]:
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -149,10 +149,12 @@ def test_estimate_only_asks_nothing_and_reports_cost(mus_provider, tmp_path, mon
 
 
 # -- what the layer says -------------------------------------------------------------------------
-@pytest.mark.parametrize("id_values", [[101, 102, 103], ["via-a", "via-b", "via-c"]])
+@pytest.mark.parametrize(
+    "id_values", [[101, 102, 103], ["via-a", "via-b", "via-c"], [1.5, 2.5, 3.5]]
+)
 def test_duplicate_of_names_the_point_by_the_layers_id(mus_provider, tmp_path, id_values):
     images = grid_images(2)
-    kind = "integer" if isinstance(id_values[0], int) else "string"
+    kind = {int: "integer", str: "string", float: "double"}[type(id_values[0])]
     layer = QgsVectorLayer(f"Point?crs=EPSG:4326&field=id:{kind}", "pts", "memory")
     coordinates = [(images[0].lon + 4e-5, images[0].lat), (images[1].lon, images[1].lat)]
     coordinates.append((images[0].lon - 4e-5, images[0].lat))  # a second point on image 0
@@ -174,7 +176,8 @@ def test_duplicate_of_names_the_point_by_the_layers_id(mus_provider, tmp_path, i
             }
         )
     rows = {row["id"]: row for row in result["OUTPUT"].getFeatures()}
-    assert rows[id_values[2]]["duplicate_of"] == id_values[0]
+    expected = id_values[0] if not isinstance(id_values[0], float) else str(id_values[0])
+    assert rows[id_values[2]]["duplicate_of"] == expected  # a decimal id is kept whole, as text
     assert not rows[id_values[0]]["duplicate_of"]  # NULL: it holds the image itself
 
 
@@ -261,3 +264,23 @@ def test_the_style_colours_a_status_by_its_kind_whatever_its_reason(mus_provider
         context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
         context.setFeature(feature)
         assert expression.evaluate(context) == kind and kind in kinds, status
+
+
+def test_a_street_view_price_does_not_make_a_free_source_cost(mus_provider, tmp_path):
+    images = grid_images(3)
+    feedback = RecordingFeedback()
+    with FakeImageryServices(images) as fake:
+        result = fetch(
+            {
+                "INPUT": near(images, 3),
+                "SOURCE": KARTAVIEW,
+                "SERVICE_URL": fake.kartaview_url,
+                "CACHE_FOLDER": str(tmp_path),
+                "ESTIMATE_ONLY": True,
+                "PRICE_PER_1000": 12.0,
+                "OUTPUT": "memory:",
+            },
+            feedback,
+        )
+    assert result["ESTIMATED_COST_USD"] == 0.0 and result["ESTIMATED_REQUESTS"] == 6
+    assert not [line for line in feedback.lines if "USD " in line]  # no price in the estimate

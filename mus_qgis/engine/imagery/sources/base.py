@@ -152,6 +152,24 @@ class ImagerySource:
     ) -> tuple[list[Path], list[float]]:
         raise NotImplementedError
 
+    def download_whole(
+        self, url: str, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
+    ) -> tuple[list[Path], list[float]]:
+        """Download one image file and save it as planned (whole, or cut into views). For key-less
+        downloads only: a CDN or an instance may send the request on to another host."""
+        from ...errors import ServiceError
+
+        paths, headings = self.planned_files(candidate, point, plan, folder)
+        if all(path.exists() for path in paths):
+            return paths, headings
+        response = self.http.get(url, follow_redirects=True)
+        if response.status_code != 200:
+            raise ServiceError(
+                f"image download answered HTTP {response.status_code}", response.status_code
+            )
+        self.save(response.content, candidate, plan, paths, headings)
+        return paths, headings
+
     def planned_files(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:

@@ -76,13 +76,4 @@ class KartaView(ImagerySource):
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
-        paths, headings = self.planned_files(candidate, point, plan, folder)
-        if all(path.exists() for path in paths):
-            return paths, headings
-        response = self.http.get(candidate.extra["url"], follow_redirects=True)
-        if response.status_code != 200:
-            raise ServiceError(
-                f"image download answered HTTP {response.status_code}", response.status_code
-            )
-        self.save(response.content, candidate, plan, paths, headings)
-        return paths, headings
+        return self.download_whole(candidate.extra["url"], candidate, point, plan, folder)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ...errors import MusError
 from ...progress import LoggingProgress, warn
+from ..http import DECODE_DAMAGED, DECODE_MISSING, DECODE_TOO_LARGE, decode_problem
 from ..panorama import is_equirectangular, xmp_heading
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m
 
@@ -29,10 +30,10 @@ _EXIF_IFD = 0x8769
 
 NO_GPS = "no GPS position in its EXIF"
 EMPTY = "empty file (0 bytes)"
-TRUNCATED = "truncated or damaged image data"
-TOO_LARGE = "too large to decode safely (over Pillow's decompression-bomb limit)"
+TRUNCATED = DECODE_DAMAGED
+TOO_LARGE = DECODE_TOO_LARGE
 NOT_AN_IMAGE = "not an image Pillow can read"
-MISSING = "file not found"
+MISSING = DECODE_MISSING
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class LocalPhotos(ImagerySource):
         with self._lock:
             known = self._decodes.get(path)
         if known is None:
-            known = _decode_failure(Path(path))
+            known = decode_problem(Path(path))
             with self._lock:
                 self._decodes[path] = known
         return known
@@ -226,23 +227,6 @@ def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Cand
         "",
         {"path": str(path)},
     )
-
-
-def _decode_failure(path: Path) -> str:
-    """ "" when the photo's pixels decode (cheaply: JPEGs at reduced scale), else the reason."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (64, 64))
-            image.load()
-    except FileNotFoundError:
-        return MISSING
-    except Image.DecompressionBombError:
-        return TOO_LARGE
-    except Exception:  # "image file is truncated", broken data streams of every format
-        return TRUNCATED
-    return ""
 
 
 def gps_position(gps) -> tuple[float, float] | None:

@@ -48,7 +48,7 @@ class Panoramax(ImagerySource):
             "limit": SEARCH_LIMIT,
         }
         if window.start or window.end:
-            start = window.start.isoformat() if window.start else ".."
+            start = f"{window.start.isoformat()}T00:00:00Z" if window.start else ".."
             end = f"{window.end.isoformat()}T23:59:59Z" if window.end else ".."
             params["datetime"] = f"{start}/{end}"
         answer = self.http.get_json(f"{self.url}/search", params=params)
@@ -59,8 +59,7 @@ class Panoramax(ImagerySource):
             if not isinstance(item, dict):
                 continue
             coordinates = (item.get("geometry") or {}).get("coordinates") or []
-            asset = _image_asset(item)
-            if len(coordinates) < 2 or not item.get("id") or asset is None:
+            if len(coordinates) < 2 or not item.get("id") or not _image_hrefs(item):
                 continue  # no place, no id or no image: no candidate
             lon, lat = float(coordinates[0]), float(coordinates[1])
             properties = item.get("properties") or {}
@@ -76,7 +75,6 @@ class Panoramax(ImagerySource):
         _, item, lon, lat, captured = best
         properties = item.get("properties") or {}
         heading = properties.get("view:azimuth")
-        assets = item.get("assets") or {}
         return Candidate(
             self.name,
             str(item["id"]),
@@ -87,39 +85,31 @@ class Panoramax(ImagerySource):
             _is_panorama(properties),
             str(properties.get("geovisio:producer") or _producer(item)),
             _licence(item, properties),
-            {
-                "hd": (assets.get("hd") or {}).get("href", ""),
-                "sd": (assets.get("sd") or {}).get("href", ""),
-            },
+            _image_hrefs(item),
         )
 
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
-        paths, headings = self.planned_files(candidate, point, plan, folder)
-        if all(path.exists() for path in paths):
-            return paths, headings
         # Views are cut from the full panorama; a flat picture at the planned size needs only
-        # the 2048-pixel "sd" rendition when it is there.
+        # the 2048-pixel "sd" rendition when it is there. The meta-catalogue's pictures live on
+        # their instances, which may send the request on to their storage (no key is sent).
         wanted = ("hd", "sd") if candidate.is_panorama or plan.size > 2048 else ("sd", "hd")
         url = next(candidate.extra[name] for name in wanted if candidate.extra.get(name))
-        # The meta-catalogue's pictures live on their instances: follow the hop (no key is sent).
-        response = self.http.get(url, follow_redirects=True)
-        if response.status_code != 200:
-            raise ServiceError(
-                f"image download answered HTTP {response.status_code}", response.status_code
-            )
-        self.save(response.content, candidate, plan, paths, headings)
-        return paths, headings
+        return self.download_whole(url, candidate, point, plan, folder)
 
 
-def _image_asset(item: dict) -> str | None:
-    assets = item.get("assets") or {}
+def _image_hrefs(item: dict) -> dict[str, str]:
+    """The picture's full ("hd") and 2048-pixel ("sd") renditions that the item offers."""
+    assets = item.get("assets")
+    if not isinstance(assets, dict):
+        return {}
+    hrefs = {}
     for name in ("hd", "sd"):
-        href = (assets.get(name) or {}).get("href") if isinstance(assets, dict) else None
-        if href:
-            return href
-    return None
+        asset = assets.get(name)
+        if isinstance(asset, dict) and asset.get("href"):
+            hrefs[name] = str(asset["href"])
+    return hrefs
 
 
 def _is_panorama(properties: dict) -> bool:
@@ -142,7 +132,7 @@ def _licence(item: dict, properties: dict) -> str:
     for link in item.get("links") or []:
         if isinstance(link, dict) and link.get("rel") == "license":
             licence = licence or str(link.get("title") or link.get("href") or "")
-    href = _image_asset(item) or ""
+    href = next(iter(_image_hrefs(item).values()), "")
     instance = urlsplit(href).hostname or ""
     licence = licence or "see the instance's terms"
     return f"{licence} ({instance})" if instance else licence

@@ -46,12 +46,27 @@ class StreetView(ImagerySource):
 
     default_url = "https://maps.googleapis.com/maps/api/streetview"
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._signing_key = b""
+        if self.credentials.secret:
+            try:  # once, here: a bad secret would otherwise cost every point the same error
+                self._signing_key = base64.urlsafe_b64decode(
+                    self.credentials.secret.encode("ascii")
+                )
+            except ValueError:  # binascii.Error and a non-ASCII text alike; the value unshown
+                raise CredentialsError(
+                    "The Street View URL-signing secret is not the base64 text Google gives "
+                    "(Google Cloud console ▸ Credentials ▸ URL signing secret): check the "
+                    "password field of the authentication configuration."
+                ) from None
+
     def _signed(self, path_url: str, params: dict) -> str:
         params = {**params, "key": self.credentials.key}
         url = f"{path_url}?{urlencode(params)}"
-        if self.credentials.secret:
+        if self._signing_key:
             parts = urlsplit(url)
-            secret = base64.urlsafe_b64decode(self.credentials.secret)
+            secret = self._signing_key
             digest = hmac.new(secret, f"{parts.path}?{parts.query}".encode(), hashlib.sha1)
             url += "&signature=" + base64.urlsafe_b64encode(digest.digest()).decode()
         return url
