@@ -176,6 +176,19 @@ class FakeImageryServices:
                 elif fault == "timeout":
                     time.sleep(1.5)
                     self._send(200, "application/json", b"{}")
+                elif fault == "trickle":  # a byte at a time, each well within the timeout
+                    try:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", "400")
+                        self.end_headers()
+                        for _ in range(400):
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
                 elif fault == "truncated":
                     self._send(200, "application/octet-stream", b'{"partial', length=500)
                     self.close_connection = True

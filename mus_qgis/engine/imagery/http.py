@@ -30,6 +30,8 @@ _SECRET_PARAMS = re.compile(
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 _REDIRECT_STATUS = {301, 302, 303, 307, 308}
+# The longest a whole answer may take, in timeouts (each of which bounds one wait for bytes).
+ANSWER_TIME_IN_TIMEOUTS = 4
 
 
 @dataclass
@@ -161,9 +163,20 @@ class Http:
         key = (parts.scheme, parts.hostname, parts.port)
         connection = self._connection(*key)
         try:
+            deadline = time.monotonic() + self.policy.timeout * ANSWER_TIME_IN_TIMEOUTS
             connection.request("GET", target, headers=headers)
             answer = connection.getresponse()
-            body = answer.read()
+            # The timeout bounds each wait for bytes; a server that trickles them (a byte every
+            # few seconds) is bounded by a deadline for the whole answer.
+            chunks = []
+            while chunk := answer.read1(1 << 16):
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the answer took more than {ANSWER_TIME_IN_TIMEOUTS} × the timeout"
+                    )
+            chunks.append(answer.read())  # marks the answer done, so the connection is reused
+            body = b"".join(chunks)
         except BaseException:
             self._drop_connection(key)
             raise

@@ -420,3 +420,19 @@ def test_a_street_view_signing_secret_that_is_not_base64_is_refused_before_any_r
             )
         assert fake.requests == []
     assert secret not in "".join(traceback.format_exception(e.value))
+
+
+def test_a_server_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path):
+    import time
+
+    images = grid_images(2)
+    # Each byte comes in 0.05 s, well within the 0.3 s timeout; the whole answer would take 20 s.
+    slow = RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0, timeout=0.3)
+    with FakeImageryServices(images) as fake:
+        fake.faults["kv-search"] = ["trickle"]
+        started = time.monotonic()
+        outcomes = run(fake, "kartaview", tmp_path, points_on(images)[:2], policy=slow)
+        took = time.monotonic() - started
+    assert outcomes[0].status.startswith("error:") and "TimeoutError" in outcomes[0].status
+    assert outcomes[1].status == "ok"
+    assert took < 10  # not the 20 s the answer would take (a bound, not a measurement)
