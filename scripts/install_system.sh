@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages mus_qgis needs when any is missing and we are root: QGIS and its
 # Python bindings, python3-venv (the engine environment is a venv made from Debian's Python),
-# Xvfb and a window manager for the desktop test. Nothing is compiled: the engine's packages come
-# as binary wheels into their own environment.
+# Xvfb and a window manager for the desktop test, and e2fsprogs for chattr, with which the tests
+# make a folder read-only for root, who ignores permissions (Debian 13's minimal systems lack it).
+# Nothing is compiled: the engine's packages come as binary wheels into their own environment.
 set -euo pipefail
 
-packages=(qgis python3-qgis qgis-providers python3-venv xvfb xauth openbox x11-utils unzip)
+packages=(qgis python3-qgis qgis-providers python3-venv xvfb xauth openbox x11-utils unzip
+  e2fsprogs)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
