@@ -225,7 +225,7 @@ def run_pipeline(profile: Path) -> dict:
         f"INPUTS={layer('province_labels')}",
         f"INPUTS={layer('landuse_labels')}",
         f"STORED_LABEL_SETS={EUROPEAN_CAPITALS_SET},{WORLD_CAPITALS_SET}",
-        "TARGETS=Arezzo, Roma",
+        "TARGETS=Arezzo, Roma, Rome",
         "GROUPS=Rome + Vatican City = Rome; Vatican City",
         *parameters,
         f"OUTPUT={OUT / 'label_ranking.csv'}",
