@@ -33,6 +33,19 @@ def near(images, count):
     return point_layer([(im.lon + 4e-5, im.lat) for im in images[:count]])
 
 
+def from_kartaview(layer, images, cache, feedback=None, **extra) -> dict:
+    """Fetch for ``layer`` from a fake KartaView serving ``images``; ``extra`` parameters win."""
+    with FakeImageryServices(images) as fake:
+        parameters = {
+            "INPUT": layer,
+            "SOURCE": KARTAVIEW,
+            "SERVICE_URL": fake.kartaview_url,
+            "CACHE_FOLDER": str(cache),
+            "OUTPUT": "memory:",
+        }
+        return fetch({**parameters, **extra}, feedback)
+
+
 # -- errors before any request ------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("extra", "message"),
@@ -165,16 +178,7 @@ def test_duplicate_of_names_the_point_by_the_layers_id(mus_provider, tmp_path, i
         feature.setAttributes([value])
         features.append(feature)
     assert layer.dataProvider().addFeatures(features)[0]
-    with FakeImageryServices(images) as fake:
-        result = fetch(
-            {
-                "INPUT": layer,
-                "SOURCE": KARTAVIEW,
-                "SERVICE_URL": fake.kartaview_url,
-                "CACHE_FOLDER": str(tmp_path),
-                "OUTPUT": "memory:",
-            }
-        )
+    result = from_kartaview(layer, images, tmp_path)
     rows = {row["id"]: row for row in result["OUTPUT"].getFeatures()}
     expected = id_values[0] if not isinstance(id_values[0], float) else str(id_values[0])
     assert rows[id_values[2]]["duplicate_of"] == expected  # a decimal id is kept whole, as text
@@ -215,16 +219,7 @@ def test_points_in_a_projected_crs_find_the_same_imagery(mus_provider, tmp_path)
         feature.setAttributes([image.image_id])
         features.append(feature)
     assert layer.dataProvider().addFeatures(features)[0]
-    with FakeImageryServices(images) as fake:
-        result = fetch(
-            {
-                "INPUT": layer,
-                "SOURCE": KARTAVIEW,
-                "SERVICE_URL": fake.kartaview_url,
-                "CACHE_FOLDER": str(tmp_path),
-                "OUTPUT": "memory:",
-            }
-        )
+    result = from_kartaview(layer, images, tmp_path)
     rows = list(result["OUTPUT"].getFeatures())
     assert [row["image_id"] for row in rows] == [row["name"] for row in rows]
     assert result["OUTPUT"].crs().authid() == "EPSG:32633"  # written back in the layer's CRS
