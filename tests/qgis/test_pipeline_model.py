@@ -117,3 +117,12 @@ def test_pipeline_model_runs_from_qgis_process(write_osm, tmp_path, tiny_checkpo
 
     grid = QgsVectorLayer(str(tmp_path / "grid.gpkg"), "grid", "ogr")
     assert grid.isValid() and grid.featureCount() > 0
+
+
+def test_the_model_offers_every_imagery_source_in_the_providers_order(mus_provider):
+    """Built from the registry: a source added since the model was built would be missing."""
+    from mus_qgis.engine.imagery.sources import imagery_sources
+
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALG).create()
+    source = algorithm.parameterDefinition("source")
+    assert source.options() == [cls.title for cls in imagery_sources().values()]
