@@ -15,10 +15,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUTPUT = ROOT / "resources" / "models" / "mus_pipeline.model3"
+# The Modeler's canvas: one column per stage, left to right; the inputs above their stage.
+STAGE_X0, STAGE_DX, CHILD_Y = 160.0, 280.0, 420.0
 
 
 def build():
     from qgis.core import (
+        QgsApplication,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
         QgsProcessingModelChildParameterSource,
@@ -30,10 +33,11 @@ def build():
         QgsProcessingParameterNumber,
         QgsProcessingParameterString,
     )
+    from qgis.PyQt.QtCore import QPointF
 
     from mus_qgis.engine.clip.labels import builtin_label_sets
     from mus_qgis.engine.imagery.sources import imagery_sources
-    from mus_qgis.processing.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE
+    from mus_qgis.processing.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE, PARAMETER_OPTIONAL
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(
@@ -49,50 +53,79 @@ def build():
     parameters = [
         QgsProcessingParameterFile(
             "osm_file",
-            "Local OpenStreetMap file",
+            "Study area: a local OpenStreetMap file",
             optional=True,
             fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.pbf *.pbf)",
         ),
-        QgsProcessingParameterString("place", "Place name", optional=True),
+        QgsProcessingParameterString(
+            "place", "Study area: a place name (without a file; needs internet)", optional=True
+        ),
         QgsProcessingParameterEnum(
             "source",
-            "Imagery source",
+            "Imagery: source",
             options=[c.title for c in imagery_sources().values()],
             defaultValue=1,
         ),
-        QgsProcessingParameterAuthConfig("auth", "Key or token", optional=True),
+        QgsProcessingParameterAuthConfig(
+            "auth", "Imagery: key or token (Street View, Mapillary)", optional=True
+        ),
         QgsProcessingParameterFile(
             "photo_folder",
-            "Local photos folder",
+            "Imagery: folder of your geotagged photos (local photos)",
             behavior=FILE_FOLDER,
             optional=True,
         ),
         QgsProcessingParameterNumber(
             "radius",
-            "Search radius (metres)",
+            "Imagery: search radius (metres)",
             NUMBER_DOUBLE,
             defaultValue=25.0,
         ),
         QgsProcessingParameterEnum(
             "label_set",
-            "Label set",
+            "CLIP: label set",
             options=[e.title for e in builtin_label_sets()],
             defaultValue=0,
         ),
-        QgsProcessingParameterString("model", "OpenCLIP model", defaultValue="ViT-B-32"),
+        QgsProcessingParameterString("model", "CLIP: OpenCLIP model", defaultValue="ViT-B-32"),
         QgsProcessingParameterString(
-            "pretrained", "Pretrained tag", defaultValue="laion2b_s34b_b79k", optional=True
+            "pretrained",
+            "CLIP: pretrained weights tag",
+            defaultValue="laion2b_s34b_b79k",
+            optional=True,
         ),
-        QgsProcessingParameterFile("checkpoint", "Local checkpoint file", optional=True),
+        QgsProcessingParameterFile(
+            "checkpoint", "CLIP: local weights file (wins over the tag)", optional=True
+        ),
         QgsProcessingParameterNumber(
             "cell_size",
-            "Grid cell size (metres)",
+            "Grid: cell size (metres)",
             NUMBER_DOUBLE,
             defaultValue=100.0,
         ),
     ]
+    # Inputs in a column left of the stage that uses them, in the order a user fills them in.
+    column = {
+        "osm_file": 0,
+        "place": 0,
+        "source": 1,
+        "auth": 1,
+        "photo_folder": 1,
+        "radius": 1,
+        "label_set": 2,
+        "model": 2,
+        "pretrained": 2,
+        "checkpoint": 2,
+        "cell_size": 3,
+    }
+    rows: dict[int, int] = {}
     for parameter in parameters:
-        model.addModelParameter(parameter, QgsProcessingModelParameter(parameter.name()))
+        component = QgsProcessingModelParameter(parameter.name())
+        stage = column[parameter.name()]
+        rows[stage] = rows.get(stage, 0) + 1
+        component.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX - 60, 60.0 * rows[stage]))
+        model.addModelParameter(parameter, component)
+    model.setParameterOrder([parameter.name() for parameter in parameters])
 
     def source(name):
         return [QgsProcessingModelChildParameterSource.fromModelParameter(name)]
@@ -100,6 +133,7 @@ def build():
     def child_output(child_id, output="OUTPUT"):
         return [QgsProcessingModelChildParameterSource.fromChildOutput(child_id, output)]
 
+    # (child id, algorithm, parameter sources, model output name); described for a reader.
     steps = [
         (
             "sample",
@@ -145,19 +179,42 @@ def build():
             "Label grid",
         ),
     ]
-    for child_id, algorithm, sources, output_name in steps:
-        child = QgsProcessingModelChildAlgorithm(algorithm)
+    registry = QgsApplication.processingRegistry()
+    for stage, (child_id, algorithm_id, sources, output_name) in enumerate(steps):
+        algorithm = registry.algorithmById(algorithm_id)
+        child = QgsProcessingModelChildAlgorithm(algorithm_id)
         child.setChildId(child_id)
-        child.setDescription(child_id)
+        child.setDescription(f"{stage + 1} · {algorithm.displayName()}")
+        child.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX, CHILD_Y))
         for name, value in sources.items():
             child.addParameterSources(name, value)
+        # Every other setting at the algorithm's own default, so the model validates and a
+        # user changes any of them in the Modeler where they are.
+        for definition in algorithm.parameterDefinitions():
+            name = definition.name()
+            if name in sources or definition.isDestination():
+                continue
+            if definition.flags() & PARAMETER_OPTIONAL and definition.defaultValue() is None:
+                continue
+            child.addParameterSources(
+                name, [QgsProcessingModelChildParameterSource.fromStaticValue(default(definition))]
+            )
         if output_name:
             output = QgsProcessingModelOutput(output_name, output_name)
             output.setChildOutputName("OUTPUT")
             output.setChildId(child_id)
+            output.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX + 40, CHILD_Y + 120))
             child.setModelOutputs({output_name: output})
         model.addChildAlgorithm(child)
     return model
+
+
+def default(definition):
+    """A parameter's default as a model stores it (an enum's list of choices as its first)."""
+    value = definition.defaultValue()
+    if value is None and definition.type() == "enum":
+        return [0] if definition.allowMultiple() else 0
+    return value
 
 
 def main() -> None:

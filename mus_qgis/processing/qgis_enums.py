@@ -89,6 +89,10 @@ PARAMETER_ADVANCED = newest(
     lambda: Qgis.ProcessingParameterFlag.Advanced,
     lambda: QgsProcessingParameterDefinition.Flag.FlagAdvanced,
 )
+PARAMETER_OPTIONAL = newest(
+    lambda: Qgis.ProcessingParameterFlag.Optional,
+    lambda: QgsProcessingParameterDefinition.Flag.FlagOptional,
+)
 ALGORITHM_HIDE_FROM_MODELER = newest(
     lambda: Qgis.ProcessingAlgorithmFlag.HideFromModeler,
     lambda: QgsProcessingAlgorithm.Flag.FlagHideFromModeler,

@@ -126,3 +126,30 @@ def test_the_model_offers_every_imagery_source_in_the_providers_order(mus_provid
     algorithm = QgsApplication.processingRegistry().algorithmById(ALG).create()
     source = algorithm.parameterDefinition("source")
     assert source.options() == [cls.title for cls in imagery_sources().values()]
+
+
+def test_the_model_validates_and_reads_left_to_right_in_the_modeler(mus_provider):
+    """As the Graphical Modeler shows it: valid, no component on another, stages in order."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    from tests.conftest import ROOT
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(ROOT / "resources" / "models" / "mus_pipeline.model3"))
+    assert model.validate() == (True, [])
+    children = sorted(model.childAlgorithms().values(), key=lambda c: c.position().x())
+    assert [c.childId() for c in children] == ["sample", "fetch", "classify", "grid"]
+    assert [c.description() for c in children] == [
+        "1 · Sample street centroids",
+        "2 · Fetch panoramas",
+        "3 · CLIP-classify street images",
+        "4 · Resample labels to a grid",
+    ]
+    components = [*model.childAlgorithms().values(), *model.parameterComponents().values()]
+    components += [o for c in model.childAlgorithms().values() for o in c.modelOutputs().values()]
+    places = [(c.position().x(), c.position().y()) for c in components]
+    assert len(set(places)) == len(places) == 4 + 11 + 2
+    names = [d.name() for d in model.parameterDefinitions() if not d.isDestination()]
+    assert names[:3] == ["osm_file", "place", "source"]  # in the order a user fills them in
+    descriptions = [d.description() for d in model.parameterDefinitions()]
+    assert descriptions[0] == "Study area: a local OpenStreetMap file"
