@@ -67,6 +67,7 @@ class MusPlugin:
         for text, slot in (
             ("Set up the engine…", self.setup_engine),
             ("Engine status…", self.show_engine_status),
+            ("Edit the pipeline model…", self.edit_pipeline_model),
         ):
             action = QAction(icon, text, self.iface.mainWindow())
             action.triggered.connect(slot)
@@ -133,6 +134,23 @@ class MusPlugin:
             self._show_text("Engine status", text)
 
         self.run_in_background("mus:enginestatus", {}, done)
+
+    def edit_pipeline_model(self):
+        """The shipped pipeline model in the Graphical Modeler (the toolbox offers "Edit Model…"
+        only for the user's own models). Saving asks where: the plugin's copy stays as shipped,
+        and the saved one appears under the toolbox's Models."""
+        from processing.modeler.ModelerDialog import ModelerDialog
+        from qgis.core import QgsProcessingModelAlgorithm
+
+        from .engine.resources import resource_path
+
+        model = QgsProcessingModelAlgorithm()
+        if not model.fromFile(str(resource_path("models", "mus_pipeline.model3"))):
+            raise RuntimeError("the plugin's pipeline model cannot be read")
+        model.setSourceFilePath("")
+        dialog = ModelerDialog.create(model)
+        dialog.show()
+        return dialog
 
     def _show_text(self, title: str, text: str) -> None:
         from qgis.PyQt.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout

@@ -153,3 +153,23 @@ def test_the_model_validates_and_reads_left_to_right_in_the_modeler(mus_provider
     assert names[:3] == ["osm_file", "place", "source"]  # in the order a user fills them in
     descriptions = [d.description() for d in model.parameterDefinitions()]
     assert descriptions[0] == "Study area: a local OpenStreetMap file"
+
+
+def test_the_plugin_opens_the_pipeline_in_the_modeler_without_risking_its_copy(
+    mus_provider, qgis_iface, monkeypatch
+):
+    from qgis.PyQt.QtCore import QSize
+
+    from mus_qgis import classFactory
+
+    # pytest-qgis's stand-in iface lacks the default argument QGIS's own iconSize has.
+    monkeypatch.setattr(qgis_iface, "iconSize", lambda docked=False: QSize(24, 24))
+    plugin = classFactory(qgis_iface)
+    dialog = plugin.edit_pipeline_model()
+    try:
+        model = dialog.model()
+        assert len(model.childAlgorithms()) == 4 and model.validate() == (True, [])
+        assert model.sourceFilePath() == ""  # Save asks where: the shipped file stays as it is
+    finally:
+        dialog.setDirty(False)
+        dialog.close()
