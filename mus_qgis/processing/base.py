@@ -38,6 +38,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
 
     NAME = ""
     DISPLAY_NAME = ""
+    SHORT = ""  # one sentence: the toolbox's tooltip
     GROUP = ""
     GROUP_ID = ""
     HELP = ""
@@ -65,6 +66,10 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def groupId(self) -> str:
         """Toolbox group id."""
         return self.GROUP_ID
+
+    def shortDescription(self) -> str:
+        """One sentence, shown as the toolbox's tooltip."""
+        return self.tr(self.SHORT)
 
     def shortHelpString(self) -> str:
         """Help shown beside the parameters."""
@@ -118,13 +123,20 @@ class MusAlgorithm(QgsProcessingAlgorithm):
                 feedback.pushInfo(f"Made the output folder {folder}.")
         return True
 
-    def add_parameter(self, parameter, *, advanced: bool = False) -> None:
-        """Declare a parameter (under the dialog's "Advanced" section when ``advanced``).
+    def add_parameter(
+        self, parameter, *, advanced: bool = False, decimals: int | None = None
+    ) -> None:
+        """Declare a parameter (under the dialog's "Advanced" section when ``advanced``;
+        ``decimals``: how many the dialog shows, so 20 m reads "20", not "20.000000").
 
         QGIS's addParameter returns False and drops the parameter when its name is taken: a
         mistake in this plugin, said at once rather than found as a missing input later."""
         if advanced:
             parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
+        if decimals is not None:
+            metadata = parameter.metadata()
+            metadata.setdefault("widget_wrapper", {})["decimals"] = decimals
+            parameter.setMetadata(metadata)
         if not self.addParameter(parameter):
             raise RuntimeError(f"{self.NAME}: a second parameter named {parameter.name()}")
 

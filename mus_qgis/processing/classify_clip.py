@@ -52,6 +52,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
 
     NAME = "classifyclip"
     DISPLAY_NAME = "CLIP-classify street images"
+    SHORT = "Which labels of a set best fit each point's street images, by an OpenCLIP model."
     GROUP = "3 · Classification"
     GROUP_ID = "classification"
     HELP = (

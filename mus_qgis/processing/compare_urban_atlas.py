@@ -37,6 +37,7 @@ class CompareUrbanAtlas(MusAlgorithm):
 
     NAME = "compareurbanatlas"
     DISPLAY_NAME = "Compare with Urban Atlas or CORINE"
+    SHORT = "How well the CLIP land-use labels agree with Urban Atlas or CORINE under the points."
     GROUP = "4 · Reading the results"
     GROUP_ID = "results"
     HELP = (

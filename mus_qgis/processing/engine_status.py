@@ -65,6 +65,7 @@ class EngineStatus(MusAlgorithm):
 
     NAME = "enginestatus"
     DISPLAY_NAME = "Engine status"
+    SHORT = "What the engine runs on (Python, torch, device) and whether it is whole."
     GROUP = "0 · Engine"
     GROUP_ID = "engine"
     HELP = (

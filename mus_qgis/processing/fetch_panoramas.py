@@ -77,6 +77,10 @@ class FetchPanoramas(MusAlgorithm):
 
     NAME = "fetchpanoramas"
     DISPLAY_NAME = "Fetch panoramas"
+    SHORT = (
+        "The street-level image nearest each point, from Street View, Mapillary, KartaView, "
+        "Panoramax or your photos."
+    )
     GROUP = "2 · Imagery"
     GROUP_ID = "imagery"
     HELP = (
@@ -189,7 +193,8 @@ class FetchPanoramas(MusAlgorithm):
                 defaultValue=25.0,
                 minValue=1.0,
                 maxValue=1000.0,
-            )
+            ),
+            decimals=0,
         )
         self.add_parameter(
             QgsProcessingParameterEnum(
@@ -207,8 +212,8 @@ class FetchPanoramas(MusAlgorithm):
             )
         )
         for name, label in (
-            (self.DATE_FROM, "Captured from (optional)"),
-            (self.DATE_TO, "Captured until (optional)"),
+            (self.DATE_FROM, "Captured from"),
+            (self.DATE_TO, "Captured until"),
         ):
             self.add_parameter(
                 QgsProcessingParameterDateTime(name, self.tr(label), type=DATE_ONLY, optional=True)

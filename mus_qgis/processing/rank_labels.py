@@ -42,6 +42,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
 
     NAME = "ranklabels"
     DISPLAY_NAME = "Rank labels"
+    SHORT = "Labels ranked by their share of first places, across one or more label sets."
     GROUP = "4 · Reading the results"
     GROUP_ID = "results"
     HELP = (
@@ -52,8 +53,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         "target or is named as one; groups are summed into one entry, one a line as "
         "'name = label; label' (e.g. 'Rome + Vatican City = Rome; Vatican City'). A target "
         "or group in none of the label sets is named in a warning, and when none of the "
-        "targets and groups typed is found, the run stops with the labels there are (the "
-        "default targets only warn). Every label of a built-in set is listed, even with no "
+        "targets and groups typed is found, the run stops with the labels there are. With no "
+        "target, nothing is highlighted. Every label of a built-in set is listed, even with no "
         "first place. "
         "The mean probability counts a label's probability where it is among a point's top k "
         "and zero elsewhere (exact when k is the whole set).\n\n"
@@ -102,9 +103,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterString(
                 self.TARGETS,
-                self.tr("Target labels, comma-separated"),
+                self.tr("Target labels, comma-separated (e.g. Rome, Roma)"),
                 optional=True,
-                defaultValue="Rome, Roma",
             )
         )
         self.add_parameter(
@@ -159,9 +159,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         params = {
             "layers": [self._layer_arrays(layer) for layer in layers],
             "targets": targets,
-            # The suggested default (the study's Rome) may be in none of the sets: a warning
-            # then; targets the user typed and no set has are an error.
-            "strict_targets": targets_text != self.parameterDefinition(self.TARGETS).defaultValue(),
+            # Targets typed and found in no set are an error (a warning beside found ones).
+            "strict_targets": True,
             "groups": group_lines,
         }
         if stored_sets:

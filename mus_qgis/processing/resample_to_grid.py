@@ -58,6 +58,7 @@ class ResampleToGrid(MusAlgorithm):
 
     NAME = "resampletogrid"
     DISPLAY_NAME = "Resample labels to a grid"
+    SHORT = "The most frequent label per grid cell, with no empty cell in the study area."
     GROUP = "4 · Reading the results"
     GROUP_ID = "results"
     HELP = (
@@ -117,7 +118,8 @@ class ResampleToGrid(MusAlgorithm):
                 NUMBER_DOUBLE,
                 defaultValue=100.0,
                 minValue=1.0,
-            )
+            ),
+            decimals=0,
         )
         self.add_parameter(
             QgsProcessingParameterEnum(

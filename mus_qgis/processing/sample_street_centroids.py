@@ -55,6 +55,7 @@ class SampleStreetCentroids(MusAlgorithm):
 
     NAME = "samplestreetcentroids"
     DISPLAY_NAME = "Sample street centroids"
+    SHORT = "One point per street segment of a study area, merged within a distance."
     GROUP = "1 · Streets"
     GROUP_ID = "streets"
     HELP = (
@@ -96,24 +97,28 @@ class SampleStreetCentroids(MusAlgorithm):
         classes = street_classes()
         self.add_parameter(
             QgsProcessingParameterString(
-                self.PLACE, self.tr("Place name (geocoded with Nominatim)"), optional=True
+                self.PLACE,
+                self.tr(
+                    "Study area, give one of these four: a place name (geocoded with Nominatim)"
+                ),
+                optional=True,
             )
         )
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.AREA,
-                self.tr("Study area polygon layer"),
+                self.tr("… or a polygon layer"),
                 types=[VECTOR_POLYGON],
                 optional=True,
             )
         )
         self.add_parameter(
-            QgsProcessingParameterExtent(self.EXTENT, self.tr("Study area extent"), optional=True)
+            QgsProcessingParameterExtent(self.EXTENT, self.tr("… or an extent"), optional=True)
         )
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.OSM_FILE,
-                self.tr("Local OpenStreetMap file"),
+                self.tr("… or a local OpenStreetMap file (the polygon or extent then clips it)"),
                 optional=True,
                 # Any name is accepted: the engine tells the format by the file's content.
                 fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.gz *.osm.pbf *.pbf *.xml);;"
@@ -137,7 +142,8 @@ class SampleStreetCentroids(MusAlgorithm):
                 minValue=0.0,
                 maxValue=MAX_MERGE_DISTANCE_M,
                 defaultValue=20.0,
-            )
+            ),
+            decimals=0,
         )
         advanced = [
             QgsProcessingParameterCrs(

@@ -32,6 +32,7 @@ class SetupEngine(MusAlgorithm):
 
     NAME = "setupengine"
     DISPLAY_NAME = "Set up the engine"
+    SHORT = "Installs the engine (torch, OpenCLIP) in its own environment, beside QGIS."
     GROUP = "0 · Engine"
     GROUP_ID = "engine"
     HELP = (

@@ -383,16 +383,15 @@ def test_rank_bad_inputs_are_clear_errors(mus_provider, case):
     assert message in str(raised.value)
 
 
-def test_the_default_targets_missing_from_a_set_only_warn(mus_provider):
+def test_no_target_by_default_highlights_nothing(mus_provider):
     feedback = WarningFeedback()
     result = processing.run(
         "mus:ranklabels",
         {"INPUTS": [classified(["Paris", "Rome"])], "OUTPUT": "memory:"},
         feedback=feedback,
     )
-    targets = [f["label"] for f in result["OUTPUT"].getFeatures() if f["target"]]
-    assert targets == ["Rome"]
-    assert any("Not a label of any label set ranked: 'Roma'" in line for line in feedback.lines)
+    assert [f["label"] for f in result["OUTPUT"].getFeatures() if f["target"]] == []
+    assert not any("Not a label" in line for line in feedback.lines)
 
 
 def test_hostile_label_text_in_the_ranking_report_stays_text(mus_provider, tmp_path):

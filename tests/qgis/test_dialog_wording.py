@@ -1,0 +1,54 @@
+"""What the dialogs and the toolbox say, where a string is a behaviour."""
+
+from __future__ import annotations
+
+from qgis.core import QgsApplication
+
+
+def mus_algorithms():
+    return [
+        a for a in QgsApplication.processingRegistry().algorithms() if a.provider().id() == "mus"
+    ]
+
+
+def test_every_algorithm_has_a_one_sentence_tooltip(mus_provider):
+    for algorithm in mus_algorithms():
+        if algorithm.id() == "mus:pipeline":
+            continue  # a model: its description is its help
+        short = algorithm.shortDescription()
+        assert short and short.endswith(".") and short.count(". ") == 0, algorithm.id()
+
+
+def test_no_label_says_optional_where_qgis_already_does(mus_provider):
+    for algorithm in mus_algorithms():
+        for definition in algorithm.parameterDefinitions():
+            assert "optional" not in definition.description().lower(), (
+                algorithm.id(),
+                definition.name(),
+            )
+
+
+def test_the_study_area_inputs_say_one_of_them_is_needed(mus_provider):
+    algorithm = QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
+    place, polygon, extent, osm_file = (
+        algorithm.parameterDefinition(name).description()
+        for name in ("PLACE", "AREA", "EXTENT", "OSM_FILE")
+    )
+    assert place.startswith("Study area, give one of these four")
+    assert all(text.startswith("… or ") for text in (polygon, extent, osm_file))
+
+
+def test_distances_show_whole_metres(mus_provider):
+    registry = QgsApplication.processingRegistry()
+    for algorithm_id, name in (
+        ("mus:samplestreetcentroids", "MERGE_DISTANCE"),
+        ("mus:fetchpanoramas", "RADIUS"),
+        ("mus:resampletogrid", "CELL_SIZE"),
+    ):
+        definition = registry.algorithmById(algorithm_id).parameterDefinition(name)
+        assert definition.metadata()["widget_wrapper"]["decimals"] == 0, algorithm_id
+
+
+def test_rank_labels_has_no_target_unless_one_is_given(mus_provider):
+    algorithm = QgsApplication.processingRegistry().algorithmById("mus:ranklabels")
+    assert not algorithm.parameterDefinition("TARGETS").defaultValue()
