@@ -195,7 +195,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                     ]
                 )
                 self.write_feature(sink, feature, parameters, self.OUTPUT)
-            sections.append((set_name, ranked))
+            sections.append((section.get("title") or set_title(set_name), ranked))
             for entry in ranked:
                 if entry.target:
                     feedback.pushInfo(
@@ -205,8 +205,13 @@ class RankLabels(ClipParameters, MusAlgorithm):
         results = {self.OUTPUT: dest_id}
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
+            runs = [classification_settings(layer) for layer in layers]
+            models = [model_words(run) for run in runs if run]
+            if stored_sets:
+                models.append(model_words(result.get("model") or {}))
+            untrained = bool(result["untrained_warning"]) or any(r.get("untrained") for r in runs)
             with open(report, "w", encoding="utf-8") as out:
-                out.write(_report_html(sections))
+                out.write(_report_html(sections, models, untrained))
             results[self.REPORT] = report
         return results
 
@@ -273,37 +278,79 @@ def _text(value) -> str:
     return "" if value is None or str(value) == "NULL" else str(value)
 
 
+def classification_settings(layer) -> dict:
+    """The run settings CLIP-classify left on a layer ({} for a layer it did not make)."""
+    settings = layer.customProperty("mus_qgis/classification")
+    if not settings:
+        keywords = layer.metadata().keywords().get("mus_qgis") or []
+        settings = keywords[0] if keywords else ""
+    try:
+        value = json.loads(settings) if settings else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def model_words(settings: dict) -> str:
+    """The model and weights as a reader names them: 'ViT-B-32, laion2b_s34b_b79k weights'."""
+    weights = settings.get("checkpoint") or settings.get("pretrained")
+    if settings.get("untrained"):
+        return f"{settings.get('model', '?')}, random (untrained) weights"
+    return f"{settings.get('model', '?')}, {weights or '?'} weights"
+
+
+def set_title(name: str) -> str:
+    """A built-in label set's title ('Italian provinces'), else the name as given."""
+    from ..engine.clip.labels import builtin_label_set
+    from ..engine.errors import LabelSetError
+
+    try:
+        return builtin_label_set(name).title or name
+    except (LabelSetError, KeyError, ValueError):
+        return name
+
+
 def _label_universe(layer, rows) -> tuple[str, list[str]]:
     """The layer's label set (from the run settings it carries) or the labels it contains."""
     from ..engine.clip.labels import builtin_label_set
     from ..engine.errors import LabelSetError
 
-    settings = layer.customProperty("mus_qgis/classification")
-    if not settings:
-        keywords = layer.metadata().keywords().get("mus_qgis") or []
-        settings = keywords[0] if keywords else ""
     seen = sorted({_text(v) for row in rows for v in row if _text(v)})
     try:
-        name = json.loads(settings).get("label_set", "") if settings else ""
+        name = classification_settings(layer).get("label_set", "")
         labels = builtin_label_set(name).texts if name else []
-    except (ValueError, LabelSetError):
+    except LabelSetError:
         name, labels = "", []
     extra = [label for label in seen if label not in set(labels)]
     return name or layer.name(), labels + extra
 
 
-def _report_html(sections) -> str:
+def _report_html(sections, models: list[str], untrained: bool) -> str:
+    """The ranking as a reader sees it: which model and weights made it (a banner when the
+    weights are random), each label set by its title, the targets marked as targets."""
     parts = [
         "<html><head><meta charset='utf-8'><title>Label ranking</title><style>"
         "body{font-family:sans-serif}td{padding:2px 6px}.bar{background:#4a7bb7;height:"
-        "12px}.target .bar{background:#d7301f}.target{font-weight:bold}</style></head>"
+        "12px}.target .bar{background:#d7301f}.target{font-weight:bold}"
+        ".warning{background:#fde0dd;border:2px solid #d7301f;padding:6px 10px}</style></head>"
         "<body><h1>Label ranking</h1>"
     ]
-    for set_name, ranked in sections:
+    if untrained:
+        parts.append(
+            "<p class='warning'><b>Random weights.</b> The model that classified these images "
+            "has untrained weights: the ranks below say nothing about the images.</p>"
+        )
+    if models:
+        parts.append(
+            "<p>Classified by "
+            + "; ".join(html.escape(words) for words in dict.fromkeys(models))
+            + ".</p>"
+        )
+    for title, ranked in sections:
         top = max((entry.share for entry in ranked), default=0) or 1
         shown = [e for e in ranked if e.rank <= REPORT_ROWS or e.target]
         parts.append(
-            f"<h2>{html.escape(set_name)}</h2><table><tr><th>rank</th><th>label</th>"
+            f"<h2>{html.escape(title)}</h2><table><tr><th>rank</th><th>label</th>"
             "<th>first places</th><th>share</th><th></th><th>mean probability</th></tr>"
         )
         for entry in shown:

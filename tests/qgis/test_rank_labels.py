@@ -44,7 +44,8 @@ def classified(name: str, label_set: str, rows) -> QgsVectorLayer:
         feature.setAttributes([first, second, p1, p2])
         features.append(feature)
     assert layer.dataProvider().addFeatures(features)[0]
-    layer.setCustomProperty("mus_qgis/classification", json.dumps({"label_set": label_set}))
+    settings = {"label_set": label_set, "model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+    layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))
     return layer
 
 
@@ -89,7 +90,24 @@ def test_multiscale_ranking_with_targets_groups_and_report(mus_provider, tmp_pat
     assert len(province_rows) == 110
     assert province_rows["Roma"]["rank"] == 1 and province_rows["Roma"]["target"] == 1
     text = report.read_text(encoding="utf-8")
-    assert "Rome + Vatican City" in text and "italian_provinces" in text
+    assert "Rome + Vatican City" in text
+    # Each label set by its title, and the model that made the labels at the top.
+    assert "<h2>Italian provinces (110, the 2009–2016 set)</h2>" in text
+    assert "italian_provinces" not in text
+    assert "Classified by ViT-B-32, laion2b_s34b_b79k weights." in text
+    assert "Random weights" not in text
+
+
+def test_the_report_warns_at_the_top_when_the_weights_are_random(mus_provider, tmp_path):
+    layer = classified("capitals", "european_capitals", [("Paris", "Rome", 0.5, 0.3)])
+    settings = {"label_set": "european_capitals", "model": "ViT-B-32", "untrained": True}
+    layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))
+    report = tmp_path / "ranking.html"
+    processing.run(ALG, {"INPUTS": [layer], "OUTPUT": "memory:", "REPORT": str(report)})
+    text = report.read_text(encoding="utf-8")
+    body = text[text.index("<body>") :]
+    assert body.index("Random weights.") < body.index("<h2>")  # before any ranking
+    assert "Classified by ViT-B-32, random (untrained) weights." in text
 
 
 def test_unclassified_layer_and_bad_groups_are_clear_errors(mus_provider):

@@ -409,6 +409,7 @@ def rank(params: dict, progress) -> dict:
         )
         sections.append({"set_name": layer["set_name"], "entries": _ranked_rows(ranked)})
     untrained = ""
+    model_used: dict = {}
     stored = params.get("stored")
     if stored and stored.get("label_sets"):
         require("torch", "open_clip")
@@ -420,8 +421,15 @@ def rank(params: dict, progress) -> dict:
             label_sets, spec, view, stored["cache_dir"], progress=progress
         )
         untrained = UNTRAINED_WARNING if result.model.untrained else ""
+        model_used = {
+            "model": spec.name,
+            "pretrained": spec.pretrained,
+            "checkpoint": Path(spec.checkpoint).name if spec.checkpoint else "",
+            "untrained": bool(result.model.untrained),
+        }
         for label_set, scores in zip(label_sets, result.scores, strict=True):
             set_name = f"{label_set.name} (all {len(result.paths)} stored images)"
+            title = f"{label_set.title or label_set.name} (all {len(result.paths)} stored images)"
             universes.append((set_name, list(label_set.texts)))
             ranked = _rank_in_set(
                 set_name,
@@ -432,12 +440,12 @@ def rank(params: dict, progress) -> dict:
                 groups,
                 progress,
             )
-            sections.append({"set_name": set_name, "entries": _ranked_rows(ranked)})
+            sections.append({"set_name": set_name, "title": title, "entries": _ranked_rows(ranked)})
     _check_targets_known(
         targets, groups, universes, progress, strict=params.get("strict_targets", True)
     )
     # The warning itself, so that the QGIS side need not import the CLIP modules to word it.
-    return {"sections": sections, "untrained_warning": untrained}
+    return {"sections": sections, "untrained_warning": untrained, "model": model_used}
 
 
 @job("grid")
