@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -364,7 +365,7 @@ def target_ranks(path: Path) -> list[dict]:
 def frequent_labels(gpkg: Path, count: int = 5) -> list[tuple[str, int]]:
     import sqlite3
 
-    with sqlite3.connect(gpkg) as db:
+    with closing(sqlite3.connect(gpkg)) as db, db:
         return db.execute(
             "SELECT label_1, count(*) FROM landuse_labels WHERE label_1 IS NOT NULL "
             "GROUP BY label_1 ORDER BY 2 DESC, 1 LIMIT ?",

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def digest_of(path: str) -> str:
 
 
 def tamper(db_path: Path, key: str, how: str) -> None:
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path)) as db, db:
         (blob,) = db.execute("SELECT vector FROM embeddings WHERE key = ?", (key,)).fetchone()
         if how == "zeros":
             new = bytes(len(blob))
@@ -186,7 +187,7 @@ def test_a_damaged_store_file_is_refused_with_what_to_do(tiny, copy_of_classifie
         db_path.write_bytes(b"not a database at all" * 500)
     else:
         # Cut inside the table pages, past the header: SQLite opens it, reading fails.
-        with sqlite3.connect(db_path) as db:
+        with closing(sqlite3.connect(db_path)) as db, db:
             page = db.execute("PRAGMA page_size").fetchone()[0]
         db_path.write_bytes(data[: 2 * page + 100])
     with pytest.raises(EmbeddingStoreError) as raised:
@@ -201,7 +202,10 @@ def test_an_old_store_without_checksums_is_upgraded_and_its_bad_vector_redone(
 ):
     cache, paths, first = copy_of_classified
     db_path = store_file(cache, tiny)
-    with sqlite3.connect(db_path) as db:  # the store as versions before checksums wrote it
+    with (
+        closing(sqlite3.connect(db_path)) as db,
+        db,
+    ):  # the store as versions before checksums wrote it
         db.execute("ALTER TABLE embeddings DROP COLUMN checksum")
         db.execute("DELETE FROM meta WHERE name = 'checksums'")
     tamper(db_path, digest_of(paths[2]), "zeros")
@@ -213,7 +217,7 @@ def test_an_old_store_without_checksums_is_upgraded_and_its_bad_vector_redone(
         "written before stores kept checksums: 2 stored embeddings passed" in m
         for m in progress.messages
     )
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path)) as db, db:
         assert db.execute("SELECT count(*) FROM embeddings WHERE checksum IS NULL").fetchone() == (
             0,
         )
@@ -222,7 +226,7 @@ def test_an_old_store_without_checksums_is_upgraded_and_its_bad_vector_redone(
 def test_a_tampered_prompt_vector_is_encoded_again(tiny, copy_of_classified):
     cache, paths, first = copy_of_classified
     prompts = store_file(cache, tiny).parent / "prompts.sqlite"
-    with sqlite3.connect(prompts) as db:
+    with closing(sqlite3.connect(prompts)) as db, db:
         db.execute("UPDATE texts SET vector = zeroblob(length(vector))")
     run = classify(tiny, paths, cache)
     np.testing.assert_allclose(run.scores.probability, first.scores.probability, atol=1e-5)
@@ -516,7 +520,7 @@ def test_each_image_gets_its_status_and_nothing_stored_is_lost(
 ):
     cache, paths, first = copy_of_classified
     db_path = store_file(cache, tiny)
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path)) as db, db:
         stored_before = dict(db.execute("SELECT key, vector FROM embeddings"))
     bad = write_image(cache.parent, name)
     run = classify(tiny, [paths[0], str(bad), paths[2]], cache)
@@ -525,7 +529,7 @@ def test_each_image_gets_its_status_and_nothing_stored_is_lost(
     assert run.embeddings.status[0] == run.embeddings.status[2] == "ok"
     assert (run.scores.top_index[1, 0] >= 0) == (status == "ok")
     np.testing.assert_allclose(run.scores.probability[0], first.scores.probability[0], atol=1e-6)
-    with sqlite3.connect(db_path) as db:
+    with closing(sqlite3.connect(db_path)) as db, db:
         stored_after = dict(db.execute("SELECT key, vector FROM embeddings"))
     assert {k: stored_after[k] for k in stored_before} == stored_before
 

@@ -7,6 +7,7 @@ Each case is served by the fake services on 127.0.0.1 the way the real services 
 from __future__ import annotations
 
 import traceback
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -339,6 +340,7 @@ def test_a_fetch_leaves_no_socket_open(tmp_path):
     import warnings
 
     images = grid_images(6)
+    gc.collect()  # what earlier tests left is theirs, not this fetch's
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with FakeImageryServices(images) as fake:
@@ -381,7 +383,7 @@ def test_a_damaged_lookup_cache_is_refused_by_name_and_a_damaged_entry_asked_aga
     with FakeImageryServices(images) as fake:
         run(fake, "kartaview", tmp_path, points_on(images)[:2])
         lookups = tmp_path / "imagery" / "kartaview" / "lookups.sqlite"
-        with sqlite3.connect(lookups) as db:
+        with closing(sqlite3.connect(lookups)) as db, db:
             db.execute("UPDATE lookups SET value = '{\"oops\": 1'")
         asked = fake.count("/kv/2.0/photo")
         again = run(fake, "kartaview", tmp_path, points_on(images)[:2])

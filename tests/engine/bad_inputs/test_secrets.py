@@ -5,6 +5,7 @@ cache, the lookups, the statuses and every message."""
 from __future__ import annotations
 
 import traceback
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def test_the_key_never_reaches_a_lookup_cache_entry(tmp_path):
     with FakeImageryServices(images) as fake:
         settings = FetchSettings("mapillary", url=fake.mapillary_url)
         fetch_imagery(points_on(images), settings, tmp_path, credentials, http=http_for())
-    with sqlite3.connect(tmp_path / "imagery" / "mapillary" / "lookups.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "imagery" / "mapillary" / "lookups.sqlite")) as db, db:
         rows = db.execute("SELECT key, value FROM lookups").fetchall()
     assert rows and all(GOOD_TOKEN not in key + value for key, value in rows)
 

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sqlite3
+from contextlib import closing
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def store_path(cache: Path) -> Path:
 def overwrite_vector(store: Path, image: Path, value: float) -> None:
     """Overwrite one stored vector in place, as a faulty disk or a hand edit would."""
     key = hashlib.blake2b(image.read_bytes(), digest_size=16).hexdigest()
-    with sqlite3.connect(store) as db:
+    with closing(sqlite3.connect(store)) as db, db:
         (blob,) = db.execute("SELECT vector FROM embeddings WHERE key = ?", (key,)).fetchone()
         new = bytes(len(blob)) if value == 0 else b"\x00\x00\xc0\x7f" * (len(blob) // 4)
         assert db.execute("UPDATE embeddings SET vector = ? WHERE key = ?", (new, key)).rowcount
