@@ -278,7 +278,8 @@ def style_and_project(project_path: Path, compared: bool) -> None:
         elif name == "province_labels":
             style_classified_layer(vector, provinces)
         elif name == "label_grid":
-            style_grid_layer(vector, urban_atlas.texts, urban_atlas.colours())
+            codes = [label.code for label in urban_atlas.labels]
+            style_grid_layer(vector, urban_atlas.texts, urban_atlas.colours(), codes)
         elif name == "urban_atlas":
             field = next(f.name() for f in vector.fields() if f.name().lower() == "code_2018")
             style_reference_layer(vector, urban_atlas, field)

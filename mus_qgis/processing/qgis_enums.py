@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from qgis.core import (
     Qgis,
+    QgsFeatureRequest,
     QgsField,
     QgsGeometry,
     QgsProcessing,
@@ -105,6 +106,10 @@ SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS = newest(
 # Geometry types (Qgis.WkbType since 3.30).
 WKB_POINT = newest(lambda: Qgis.WkbType.Point, lambda: QgsWkbTypes.Type.Point)
 WKB_POLYGON = newest(lambda: Qgis.WkbType.Polygon, lambda: QgsWkbTypes.Type.Polygon)
+NO_GEOMETRY_REQUEST = newest(
+    lambda: Qgis.FeatureRequestFlag.NoGeometry,
+    lambda: QgsFeatureRequest.Flag.NoGeometry,
+)
 WKB_NO_GEOMETRY = newest(lambda: Qgis.WkbType.NoGeometry, lambda: QgsWkbTypes.Type.NoGeometry)
 
 # Data-defined symbol properties (members lost their "Property" prefix in 3.30).

@@ -23,7 +23,6 @@ from qgis.core import (
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
-    QgsProperty,
     QgsRendererCategory,
     QgsUnitTypes,
 )
@@ -34,8 +33,8 @@ from .base import MusAlgorithm, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     FIELD_NUMERIC,
+    NO_GEOMETRY_REQUEST,
     NUMBER_DOUBLE,
-    SYMBOL_FILL_COLOR,
     VECTOR_POINT,
     VECTOR_POLYGON,
     WKB_POLYGON,
@@ -208,7 +207,7 @@ class ResampleToGrid(MusAlgorithm):
                 f"'{source.fields().at(label_index).name()}': classify the points first (or "
                 "choose the label field)."
             )
-        names, colours = self._palette(texts, parameters, context)
+        names, colours, codes = self._palette(texts, parameters, context)
         position = {name: i for i, name in enumerate(names)}
         area = self._area(parameters, context, crs)
         points_file, output = job_file(".npz"), job_file(".npz")
@@ -239,7 +238,11 @@ class ResampleToGrid(MusAlgorithm):
             f"{len(texts)} labelled points."
         )
         dest_id = self._write(result, names, crs, parameters, context)
-        style_on_load(context, dest_id, partial(style_grid_layer, names=names, colours=colours))
+        style_on_load(
+            context,
+            dest_id,
+            partial(style_grid_layer, names=names, colours=colours, codes=codes),
+        )
         return {
             self.OUTPUT: dest_id,
             "CELLS": len(result["label"]),
@@ -278,11 +281,12 @@ class ResampleToGrid(MusAlgorithm):
         index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
         found = sorted(set(texts))
         if index == 0:
-            return found, generated_palette(len(found))
+            return found, generated_palette(len(found)), [""] * len(found)
         label_set = builtin_label_set(builtin_label_sets()[index - 1].name)
         names, colours = list(label_set.texts), list(label_set.colours())
+        codes = [label.code for label in label_set.labels]
         extra = [t for t in found if t not in set(names)]
-        return names + extra, colours + generated_palette(len(extra))
+        return names + extra, colours + generated_palette(len(extra)), codes + [""] * len(extra)
 
     def _area(self, parameters, context, crs):
         if parameters.get(self.AREA) in (None, ""):
@@ -338,22 +342,42 @@ class ResampleToGrid(MusAlgorithm):
 
 
 # Filled cells keep their label's colour, lighter, so observed and inferred cells read apart.
-FILLED_CELL_COLOUR = "set_color_part(@symbol_color, 'alpha', if(\"filled\" = 1, 110, 255))"
+# One legend entry per label and kind of cell: observed cells in the label's colour, filled cells
+# (no point inside; the label of the nearest observed cells) in a lighter shade of it.
+GRID_CATEGORY = "\"label\" || if(\"filled\" = 1, ' · filled', '')"
+FILLED_ALPHA = 110
 
 
-def style_grid_layer(layer, names, colours) -> None:
-    """Cells coloured by label, in the given order and colours (labels present only)."""
-    present = set(layer.uniqueValues(layer.fields().lookupField("label")))
+def style_grid_layer(layer, names, colours, codes=None) -> None:
+    """Cells coloured by label, in the given order and colours; the legend lists the labels
+    present, with their codes, observed and filled cells apart."""
+    from qgis.core import QgsFeatureRequest
+    from qgis.PyQt.QtGui import QColor
+
+    label_index = layer.fields().lookupField("label")
+    filled_index = layer.fields().lookupField("filled")
+    request = QgsFeatureRequest().setSubsetOfAttributes([label_index, filled_index])
+    request.setFlags(NO_GEOMETRY_REQUEST)
+    present = {(f[label_index], f[filled_index] == 1) for f in layer.getFeatures(request)}
     categories = []
-    for name, colour in zip(names, colours, strict=True):
-        if name not in present:
-            continue
-        symbol = QgsFillSymbol.createSimple(
-            {"color": colour, "outline_color": "#ffffff", "outline_width": "0.05"}
-        )
-        symbol.symbolLayer(0).setDataDefinedProperty(
-            SYMBOL_FILL_COLOR, QgsProperty.fromExpression(FILLED_CELL_COLOUR)
-        )
-        categories.append(QgsRendererCategory(name, symbol, name))
-    layer.setRenderer(QgsCategorizedSymbolRenderer("label", categories))
+    for position, (name, colour) in enumerate(zip(names, colours, strict=True)):
+        code = (codes or [""] * len(names))[position]
+        legend = f"{code} {name}" if code else name
+        for filled in (False, True):
+            if (name, filled) not in present:
+                continue
+            shade = QColor(colour)
+            if filled:
+                shade.setAlpha(FILLED_ALPHA)
+            symbol = QgsFillSymbol.createSimple(
+                {
+                    "color": shade.name(QColor.NameFormat.HexArgb),
+                    "outline_color": "#ffffff",
+                    "outline_width": "0.05",
+                }
+            )
+            value = f"{name} · filled" if filled else name
+            text = f"{legend} (filled: no point in the cell)" if filled else legend
+            categories.append(QgsRendererCategory(value, symbol, text))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(GRID_CATEGORY, categories))
     layer.triggerRepaint()

@@ -233,7 +233,9 @@ def test_demo_writes_a_styled_geopackage_and_project():
         assert loaded.isValid(), name
         assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer), name
     grid = layers[SPATIAL_LAYERS["label_grid"]]
-    assert grid.renderer().classAttribute() == "label" and grid.featureCount() > 9
+    from mus_qgis.processing.resample_to_grid import GRID_CATEGORY
+
+    assert grid.renderer().classAttribute() == GRID_CATEGORY and grid.featureCount() > 9
     assert layers[SPATIAL_LAYERS["landuse_labels"]].renderer().classAttribute() == "label_1"
 
 

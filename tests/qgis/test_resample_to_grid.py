@@ -6,6 +6,9 @@ import pytest
 from qgis import processing
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsExpression,
+    QgsExpressionContext,
+    QgsExpressionContextUtils,
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
@@ -15,8 +18,6 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
-
-from mus_qgis.processing.qgis_enums import SYMBOL_FILL_COLOR
 
 ALG = "mus:resampletogrid"
 GREEN, WATER = "Green urban areas", "Water"
@@ -79,33 +80,21 @@ def test_majority_fill_and_official_colours(mus_provider, qgis_new_project, load
     assert layer.getFeature(1).geometry().area() == pytest.approx(100 * 100)
     renderer = layer.renderer()
     assert isinstance(renderer, QgsCategorizedSymbolRenderer)
-    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
-    assert colours == {GREEN: "#8cdc00", WATER: "#80f2e6"}  # the official Urban Atlas palette
-    drawn = {cell: fill_colour_drawn(layer, feature) for cell, feature in cells.items()}
-    assert drawn["2910,46400"].alpha() == 255 and drawn["2913,46400"].alpha() < 128
-    assert drawn["2913,46400"].name() == colours[cells["2913,46400"]["label"]]
-
-
-def fill_colour_drawn(layer, feature):
-    """The fill colour the layer's renderer gives this feature, data-defined overrides applied."""
-    from qgis.core import (
-        QgsExpressionContext,
-        QgsExpressionContextScope,
-        QgsExpressionContextUtils,
-    )
-    from qgis.PyQt.QtGui import QColor
-
-    categories = layer.renderer().categories()  # owns the symbols: keep it alive while used
-    symbol = next(c.symbol() for c in categories if c.value() == feature["label"])
+    legend = {c.value(): (c.symbol().color(), c.label()) for c in renderer.categories()}
+    # Observed and filled cells apart, each label with its code; only what the grid holds.
+    filled_label = cells["2913,46400"]["label"]
+    assert set(legend) == {GREEN, WATER, f"{filled_label} · filled"}
+    assert legend[GREEN][0].name() == "#8cdc00" and legend[WATER][0].name() == "#80f2e6"
+    assert legend[GREEN][1] == f"14100 {GREEN}"  # the official Urban Atlas palette and codes
+    filled_colour, filled_text = legend[f"{filled_label} · filled"]
+    assert filled_colour.alpha() < 128 and filled_text.endswith("(filled: no point in the cell)")
+    assert filled_colour.name() == legend[filled_label][0].name()  # a lighter shade of its own
+    category = QgsExpression(renderer.classAttribute())
     context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
-    scope = QgsExpressionContextScope()
-    scope.setVariable("symbol_color", symbol.color())
-    context.appendScope(scope)
-    context.setFeature(feature)
-    properties = symbol.symbolLayer(0).dataDefinedProperties()
-    colour, ok = properties.property(SYMBOL_FILL_COLOR).valueAsColor(context, QColor())
-    assert ok
-    return colour
+    for feature in cells.values():
+        context.setFeature(feature)
+        value = category.evaluate(context)
+        assert value == feature["label"] + (" · filled" if feature["filled"] else "")
 
 
 def test_weighted_by_score_and_hexagons(mus_provider):
