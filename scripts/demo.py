@@ -247,8 +247,85 @@ def run_pipeline(profile: Path) -> dict:
     return results
 
 
-def style_and_project(project_path: Path, compared: bool) -> None:
-    from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
+STREET_GROUP = "Streets of the study (OpenStreetMap)"
+IMAGE_GROUP = "Street images and their CLIP readings"
+IMAGE_LAYERS = ("imagery", "landuse_labels", "province_labels", "label_grid", *COMPARISON_LAYERS)
+RANDOM_WEIGHTS = "RANDOM WEIGHTS: the labels mean nothing"
+BASEMAP = "OpenStreetMap (draws when online)"
+BASEMAP_SOURCE = "type=xyz&url=https://tile.openstreetmap.org/{z}/{x}/{y}.png&zmax=19&zmin=0"
+PROJECT_CRS = "EPSG:3857"  # the basemap's own: tiles drawn as they come, crisp
+
+
+def street_network(online: bool):
+    """The OpenStreetMap extract's streets as context lines under the points (offline only:
+    online, the streets came from Overpass and no file holds them). Read with the standard
+    library: GDAL's OSM driver stumbles on the extract's repeated ids."""
+    import xml.etree.ElementTree as ET
+
+    from qgis.core import (
+        QgsFeature,
+        QgsGeometry,
+        QgsPointXY,
+        QgsProject,
+        QgsVectorFileWriter,
+        QgsVectorLayer,
+    )
+
+    from mus_qgis.processing.qgis_enums import make_field
+
+    if online:
+        return None
+    tree = ET.parse(OSM_FILE)
+    nodes = {
+        n.get("id"): QgsPointXY(float(n.get("lon")), float(n.get("lat"))) for n in tree.iter("node")
+    }
+    lines = QgsVectorLayer("LineString?crs=EPSG:4326", "street_network", "memory")
+    provider = lines.dataProvider()
+    provider.addAttributes([make_field("highway", "string"), make_field("name", "string")])
+    lines.updateFields()
+    features = []
+    for way in tree.iter("way"):
+        tags = {t.get("k"): t.get("v") for t in way.iter("tag")}
+        points = [nodes[r.get("ref")] for r in way.iter("nd") if r.get("ref") in nodes]
+        if "highway" not in tags or len(points) < 2:
+            continue
+        feature = QgsFeature(lines.fields())
+        feature.setGeometry(QgsGeometry.fromPolylineXY(points))
+        feature.setAttributes([tags["highway"], tags.get("name")])
+        features.append(feature)
+    if not provider.addFeatures(features)[0]:
+        sys.exit(f"cannot read the streets of {OSM_FILE}")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = "street_network"
+    options.actionOnExistingFile = QgsVectorFileWriter.ActionOnExistingFile.CreateOrOverwriteLayer
+    error = QgsVectorFileWriter.writeAsVectorFormatV3(
+        lines, str(GPKG), QgsProject.instance().transformContext(), options
+    )[0]
+    if error != QgsVectorFileWriter.WriterError.NoError:
+        sys.exit(f"cannot write the street network into {GPKG}: {error}")
+    return QgsVectorLayer(layer("street_network"), "Street network (OpenStreetMap)", "ogr")
+
+
+def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
+    """The demo as a QGIS project: one group per study (streets; street images and readings),
+    a map theme and a spatial bookmark for each, the streets under the points, an OpenStreetMap
+    basemap, the project in the basemap's CRS, opening on the street images. A layer with nothing
+    in it is left out (and said); random weights are named wherever a reader looks."""
+    from qgis.core import (
+        QgsApplication,
+        QgsBookmark,
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsLineSymbol,
+        QgsMapThemeCollection,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRectangle,
+        QgsReferencedRectangle,
+        QgsSingleSymbolRenderer,
+        QgsVectorLayer,
+    )
 
     app = QgsApplication([], False)
     app.initQgis()
@@ -256,19 +333,35 @@ def style_and_project(project_path: Path, compared: bool) -> None:
     from mus_qgis.processing.classify_clip import style_classified_layer
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer
+    from mus_qgis.processing.rank_labels import classification_settings
     from mus_qgis.processing.resample_to_grid import style_grid_layer
     from mus_qgis.processing.sample_street_centroids import style_street_centroids
 
     urban_atlas = builtin_label_set("urban_atlas_2018")
     provinces = builtin_label_set("italian_provinces")
     project = QgsProject.instance()
-    project.setTitle("mus_qgis demo: streets, street images, CLIP labels and their readings")
+    crs = QgsCoordinateReferenceSystem(PROJECT_CRS)
+    project.setCrs(crs)
+    labels = QgsVectorLayer(layer("landuse_labels"), "labels", "ogr")
+    untrained = bool(classification_settings(labels).get("untrained"))
+    del labels  # its connection would hold the GeoPackage while styles are written into it
+    warning = f" — {RANDOM_WEIGHTS}" if untrained else ""
+    project.setTitle(f"mus_qgis demo: streets, street images, CLIP labels{warning}")
+    root = project.layerTreeRoot()
+    groups = {
+        STREET_GROUP: root.addGroup(STREET_GROUP),
+        IMAGE_GROUP: root.addGroup(IMAGE_GROUP + warning),
+    }
+    members: dict[str, list] = {STREET_GROUP: [], IMAGE_GROUP: []}
     for name, title in SPATIAL_LAYERS.items():
         if name in COMPARISON_LAYERS and not compared:
             continue
         vector = QgsVectorLayer(layer(name), title, "ogr")
         if not vector.isValid():
             sys.exit(f"cannot open {layer(name)}")
+        if vector.featureCount() == 0:
+            print(f"Left out of the project: '{title}' has no feature.")
+            continue
         if name == "street_centroids":
             style_street_centroids(vector)
         elif name == "imagery":
@@ -285,8 +378,44 @@ def style_and_project(project_path: Path, compared: bool) -> None:
             style_reference_layer(vector, urban_atlas, field)
         # Stored in the GeoPackage as default styles, so the file opens styled on its own too.
         vector.saveStyleToDatabase(name, f"mus_qgis demo: {title}", True, "")
-        if project.addMapLayer(vector) is None:
+        if project.addMapLayer(vector, False) is None:
             sys.exit(f"cannot add {layer(name)} to the project")
+        group = IMAGE_GROUP if name in IMAGE_LAYERS else STREET_GROUP
+        groups[group].addLayer(vector)
+        members[group].append(vector)
+    network = street_network(online)
+    if network is not None and network.featureCount():
+        symbol = QgsLineSymbol.createSimple({"color": "#9a9a9a", "width": "0.3"})
+        network.setRenderer(QgsSingleSymbolRenderer(symbol))
+        network.saveStyleToDatabase("street_network", "mus_qgis demo: street network", True, "")
+        if project.addMapLayer(network, False) is None:
+            sys.exit("cannot add the street network to the project")
+        groups[STREET_GROUP].addLayer(network)  # last in the group: drawn under the points
+        members[STREET_GROUP].append(network)
+    basemap = QgsRasterLayer(BASEMAP_SOURCE, BASEMAP, "wms")
+    if project.addMapLayer(basemap, False) is None:
+        sys.exit("cannot add the basemap to the project")
+    root.addLayer(basemap)
+    themes = project.mapThemeCollection()
+    for group, layers in members.items():
+        extent = QgsRectangle()
+        extent.setMinimal()
+        for member in layers:
+            transform = QgsCoordinateTransform(member.crs(), crs, project.transformContext())
+            extent.combineExtentWith(transform.transformBoundingBox(member.extent()))
+        extent.scale(1.15)
+        bookmark = QgsBookmark()
+        bookmark.setName(group)
+        bookmark.setExtent(QgsReferencedRectangle(extent, crs))
+        if not project.bookmarkManager().addBookmark(bookmark)[1]:
+            sys.exit(f"cannot add the bookmark {group}")
+        record = QgsMapThemeCollection.MapThemeRecord()
+        record.setLayerRecords(
+            [QgsMapThemeCollection.MapThemeLayerRecord(m) for m in (*layers, basemap)]
+        )
+        themes.insert(group, record)
+        if group == IMAGE_GROUP:  # the project opens on the street images and their readings
+            project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, crs))
     if not project.write(str(project_path)):
         sys.exit(f"cannot write {project_path}: {project.error()}")
     app.exitQgis()
@@ -299,7 +428,7 @@ def main() -> None:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")
         results = run_pipeline(Path(profile))
     project_path = OUT / "rome_monti.qgz"
-    style_and_project(project_path, results["compare"] is not None)
+    style_and_project(project_path, results["compare"] is not None, bool(online_source()))
     sample, fetch = results["sample"], results["fetch"]
     landuse, compare = results["landuse"], results["compare"]
     print(

@@ -225,13 +225,27 @@ def test_demo_writes_a_styled_geopackage_and_project():
     project = QgsProject()
     assert project.read(str(output / "rome_monti.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    from scripts.demo import COMPARISON_LAYERS
+    from scripts.demo import BASEMAP, COMPARISON_LAYERS, IMAGE_GROUP, RANDOM_WEIGHTS, STREET_GROUP
 
     expected = {title for name, title in SPATIAL_LAYERS.items() if name not in COMPARISON_LAYERS}
-    assert set(layers) == expected
+    assert set(layers) == expected | {"Street network (OpenStreetMap)", BASEMAP}
     for name, loaded in layers.items():
         assert loaded.isValid(), name
-        assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer), name
+        if name in expected:
+            assert isinstance(loaded.renderer(), QgsCategorizedSymbolRenderer), name
+    # One coherent study: the basemap's CRS, a group, a bookmark and a map theme per study, the
+    # streets under the points, opening on the street images; random weights said up front.
+    assert project.crs().authid() == "EPSG:3857"
+    groups = [child.name() for child in project.layerTreeRoot().children()]
+    assert groups == [STREET_GROUP, f"{IMAGE_GROUP} — {RANDOM_WEIGHTS}", BASEMAP]
+    street_layers = project.layerTreeRoot().children()[0].children()
+    assert [node.name() for node in street_layers][-1] == "Street network (OpenStreetMap)"
+    bookmarks = {b.name(): b.extent() for b in project.bookmarkManager().bookmarks()}
+    assert set(bookmarks) == {STREET_GROUP, IMAGE_GROUP}
+    assert set(project.mapThemeCollection().mapThemes()) == {STREET_GROUP, IMAGE_GROUP}
+    opening = project.viewSettings().defaultViewExtent()
+    assert opening.crs().authid() == "EPSG:3857" and opening == bookmarks[IMAGE_GROUP]
+    assert RANDOM_WEIGHTS in project.title()
     grid = layers[SPATIAL_LAYERS["label_grid"]]
     from mus_qgis.processing.resample_to_grid import GRID_CATEGORY
 
