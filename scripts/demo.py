@@ -281,7 +281,8 @@ def street_network(online: bool):
     }
     lines = QgsVectorLayer("LineString?crs=EPSG:4326", "street_network", "memory")
     provider = lines.dataProvider()
-    provider.addAttributes([make_field("highway", "string"), make_field("name", "string")])
+    if not provider.addAttributes([make_field("highway", "string"), make_field("name", "string")]):
+        sys.exit("cannot make the street network layer")
     lines.updateFields()
     features = []
     for way in tree.iter("way"):
