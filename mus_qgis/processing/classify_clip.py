@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from qgis.core import (
+    NULL,
     QgsCategorizedSymbolRenderer,
     QgsFeature,
     QgsFields,
@@ -414,7 +415,8 @@ def style_classified_layer(layer, label_set, settings: dict | None = None) -> No
         if label.text in present:
             name = f"{label.code} {label.text}" if label.code else label.text
             categories.append(QgsRendererCategory(label.text, _dot(colour), name))
-    categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
+    if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
+        categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label_1", categories))
     if settings:
         layer.setMetadata(_layer_metadata(settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qgis.core import (
     Qgis,
+    QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeature,
@@ -309,4 +310,17 @@ def style_street_centroids(layer) -> None:
         QgsMessageLog.logMessage(
             f"Street centroid style not applied: {message}", LOG_TAG, Qgis.MessageLevel.Warning
         )
+    drop_absent_categories(layer)
     layer.triggerRepaint()
+
+
+def drop_absent_categories(layer) -> None:
+    """The legend lists only the classes the layer holds (the style's colours stay as they are:
+    a class keeps its colour whatever else is present)."""
+    renderer = layer.renderer()
+    if not isinstance(renderer, QgsCategorizedSymbolRenderer):
+        return
+    present = set(layer.uniqueValues(layer.fields().lookupField(renderer.classAttribute())))
+    for index in reversed(range(len(renderer.categories()))):
+        if renderer.categories()[index].value() not in present:
+            renderer.deleteCategory(index)
