@@ -1,0 +1,98 @@
+"""Screenshots of what a QGIS user sees: the demo project, the Processing toolbox, each
+algorithm's dialog and the pipeline model in the Graphical Modeler.
+
+Runs the real QGIS desktop on a virtual screen (Xvfb, openbox) with the packaged plugin in a fresh
+profile, as tests/qgis/test_desktop.py does, and drives it with scripts/screenshots_session.py.
+Run `make demo` first (the project it opens), then, with QGIS's Python:
+
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ALGORITHMS = (
+    "mus:samplestreetcentroids",
+    "mus:fetchpanoramas",
+    "mus:classifyclip",
+    "mus:resampletogrid",
+    "mus:ranklabels",
+    "mus:compareurbanatlas",
+)
+TIMEOUT_S = 240
+
+
+def main() -> int:
+    from scripts.package import build_zip
+    from tests.qgis.test_desktop import (
+        _fresh_profile,
+        _session_environment,
+        _start,
+        _start_xvfb,
+        _stop,
+    )
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--project", type=Path, default=ROOT / "demo_output" / "rome_monti.qgz")
+    args = parser.parse_args()
+    if not args.project.is_file():
+        sys.exit(f"{args.project} is missing: run `make demo` first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mus_screenshots_") as work:
+        work = Path(work)
+        _fresh_profile(work / "qgis", build_zip(work / "dist" / "mus_qgis.zip"))
+        result = work / "result.json"
+        settings = {
+            "result": str(result),
+            "folder": str(args.out.resolve()),
+            "project": str(args.project.resolve()),
+            "algorithms": list(ALGORITHMS),
+        }
+        (work / "shots.json").write_text(json.dumps(settings), encoding="utf-8")
+        env = _session_environment(work / "xdg-runtime")
+        xvfb = window_manager = qgis = None
+        try:
+            xvfb, env["DISPLAY"] = _start_xvfb(work / "xvfb.log")
+            window_manager = _start(["openbox", "--sm-disable"], env, work / "openbox.log")
+            qgis = _start(
+                [
+                    "qgis",
+                    "--noversioncheck",
+                    "--nologo",
+                    "--profiles-path",
+                    str(work / "qgis"),
+                    "--code",
+                    str(ROOT / "scripts" / "screenshots_session.py"),
+                ],
+                {**env, "MUS_SCREENSHOTS": str(work / "shots.json")},
+                work / "qgis.log",
+                cwd=work,
+            )
+            try:
+                qgis.wait(timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                print(f"QGIS did not finish within {TIMEOUT_S} s", file=sys.stderr)
+        finally:
+            _stop(qgis)
+            _stop(window_manager)
+            _stop(xvfb)
+        seen = json.loads(result.read_text(encoding="utf-8")) if result.exists() else {}
+        for path in seen.get("saved", []):
+            print(path)
+        for error in seen.get("errors", ["no result from the desktop"]):
+            print(error, file=sys.stderr)
+        return 0 if seen and not seen.get("errors") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""What the QGIS desktop runs (``qgis --code``) for scripts/screenshots.py.
+
+Opens the demo project, then the Processing toolbox, each mus algorithm's dialog and the pipeline
+model in the Graphical Modeler, saving a screenshot of each; then quits as File ▸ Exit does.
+QGIS executes this file with exec() in its __main__ namespace: everything the timers need stays
+referenced by this module's globals, and every wait is a QTimer step.
+"""
+
+import json
+import os
+import traceback
+
+from qgis import processing
+from qgis.core import QgsApplication, QgsProject
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+from qgis.utils import iface
+
+with open(os.environ["MUS_SCREENSHOTS"], encoding="utf-8") as shots_file:
+    SHOTS = json.load(shots_file)
+shots_state = {"saved": [], "errors": []}
+shots_keep = {}
+
+
+def shots_write():
+    with open(SHOTS["result"], "w", encoding="utf-8") as out:
+        json.dump(shots_state, out, indent=1)
+
+
+def shots_save(widget, name):
+    """A widget as it is drawn on the screen (dialogs included), into the screenshots folder."""
+    path = os.path.join(SHOTS["folder"], f"{name}.png")
+    image = QApplication.primaryScreen().grabWindow(0) if widget is None else widget.grab()
+    if image.save(path):
+        shots_state["saved"].append(path)
+    else:
+        shots_state["errors"].append(f"could not save {path}")
+    shots_write()
+
+
+def shots_guarded(function):
+    def run():
+        try:
+            function()
+        except Exception:  # any failure is written down, then QGIS quits
+            shots_state["errors"].append(traceback.format_exc())
+            shots_quit()
+
+    return run
+
+
+def shots_then(delay_ms, function):
+    QTimer.singleShot(delay_ms, shots_guarded(function))
+
+
+def shots_start():
+    iface.mainWindow().showMaximized()
+    shots_then(3000, shots_open_project)
+
+
+def shots_open_project():
+    if not QgsProject.instance().read(SHOTS["project"]):
+        raise RuntimeError(f"cannot open {SHOTS['project']}")
+    shots_then(8000, shots_project)  # the canvas draws (the basemap only when online)
+
+
+def shots_project():
+    shots_save(iface.mainWindow(), "project")
+    toolbox = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
+    if toolbox is not None:
+        toolbox.show()
+        toolbox.raise_()
+    shots_then(1500, shots_toolbox)
+
+
+def shots_toolbox():
+    shots_save(iface.mainWindow(), "toolbox")
+    shots_state["dialogs"] = list(SHOTS["algorithms"])
+    shots_then(200, shots_next_dialog)
+
+
+def shots_next_dialog():
+    if not shots_state["dialogs"]:
+        shots_then(200, shots_modeler)
+        return
+    algorithm_id = shots_state["dialogs"].pop(0)
+    dialog = processing.createAlgorithmDialog(algorithm_id)
+    if dialog is None:
+        raise RuntimeError(f"no dialog for {algorithm_id}")
+    dialog.resize(1100, 820)
+    dialog.show()
+    shots_keep["dialog"] = dialog
+
+    def save_and_close():
+        shots_save(dialog, f"dialog_{algorithm_id.split(':')[1]}")
+        dialog.close()
+        shots_then(200, shots_next_dialog)
+
+    shots_then(1500, save_and_close)
+
+
+def shots_modeler():
+    import qgis.utils
+
+    plugin = qgis.utils.plugins.get("mus_qgis")
+    if plugin is None:
+        raise RuntimeError("the mus_qgis plugin is not loaded")
+    modeler = plugin.edit_pipeline_model()
+    modeler.resize(1500, 900)
+    shots_keep["modeler"] = modeler
+
+    def save_and_close():
+        modeler.view().fitInView(
+            modeler.view().scene().itemsBoundingRect().adjusted(-40, -40, 40, 40),
+            Qt.AspectRatioMode.KeepAspectRatio,
+        )
+        QApplication.processEvents()
+        shots_save(modeler, "modeler")
+        modeler.setDirty(False)
+        modeler.close()
+        shots_quit()
+
+    shots_then(2500, save_and_close)
+
+
+def shots_quit():
+    shots_write()
+    QgsProject.instance().setDirty(False)
+    QTimer.singleShot(300, iface.actionExit().trigger)
+
+
+QgsApplication.processingRegistry()  # Processing is up before the first step
+shots_then(500, shots_start)
