@@ -504,8 +504,12 @@ STATUS_KIND = "regexp_substr(\"fetch_status\", '^[^:]*')"
 
 def style_fetch_layer(layer) -> None:
     """Points coloured by what the fetch found: imagery, none, not tried, or an error."""
+    statuses = layer.uniqueValues(layer.fields().lookupField("fetch_status"))
+    present = {str(status).split(":", 1)[0] for status in statuses if status}
     categories = []
     for value, colour, label in STATUS_COLOURS:
+        if present and value not in present:
+            continue  # the legend lists the kinds the layer holds (all of them while empty)
         symbol = QgsMarkerSymbol.createSimple(
             {"name": "circle", "color": colour, "outline_color": "#ffffff", "size": "2"}
         )

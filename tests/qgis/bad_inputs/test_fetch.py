@@ -244,7 +244,7 @@ def test_the_style_colours_a_status_by_its_kind_whatever_its_reason(mus_provider
     from mus_qgis.processing.fetch_panoramas import STATUS_KIND, style_fetch_layer
 
     layer = QgsVectorLayer("Point?crs=EPSG:4326&field=fetch_status:string", "f", "memory")
-    style_fetch_layer(layer)
+    style_fetch_layer(layer)  # empty: every kind is in the legend
     kinds = {category.value() for category in layer.renderer().categories()}
     expression = QgsExpression(STATUS_KIND)
     for status, kind in [
@@ -279,3 +279,17 @@ def test_a_street_view_price_does_not_make_a_free_source_cost(mus_provider, tmp_
         )
     assert result["ESTIMATED_COST_USD"] == 0.0 and result["ESTIMATED_REQUESTS"] == 6
     assert not [line for line in feedback.lines if "USD " in line]  # no price in the estimate
+
+
+def test_the_fetch_legend_lists_only_the_kinds_of_status_present(mus_provider):
+    from mus_qgis.processing.fetch_panoramas import style_fetch_layer
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=fetch_status:string", "f", "memory")
+    features = []
+    for status in ("ok", "no imagery: 1 photo within 15 m unusable (…)", "ok"):
+        feature = QgsFeature(layer.fields())
+        feature.setAttributes([status])
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    style_fetch_layer(layer)
+    assert [c.value() for c in layer.renderer().categories()] == ["ok", "no imagery"]
