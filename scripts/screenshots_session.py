@@ -13,7 +13,7 @@ import traceback
 from qgis import processing
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import Qt, QTimer
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QTreeView
 from qgis.utils import iface
 
 with open(os.environ["MUS_SCREENSHOTS"], encoding="utf-8") as shots_file:
@@ -67,9 +67,16 @@ def shots_open_project():
 def shots_project():
     shots_save(iface.mainWindow(), "project")
     toolbox = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
-    if toolbox is not None:
-        toolbox.show()
-        toolbox.raise_()
+    if toolbox is None:
+        raise RuntimeError("no Processing toolbox")
+    toolbox.show()
+    toolbox.raise_()
+    for view in toolbox.findChildren(QTreeView):  # the plugin's groups open, the others closed
+        model = view.model()
+        for row in range(model.rowCount()):
+            index = model.index(row, 0)
+            if index.data() == "Multimodal Urban Studies":
+                view.expandRecursively(index)
     shots_then(1500, shots_toolbox)
 
 
