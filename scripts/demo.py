@@ -331,10 +331,9 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     app = QgsApplication([], False)
     app.initQgis()
     from mus_qgis.engine.clip.labels import builtin_label_set
-    from mus_qgis.processing.classify_clip import style_classified_layer
+    from mus_qgis.processing.classify_clip import classification_settings, style_classified_layer
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer
-    from mus_qgis.processing.rank_labels import classification_settings
     from mus_qgis.processing.resample_to_grid import style_grid_layer
     from mus_qgis.processing.sample_street_centroids import style_street_centroids
 

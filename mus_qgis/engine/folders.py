@@ -10,13 +10,19 @@ from pathlib import Path
 from .errors import MusError
 
 
-def writable_folder(path: str | Path, what: str) -> Path:
-    """``path`` as a folder that exists and takes new files; ``what`` names it for the user."""
+def refuse_a_file(path: str | Path, what: str) -> Path:
+    """``path`` unless it names a file where a folder belongs; ``what`` names it for the user."""
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise MusError(
             f"The {what} {folder} is a file, not a folder: choose a folder (or move the file)."
         )
+    return folder
+
+
+def writable_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a folder that exists and takes new files; ``what`` names it for the user."""
+    folder = refuse_a_file(path, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -93,10 +93,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
-        for definition in self.destinationParameterDefinitions():
-            folder = output_folder(self.parameterAsString(parameters, definition.name(), context))
-            if folder is None or folder.is_dir():
-                continue
+        for definition, folder in self._missing_output_folders(parameters, context):
             existing = next(p for p in (folder, *folder.parents) if p.exists())
             if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
                 why = "a file" if not existing.is_dir() else "read-only"
@@ -108,10 +105,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:
         """Make the folder of every file output that is missing, and say so."""
-        for definition in self.destinationParameterDefinitions():
-            folder = output_folder(self.parameterAsString(parameters, definition.name(), context))
-            if folder is None or folder.is_dir():
-                continue
+        for definition, folder in self._missing_output_folders(parameters, context):
             try:
                 folder.mkdir(parents=True)
             except OSError as exc:
@@ -122,6 +116,13 @@ class MusAlgorithm(QgsProcessingAlgorithm):
             if feedback is not None:
                 feedback.pushInfo(f"Made the output folder {folder}.")
         return True
+
+    def _missing_output_folders(self, parameters, context):
+        """(parameter, folder) for each file output whose folder does not exist yet."""
+        for definition in self.destinationParameterDefinitions():
+            folder = output_folder(self.parameterAsString(parameters, definition.name(), context))
+            if folder is not None and not folder.is_dir():
+                yield definition, folder
 
     def add_parameter(
         self, parameter, *, advanced: bool = False, decimals: int | None = None

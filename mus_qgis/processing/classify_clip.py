@@ -370,6 +370,20 @@ def _number(value):
     return None if number != number else number
 
 
+def classification_settings(layer) -> dict:
+    """The run settings this algorithm left on a layer (as written by style_classified_layer and
+    _layer_metadata); {} for a layer it did not make."""
+    settings = layer.customProperty("mus_qgis/classification")
+    if not settings:
+        keywords = layer.metadata().keywords().get("mus_qgis") or []
+        settings = keywords[0] if keywords else ""
+    try:
+        value = json.loads(settings) if settings else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _layer_metadata(settings: dict) -> QgsLayerMetadata:
     """The run settings as layer metadata. QGIS shows title, abstract and keywords as HTML
     without escaping them (the layer's Information panel), and a label set's name or a template

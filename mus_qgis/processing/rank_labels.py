@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from types import SimpleNamespace
 
 from qgis.core import (
@@ -20,6 +19,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from .base import MusAlgorithm
+from .classify_clip import classification_settings
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
@@ -276,19 +276,6 @@ class RankLabels(ClipParameters, MusAlgorithm):
 
 def _text(value) -> str:
     return "" if value is None or str(value) == "NULL" else str(value)
-
-
-def classification_settings(layer) -> dict:
-    """The run settings CLIP-classify left on a layer ({} for a layer it did not make)."""
-    settings = layer.customProperty("mus_qgis/classification")
-    if not settings:
-        keywords = layer.metadata().keywords().get("mus_qgis") or []
-        settings = keywords[0] if keywords else ""
-    try:
-        value = json.loads(settings) if settings else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def model_words(settings: dict) -> str:

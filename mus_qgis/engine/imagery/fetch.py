@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from ..errors import CanceledError, CredentialsError, MusError
-from ..folders import writable_folder
+from ..folders import refuse_a_file, writable_folder
 from ..progress import LoggingProgress, Progress, warn
 from .estimate import FetchEstimate, estimate_fetch
 from .http import Http, image_decodes
@@ -103,12 +103,9 @@ def fetch_imagery(
     http.progress = progress
     source = make_source(settings, http, credentials)
     cache_dir = Path(cache_dir).expanduser().absolute()
-    if settings.estimate_only:  # writes nothing: the folder need only not be a file
-        root = Path(cache_dir) / "imagery" / source.name
-        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
-            writable_folder(cache_dir, "cache folder")  # says it is a file
-    else:
-        root = writable_folder(cache_dir, "cache folder") / "imagery" / source.name
+    # An estimate writes nothing: its cache folder need only not be a file.
+    check = refuse_a_file if settings.estimate_only else writable_folder
+    root = check(cache_dir, "cache folder") / "imagery" / source.name
     outcomes = {p.key: FetchOutcome(p.key) for p in points}
     if not points:
         return []
