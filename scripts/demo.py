@@ -50,18 +50,21 @@ ENGINE_PYTHON = os.environ.setdefault(
 )
 # Indices in resources/labels/label_sets.toml (append-only, so they stay valid).
 URBAN_ATLAS_SET, PROVINCES_SET, EUROPEAN_CAPITALS_SET, WORLD_CAPITALS_SET = 0, 8, 9, 10
+# Layer names short enough for a default Layers panel (about 22 characters at a layer's depth);
+# the groups say where the data come from.
 SPATIAL_LAYERS = {
     "street_centroids": "Street centroids",
-    "imagery": "Survey points with imagery",
-    "landuse_labels": "CLIP: Urban Atlas label of each image",
-    "province_labels": "CLIP: Italian province of each image",
-    "label_grid": "Land-use grid (most frequent CLIP label)",
+    "imagery": "Points with imagery",
+    "landuse_labels": "Land use by CLIP",
+    "province_labels": "Province by CLIP",
+    "label_grid": "Land-use grid by CLIP",
     "urban_atlas_agreement": "Agreement with Urban Atlas",
     "urban_atlas": "Urban Atlas 2018 under the points",
 }
 # Only with an Urban Atlas that covers the study (MUS_URBAN_ATLAS): the one sample available
 # offline covers Narva, and a comparison no point falls in is refused.
 COMPARISON_LAYERS = ("urban_atlas_agreement", "urban_atlas")
+NETWORK_LAYER = "Street network"
 
 
 def run_qgis_process(profile: Path, *args: str) -> str:
@@ -247,8 +250,8 @@ def run_pipeline(profile: Path) -> dict:
     return results
 
 
-STREET_GROUP = "Streets of the study (OpenStreetMap)"
-IMAGE_GROUP = "Street images and their CLIP readings"
+STREET_GROUP = "Streets (OpenStreetMap)"
+IMAGE_GROUP = "Street images and CLIP readings"
 IMAGE_LAYERS = ("imagery", "landuse_labels", "province_labels", "label_grid", *COMPARISON_LAYERS)
 RANDOM_WEIGHTS = "RANDOM WEIGHTS: the labels mean nothing"
 BASEMAP = "OpenStreetMap (draws when online)"
@@ -305,7 +308,7 @@ def street_network(online: bool):
     )[0]
     if error != QgsVectorFileWriter.WriterError.NoError:
         sys.exit(f"cannot write the street network into {GPKG}: {error}")
-    return QgsVectorLayer(layer("street_network"), "Street network (OpenStreetMap)", "ogr")
+    return QgsVectorLayer(layer("street_network"), NETWORK_LAYER, "ogr")
 
 
 def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
@@ -350,7 +353,10 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     root = project.layerTreeRoot()
     groups = {
         STREET_GROUP: root.addGroup(STREET_GROUP),
-        IMAGE_GROUP: root.addGroup(IMAGE_GROUP + warning),
+        # The warning leads: a narrow Layers panel cuts a name at its end.
+        IMAGE_GROUP: root.addGroup(
+            f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}" if untrained else IMAGE_GROUP
+        ),
     }
     members: dict[str, list] = {STREET_GROUP: [], IMAGE_GROUP: []}
     for name, title in SPATIAL_LAYERS.items():
@@ -421,9 +427,14 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     app.exitQgis()
 
 
+EARLIER_RESULTS = ("label_ranking.csv", "label_ranking.html", "urban_atlas_agreement.html")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    GPKG.unlink(missing_ok=True)
+    # What an earlier run left: a report of a step this run skips must not pass for this run's.
+    for earlier in (GPKG, *(OUT / name for name in EARLIER_RESULTS)):
+        earlier.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="mus_demo_profile_") as profile:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")
         results = run_pipeline(Path(profile))

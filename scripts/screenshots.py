@@ -1,5 +1,6 @@
 """Screenshots of what a QGIS user sees: the demo project, the Processing toolbox, each
-algorithm's dialog and the pipeline model in the Graphical Modeler.
+algorithm's dialog and the pipeline model in the Graphical Modeler; then the demo's HTML reports
+as a browser shows them (headless Chromium, when installed: `apt-get install chromium`).
 
 Runs the real QGIS desktop on a virtual screen (Xvfb, openbox) with the packaged plugin in a fresh
 profile, as tests/qgis/test_desktop.py does, and drives it with scripts/screenshots_session.py.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,34 @@ ALGORITHMS = (
     "mus:compareurbanatlas",
 )
 TIMEOUT_S = 240
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def report_screenshots(reports: list[Path], folder: Path) -> list[str]:
+    """Each report as a reader's browser draws it (full width, first screenful and more)."""
+    browser = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
+    if browser is None:
+        print("No Chromium here: the reports were not shot (apt-get install chromium)")
+        return []
+    saved = []
+    for report in reports:
+        shot = folder / f"report_{report.stem}.png"
+        command = [
+            browser,
+            "--headless=new",
+            "--no-sandbox",  # root on a build machine; the page is our own file
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,1300",
+            f"--screenshot={shot}",
+            report.resolve().as_uri(),
+        ]
+        subprocess.run(command, capture_output=True, timeout=120, check=False)
+        if shot.is_file():
+            saved.append(str(shot))
+        else:
+            print(f"{browser} made no screenshot of {report}", file=sys.stderr)
+    return saved
 
 
 def main() -> int:
@@ -87,7 +117,8 @@ def main() -> int:
             _stop(window_manager)
             _stop(xvfb)
         seen = json.loads(result.read_text(encoding="utf-8")) if result.exists() else {}
-        for path in seen.get("saved", []):
+        reports = sorted(args.project.parent.glob("*.html"))
+        for path in [*seen.get("saved", []), *report_screenshots(reports, args.out)]:
             print(path)
         for error in seen.get("errors", ["no result from the desktop"]):
             print(error, file=sys.stderr)

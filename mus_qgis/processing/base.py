@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -222,6 +223,17 @@ def style_on_load(context, dest_id: str, style: Callable) -> None:
         styler = LayerStyler(style)
         LayerStyler._alive = [*LayerStyler._alive[-63:], styler]
         context.layerToLoadOnCompletionDetails(dest_id).setPostProcessor(styler)
+
+
+# The Layers panel is about 260 pixels wide in a default profile, and a legend entry sits three
+# levels deep in a demo's groups: longer lines are cut.
+LEGEND_WIDTH = 24
+
+
+def legend_text(text: str) -> str:
+    """A legend entry broken into lines that fit the Layers panel (Urban Atlas names run to 66
+    characters); the attribute values and the labels themselves keep their one-line form."""
+    return textwrap.fill(text, LEGEND_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
 def plugin_cache_dir(*parts: str) -> Path:

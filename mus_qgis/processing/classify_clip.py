@@ -32,7 +32,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
-from .base import MusAlgorithm, style_on_load
+from .base import MusAlgorithm, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
@@ -59,38 +59,21 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
     HELP = (
         "Asks an OpenCLIP model which labels of a set best fit each point's street images, as in "
         "'CLIP and the City'.\n\n"
-        "Images: a field with the image path, or several paths joined by ';' (the views of "
-        "one location; their embeddings are averaged). 360° equirectangular panoramas (2:1, or "
-        "marked so in their XMP) are cut into perspective views, aimed along the street when the "
-        "bearing field and the panorama's heading are known; ordinary photos are used whole.\n\n"
-        "Labels: a built-in set (Urban Atlas 2018 with its official colours, CORINE Land Cover, "
-        "planning indicators, Italian architects, provinces, capitals) or your own file: a text "
-        "file with one label a line, or a CSV with label, code, colour columns. Each label is "
-        "put into the prompt templates (one a line, each with {label}); the text embeddings are "
-        "averaged over the templates.\n\n"
-        "Output: the points with label_1..k, score_1..k (cosine similarity), prob_1..k (softmax "
-        "probability), margin (first minus second probability), n_images and clip_status. "
-        "Points without a usable image keep their row with empty labels and the reason. The "
-        "layer is coloured by the first label and sized by its score; the run's settings "
-        "(model, weights, label set and its hash, templates, views, plugin version) go into the "
-        "layer's metadata.\n\n"
-        "Model: any open_clip architecture with a pretrained tag (downloaded once into the "
-        "plugin's cache) or a local checkpoint file. Without either, the weights are random and "
-        "the labels mean nothing: the log says so. Image embeddings are stored in the cache "
-        "folder, so scoring another label set over the same images reads no image again.\n\n"
-        "Decoding: JPEG photos are decoded in draft mode by default (at 1/2, 1/4 or 1/8 of their "
-        "size, never below what the model's input needs): several times faster on big photos, "
-        "and scores differ from a full decode by about 1e-4 (up to 5e-4 on 1024×768 photos). "
-        "'Full-resolution decode' (advanced) decodes every image whole; the two kinds are stored "
-        "apart, and the run settings say which was used (jpeg_draft_decode).\n\n"
-        "Bad images: a missing, empty, truncated or unreadable file, or one larger than Pillow's "
-        "decompression-bomb limit, costs only that image; a point left with no usable image "
-        "keeps its row, its clip_status saying 'error: image PATH ...' and why, and the other "
-        "points are classified.\n\n"
-        "The embedding store keeps a checksum of every vector and checks it when reading: a "
-        "damaged embedding is computed again from its image (the log names the images), and a "
-        "point whose image is gone says so in its clip_status. A read-only store is used as it "
-        "is: new embeddings are computed but not saved (the log says so)."
+        "Images: a field with the image path, or several paths joined by ';' (the views of one "
+        "location, averaged). 360° panoramas are cut into perspective views, aimed along the "
+        "street when the bearing and heading fields are known; ordinary photos are used whole.\n\n"
+        "Labels: a built-in set (Urban Atlas 2018 with its official colours, CORINE, planning "
+        "indicators, Italian architects, provinces, capitals) or your own file (one label a line, "
+        "or a CSV with label, code, colour). Each label is put into the prompt templates.\n\n"
+        "Output: the points with label_1..k, score_1..k (cosine), prob_1..k (probability), "
+        "margin (first minus second probability), n_images and clip_status. A point without a "
+        "usable image keeps its row, with the reason in clip_status. The run's settings (model, "
+        "weights, label set, templates, views) go into the layer's metadata.\n\n"
+        "Model: an open_clip architecture with a pretrained tag (downloaded once into the cache) "
+        "or a local checkpoint file. Without either the weights are random and the labels mean "
+        "nothing: the log, the layer and every report say so. Image embeddings are kept in the "
+        "cache folder, so another label set over the same images reads no image again.\n\n"
+        "The README says more: JPEG draft decoding, damaged images and stores."
     )
 
     INPUT = "INPUT"
@@ -428,7 +411,7 @@ def style_classified_layer(layer, label_set, settings: dict | None = None) -> No
     for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
         if label.text in present:
             name = f"{label.code} {label.text}" if label.code else label.text
-            categories.append(QgsRendererCategory(label.text, _dot(colour), name))
+            categories.append(QgsRendererCategory(label.text, _dot(colour), legend_text(name)))
     if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
         categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label_1", categories))

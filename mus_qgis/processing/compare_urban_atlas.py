@@ -22,9 +22,11 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
-from .base import MusAlgorithm, find_field, style_on_load
+from .base import MusAlgorithm, find_field, legend_text, style_on_load
+from .classify_clip import classification_settings
 from .engine import job_file, run_job
 from .qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
+from .reports import report_start
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -201,6 +203,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         with open(pairs, "w", encoding="utf-8") as handle:
             json.dump({"reference": truths, "predicted": guesses}, handle)
         result = _agreement(run_job("agreement", {"pairs": pairs}, feedback))
+        # An empty comparison never gets here: the agreement job refuses it, with the reason.
         feedback.pushInfo(
             f"{result.total} points compared: overall accuracy "
             f"{result.overall_accuracy:.3f}, kappa {result.kappa:.3f}."
@@ -220,7 +223,9 @@ class CompareUrbanAtlas(MusAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
             with open(report, "w", encoding="utf-8") as out:
-                out.write(_report_html(result, legend))
+                layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+                runs = [classification_settings(layer)] if layer is not None else []
+                out.write(_report_html(result, legend, runs))
             outputs[self.REPORT] = report
         return outputs
 
@@ -299,7 +304,7 @@ def _legend(codes):
     return builtin_label_set(name) if name else None
 
 
-def _report_html(result, legend) -> str:
+def _report_html(result, legend, runs: list[dict]) -> str:
     names = {label.code: label.text for label in legend.labels} if legend else {}
     colours = (
         {label.code: colour for label, colour in zip(legend.labels, legend.colours(), strict=True)}
@@ -319,9 +324,14 @@ def _report_html(result, legend) -> str:
         return "" if value != value else f"{value:.{digits}f}"
 
     parts = [
-        "<html><head><meta charset='utf-8'><title>Agreement</title><style>body{font-family:"
-        "sans-serif}td,th{padding:2px 6px;text-align:right}td.l{text-align:left}"
-        ".d{background:#d9f0d3}</style></head><body><h1>Agreement with the reference</h1>",
+        report_start(
+            "Agreement with the reference",
+            runs,
+            style="td,th{text-align:right}td.l{text-align:left}.d{background:#d9f0d3}",
+            what="agreement figures",
+        )
+    ]
+    parts += [
         f"<p>{result.total} points compared. Overall accuracy "
         f"<b>{number(result.overall_accuracy)}</b>, Cohen's kappa "
         f"<b>{number(result.kappa)}</b>.</p>",
@@ -355,7 +365,7 @@ def style_reference_layer(layer, legend, field: str) -> None:
         QgsRendererCategory(
             label.code,
             QgsFillSymbol.createSimple({"color": colour, "outline_style": "no"}),
-            f"{label.code} {label.text}",
+            legend_text(f"{label.code} {label.text}"),
         )
         for label, colour in zip(legend.labels, legend.colours(), strict=True)
     ]

@@ -23,6 +23,7 @@ from .classify_clip import classification_settings
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
+from .reports import report_start
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -206,12 +207,12 @@ class RankLabels(ClipParameters, MusAlgorithm):
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
             runs = [classification_settings(layer) for layer in layers]
-            models = [model_words(run) for run in runs if run]
             if stored_sets:
-                models.append(model_words(result.get("model") or {}))
-            untrained = bool(result["untrained_warning"]) or any(r.get("untrained") for r in runs)
+                runs.append(dict(result.get("model") or {}))
+            if result["untrained_warning"] and not any(run.get("untrained") for run in runs):
+                runs.append({"untrained": True})  # the engine knows: the banner must show
             with open(report, "w", encoding="utf-8") as out:
-                out.write(_report_html(sections, models, untrained))
+                out.write(_report_html(sections, runs))
             results[self.REPORT] = report
         return results
 
@@ -278,14 +279,6 @@ def _text(value) -> str:
     return "" if value is None or str(value) == "NULL" else str(value)
 
 
-def model_words(settings: dict) -> str:
-    """The model and weights as a reader names them: 'ViT-B-32, laion2b_s34b_b79k weights'."""
-    weights = settings.get("checkpoint") or settings.get("pretrained")
-    if settings.get("untrained"):
-        return f"{settings.get('model', '?')}, random (untrained) weights"
-    return f"{settings.get('model', '?')}, {weights or '?'} weights"
-
-
 def set_title(name: str) -> str:
     """A built-in label set's title ('Italian provinces'), else the name as given."""
     from ..engine.clip.labels import builtin_label_set
@@ -312,32 +305,26 @@ def _label_universe(layer, rows) -> tuple[str, list[str]]:
     return name or layer.name(), labels + extra
 
 
-def _report_html(sections, models: list[str], untrained: bool) -> str:
+def _report_html(sections, runs: list[dict]) -> str:
     """The ranking as a reader sees it: which model and weights made it (a banner when the
     weights are random), each label set by its title, the targets marked as targets."""
     parts = [
-        "<html><head><meta charset='utf-8'><title>Label ranking</title><style>"
-        "body{font-family:sans-serif}td{padding:2px 6px}.bar{background:#4a7bb7;height:"
-        "12px}.target .bar{background:#d7301f}.target{font-weight:bold}"
-        ".warning{background:#fde0dd;border:2px solid #d7301f;padding:6px 10px}</style></head>"
-        "<body><h1>Label ranking</h1>"
+        report_start(
+            "Label ranking",
+            runs,
+            style=".bar{background:#4a7bb7;height:12px}.target .bar{background:#d7301f}"
+            ".target{font-weight:bold}th{text-align:left}",
+            what="ranks",
+        )
     ]
-    if untrained:
-        parts.append(
-            "<p class='warning'><b>Random weights.</b> The model that classified these images "
-            "has untrained weights: the ranks below say nothing about the images.</p>"
-        )
-    if models:
-        parts.append(
-            "<p>Classified by "
-            + "; ".join(html.escape(words) for words in dict.fromkeys(models))
-            + ".</p>"
-        )
     for title, ranked in sections:
         top = max((entry.share for entry in ranked), default=0) or 1
         shown = [e for e in ranked if e.rank <= REPORT_ROWS or e.target]
+        targets = [html.escape(entry.label) for entry in ranked if entry.target]
+        # Bold and red mark what the user asked about, not a winner: the line says so.
+        key = f"<p>Targets in bold, their bars red: {', '.join(targets)}.</p>" if targets else ""
         parts.append(
-            f"<h2>{html.escape(title)}</h2><table><tr><th>rank</th><th>label</th>"
+            f"<h2>{html.escape(title)}</h2>{key}<table><tr><th>rank</th><th>label</th>"
             "<th>first places</th><th>share</th><th></th><th>mean probability</th></tr>"
         )
         for entry in shown:

@@ -29,7 +29,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
-from .base import MusAlgorithm, project_in_place, style_on_load
+from .base import MusAlgorithm, legend_text, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     FIELD_NUMERIC,
@@ -378,6 +378,6 @@ def style_grid_layer(layer, names, colours, codes=None) -> None:
             )
             value = f"{name} · filled" if filled else name
             text = f"{legend} (filled: no point in the cell)" if filled else legend
-            categories.append(QgsRendererCategory(value, symbol, text))
+            categories.append(QgsRendererCategory(value, symbol, legend_text(text)))
     layer.setRenderer(QgsCategorizedSymbolRenderer(GRID_CATEGORY, categories))
     layer.triggerRepaint()

@@ -79,6 +79,7 @@ def test_agreement_with_real_corine_polygons(
     ]
     text = report.read_text(encoding="utf-8")
     assert "Confusion matrix" in text and "Cohen" in text and "Continuous urban fabric" in text
+    assert "Random weights" not in text and "No point was compared" not in text
     styled = QgsProject.instance().mapLayer(result["REFERENCE_OUTPUT"])
     assert isinstance(styled.renderer(), QgsCategorizedSymbolRenderer)
     colours = {c.value(): c.symbol().color().name() for c in styled.renderer().categories()}
@@ -101,3 +102,28 @@ def test_urban_atlas_fields_found_whatever_their_case(mus_provider):
     assert rows[0]["ref_class"].startswith("Industrial")
     assert [r["agree"] for r in rows] == [1, 0, None]
     assert result["COMPARED"] == 2 and result["OVERALL_ACCURACY"] == pytest.approx(0.5)
+
+
+def test_nothing_compared_is_refused_and_random_weights_named(mus_provider, tmp_path):
+    """Points on the polygons but none with a code: refused with the reason, and no report of
+    empty numbers is left; a comparison of an untrained classification says so at its top."""
+    import json
+
+    from qgis.core import QgsProcessingException
+
+    narva = QgsVectorLayer(str(NARVA), "ua", "ogr")
+    report = tmp_path / "agreement.html"
+    parameters = {"REFERENCE": narva, "OUTPUT": "memory:", "REPORT": str(report)}
+    codeless = points_on(narva, ["", ""])  # as left by a classification with no usable image
+    with pytest.raises(QgsProcessingException, match="No compared point has a predicted code"):
+        processing.run(ALG, {**parameters, "INPUT": codeless})
+    assert not report.exists()
+    points = points_on(narva, ["12100", "11100"])
+    points.setCustomProperty(
+        "mus_qgis/classification",
+        json.dumps({"model": "ViT-B-32", "untrained": True, "label_set": "urban_atlas_2018"}),
+    )
+    assert processing.run(ALG, {**parameters, "INPUT": points})["COMPARED"] == 2
+    text = report.read_text(encoding="utf-8")
+    assert text.index("Random weights.") < text.index("points compared")
+    assert "Classified by ViT-B-32, random (untrained) weights." in text

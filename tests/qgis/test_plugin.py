@@ -225,10 +225,17 @@ def test_demo_writes_a_styled_geopackage_and_project():
     project = QgsProject()
     assert project.read(str(output / "rome_monti.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
-    from scripts.demo import BASEMAP, COMPARISON_LAYERS, IMAGE_GROUP, RANDOM_WEIGHTS, STREET_GROUP
+    from scripts.demo import (
+        BASEMAP,
+        COMPARISON_LAYERS,
+        IMAGE_GROUP,
+        NETWORK_LAYER,
+        RANDOM_WEIGHTS,
+        STREET_GROUP,
+    )
 
     expected = {title for name, title in SPATIAL_LAYERS.items() if name not in COMPARISON_LAYERS}
-    assert set(layers) == expected | {"Street network (OpenStreetMap)", BASEMAP}
+    assert set(layers) == expected | {NETWORK_LAYER, BASEMAP}
     for name, loaded in layers.items():
         assert loaded.isValid(), name
         if name in expected:
@@ -237,9 +244,9 @@ def test_demo_writes_a_styled_geopackage_and_project():
     # streets under the points, opening on the street images; random weights said up front.
     assert project.crs().authid() == "EPSG:3857"
     groups = [child.name() for child in project.layerTreeRoot().children()]
-    assert groups == [STREET_GROUP, f"{IMAGE_GROUP} — {RANDOM_WEIGHTS}", BASEMAP]
+    assert groups == [STREET_GROUP, f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}", BASEMAP]
     street_layers = project.layerTreeRoot().children()[0].children()
-    assert [node.name() for node in street_layers][-1] == "Street network (OpenStreetMap)"
+    assert [node.name() for node in street_layers][-1] == NETWORK_LAYER
     bookmarks = {b.name(): b.extent() for b in project.bookmarkManager().bookmarks()}
     assert set(bookmarks) == {STREET_GROUP, IMAGE_GROUP}
     assert set(project.mapThemeCollection().mapThemes()) == {STREET_GROUP, IMAGE_GROUP}

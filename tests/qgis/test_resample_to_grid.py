@@ -87,7 +87,10 @@ def test_majority_fill_and_official_colours(mus_provider, qgis_new_project, load
     assert legend[GREEN][0].name() == "#8cdc00" and legend[WATER][0].name() == "#80f2e6"
     assert legend[GREEN][1] == f"14100 {GREEN}"  # the official Urban Atlas palette and codes
     filled_colour, filled_text = legend[f"{filled_label} · filled"]
-    assert filled_colour.alpha() < 128 and filled_text.endswith("(filled: no point in the cell)")
+    assert filled_colour.alpha() < 128
+    assert " ".join(filled_text.split()).endswith("(filled: no point in the cell)")
+    # Broken into lines that fit a default Layers panel, not cut by it.
+    assert "\n" in filled_text and max(len(line) for line in filled_text.splitlines()) <= 24
     assert filled_colour.name() == legend[filled_label][0].name()  # a lighter shade of its own
     category = QgsExpression(renderer.classAttribute())
     context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
