@@ -327,7 +327,7 @@ def _report_html(result, legend, runs: list[dict]) -> str:
         report_start(
             "Agreement with the reference",
             runs,
-            style="td,th{text-align:right}td.l{text-align:left}.d{background:#d9f0d3}",
+            style="td,th{text-align:right}.l{text-align:left}.d{background:#d9f0d3}",
             what="agreement figures",
         )
     ]
