@@ -120,6 +120,8 @@ def main() -> int:
         reports = sorted(args.project.parent.glob("*.html"))
         for path in [*seen.get("saved", []), *report_screenshots(reports, args.out)]:
             print(path)
+        if "project" in seen:
+            print(f"demo project on opening: {seen['project']}")
         for error in seen.get("errors", ["no result from the desktop"]):
             print(error, file=sys.stderr)
         return 0 if seen and not seen.get("errors") else 1

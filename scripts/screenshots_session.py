@@ -66,6 +66,24 @@ def shots_open_project():
 
 def shots_project():
     shots_save(iface.mainWindow(), "project")
+    # What a user would meet on opening: a dialog asking something (a datum transformation, a
+    # missing file) or a layer that cannot draw is an error of the demo, not of the screenshot.
+    from qgis.PyQt.QtWidgets import QDialog, QMessageBox
+
+    asking = [
+        widget.windowTitle() or type(widget).__name__
+        for widget in QApplication.topLevelWidgets()
+        if widget.isVisible() and isinstance(widget, (QDialog, QMessageBox))
+    ]
+    broken = [lyr.name() for lyr in QgsProject.instance().mapLayers().values() if not lyr.isValid()]
+    shots_state["project"] = {
+        "dialogs": asking,
+        "invalid_layers": broken,
+        "scale": round(iface.mapCanvas().scale()),
+        "crs": iface.mapCanvas().mapSettings().destinationCrs().authid(),
+    }
+    if asking or broken:
+        shots_state["errors"].append(f"the demo project asks {asking} or has broken {broken}")
     toolbox = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
     if toolbox is None:
         raise RuntimeError("no Processing toolbox")
