@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # QGIS (tests, demo, qgis_process) sends the engine's work to this Python.
 export MUS_ENGINE_PYTHON ?= $(CURDIR)/$(ENGINE_PY)
 
-.PHONY: install test lint format demo bench package stage fresh-check clean
+.PHONY: install test test-engine test-qgis lint format demo bench package stage fresh-check clean
 
 install: $(STAMP) $(ENGINE_STAMP)
 
@@ -32,10 +32,19 @@ $(ENGINE_STAMP): mus_qgis/engine/requirements.txt requirements-engine-dev.txt $(
 
 # The engine's tests run in the engine environment, where QGIS is not importable: the engine must
 # not need it. The QGIS side's tests then run in a headless QGIS that sends jobs to that engine.
+# The two suites run side by side, one a core: much of each is waiting on a worker, a subprocess
+# or a file, so the pair takes far less than one after the other. Each keeps its own temporary
+# folder, and its output is printed whole when it ends.
 test: install
-	rm -rf .qgis-settings  # pytest-qgis's profile: each run starts from a fresh one
-	$(ENGINE_PY) -m pytest -W ignore::pytest.PytestConfigWarning tests/engine
-	$(PY) -m pytest tests/qgis
+	rm -rf .qgis-settings .pytest-tmp  # pytest-qgis's profile: each run starts from a fresh one
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-engine test-qgis
+
+test-engine: install
+	$(ENGINE_PY) -m pytest -W ignore::pytest.PytestConfigWarning --basetemp=.pytest-tmp/engine \
+		tests/engine
+
+test-qgis: install
+	$(PY) -m pytest --basetemp=.pytest-tmp/qgis tests/qgis
 
 # ruff for style and errors; flake8 runs only flake8-qgis's QGS rules (QGIS API use, Qt 6 removals).
 lint: install
@@ -70,5 +79,5 @@ fresh-check:
 	bash scripts/fresh_check.sh $(SUITE)
 
 clean:
-	rm -rf build dist demo_output .pytest_cache .ruff_cache
+	rm -rf build dist demo_output .pytest_cache .pytest-tmp .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
