@@ -179,6 +179,8 @@ class ExportFigures(MusAlgorithm):
                 f"Figure '{what}': {', '.join(written)}"
                 + (f" (legend: {'; '.join(entries)})" if entries else "")
             )
+            for note in figure.notes:
+                feedback.pushInfo(f"Figure '{what}': {note}.")
             feedback.setProgress(100 * (step + 1) / len(FIGURES))
         return {
             self.OUTPUT_FOLDER: str(folder),

@@ -70,6 +70,7 @@ WARNING_RED = "#c62828"
 HIGHLIGHT = "#000000"  # the most frequent architect, the ranking's targets
 OTHER_GREY = "#b0b0b0"
 STREET_GREY = "#c8c8c8"
+DOT_RIM = "#303030"
 # Architects after the most frequent one: ColorBrewer's Dark2, then the rest in grey.
 ARCHITECT_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d")
 BAR_ROWS = 15  # bars in the architects' chart
@@ -86,6 +87,7 @@ class Figure:
     layout: QgsPrintLayout
     project: QgsProject
     legends: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what the log should say about it
 
 
 @dataclass
@@ -123,9 +125,10 @@ class Sheet:
         page.setPageSize(_size(width, height))
         self.name, self.width, self.height = name, width, height
         self.legends: list = []
+        self.notes: list[str] = []
 
     def figure(self) -> Figure:
-        return Figure(self.name, self.layout, self.project, self.legends)
+        return Figure(self.name, self.layout, self.project, self.legends, self.notes)
 
     def add_layer(self, layer, in_legend: bool = True):
         if self.project.addMapLayer(layer, in_legend) is None:
@@ -261,7 +264,7 @@ class Sheet:
         under a body that ends there."""
         height = 3.2 * len(lines)
         if body_end is not None:
-            self.height = body_end + SCALE_ROW + 2 + height + MARGIN
+            self.height = body_end + SCALE_ROW + 5 + height + MARGIN
             self.layout.pageCollection().page(0).setPageSize(_size(self.width, self.height))
         top = self.height - MARGIN - height
         self.text(MARGIN, top, self.width - 2 * MARGIN, height, "\n".join(lines), 6.5,
@@ -479,7 +482,9 @@ def ranking_figure(inputs: FigureInputs) -> Figure | str:
     charts_end = top
     for index, (set_name, rows) in enumerate(sections.items()):
         panel_x = x + index * (panel + gap)
-        sheet.text(panel_x, top, panel, 5, _elide(set_title(set_name), panel, 8), 8, bold=True)
+        title, scope = _section_words(set_name)
+        sheet.text(panel_x, top - 1, panel, 5, _elide(title, panel, 8, bold=True), 8, bold=True)
+        sheet.text(panel_x, top + 3, panel, 3.5, _elide(scope, panel, 6.5), 6.5, colour="#555555")
         shown = [row for row in rows if row["rank"] <= RANK_ROWS]
         shown += [row for row in rows if row["rank"] > RANK_ROWS and row["target"]]
         bars = [
@@ -492,12 +497,12 @@ def ranking_figure(inputs: FigureInputs) -> Figure | str:
             )
             for row in shown
         ]
-        height = sheet.bar_chart(panel_x, top + 6, panel, bars, label_width=panel * 0.62)
+        height = sheet.bar_chart(panel_x, top + 8, panel, bars, label_width=panel * 0.62)
         sheet.text(
-            panel_x, top + 7 + height, panel, 4, f"{len(rows)} labels ranked", 6.5,
+            panel_x, top + 9 + height, panel, 4, f"{len(rows)} labels ranked", 6.5,
             colour="#555555",
         )  # fmt: skip
-        charts_end = max(charts_end, top + 12 + height)
+        charts_end = max(charts_end, top + 14 + height)
     key_y = charts_end + 3
     sheet.box(x, key_y + 1, 4, 3, HIGHLIGHT)
     sheet.text(x + 5, key_y, 80, 5, "target named in the ranking (label in bold)", 7)
@@ -595,6 +600,21 @@ def _style_points(layer, settings: dict) -> None:
         labels = tuple(Label(text, colour=c) for text, c in zip(found, colours, strict=True))
         label_set = LabelSet("found", labels, ("{label}",))
     style_classified_layer(layer, label_set)
+    # A dark rim: a dot reads apart from a grid cell of its own colour under it.
+    renderer = layer.renderer()
+    for index, category in enumerate(renderer.categories()):
+        symbol = category.symbol().clone()
+        symbol.symbolLayer(0).setStrokeColor(QColor(DOT_RIM))
+        symbol.symbolLayer(0).setStrokeWidth(0.2)
+        renderer.updateCategorySymbol(index, symbol)
+
+
+def _section_words(set_name: str) -> tuple[str, str]:
+    """A ranking section as a panel names it: the label set's short title ('European
+    capitals'), and what was ranked ('all 9 stored images', else 'the classified points')."""
+    name, _, scope = set_name.partition(" (")
+    title = set_title(name).split(" (")[0]
+    return title, scope.rstrip(")") or "the classified points"
 
 
 def _style_highlighted(layer, colours: dict, counts: Counter, distinct: int) -> None:
@@ -655,6 +675,7 @@ def _streets(sheet: Sheet, streets, extent, crs) -> list:
         return []
     transform = QgsCoordinateTransform(streets.crs(), crs, QgsProject.instance())
     if not transform.transformBoundingBox(streets.extent()).intersects(extent):
+        sheet.notes.append(f"the street network {streets.name()} does not reach the map: not drawn")
         return []
     copy = sheet.add_layer(_copy(streets, "Street network"), in_legend=False)
     copy.setRenderer(QgsSingleSymbolRenderer(QgsLineSymbol.createSimple({"color": STREET_GREY})))
@@ -778,7 +799,8 @@ def _elide(text: str, width_mm: float, size: float, bold: bool = False) -> str:
     font.setBold(bold)
     metrics = QFontMetricsF(font)
     # The metrics measure in pixels at the screen's DPI; the layout draws points as 1/72 inch.
-    room = width_mm / 25.4 * metrics.fontDpi() * 0.95
+    # A margin: a label wraps at a word a little before its measured width.
+    room = width_mm / 25.4 * metrics.fontDpi() * 0.85
     return metrics.elidedText(text, Qt.TextElideMode.ElideRight, room)
 
 
