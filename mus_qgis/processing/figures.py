@@ -40,6 +40,7 @@ from qgis.core import (
     QgsSingleSymbolRenderer,
     QgsSymbolLayerUtils,
     QgsTextFormat,
+    QgsUnitTypes,
     QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QFile, QRectF, QSize, Qt
@@ -384,8 +385,15 @@ def landuse_figure(inputs: FigureInputs) -> Figure | str:
     legend = sheet.legend(MARGIN, top, drawn)
     if grid is not None:
         _short_filled_entries(legend, cells)
+    # A study with many classes: the legend in more columns, smaller, rather than off the page.
+    for columns, size in ((1, 7.0), (2, 6.0), (3, 5.0)):
+        legend.setColumnCount(columns)
+        legend.setSplitLayer(columns > 1)
+        _legend_font(legend, LEGEND_SYMBOL_LABEL, size)
         sheet.fit(legend)
-    legend_width = min(legend.rect().width(), 130.0)
+        if legend.rect().height() <= bottom - top - 3:
+            break
+    legend_width = min(legend.rect().width(), sheet.width * 0.55)
     map_width = sheet.width - 2 * MARGIN - legend_width - 5
     item = sheet.map(MARGIN, top, map_width, bottom - top - 3, [*drawn, *streets], extent, crs)
     legend.setLinkedMap(item)
@@ -705,7 +713,9 @@ def _cell_size(grid) -> str:
     if feature is None or feature.geometry().isNull():
         return "grid"
     side = math.sqrt(feature.geometry().area())
-    return f"{side:.0f} m" if grid.crs().mapUnits() == 0 else "grid"
+    # The unit's name, not its enum, which moved between QGIS versions.
+    metres = QgsUnitTypes.encodeUnit(grid.crs().mapUnits()) == "meters"
+    return f"{side:.0f} m" if metres else "grid"
 
 
 def _short_filled_entries(legend, cells) -> None:
