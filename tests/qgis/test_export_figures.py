@@ -183,6 +183,13 @@ def test_legends_list_the_classes_present(study):
         f"{codes[label]} {label}" for label in present
     }, texts  # the points' classes and the grid's (which come from the points)
     assert all(text.endswith("(filled)") for text in texts if "filled" in text)
+    grid_only = landuse_figure(FigureInputs(grid=QgsVectorLayer(study["grid"])))
+    grid_labels = {f["label"] for f in QgsVectorLayer(study["grid"]).getFeatures()}
+    shown = {
+        text.split(" ", 1)[1].removesuffix(" (filled)")
+        for text in legend_texts(grid_only.legends[0])
+    }
+    assert shown == grid_labels
 
     planning = [QgsVectorLayer(path, "p", "ogr") for path in study["planning"]]
     figure = planning_figure(FigureInputs(planning=planning))
