@@ -199,6 +199,7 @@ def run_pipeline(profile: Path) -> dict:
         )
     results["fetch"] = step("mus:fetchpanoramas", f"INPUT={points}", *fetch, table("imagery"))
     parameters, results["model"] = model_parameters()
+    results["model_parameters"] = parameters
     print(f"3. CLIP-classifying the images; model: {results['model']}")
     results["landuse"] = step(
         "mus:classifyclip",
@@ -480,6 +481,10 @@ def main() -> None:
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
     reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
     print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")
+    from scripts.demo_figures import export_figures
+
+    untrained = json.loads(landuse["SETTINGS"]).get("untrained", False)
+    export_figures(results["model_parameters"], untrained, bool(online_source()))
 
 
 def target_ranks(path: Path) -> list[dict]:

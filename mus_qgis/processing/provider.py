@@ -11,6 +11,7 @@ from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
 from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
 from .engine_status import EngineStatus
+from .export_figures import ExportFigures
 from .fetch_panoramas import FetchPanoramas
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
@@ -98,6 +99,7 @@ class MusProvider(QgsProcessingProvider):
             ResampleToGrid(),
             RankLabels(),
             CompareUrbanAtlas(),
+            ExportFigures(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

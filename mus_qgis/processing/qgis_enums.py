@@ -22,6 +22,7 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsField,
     QgsGeometry,
+    QgsLegendStyle,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingFeatureSource,
@@ -53,6 +54,10 @@ VECTOR_ANY_GEOMETRY = newest(
 VECTOR_POINT = newest(
     lambda: Qgis.ProcessingSourceType.VectorPoint,
     lambda: QgsProcessing.SourceType.TypeVectorPoint,
+)
+VECTOR_LINE = newest(
+    lambda: Qgis.ProcessingSourceType.VectorLine,
+    lambda: QgsProcessing.SourceType.TypeVectorLine,
 )
 VECTOR_POLYGON = newest(
     lambda: Qgis.ProcessingSourceType.VectorPolygon,
@@ -98,6 +103,10 @@ ALGORITHM_HIDE_FROM_MODELER = newest(
     lambda: Qgis.ProcessingAlgorithmFlag.HideFromModeler,
     lambda: QgsProcessingAlgorithm.Flag.FlagHideFromModeler,
 )
+ALGORITHM_NO_THREADING = newest(
+    lambda: Qgis.ProcessingAlgorithmFlag.NoThreading,
+    lambda: QgsProcessingAlgorithm.Flag.FlagNoThreading,
+)
 SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS = newest(
     lambda: Qgis.ProcessingFeatureSourceFlag.SkipGeometryValidityChecks,
     lambda: QgsProcessingFeatureSource.Flag.FlagSkipGeometryValidityChecks,
@@ -111,6 +120,16 @@ NO_GEOMETRY_REQUEST = newest(
     lambda: QgsFeatureRequest.Flag.NoGeometry,
 )
 WKB_NO_GEOMETRY = newest(lambda: Qgis.WkbType.NoGeometry, lambda: QgsWkbTypes.Type.NoGeometry)
+
+# Parts of a layout legend (Qgis.LegendComponent since 3.32).
+LEGEND_HIDDEN = newest(lambda: Qgis.LegendComponent.Hidden, lambda: QgsLegendStyle.Style.Hidden)
+LEGEND_TITLE = newest(lambda: Qgis.LegendComponent.Title, lambda: QgsLegendStyle.Style.Title)
+LEGEND_SUBGROUP = newest(
+    lambda: Qgis.LegendComponent.Subgroup, lambda: QgsLegendStyle.Style.Subgroup
+)
+LEGEND_SYMBOL_LABEL = newest(
+    lambda: Qgis.LegendComponent.SymbolLabel, lambda: QgsLegendStyle.Style.SymbolLabel
+)
 
 # Data-defined symbol properties (members lost their "Property" prefix in 3.30).
 SYMBOL_FILL_COLOR = newest(

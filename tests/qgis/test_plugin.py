@@ -54,8 +54,8 @@ def test_plugin_start_up_imports_nothing_heavy():
     ).stdout
     assert (
         "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
-        "'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
-        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
+        "'mus:exportfigures', 'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', "
+        "'mus:resampletogrid', 'mus:samplestreetcentroids', 'mus:setupengine']" in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
@@ -333,6 +333,7 @@ def test_readme_qgis_process_commands_name_real_parameters(mus_provider):
         "mus:resampletogrid",
         "mus:ranklabels",
         "mus:compareurbanatlas",
+        "mus:exportfigures",
         "mus:pipeline",
     }
     for algorithm_id, arguments in commands:
