@@ -608,6 +608,7 @@ def _style_points(layer, settings: dict) -> None:
         labels = tuple(Label(text, colour=c) for text, c in zip(found, colours, strict=True))
         label_set = LabelSet("found", labels, ("{label}",))
     style_classified_layer(layer, label_set)
+    _one_line_legend(layer)
     # A dark rim: a dot reads apart from a grid cell of its own colour under it.
     renderer = layer.renderer()
     for index, category in enumerate(renderer.categories()):
@@ -696,14 +697,23 @@ def _style_grid(cells, label_set) -> None:
     found = sorted(_values(cells, "label"))
     if label_set is None:
         style_grid_layer(cells, found, generated_palette(len(found)))
-        return
-    names, colours = list(label_set.texts), list(label_set.colours())
-    codes = [label.code for label in label_set.labels]
-    extra = [name for name in found if name not in set(names)]
-    names += extra
-    colours += generated_palette(len(extra))
-    codes += [""] * len(extra)
-    style_grid_layer(cells, names, colours, codes)
+    else:
+        names, colours = list(label_set.texts), list(label_set.colours())
+        codes = [label.code for label in label_set.labels]
+        extra = [name for name in found if name not in set(names)]
+        names += extra
+        colours += generated_palette(len(extra))
+        codes += [""] * len(extra)
+        style_grid_layer(cells, names, colours, codes)
+    _one_line_legend(cells)
+
+
+def _one_line_legend(layer) -> None:
+    """A figure's legend has the room that the Layers panel lacks: each entry on one line again
+    (the layer styles break long entries for the panel)."""
+    renderer = layer.renderer()
+    for index, category in enumerate(renderer.categories()):
+        renderer.updateCategoryLabel(index, " ".join(category.label().split()))
 
 
 def _cell_size(grid) -> str:
