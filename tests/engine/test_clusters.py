@@ -84,7 +84,7 @@ def test_random_labellings_are_significant_at_about_the_stated_rate():
 
 
 def test_equal_to_pysal_on_the_same_weights():
-    x, y, column, row = lattice(10)
+    x, y, column, _ = lattice(10)
     rng = np.random.default_rng(7)
     labels = np.where(column + rng.integers(-2, 3, len(x)) > 5, 1, 0)
     scores = column + rng.normal(size=len(x))
@@ -117,7 +117,7 @@ def test_equal_to_pysal_on_the_same_weights():
 
 
 def test_labels_that_cannot_be_tested_and_bad_settings():
-    x, y, column, _ = lattice(4)
+    x, y, _, _ = lattice(4)
     labels = np.zeros(len(x), dtype=int)
     labels[0], labels[1] = 1, -1
     result = label_clusters(x, y, labels, 3, permutations=19, kind="knn", k=3)

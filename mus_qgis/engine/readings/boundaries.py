@@ -142,7 +142,7 @@ def _dissolve(edges, middles, label_pairs, strength, edge_length) -> list[dict]:
                     "labels": (int(a), int(b)),
                     "length_m": float(piece.length),
                     "strength": float(strength[mine[on_piece]].mean()) if len(on_piece) else 0.0,
-                    "edges": int(len(on_piece)),
+                    "edges": len(on_piece),
                 }
             )
     return lines

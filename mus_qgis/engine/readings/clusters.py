@@ -70,8 +70,8 @@ class ClusterResult:
     local_p: object
     in_cluster: object
     scores: ScoreTest | None = None
-    # Per feature: local Moran's I, two-sided pseudo p-value, quadrant (1 HH, 2 LH, 3 LL, 4 HL; 0 none),
-    # significant after FDR.
+    # Per feature: local Moran's I, two-sided pseudo p-value, quadrant (1 HH, 2 LH, 3 LL,
+    # 4 HL; 0 none), significant after FDR.
     local_i: object = None
     local_i_p: object = None
     quadrant: object = None

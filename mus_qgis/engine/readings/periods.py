@@ -2,11 +2,11 @@
 a reference layer's years.
 
 A label set may carry dates: a ``year`` column, or ``born`` and ``died`` (the architects; the
-label's year is the middle of the life; born + 40 for the living), or ``start`` and ``end``. For each location the full
-probability vector over the set (every label, not the top k) gives the expected year
-Σ p·year / Σ p over the dated labels, and the spread (the probability-weighted standard deviation
-of the years). ``dated_share`` is the probability on dated labels: where it is low, the
-location's period rests on few labels.
+label's year is the middle of the life; born + 40 for the living), or ``start`` and ``end``.
+For each location the full probability vector over the set (every label, not the top k) gives
+the expected year Σ p·year / Σ p over the dated labels, and the spread (the probability-weighted
+standard deviation of the years). ``dated`` is the probability on dated labels: where it is
+low, the location's period rests on few labels.
 
 Against a reference layer with years (e.g. buildings with a construction year), each location
 takes the year of its nearest reference feature (within a distance, if given); Spearman's rank

@@ -519,3 +519,7 @@ def agreement_job(params: dict, progress) -> dict:
         "support": [int(v) for v in result.support],
         "total": int(result.total),
     }
+
+
+# -- 5. reading the city (spatial statistics) ----------------------------------------------------
+from . import reading_jobs  # noqa: E402,F401  (registers its jobs)
