@@ -12,6 +12,7 @@ from .compare_urban_atlas import CompareUrbanAtlas
 from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
 from .engine_status import EngineStatus
 from .fetch_panoramas import FetchPanoramas
+from .label_boundaries import LabelBoundaries
 from .label_clusters import LabelClusters
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
@@ -100,6 +101,7 @@ class MusProvider(QgsProcessingProvider):
             RankLabels(),
             CompareUrbanAtlas(),
             LabelClusters(),
+            LabelBoundaries(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

@@ -7,7 +7,11 @@ import pytest
 import shapely
 
 from mus_qgis.engine.errors import MusError
-from mus_qgis.engine.readings.boundaries import alignment_test, label_boundaries
+from mus_qgis.engine.readings.boundaries import (
+    alignment_test,
+    label_boundaries,
+    shares_from_points,
+)
 from mus_qgis.engine.readings.grid import resample_to_grid
 
 
@@ -44,6 +48,18 @@ def test_strength_is_the_difference_of_label_shares():
     shares = np.array([[0.6, 0.4], [0.4, 0.6]])
     result = label_boundaries(square_rings(2, 1), [0, 1], shares=shares)
     assert result.strength == pytest.approx([0.2])
+    # Counted from points: 3 of label 0 and 2 of label 1 in the west cell, the east cell empty
+    # (filled with label 1, so wholly label 1).
+    counted = shares_from_points(
+        square_rings(2, 1), [10, 20, 30, 40, 50], [50] * 5, [0, 0, 0, 1, 1], [0, 1], 2
+    )
+    assert counted == pytest.approx(np.array([[0.6, 0.4], [0.0, 1.0]]))
+    # A point on the edge between the cells counts in the east one, as the grid binned it.
+    on_edge = shares_from_points(square_rings(2, 1), [100, 10], [50, 50], [0, 1], [1, 0], 2)
+    assert on_edge == pytest.approx(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    assert label_boundaries(square_rings(2, 1), [0, 1], shares=counted).strength == pytest.approx(
+        [0.6]
+    )
     majority = label_boundaries(square_rings(2, 1), [0, 1], majority_share=[0.6, np.nan])
     assert majority.strength == pytest.approx([1.0])
 

@@ -86,3 +86,59 @@ def test_a_layer_without_labels_is_refused(mus_provider):
         processing.run(
             "mus:labelclusters", {"INPUT": layer, "OUTPUT": "memory:", "TABLE": "memory:"}
         )
+
+
+def line_layer(wkt: str, crs: str = "EPSG:32633") -> QgsVectorLayer:
+    layer = QgsVectorLayer(f"LineString?crs={crs}", "reference", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromWkt(wkt))
+    assert layer.dataProvider().addFeatures([feature])[0]
+    return layer
+
+
+def test_boundaries_of_a_grid_follow_the_seam_and_the_reference(mus_provider):
+    points = half_planes()
+    grid = processing.run(
+        "mus:resampletogrid",
+        {"INPUT": points, "CELL_SIZE": 100, "PROJECTED_CRS": "EPSG:32633", "OUTPUT": "memory:"},
+    )["OUTPUT"]
+    seam = "LINESTRING(300200 4639900, 300200 4640500)"
+    result = processing.run(
+        "mus:labelboundaries",
+        {
+            "INPUT": grid,
+            "POINTS": points,
+            "REFERENCE": line_layer(seam),
+            "BUFFER": 20,
+            "PERMUTATIONS": 99,
+            "OUTPUT": "memory:",
+        },
+    )
+    # Four rows of 100 m cells; Green west of x = 300,200, Water east of it.
+    assert result["EDGES"] == 4 and result["LENGTH_M"] == pytest.approx(400)
+    (line,) = result["OUTPUT"].getFeatures()
+    assert {line["label_a"], line["label_b"]} == {GREEN, WATER}
+    assert line["strength"] == pytest.approx(1.0) and line["length_m"] == pytest.approx(400)
+    assert line.geometry().length() == pytest.approx(400)
+    assert result["ALIGNED_SHARE"] == pytest.approx(1.0) and result["P_VALUE"] <= 0.05
+    across = processing.run(
+        "mus:labelboundaries",
+        {
+            "INPUT": grid,
+            "REFERENCE": line_layer("LINESTRING(299900 4640150, 300500 4640150)"),
+            "BUFFER": 20,
+            "PERMUTATIONS": 99,
+            "OUTPUT": "memory:",
+        },
+    )
+    assert across["ALIGNED_SHARE"] < 0.2 and across["P_VALUE"] > 0.05
+
+
+def test_a_grid_in_degrees_is_refused(mus_provider):
+    cell = QgsVectorLayer("Polygon?crs=EPSG:4326&field=label:string", "grid", "memory")
+    feature = QgsFeature(cell.fields())
+    feature.setGeometry(QgsGeometry.fromWkt("POLYGON((12 41,12.1 41,12.1 41.1,12 41.1,12 41))"))
+    feature.setAttributes([GREEN])
+    assert cell.dataProvider().addFeatures([feature])[0]
+    with pytest.raises(QgsProcessingException, match="not in metres"):
+        processing.run("mus:labelboundaries", {"INPUT": cell, "OUTPUT": "memory:"})

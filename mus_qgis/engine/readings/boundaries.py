@@ -67,6 +67,33 @@ def grid_geometry(rings):
     return shape, size, centres, spacing, edge_length
 
 
+def shares_from_points(rings, x, y, point_labels, labels, n_labels: int):
+    """N×L label shares per cell, counted from the labelled points inside each; a cell with no
+    point (a filled cell) is wholly its own label."""
+    import numpy as np
+    import shapely
+
+    cells = shapely.polygons(np.asarray(rings, dtype=float))
+    point_labels = np.asarray(point_labels, dtype=np.int64)
+    keep = (point_labels >= 0) & (point_labels < n_labels)
+    points = shapely.points(np.asarray(x, float)[keep], np.asarray(y, float)[keep])
+    point_index, cell_index = shapely.STRtree(cells).query(points, predicate="intersects")
+    # A point on an edge between cells counts in the one up and to the right, as the grid's
+    # binning (floor of the coordinate over the cell size) put it.
+    centres = np.asarray(rings, dtype=float)[:, :-1, :].mean(axis=1)
+    order = np.lexsort((-(centres[cell_index, 0] + centres[cell_index, 1]), point_index))
+    point_index, cell_index = point_index[order], cell_index[order]
+    point_index, first = np.unique(point_index, return_index=True)
+    cell_index = cell_index[first]
+    counts = np.zeros((len(cells), n_labels))
+    np.add.at(counts, (cell_index, point_labels[keep][point_index]), 1.0)
+    totals = counts.sum(axis=1)
+    labels = np.asarray(labels, dtype=np.int64)
+    empty = (totals == 0) & (labels >= 0)
+    counts[np.flatnonzero(empty), labels[empty]] = 1.0
+    return counts / np.where(counts.sum(axis=1) > 0, counts.sum(axis=1), 1.0)[:, None]
+
+
 def label_boundaries(rings, labels, shares=None, majority_share=None) -> Boundaries:
     """Discontinuity edges and dissolved boundary lines of a label grid.
 

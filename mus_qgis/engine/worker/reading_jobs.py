@@ -98,15 +98,22 @@ def boundaries(params: dict, progress) -> dict:
     import numpy as np
     import shapely
 
-    from ..readings.boundaries import alignment_test, label_boundaries
+    from ..readings.boundaries import alignment_test, label_boundaries, shares_from_points
 
     with np.load(params["cells"], allow_pickle=False) as arrays:
         data = dict(arrays)
+    shares = None
+    if "point_label" in data:
+        shares = shares_from_points(
+            data["rings"],
+            data["point_x"],
+            data["point_y"],
+            data["point_label"],
+            data["label"],
+            int(params["n_labels"]),
+        )
     result = label_boundaries(
-        data["rings"],
-        data["label"],
-        shares=data.get("shares"),
-        majority_share=data["share"],
+        data["rings"], data["label"], shares=shares, majority_share=data["share"]
     )
     lines = [
         {
