@@ -14,6 +14,7 @@ from .engine_status import EngineStatus
 from .fetch_panoramas import FetchPanoramas
 from .label_boundaries import LabelBoundaries
 from .label_clusters import LabelClusters
+from .label_periods import LabelPeriods
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
@@ -102,6 +103,7 @@ class MusProvider(QgsProcessingProvider):
             CompareUrbanAtlas(),
             LabelClusters(),
             LabelBoundaries(),
+            LabelPeriods(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

@@ -142,3 +142,71 @@ def test_a_grid_in_degrees_is_refused(mus_provider):
     assert cell.dataProvider().addFeatures([feature])[0]
     with pytest.raises(QgsProcessingException, match="not in metres"):
         processing.run("mus:labelboundaries", {"INPUT": cell, "OUTPUT": "memory:"})
+
+
+def photo_points_with_years(count: int = 5):
+    """Points at the Arezzo photos (EPSG:4326) and a reference layer of years beside them."""
+    from tests.conftest import AREZZO_PHOTOS
+
+    points = QgsVectorLayer("Point?crs=EPSG:4326&field=image_paths:string", "photos", "memory")
+    reference = QgsVectorLayer("Point?crs=EPSG:4326&field=built:integer", "buildings", "memory")
+    features, buildings = [], []
+    for index, photo in enumerate(AREZZO_PHOTOS[:count]):
+        where = QgsGeometry.fromPointXY(QgsPointXY(11.88 + index * 1e-3, 43.467))
+        feature = QgsFeature(points.fields())
+        feature.setGeometry(where)
+        feature.setAttributes([str(photo)])
+        features.append(feature)
+        building = QgsFeature(reference.fields())
+        building.setGeometry(where)
+        building.setAttributes([1500 + 50 * index])
+        buildings.append(building)
+    assert points.dataProvider().addFeatures(features)[0]
+    assert reference.dataProvider().addFeatures(buildings)[0]
+    return points, reference
+
+
+def ranks(values):
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    result = [0.0] * len(values)
+    for rank, i in enumerate(order):
+        result[i] = float(rank)
+    return result
+
+
+def test_periods_from_the_architects_and_spearman_with_reference_years(
+    mus_provider, tiny_parameters
+):
+    points, reference = photo_points_with_years()
+    result = processing.run(
+        "mus:labelperiods",
+        {
+            "INPUT": points,
+            **tiny_parameters,
+            "REFERENCE": reference,
+            "YEAR_FIELD": "built",
+            "MAX_DISTANCE": 5,
+            "PERMUTATIONS": 99,
+            "OUTPUT": "memory:",
+        },
+    )
+    rows = list(result["OUTPUT"].getFeatures())
+    assert result["CLASSIFIED"] == 5 and result["PAIRS"] == 5
+    for row in rows:
+        # Vitruvius (-47.5) to the youngest living architect (1956 + 40).
+        assert -48 < row["year"] < 1997 and row["year_sd"] > 0
+        assert 0.98 < row["dated"] < 1  # only Buscheto has no dates
+        assert row["ref_dist_m"] < 1 and row["label_1"]
+    years, built = [r["year"] for r in rows], [r["ref_year"] for r in rows]
+    a, b = ranks(years), ranks(built)
+    mean = (len(a) - 1) / 2
+    expected_rho = sum((x - mean) * (y - mean) for x, y in zip(a, b, strict=True)) / sum(
+        (x - mean) ** 2 for x in a
+    )
+    assert result["RHO"] == pytest.approx(expected_rho)
+    assert 0 < result["P_VALUE"] <= 1
+    with pytest.raises(QgsProcessingException, match="has no dates"):
+        processing.run(
+            "mus:labelperiods",
+            {"INPUT": points, **tiny_parameters, "LABEL_SET": 0, "OUTPUT": "memory:"},
+        )

@@ -212,7 +212,7 @@ def periods(params: dict, progress) -> dict:
                 int(params["permutations"]),
                 int(params.get("seed", 0)),
             )
-        nearest, distance = found.nearest_year, found.distance
+        nearest, distance = found.nearest_year, found.distance_m
         correlation = {
             "rho": found.rho,
             "p_value": found.p_value,
