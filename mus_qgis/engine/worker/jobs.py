@@ -213,6 +213,7 @@ def sample_streets(params: dict, progress) -> dict:
         "locations": result.locations,
         "excluded_by_class": result.excluded_by_class,
         "areas_selected": result.areas_selected,
+        "directed_edges": result.directed_edges,
     }
 
 
