@@ -54,7 +54,8 @@ def test_plugin_start_up_imports_nothing_heavy():
     ).stdout
     assert (
         "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
-        "'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
+        "'mus:fetchpanoramas', 'mus:labelboundaries', 'mus:labelclusters', "
+        "'mus:labelperiods', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
         "'mus:samplestreetcentroids', 'mus:setupengine']" in out
     )
     assert "HEAVY []" in out
