@@ -184,8 +184,10 @@ def alignment_test(
     seed: int = 0,
     progress=None,
 ) -> Alignment:
-    """Share of discontinuity length within ``buffer_m`` of the ``reference`` lines, against
-    the shares of the reference rotated and shifted at random within ``extent`` (x0, y0, x1, y1).
+    """Share of discontinuity length (``discontinuities``: straight edges, as
+    :func:`label_boundaries` gives them) within ``buffer_m`` of the ``reference`` lines or
+    polygon outlines, against the shares of the reference rotated about the centre of ``extent``
+    (x0, y0, x1, y1) and shifted by up to half its size each way, at random.
     """
     import numpy as np
     import shapely
@@ -197,27 +199,37 @@ def alignment_test(
         raise MusError(f"The buffer must be a positive number of metres, not {buffer_m}.")
     if permutations < 9:
         raise MusError(f"Give at least 9 random placements (999 is usual), not {permutations}.")
-    lines = shapely.union_all(list(discontinuities))
-    total = lines.length
+    segments = np.array([np.asarray(line.coords)[[0, -1]] for line in discontinuities], float)
+    lengths = np.linalg.norm(segments[:, 1] - segments[:, 0], axis=1)
+    total = lengths.sum()
     if total == 0:
         raise MusError("The grid has no discontinuity: every pair of neighbours agrees.")
     reference = shapely.union_all([shapely.boundary(g) if g.area > 0 else g for g in reference])
     if reference.is_empty:
         raise MusError("The reference boundary layer has no line or polygon.")
     zone = reference.buffer(buffer_m)
-    observed = shapely.intersection(lines, zone).length / total
+    lines = shapely.linestrings(segments)
+    tree = shapely.STRtree(lines)
+
+    def covered(area) -> float:
+        near = tree.query(area, predicate="intersects")
+        return float(shapely.length(shapely.intersection(lines[near], area)).sum())
+
+    observed = covered(zone) / total
     x0, y0, x1, y1 = extent
-    centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+    centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
     rng = np.random.default_rng(seed)
-    angles = rng.uniform(0, 360, permutations)
+    angles = np.radians(rng.uniform(0, 360, permutations))
     shifts = rng.uniform(-0.5, 0.5, (permutations, 2)) * [x1 - x0, y1 - y0]
-    shapely.prepare(lines)
     null = np.empty(permutations)
     for i in range(permutations):
         if progress is not None and i % 100 == 0:
             check_canceled(progress)
-        moved = affinity.rotate(zone, angles[i], origin=centre)
-        moved = affinity.translate(moved, *shifts[i])
-        null[i] = shapely.intersection(lines, moved).length / total
+        # Rotate about the extent's centre, then shift: one affine map of the buffered zone.
+        cos, sin = math.cos(angles[i]), math.sin(angles[i])
+        dx = centre_x - cos * centre_x + sin * centre_y + shifts[i, 0]
+        dy = centre_y - sin * centre_x - cos * centre_y + shifts[i, 1]
+        moved = affinity.affine_transform(zone, [cos, -sin, sin, cos, dx, dy])
+        null[i] = covered(moved) / total
     p_value = (1 + int((null >= observed - 1e-12).sum())) / (permutations + 1)
     return Alignment(float(observed), float(null.mean()), p_value, permutations, buffer_m)
