@@ -26,6 +26,7 @@ from qgis.core import (
 
 from .base import MusAlgorithm, project_in_place, style_on_load
 from .engine import job_file, run_job
+from .label_clusters import permutations_parameter
 from .qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
@@ -142,14 +143,7 @@ class LabelBoundaries(MusAlgorithm):
             decimals=0,
         )
         self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.PERMUTATIONS,
-                self.tr("Random placements of the reference"),
-                NUMBER_INTEGER,
-                defaultValue=999,
-                minValue=9,
-                maxValue=99999,
-            )
+            permutations_parameter(self.PERMUTATIONS, self.tr("Random placements of the reference"))
         )
         self.add_advanced_parameters(
             [

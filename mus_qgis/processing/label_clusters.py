@@ -155,16 +155,7 @@ class LabelClusters(MusAlgorithm):
             ),
             decimals=0,
         )
-        self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.PERMUTATIONS,
-                self.tr("Permutations"),
-                NUMBER_INTEGER,
-                defaultValue=999,
-                minValue=9,
-                maxValue=99999,
-            )
-        )
+        self.add_parameter(permutations_parameter(self.PERMUTATIONS, self.tr("Permutations")))
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.ALPHA,
@@ -313,22 +304,16 @@ class LabelClusters(MusAlgorithm):
         }
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if report:
-            settings = _settings_of(parameters, context, self)
+            layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+            settings = classification_settings(layer) if layer is not None else {}
+            name = layer.name() if layer is not None else source.sourceName()
             with open(report, "w", encoding="utf-8") as out:
-                out.write(
-                    report_html(result, names, score_name, settings, source.sourceName(), alpha)
-                )
+                out.write(report_html(result, names, score_name, settings, name, alpha))
             outputs[self.REPORT] = report
         return outputs
 
     def _write_features(self, source, features, texts, local, parameters, context, name):
-        ours = {field for field, _ in FEATURE_FIELDS}
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in ours]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for field, kind in FEATURE_FIELDS:
-            fields.append(make_field(field, kind))
+        fields, kept = fields_keeping(source.fields(), FEATURE_FIELDS)
         sink, dest_id = self.parameterAsSink(
             parameters, name, context, fields, source.wkbType(), source.sourceCrs()
         )
@@ -403,10 +388,24 @@ class LabelClusters(MusAlgorithm):
         return dest_id
 
 
-def _settings_of(parameters, context, algorithm) -> dict:
-    """The CLIP run settings the input layer carries ({} for a grid or another layer)."""
-    layer = algorithm.parameterAsVectorLayer(parameters, algorithm.INPUT, context)
-    return classification_settings(layer) if layer is not None else {}
+def permutations_parameter(name: str, description: str) -> QgsProcessingParameterNumber:
+    """How many random permutations a test draws (999 usual; at least 9)."""
+    return QgsProcessingParameterNumber(
+        name, description, NUMBER_INTEGER, defaultValue=999, minValue=9, maxValue=99999
+    )
+
+
+def fields_keeping(source_fields, ours) -> tuple[QgsFields, list[int]]:
+    """The input's fields (but those named as ours, which are replaced) followed by ours
+    (name, kind); and the indices of the input's fields kept."""
+    names = {name for name, _ in ours}
+    kept = [i for i, f in enumerate(source_fields) if f.name() not in names]
+    fields = QgsFields()
+    for index in kept:
+        fields.append(source_fields.at(index))
+    for name, kind in ours:
+        fields.append(make_field(name, kind))
+    return fields, kept
 
 
 def _text(value) -> str:

@@ -8,7 +8,6 @@ from functools import partial
 from qgis.core import (
     QgsCoordinateTransform,
     QgsFeature,
-    QgsFields,
     QgsGraduatedSymbolRenderer,
     QgsMarkerSymbol,
     QgsProcessingException,
@@ -25,12 +24,11 @@ from ..engine.errors import MusError
 from .base import metric_crs, style_on_load
 from .classify_clip import ClassifyClip
 from .engine import job_file, run_job
+from .label_clusters import fields_keeping, permutations_parameter
 from .qgis_enums import (
     FIELD_NUMERIC,
     NUMBER_DOUBLE,
-    NUMBER_INTEGER,
     VECTOR_ANY_GEOMETRY,
-    make_field,
 )
 
 OUTPUT_FIELDS = (
@@ -53,7 +51,9 @@ class LabelPeriods(ClassifyClip):
 
     NAME = "labelperiods"
     DISPLAY_NAME = "Label periods (expected year)"
-    SHORT = "Each location's expected year and spread from a dated label set, e.g. the architects."
+    SHORT = (
+        "Each location's expected year and spread from a label set with dates, such as architects."
+    )
     GROUP = "4 · Reading the results"
     GROUP_ID = "results"
     HELP = (
@@ -120,16 +120,7 @@ class LabelPeriods(ClassifyClip):
             ),
             decimals=0,
         )
-        self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.PERMUTATIONS,
-                self.tr("Permutations"),
-                NUMBER_INTEGER,
-                defaultValue=999,
-                minValue=9,
-                maxValue=99999,
-            )
-        )
+        self.add_parameter(permutations_parameter(self.PERMUTATIONS, self.tr("Permutations")))
         self.add_advanced_parameters(
             [
                 QgsProcessingParameterCrs(
@@ -263,13 +254,7 @@ class LabelPeriods(ClassifyClip):
         return path
 
     def _write_periods(self, source, features, found, label_set, parameters, context) -> str:
-        ours = {name for name, _ in OUTPUT_FIELDS}
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in ours]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for name, kind in OUTPUT_FIELDS:
-            fields.append(make_field(name, kind))
+        fields, kept = fields_keeping(source.fields(), OUTPUT_FIELDS)
         sink, dest_id = self.parameterAsSink(
             parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
         )

@@ -213,6 +213,10 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "Among the 110 Italian provinces, Arezzo ranks" in done.stdout
     assert "Among the 44 European capitals, Rome + Vatican City ranks" in done.stdout
     assert "Among the 244 world capitals, Rome + Vatican City ranks" in done.stdout
+    # The reading of the city (scripts/demo_readings.py), said with what it does not mean.
+    assert "Label clusters (join counts over each photo's 3 nearest)" in done.stdout
+    assert "Discontinuities of the land-use grid:" in done.stdout
+    assert "Expected period from the Italian architects' years: mean" in done.stdout
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
