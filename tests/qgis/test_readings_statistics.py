@@ -9,8 +9,12 @@ from qgis import processing
 from qgis.core import (
     QgsFeature,
     QgsGeometry,
+    QgsGraduatedSymbolRenderer,
     QgsPointXY,
+    QgsProcessing,
+    QgsProcessingContext,
     QgsProcessingException,
+    QgsProject,
     QgsVectorLayer,
 )
 
@@ -175,10 +179,12 @@ def ranks(values):
 
 
 def test_periods_from_the_architects_and_spearman_with_reference_years(
-    mus_provider, tiny_parameters
+    mus_provider, tiny_parameters, qgis_new_project, load_results_headless
 ):
-    points, reference = photo_points_with_years()
-    result = processing.run(
+    points, reference = photo_points_with_years(4)
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    result = processing.runAndLoadResults(
         "mus:labelperiods",
         {
             "INPUT": points,
@@ -187,11 +193,16 @@ def test_periods_from_the_architects_and_spearman_with_reference_years(
             "YEAR_FIELD": "built",
             "MAX_DISTANCE": 5,
             "PERMUTATIONS": 99,
-            "OUTPUT": "memory:",
+            "OUTPUT": QgsProcessing.TEMPORARY_OUTPUT,
         },
+        context=context,
     )
-    rows = list(result["OUTPUT"].getFeatures())
-    assert result["CLASSIFIED"] == 5 and result["PAIRS"] == 5
+    layer = QgsProject.instance().mapLayer(result["OUTPUT"])
+    # The graduated map: early (light) to late (dark), by expected year.
+    assert isinstance(layer.renderer(), QgsGraduatedSymbolRenderer)
+    assert layer.renderer().classAttribute() == "year" and len(layer.renderer().ranges()) == 5
+    rows = list(layer.getFeatures())
+    assert result["CLASSIFIED"] == 4 and result["PAIRS"] == 4
     for row in rows:
         # Vitruvius (-47.5) to the youngest living architect (1956 + 40).
         assert -48 < row["year"] < 1997 and row["year_sd"] > 0
