@@ -136,6 +136,22 @@ def test_boundaries_of_a_grid_follow_the_seam_and_the_reference(mus_provider):
         },
     )
     assert across["ALIGNED_SHARE"] < 0.2 and across["P_VALUE"] > 0.05
+    # The grid itself, through Label clusters: its 'label' and 'share' are found by name.
+    clusters = processing.run(
+        "mus:labelclusters",
+        {
+            "INPUT": grid,
+            "NEIGHBOURS": 1,
+            "DISTANCE": 101,
+            "PERMUTATIONS": 19,
+            "OUTPUT": "memory:",
+            "TABLE": "memory:",
+        },
+    )
+    table = {f["label"]: f["verdict"] for f in clusters["TABLE"].getFeatures()}
+    assert set(table) == {GREEN, WATER, "share"}
+    assert table["share"] == "not tested: every value is the same"  # each cell is pure
+    assert clusters["OUTPUT"].geometryType() == grid.geometryType()
 
 
 def test_a_grid_in_degrees_is_refused(mus_provider):
