@@ -18,6 +18,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from tests.qgis.helpers import RecordingFeedback
+
 GREEN, WATER = "Green urban areas", "Water"
 
 
@@ -152,6 +154,32 @@ def test_boundaries_of_a_grid_follow_the_seam_and_the_reference(mus_provider):
     assert set(table) == {GREEN, WATER, "share"}
     assert table["share"] == "not tested: every value is the same"  # each cell is pure
     assert clusters["OUTPUT"].geometryType() == grid.geometryType()
+
+
+def test_a_grid_of_one_label_has_no_boundary_and_says_so(mus_provider):
+    cells = QgsVectorLayer("Polygon?crs=EPSG:32633&field=label:string", "grid", "memory")
+    features = []
+    for column in range(2):
+        feature = QgsFeature(cells.fields())
+        x = 300_000 + 100 * column
+        feature.setGeometry(
+            QgsGeometry.fromWkt(f"POLYGON(({x} 0,{x + 100} 0,{x + 100} 100,{x} 100,{x} 0))")
+        )
+        feature.setAttributes([GREEN])
+        features.append(feature)
+    assert cells.dataProvider().addFeatures(features)[0]
+    feedback = RecordingFeedback()
+    result = processing.run(
+        "mus:labelboundaries",
+        {
+            "INPUT": cells,
+            "REFERENCE": line_layer("LINESTRING(300100 0, 300100 100)"),
+            "OUTPUT": "memory:",
+        },
+        feedback=feedback,
+    )
+    assert result["EDGES"] == 0 and result["OUTPUT"].featureCount() == 0
+    assert any("no alignment to test" in line for line in feedback.errors)  # a warning
 
 
 def test_a_grid_in_degrees_is_refused(mus_provider):

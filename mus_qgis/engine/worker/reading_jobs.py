@@ -135,7 +135,9 @@ def boundaries(params: dict, progress) -> dict:
         "alignment": None,
     }
     reference = params.get("reference_wkt") or []
-    if reference:
+    if reference and not result.edges:
+        warn(progress, "No two neighbouring cells differ in label: no alignment to test.")
+    elif reference:
         rings = data["rings"]
         extent = (
             float(rings[..., 0].min()),
