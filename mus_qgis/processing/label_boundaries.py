@@ -79,7 +79,8 @@ class LabelBoundaries(MusAlgorithm):
         "references that cover at least as much (plus one, over placements plus one). A small "
         "p-value says the discontinuities follow the reference more closely than chance "
         "placements of it; moved references that leave the grid cover less, which makes the "
-        "test lean towards small p-values when the reference lies well inside the grid."
+        "test lean towards small p-values when the reference lies well inside the grid. A grid "
+        "whose neighbours all agree has no line and no alignment to test (the log says so)."
     )
 
     INPUT = "INPUT"
