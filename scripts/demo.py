@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -439,6 +440,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mus_demo_profile_") as profile:
         run_qgis_process(Path(profile), "plugins", "enable", "mus_qgis")
         results = run_pipeline(Path(profile))
+        from scripts.demo_readings import print_readings, run_readings
+
+        readings = run_readings(partial(run_qgis_process, Path(profile)), GPKG, OUT, results)
     project_path = OUT / "rome_monti.qgz"
     style_and_project(project_path, results["compare"] is not None, bool(online_source()))
     sample, fetch = results["sample"], results["fetch"]
@@ -478,6 +482,7 @@ def main() -> None:
             "covers Narva, not the study; set MUS_URBAN_ATLAS to your city's Urban Atlas 2018 "
             "GeoPackage (copernicus.eu) for the comparison."
         )
+    print_readings(readings, OUT, "RANDOM" in results["model"])
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
     reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
     print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")

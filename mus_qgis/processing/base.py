@@ -289,3 +289,38 @@ def qgis_proxies() -> dict[str, str] | None:
     login = f"{quote(user)}:{quote(password)}@" if user else ""
     address = f"{scheme}://{login}{host}{':' + port if port else ''}"
     return {"http": address, "https": address}
+
+
+def metric_crs(
+    algorithm, source, parameters, name: str, context, what="CRS", measured="the distances are"
+):
+    """The projected CRS in metres chosen in parameter ``name``, or the UTM zone of the source's
+    centre; a geographic or non-metre CRS is refused with what to choose."""
+    import math
+
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsUnitTypes
+
+    crs = algorithm.parameterAsCrs(parameters, name, context)
+    if crs.isValid():
+        if crs.isGeographic():
+            raise QgsProcessingException(
+                f"The {what} {crs.authid() or crs.description()} is geographic (degrees): "
+                "choose a projected CRS in metres, or leave it empty for the points' UTM zone."
+            )
+        # The unit's name, not its enum, which moved between QGIS versions.
+        if QgsUnitTypes.encodeUnit(crs.mapUnits()) != "meters":
+            raise QgsProcessingException(
+                f"The {what} {crs.authid() or crs.description()} is not in metres, and "
+                f"{measured}: choose a projected CRS in metres, or leave it empty for the points' "
+                "UTM zone."
+            )
+        return crs
+    extent = source.sourceExtent()
+    to_wgs84 = QgsCoordinateTransform(
+        source.sourceCrs(),
+        QgsCoordinateReferenceSystem("EPSG:4326"),
+        context.transformContext(),
+    )
+    centre = to_wgs84.transform(extent.center())
+    zone = math.floor((centre.x() + 180) / 6) % 60 + 1
+    return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")

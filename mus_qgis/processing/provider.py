@@ -13,6 +13,9 @@ from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, 
 from .engine_status import EngineStatus
 from .export_figures import ExportFigures
 from .fetch_panoramas import FetchPanoramas
+from .label_boundaries import LabelBoundaries
+from .label_clusters import LabelClusters
+from .label_periods import LabelPeriods
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
@@ -100,6 +103,9 @@ class MusProvider(QgsProcessingProvider):
             RankLabels(),
             CompareUrbanAtlas(),
             ExportFigures(),
+            LabelClusters(),
+            LabelBoundaries(),
+            LabelPeriods(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 from qgis.core import (
@@ -24,12 +23,11 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsRendererCategory,
-    QgsUnitTypes,
 )
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
-from .base import MusAlgorithm, legend_text, project_in_place, style_on_load
+from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
     FIELD_NUMERIC,
@@ -250,30 +248,9 @@ class ResampleToGrid(MusAlgorithm):
         }
 
     def _crs(self, source, parameters, context) -> QgsCoordinateReferenceSystem:
-        crs = self.parameterAsCrs(parameters, self.PROJECTED_CRS, context)
-        if crs.isValid():
-            if crs.isGeographic():
-                raise QgsProcessingException(
-                    f"The grid CRS {crs.authid() or crs.description()} is geographic (degrees): "
-                    "choose a projected CRS in metres, or leave it empty for the points' UTM zone."
-                )
-            # The unit's name, not its enum, which moved between QGIS versions.
-            if QgsUnitTypes.encodeUnit(crs.mapUnits()) != "meters":
-                raise QgsProcessingException(
-                    f"The grid CRS {crs.authid() or crs.description()} is not in metres, and the "
-                    "cell size is: choose a projected CRS in metres, or leave it empty for the "
-                    "points' UTM zone."
-                )
-            return crs
-        extent = source.sourceExtent()
-        to_wgs84 = QgsCoordinateTransform(
-            source.sourceCrs(),
-            QgsCoordinateReferenceSystem("EPSG:4326"),
-            context.transformContext(),
+        return metric_crs(
+            self, source, parameters, self.PROJECTED_CRS, context, "grid CRS", "the cell size is"
         )
-        centre = to_wgs84.transform(extent.center())
-        zone = math.floor((centre.x() + 180) / 6) % 60 + 1
-        return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
 
     def _palette(self, texts, parameters, context):
         from ..engine.clip.labels import builtin_label_set, generated_palette

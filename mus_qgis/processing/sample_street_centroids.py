@@ -78,6 +78,9 @@ class SampleStreetCentroids(MusAlgorithm):
         "carries the ids of the OSM ways it stands for, the street class and name, the segment's "
         "length, the street's bearing (degrees clockwise from north, used later to aim the "
         "camera) and how many segments and squares were merged into it.\n\n"
+        "DIRECTED_EDGES counts the segments as osmnx's graph_from_place does: the edges of its "
+        "directed, simplified graph of the chosen classes, where a two-way street counts twice "
+        "and a one-way street once (studies built on osmnx report this number).\n\n"
         "Downloads are cached in the plugin's cache folder; OpenStreetMap data © OpenStreetMap "
         "contributors (ODbL)."
     )
@@ -175,6 +178,7 @@ class SampleStreetCentroids(MusAlgorithm):
             ("SEGMENTS_EXCLUDED", "Segments excluded by class"),
             ("AREAS_SAMPLED", "Street areas (squares) sampled at their centre"),
             ("LOCATIONS", "Locations after merging"),
+            ("DIRECTED_EDGES", "Edges of osmnx's directed graph (two per two-way street)"),
         ):
             self.add_output(QgsProcessingOutputNumber(name, self.tr(description)))
 
@@ -238,6 +242,7 @@ class SampleStreetCentroids(MusAlgorithm):
             "SEGMENTS_EXCLUDED": result["segments_excluded"],
             "AREAS_SAMPLED": result["areas_selected"],
             "LOCATIONS": result["locations"],
+            "DIRECTED_EDGES": result["directed_edges"],
         }
 
     def _area_polygon(self, parameters, context) -> QgsGeometry | None:

@@ -56,6 +56,22 @@ def test_counts_match_an_independent_count_of_the_file(rome, rome_ways):
     assert rome.locations == len(rome.points) < rome.segments_selected
 
 
+def test_directed_edges_count_two_way_streets_twice(rome):
+    # Many streets of central Rome are one-way: counted once; the others twice.
+    assert rome.segments_selected < rome.directed_edges < 2 * rome.segments_selected
+    # osmnx's own directed graph of the file, the classes kept, simplified: the same count.
+    import osmnx as ox
+
+    graph = ox.graph_from_xml(ROME_OSM, simplify=False, retain_all=True, bidirectional=False)
+    kept = [
+        (u, v, k)
+        for u, v, k, data in graph.edges(keys=True, data=True)
+        if data.get("area") != "yes" and np.ravel([data.get("highway")])[0] in DEFAULT_CLASSES
+    ]
+    own = ox.simplify_graph(graph.edge_subgraph(kept).copy(), edge_attrs_differ=["highway"])
+    assert rome.directed_edges == own.number_of_edges() == 601
+
+
 def test_excluded_counts_by_class_add_up(rome):
     assert sum(rome.excluded_by_class.values()) == rome.segments_excluded
     assert set(rome.excluded_by_class) >= {"footway", "service", "steps"}
@@ -179,6 +195,11 @@ def test_two_way_and_one_way_streets_count_once(write_osm):
     result = sample_street_centroids(StudyArea(osm_file=write_osm(nodes, ways)))
     assert result.segments_selected == 2
     assert result.locations == 2
+    # osmnx's directed graph, as graph_from_place counts: the two-way street twice.
+    assert result.directed_edges == 3
+    assert "directed graph of the chosen classes (a two-way street counts twice" in (
+        result.summary()
+    )
 
 
 def test_disconnected_streets_are_kept(write_osm):

@@ -54,8 +54,9 @@ def test_plugin_start_up_imports_nothing_heavy():
     ).stdout
     assert (
         "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
-        "'mus:exportfigures', 'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', "
-        "'mus:resampletogrid', 'mus:samplestreetcentroids', 'mus:setupengine']" in out
+        "'mus:exportfigures', 'mus:fetchpanoramas', 'mus:labelboundaries', 'mus:labelclusters', "
+        "'mus:labelperiods', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
+        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
@@ -212,6 +213,10 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "Among the 110 Italian provinces, Arezzo ranks" in done.stdout
     assert "Among the 44 European capitals, Rome + Vatican City ranks" in done.stdout
     assert "Among the 244 world capitals, Rome + Vatican City ranks" in done.stdout
+    # The reading of the city (scripts/demo_readings.py), said with what it does not mean.
+    assert "Label clusters (join counts over each photo's 3 nearest)" in done.stdout
+    assert "Discontinuities of the land-use grid:" in done.stdout
+    assert "Expected period from the Italian architects' years: mean" in done.stdout
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")

@@ -51,6 +51,11 @@ def test_rome_extract_to_geopackage(mus_provider, tmp_path):
     assert layer.isValid()
     assert layer.featureCount() == result["LOCATIONS"] == 372
     assert result["AREAS_SAMPLED"] == 27  # the pedestrian squares, one point each
+    # As osmnx's graph_from_place counts: its directed graph, a two-way street twice.
+    assert result["DIRECTED_EDGES"] == 601
+    assert any(
+        "as osmnx's graph_from_place counts segments): 601" in line for line in feedback.lines
+    )
     assert [f.name() for f in layer.fields()][-len(FIELDS) :] == FIELDS
     assert layer.crs().authid() == "EPSG:4326"
     merged = sum(f["n_merged"] for f in layer.getFeatures())

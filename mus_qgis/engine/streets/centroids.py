@@ -28,7 +28,13 @@ import shapely
 
 from ..errors import CrsError, NoStreetsError, SettingError, StudyAreaError
 from ..progress import LoggingProgress, Progress, check_canceled
-from .osm_source import NetworkServices, geocode_place, graph_from_osm_file, graph_from_overpass
+from .osm_source import (
+    REVERSE_OF_ONE_WAY,
+    NetworkServices,
+    geocode_place,
+    graph_from_osm_file,
+    graph_from_overpass,
+)
 from .street_classes import MAX_MERGE_DISTANCE_M, reference_study_classes
 
 if TYPE_CHECKING:
@@ -109,6 +115,9 @@ class SamplingResult:
     areas_selected: int = 0
     areas_excluded: int = 0
     areas_open: int = 0
+    # Edges of osmnx's directed, simplified graph of the chosen classes: a two-way street counts
+    # twice, as graph_from_place counts segments (the count studies built on osmnx report).
+    directed_edges: int = 0
 
     @property
     def locations(self) -> int:
@@ -129,6 +138,10 @@ class SamplingResult:
                 text += (
                     f"left out because their outline is not closed in the data: {self.areas_open}; "
                 )
+        text += (
+            f"edges of osmnx's directed graph of the chosen classes (a two-way street counts "
+            f"twice, as osmnx's graph_from_place counts segments): {self.directed_edges}; "
+        )
         return text + f"locations after merging: {self.locations}."
 
 
@@ -178,7 +191,13 @@ def sample_street_centroids(
     progress.set_progress(30)
     check_canceled(progress)
 
-    selected = _segments(graph, lambda highway: highway in classes)
+    kept = _simplified(graph, lambda highway: highway in classes)
+    selected = _edge_frame(kept)
+    # What osmnx's graph_from_place counts: the directed graph's edges (a two-way street twice).
+    directed = _edge_frame(
+        _simplified(graph, lambda highway: highway in classes, as_osmnx_directs=True),
+        undirected=False,
+    )
     progress.set_progress(50)
     check_canceled(progress)
     excluded = _segments(graph, lambda highway: highway not in classes)
@@ -189,6 +208,7 @@ def sample_street_centroids(
 
     if polygon is not None:
         selected = _midpoint_within(selected, polygon)
+        directed = _midpoint_within(directed, polygon)
         excluded = _midpoint_within(excluded, polygon)
         areas = _centre_within(areas, polygon)
         other_areas = _centre_within(other_areas, polygon)
@@ -219,6 +239,7 @@ def sample_street_centroids(
         areas_selected=len(areas),
         areas_excluded=len(other_areas),
         areas_open=areas_open,
+        directed_edges=len(directed),
     )
     progress.info(result.summary())
     return result
@@ -245,23 +266,40 @@ def _segments(graph: nx.MultiDiGraph, keep) -> gpd.GeoDataFrame:
     A segment runs between intersections (or dead ends) of the kept network, and also ends where
     the highway class changes, so that each segment has one class.
     """
+    return _edge_frame(_simplified(graph, keep))
+
+
+def _simplified(
+    graph: nx.MultiDiGraph, keep, as_osmnx_directs: bool = False
+) -> nx.MultiDiGraph | None:
+    """The graph of the kept classes, simplified as osmnx does (None: no such street); with
+    ``as_osmnx_directs``, without the reverse of one-way streets, as osmnx's own graph is."""
     edges = [
         (u, v, k)
         for u, v, k, data in graph.edges(keys=True, data=True)
-        if data.get("area") != "yes" and keep(_first(data.get("highway")))
+        if data.get("area") != "yes"
+        and keep(_first(data.get("highway")))
+        and not (as_osmnx_directs and data.get(REVERSE_OF_ONE_WAY))
     ]
-    columns = ["u", "v", "key", "osmid", "highway", "name", "length", "geometry"]
     if not edges:
-        return gpd.GeoDataFrame(columns=columns, geometry="geometry", crs=WGS84)
+        return None
     sub = graph.edge_subgraph(edges).copy()
     for u, v, k, hw in sub.edges(keys=True, data="highway"):
         sub.edges[u, v, k]["highway"] = _first(hw)
     _anchor_isolated_rings(sub)
-    sub = ox.simplify_graph(
+    return ox.simplify_graph(
         sub, node_attrs_include=[_RING_ANCHOR], edge_attrs_differ=["highway"], remove_rings=False
     )
-    undirected = ox.convert.to_undirected(sub)
-    gdf = ox.graph_to_gdfs(undirected, nodes=False, fill_edge_geometry=True).reset_index()
+
+
+def _edge_frame(sub: nx.MultiDiGraph | None, undirected: bool = True) -> gpd.GeoDataFrame:
+    """The edges as a frame: undirected (a two-way street once) or as osmnx's directed graph
+    holds them (a two-way street twice)."""
+    columns = ["u", "v", "key", "osmid", "highway", "name", "length", "geometry"]
+    if sub is None:
+        return gpd.GeoDataFrame(columns=columns, geometry="geometry", crs=WGS84)
+    graph = ox.convert.to_undirected(sub) if undirected else sub
+    gdf = ox.graph_to_gdfs(graph, nodes=False, fill_edge_geometry=True).reset_index()
     if "name" not in gdf:
         gdf["name"] = None
     gdf = gdf[columns]

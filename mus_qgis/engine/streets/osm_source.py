@@ -287,7 +287,12 @@ def _graph_from_elements(elements: list[dict], path: Path, progress: Progress) -
     graph = nx.MultiDiGraph(crs=ox.settings.default_crs)
     used = {n for part in parts for n in part["nodes"]}
     graph.add_nodes_from((n, nodes[n]) for n in used)
+    for part in parts:
+        part[_ONE_WAY] = ox.graph._is_path_one_way(part, False, OSMNX_ONEWAY_VALUES)
     ox.graph._add_paths(graph, parts, True)
+    for _, _, data in graph.edges(data=True):
+        if data.pop(_ONE_WAY) and data.get("reversed"):
+            data[REVERSE_OF_ONE_WAY] = True
     if graph.number_of_edges():
         ox.distance.add_edge_lengths(graph)
     return graph
@@ -342,6 +347,15 @@ def _present_parts(streets: list[dict], nodes: dict) -> tuple[list[dict], int, i
     return parts, cut, dropped
 
 
+# Every street is sampled once whatever its traffic, so the graph holds both directions of a
+# one-way street; the direction osmnx's own (directed) graph would not have is marked, so that a
+# count can be made as osmnx's graph_from_place makes it.
+REVERSE_OF_ONE_WAY = "mus_reverse_of_one_way"
+_ONE_WAY = "mus_one_way"
+# The 'oneway' values osmnx reads as one-way (osmnx.graph._add_paths).
+OSMNX_ONEWAY_VALUES = {"yes", "true", "1", "-1", "reverse", "T", "F"}
+
+
 def make_bidirectional(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
     """Add the reverse of every one-way edge: a street is sampled once, whatever its traffic."""
     # The reverse of the same way: another way between the same nodes (a square's outline along
@@ -355,5 +369,9 @@ def make_bidirectional(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
         )
     ]
     for v, u, data in missing:
-        graph.add_edge(v, u, **{**data, "reversed": not data.get("reversed", False)})
+        graph.add_edge(
+            v,
+            u,
+            **{**data, "reversed": not data.get("reversed", False), REVERSE_OF_ONE_WAY: True},
+        )
     return graph

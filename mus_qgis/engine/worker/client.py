@@ -68,6 +68,9 @@ ENGINE_ONLY_MODULES = (
     "osmium",
     "networkx",
     "pandas",
+    "libpysal",
+    "esda",
+    "scipy",
 )
 
 

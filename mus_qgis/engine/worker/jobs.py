@@ -213,6 +213,7 @@ def sample_streets(params: dict, progress) -> dict:
         "locations": result.locations,
         "excluded_by_class": result.excluded_by_class,
         "areas_selected": result.areas_selected,
+        "directed_edges": result.directed_edges,
     }
 
 
@@ -519,3 +520,7 @@ def agreement_job(params: dict, progress) -> dict:
         "support": [int(v) for v in result.support],
         "total": int(result.total),
     }
+
+
+# -- 5. reading the city (spatial statistics) ----------------------------------------------------
+from . import reading_jobs  # noqa: E402,F401  (registers its jobs)
