@@ -1,0 +1,278 @@
+"""Embeddings as Parquet shards: the store at scale, in a format any tool reads.
+
+Beside each SQLite store (``<view>.sqlite``) a folder ``<view>.shards`` may hold two Parquet
+datasets: ``embeddings/`` (key, model, view setting, views, vector, checksum) and ``files/`` (the
+path → digest table, so a store made on a cluster scores locations without their images). Every
+writer adds its own files under a fresh name, written aside and renamed into place, so many
+writers (a Ray run, several runs at once) add to one store and a reader never sees half a file.
+
+Bytes are guarded twice: Parquet's page checksums (written and verified by Arrow) catch damage
+on disk; each row keeps the store's own checksum of key, view count and vector, which
+``EmbeddingStore`` checks like its SQLite rows. Chunked reading (``iter_chunks``) keeps memory
+bounded: one row group at a time, each key once even when two writers stored the same image.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..deps import require
+from ..errors import EmbeddingStoreError
+from .views import ImageFacts
+
+ROW_GROUP_ROWS = 65_536  # one chunk of re-scoring: 128 MiB of 512-value vectors
+_FILE_COLUMNS = ("path", "size", "mtime_ns", "digest", "kind", "width", "height", "heading")
+
+
+def shard_folder_of(sqlite_path: Path) -> Path:
+    return Path(sqlite_path).with_suffix(".shards")
+
+
+class ShardFolder:
+    """The Parquet shards of one model (``identity``) under one view setting (``view_key``)."""
+
+    def __init__(self, folder: str | Path, identity: str, view_key: str) -> None:
+        self.folder = Path(folder)
+        self.identity = identity
+        self.view_key = view_key
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(
+        self,
+        rows: Iterable[tuple[str, object, int]],
+        files: Iterable[tuple[str, int | None, int | None, ImageFacts]] = (),
+    ) -> list[Path]:
+        """Add (key, float32 vector, number of views) rows and file facts as new shard files."""
+        require("pyarrow")
+        import numpy as np
+        import pyarrow as pa
+
+        from .store import vector_checksum
+
+        written = []
+        rows = list(rows)
+        if rows:
+            keys, blobs, views = [], [], []
+            for key, vector, count in rows:
+                blob = np.asarray(vector, dtype="<f4").tobytes()
+                keys.append(key)
+                blobs.append(blob)
+                views.append(int(count))
+            dim = len(blobs[0]) // 4
+            if any(len(blob) != 4 * dim for blob in blobs):
+                raise EmbeddingStoreError("Vectors of different lengths cannot share a shard.")
+            flat = np.frombuffer(b"".join(blobs), dtype="<f4")
+            table = pa.table(
+                {
+                    "key": pa.array(keys, pa.string()),
+                    "model": pa.array([self.identity] * len(keys), pa.string()),
+                    "view_setting": pa.array([self.view_key] * len(keys), pa.string()),
+                    "views": pa.array(views, pa.int16()),
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat), dim),
+                    "checksum": pa.array(
+                        [vector_checksum(k, v, b) for k, v, b in zip(keys, views, blobs)],
+                        pa.string(),
+                    ),
+                }
+            )
+            written.append(self._write_table("embeddings", table))
+        files = list(files)
+        if files:
+            columns = {name: [] for name in _FILE_COLUMNS}
+            for path, size, mtime, facts in files:
+                for name, value in zip(
+                    _FILE_COLUMNS,
+                    (path, size, mtime, facts.digest, facts.kind, facts.width, facts.height),
+                    strict=False,
+                ):
+                    columns[name].append(value)
+                columns["heading"].append(facts.heading)
+            types = (pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string())
+            types += (pa.int32(), pa.int32(), pa.float64())
+            table = pa.table(
+                {
+                    name: pa.array(values, kind)
+                    for (name, values), kind in zip(columns.items(), types, strict=True)
+                }
+            )
+            written.append(self._write_table("files", table))
+        return written
+
+    def _write_table(self, dataset: str, table) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        folder = self.folder / dataset
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddingStoreError(
+                f"Cannot create the shard folder {folder} ({exc.strerror or exc}): choose a "
+                "cache folder you can write to."
+            ) from exc
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        temporary = folder / f".{name}.tmp"  # a dot name: Parquet readers skip it
+        metadata = {
+            b"mus_qgis.model": self.identity.encode(),
+            b"mus_qgis.views": self.view_key.encode(),
+        }
+        table = table.replace_schema_metadata(metadata)
+        try:
+            pq.write_table(
+                table,
+                temporary,
+                row_group_size=ROW_GROUP_ROWS,
+                compression="none" if dataset == "embeddings" else "zstd",
+                write_page_checksum=True,
+            )
+            os.replace(temporary, folder / name)
+        except (OSError, pa.ArrowException) as exc:
+            temporary.unlink(missing_ok=True)
+            raise EmbeddingStoreError(
+                f"Cannot write to the embedding shards {folder} ({exc}). What was stored before "
+                "is kept; free some disk space or choose another cache folder."
+            ) from exc
+        return folder / name
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.folder / "embeddings").is_dir() or (self.folder / "files").is_dir()
+
+    def shard_paths(self, dataset: str = "embeddings") -> list[Path]:
+        folder = self.folder / dataset
+        if not folder.is_dir():
+            return []
+        return sorted(folder.glob("part-*.parquet"))
+
+    def _open(self, path: Path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            handle = pq.ParquetFile(path, page_checksum_verification=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._damaged(path, exc) from exc
+        metadata = handle.schema_arrow.metadata or {}
+        for name, wanted in (("model", self.identity), ("views", self.view_key)):
+            stored = metadata.get(f"mus_qgis.{name}".encode(), b"").decode()
+            if stored != wanted:
+                handle.close()
+                raise EmbeddingStoreError(
+                    f"The embedding shard {path} holds {name} {stored!r}, not {wanted!r}: it "
+                    f"belongs to another store; move it to the folder of that store."
+                )
+        return handle
+
+    def _damaged(self, path: Path, exc: Exception) -> EmbeddingStoreError:
+        return EmbeddingStoreError(
+            f"The embedding shard {path} is damaged ({exc}). Move it aside (or delete it) and "
+            "run again: its embeddings are then computed afresh from the images."
+        )
+
+    def _batches(self, dataset: str, columns: list[str], batch_rows: int = ROW_GROUP_ROWS):
+        import pyarrow as pa
+
+        for path in self.shard_paths(dataset):
+            handle = self._open(path)
+            try:
+                yield from handle.iter_batches(batch_size=batch_rows, columns=columns)
+            except (OSError, pa.ArrowException) as exc:
+                raise self._damaged(path, exc) from exc
+            finally:
+                handle.close()
+
+    def keys(self) -> set[str]:
+        keys: set[str] = set()
+        for batch in self._batches("embeddings", ["key"]):
+            keys.update(batch.column(0).to_pylist())
+        return keys
+
+    def rows(self, wanted: set[str] | None = None) -> list[tuple[str, int, bytes, str]]:
+        """(key, views, vector bytes, checksum) rows, the form ``EmbeddingStore`` checks; all of
+        them, or those of ``wanted`` keys. A key stored twice comes once."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found: dict[str, tuple[str, int, bytes, str]] = {}
+        value_set = pa.array(sorted(wanted), pa.string()) if wanted is not None else None
+        for batch in self._batches("embeddings", ["key", "views", "vector", "checksum"]):
+            if value_set is not None:
+                batch = batch.filter(pc.is_in(batch.column(0), value_set=value_set))
+            if not batch.num_rows:
+                continue
+            vectors = batch.column(2)
+            dim = vectors.type.list_size
+            flat = vectors.values.to_numpy(zero_copy_only=False)[
+                vectors.offset * dim : (vectors.offset + len(vectors)) * dim
+            ]
+            raw = flat.astype("<f4", copy=False).tobytes()
+            for index, (key, views, checksum) in enumerate(
+                zip(
+                    batch.column(0).to_pylist(),
+                    batch.column(1).to_pylist(),
+                    batch.column(3).to_pylist(),
+                    strict=True,
+                )
+            ):
+                if key not in found:
+                    found[key] = (
+                        key,
+                        views,
+                        raw[index * dim * 4 : (index + 1) * dim * 4],
+                        checksum,
+                    )
+        return list(found.values())
+
+    def file_records(self) -> dict[str, tuple[int | None, int | None, ImageFacts]]:
+        records = {}
+        for batch in self._batches("files", list(_FILE_COLUMNS)):
+            for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                path, size, mtime, digest, kind, width, height, heading = row
+                records[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
+        return records
+
+    def iter_chunks(self, batch_rows: int = ROW_GROUP_ROWS) -> Iterator[tuple[list, object]]:
+        """(Arrow array of keys, N×D float32 matrix) per chunk of every stored vector.
+
+        Memory stays at one chunk (plus every key, once, to drop a key a second writer also
+        stored). The vectors are checked for length, finiteness and unit length by the caller;
+        Parquet's page checksums have checked their bytes.
+        """
+        import numpy as np
+        import pyarrow as pa
+
+        first = self._first_occurrences()
+        start = 0
+        for batch in self._batches("embeddings", ["key", "vector"], batch_rows):
+            count = batch.num_rows
+            keep = None if first is None else first[start : start + count]
+            start += count
+            if keep is not None and not keep.all():
+                batch = batch.filter(pa.array(keep))
+            vectors = batch.column(1)
+            dim = vectors.type.list_size
+            flat = vectors.values.to_numpy(zero_copy_only=False)
+            flat = flat[vectors.offset * dim : (vectors.offset + len(vectors)) * dim]
+            yield batch.column(0), np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+
+    def _first_occurrences(self):
+        """A mask of each key's first row over all shards, or None when no key repeats."""
+        import numpy as np
+        import pyarrow as pa
+
+        paths = self.shard_paths("embeddings")
+        if len(paths) < 2:
+            return None  # one writer's file holds each key once
+        keys = pa.chunked_array([b.column(0) for b in self._batches("embeddings", ["key"])])
+        table = pa.table({"key": keys, "row": pa.array(np.arange(len(keys)))})
+        firsts = table.group_by("key", use_threads=False).aggregate([("row", "min")])
+        if firsts.num_rows == len(keys):
+            return None
+        mask = np.zeros(len(keys), dtype=bool)
+        mask[firsts.column("row_min").to_numpy()] = True
+        return mask
