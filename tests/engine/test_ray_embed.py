@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -178,3 +179,14 @@ def test_locations_from_the_fetch_output_table(tmp_path):
     assert locations[0].bearing == 90.0 and locations[0].heading is None
     assert locations[1].paths == ()
     assert IMAGES.is_dir()
+
+
+def test_without_ray_the_command_line_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    from mus_qgis.engine import cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where Ray is not installed
+    code = cli.main(["embed", str(AREZZO_PHOTOS[0]), "--ray", "--cache-dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "--ray needs Ray" in error and "requirements-ray.txt" in error
+    assert not list(tmp_path.iterdir())  # nothing read, nothing written

@@ -84,7 +84,7 @@ def embed_with_ray(
     address: str | None = None,
     actors: int = 1,
     cpus_per_actor: float = 1.0,
-    gpus_per_actor: float = 0.0,
+    gpus_per_actor: float | None = None,
     decode_cpus: float = 1.0,
     batch_size: int = 32,
     fast_decode: bool = True,
@@ -98,6 +98,8 @@ def embed_with_ray(
     """
     progress = progress or LoggingProgress()
     ray = connect(address)
+    if gpus_per_actor is None:  # one model per GPU where the cluster has GPUs
+        gpus_per_actor = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
     # The model here only names the store and gives its input size; the actors load their own.
     model = load_model(replace(spec, device="cpu"), model_cache_dir(cache_dir))
     store = EmbeddingStore.under(
