@@ -51,35 +51,17 @@ class ShardFolder:
         import numpy as np
         import pyarrow as pa
 
-        from .store import vector_checksum
-
         written = []
         rows = list(rows)
         if rows:
-            keys, blobs, views = [], [], []
-            for key, vector, count in rows:
-                blob = np.asarray(vector, dtype="<f4").tobytes()
-                keys.append(key)
-                blobs.append(blob)
-                views.append(int(count))
-            dim = len(blobs[0]) // 4
-            if any(len(blob) != 4 * dim for blob in blobs):
+            vectors = [np.asarray(vector, dtype="<f4").ravel() for _, vector, _ in rows]
+            if len({len(vector) for vector in vectors}) > 1:
                 raise EmbeddingStoreError("Vectors of different lengths cannot share a shard.")
-            flat = np.frombuffer(b"".join(blobs), dtype="<f4")
-            table = pa.table(
-                {
-                    "key": pa.array(keys, pa.string()),
-                    "model": pa.array([self.identity] * len(keys), pa.string()),
-                    "view_setting": pa.array([self.view_key] * len(keys), pa.string()),
-                    "views": pa.array(views, pa.int16()),
-                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(flat), dim),
-                    "checksum": pa.array(
-                        [vector_checksum(k, v, b) for k, v, b in zip(keys, views, blobs)],
-                        pa.string(),
-                    ),
-                }
+            written.append(
+                self.write_matrix(
+                    [key for key, _, _ in rows], np.stack(vectors), [n for _, _, n in rows]
+                )
             )
-            written.append(self._write_table("embeddings", table))
         files = list(files)
         if files:
             columns = {name: [] for name in _FILE_COLUMNS}
@@ -101,6 +83,35 @@ class ShardFolder:
             )
             written.append(self._write_table("files", table))
         return written
+
+    def write_matrix(self, keys: list[str], matrix, views) -> Path:
+        """Add one shard of N keys, their N×D vectors and view counts."""
+        require("pyarrow")
+        import numpy as np
+        import pyarrow as pa
+
+        from .store import vector_checksum
+
+        matrix = np.ascontiguousarray(matrix, dtype="<f4")
+        count, dim = matrix.shape
+        views = np.broadcast_to(np.asarray(views, dtype=np.int16), (count,))
+        raw = matrix.tobytes()
+        step = 4 * dim
+        checksums = [
+            vector_checksum(key, int(n), raw[i * step : (i + 1) * step])
+            for i, (key, n) in enumerate(zip(keys, views.tolist(), strict=True))
+        ]
+        table = pa.table(
+            {
+                "key": pa.array(keys, pa.string()),
+                "model": pa.array([self.identity] * count, pa.string()),
+                "view_setting": pa.array([self.view_key] * count, pa.string()),
+                "views": pa.array(views, pa.int16()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), dim),
+                "checksum": pa.array(checksums, pa.string()),
+            }
+        )
+        return self._write_table("embeddings", table)
 
     def _write_table(self, dataset: str, table) -> Path:
         import pyarrow as pa
@@ -264,15 +275,19 @@ class ShardFolder:
         """A mask of each key's first row over all shards, or None when no key repeats."""
         import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         paths = self.shard_paths("embeddings")
         if len(paths) < 2:
             return None  # one writer's file holds each key once
         keys = pa.chunked_array([b.column(0) for b in self._batches("embeddings", ["key"])])
-        table = pa.table({"key": keys, "row": pa.array(np.arange(len(keys)))})
-        firsts = table.group_by("key", use_threads=False).aggregate([("row", "min")])
-        if firsts.num_rows == len(keys):
+        if pc.count_distinct(keys).as_py() == len(keys):
             return None
+        # Two writers stored the same image (rare): keep its first row.
+        seen: set[str] = set()
         mask = np.zeros(len(keys), dtype=bool)
-        mask[firsts.column("row_min").to_numpy()] = True
+        for row, key in enumerate(keys.to_pylist()):
+            if key not in seen:
+                seen.add(key)
+                mask[row] = True
         return mask
