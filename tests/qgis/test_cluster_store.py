@@ -3,14 +3,13 @@ QGIS without their images: mus:classifyclip and mus:ranklabels."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
 from qgis import processing
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
-from tests.conftest import AREZZO_PHOTOS, ENGINE_PYTHON, PANORAMAS, ROOT, TINY_MODEL_CONFIG
+from tests.conftest import AREZZO_PHOTOS, PANORAMAS, TINY_MODEL_CONFIG
+from tests.qgis.helpers import engine_python
 
 # The engine's side, in its own Python: embed with the single-process engine, then store the
 # vectors and the path table only as shards, the way embed --ray leaves a cluster's store.
@@ -44,16 +43,9 @@ def test_a_cluster_store_scores_points_whose_images_are_not_here(
     images.mkdir()
     paths = [shutil.copy(p, images) for p in [*AREZZO_PHOTOS[:4], PANORAMAS[0]]]
     cache = tmp_path / "cache"
-    arguments = [TINY_MODEL_CONFIG, tiny_checkpoint, cache, *paths]
-    done = subprocess.run(
-        [ENGINE_PYTHON, "-c", MAKE_SHARDS, *map(str, arguments)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    engine_python(
+        ["-c", MAKE_SHARDS, *map(str, [TINY_MODEL_CONFIG, tiny_checkpoint, cache, *paths])]
     )
-    assert done.returncode == 0, done.stderr
     assert list(cache.rglob("part-*.parquet")) and not list(cache.rglob("*.sqlite"))
     shutil.rmtree(images)  # the images stay on the cluster
 
