@@ -1,6 +1,6 @@
 """Re-scoring a store at scale: a new 250-label set over 1,000,000 stored embeddings.
 
-Writes synthetic unit vectors (ViT-B-32's 512 values) into the store's Parquet shards, as 16
+Writes synthetic unit vectors (ViT-B-32's 512 values) into the store's Arrow shards, as 16
 writers would, then, in a fresh process (so that its peak memory is the scoring's own), reads them
 in chunks and ranks a 250-label set: first label of every embedding, mean probability per label.
 The text encoding is left aside (random unit text vectors): it is the same whatever the store
@@ -82,7 +82,7 @@ def main() -> None:
         started = time.perf_counter()
         write_store(folder, args.rows)
         written = time.perf_counter() - started
-        size = sum(p.stat().st_size for p in folder.rglob("*.parquet")) / 2**30
+        size = sum(p.stat().st_size for p in folder.rglob("*.arrow")) / 2**30
         done = subprocess.run(
             [sys.executable, __file__, "--score", str(folder), "--labels", str(args.labels)],
             capture_output=True,
@@ -92,7 +92,7 @@ def main() -> None:
             sys.exit(done.stderr)
         result = json.loads(done.stdout.strip().splitlines()[-1])
     print(
-        f"store: {args.rows:,} embeddings × {DIM} in {WRITERS} Parquet shards, {size:.2f} GiB, "
+        f"store: {args.rows:,} embeddings × {DIM} in {WRITERS} Arrow shards, {size:.2f} GiB, "
         f"written in {written:.1f} s"
     )
     print(

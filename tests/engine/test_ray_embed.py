@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow.feather as feather
 import pytest
 
 from mus_qgis.engine.clip.embedding import Location, embed_locations
@@ -69,7 +69,7 @@ def stored_rows(cache: Path, tiny) -> tuple[list[str], EmbeddingStore]:
     store = EmbeddingStore.under(cache / "embeddings", tiny.identity, SETTING.key)
     keys = []
     for path in store.shards.shard_paths():
-        keys += pq.read_table(path, columns=["key"]).column(0).to_pylist()
+        keys += feather.read_table(path, columns=["key"]).column(0).to_pylist()
     return keys, store
 
 
@@ -77,7 +77,7 @@ def kill_first_encoder_once_a_shard_is_written(shards: Path, killed: list[int]) 
     """Kill -9 the Ray actor process that encodes, as soon as it has delivered some rows."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not killed:
-        if list(shards.glob("embeddings/part-*.parquet")):
+        if list(shards.glob("embeddings/part-*.arrow")):
             for entry in Path("/proc").iterdir():
                 try:
                     if entry.name.isdigit() and ENCODER_TITLE in (entry / "cmdline").read_bytes():

@@ -1,4 +1,4 @@
-"""A store made elsewhere (Parquet shards, as a Ray cluster writes them) scores locations in
+"""A store made elsewhere (Arrow shards, as a Ray cluster writes them) scores locations in
 QGIS without their images: mus:classifyclip and mus:ranklabels."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_a_cluster_store_scores_points_whose_images_are_not_here(
     engine_python(
         ["-c", MAKE_SHARDS, *map(str, [TINY_MODEL_CONFIG, tiny_checkpoint, cache, *paths])]
     )
-    assert list(cache.rglob("part-*.parquet")) and not list(cache.rglob("*.sqlite"))
+    assert list(cache.rglob("part-*.arrow")) and not list(cache.rglob("*.sqlite"))
     shutil.rmtree(images)  # the images stay on the cluster
 
     layer = QgsVectorLayer("Point?crs=EPSG:4326&field=image_paths:string", "points", "memory")

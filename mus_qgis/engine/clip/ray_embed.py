@@ -2,7 +2,7 @@
 
 read, hash, decode and cut views (CPU tasks running the engine's own ``prepare_image``)
 → encode (an actor pool, one model per actor, on a GPU or CPUs) → write (this process adds
-Parquet shards to the store, ``shards.py``). Images the store knows (by path and file version,
+Arrow shards to the store, ``shards.py``). Images the store knows (by path and file version,
 or by content) are not encoded again, so a second or resumed run computes nothing twice.
 
 Why this process writes: Ray retries the blocks of a worker that dies (tasks are retried, actors

@@ -58,11 +58,9 @@ def rank_chunks(chunks: Iterable, text_vectors, logit_scale: float) -> StoreRank
                 vectors = vectors[good]
             logits = vectors @ texts.T
             firsts.append(logits.argmax(dim=1).to(torch.int32))
-            logits.mul_(logit_scale)
-            logits.sub_(logits.max(dim=1, keepdim=True).values)
-            logits.exp_()
-            logits.div_(logits.sum(dim=1, keepdim=True))  # in place: no second chunk×L copy
-            probability_sum += logits.sum(dim=0).double()  # torch sums float32 pairwise
+            # One fused pass (max, exp, sum, divide) rather than one pass over memory for each.
+            probability = torch.softmax(logits.mul_(logit_scale), dim=1)
+            probability_sum += probability.sum(dim=0).double()  # torch sums float32 pairwise
             count += vectors.shape[0]
     first = torch.cat(firsts).numpy() if firsts else np.zeros(0, dtype=np.int32)
     return StoreRanking(first, probability_sum.numpy(), count, damaged)

@@ -14,7 +14,7 @@ checksum (recomputing them all would need every image, which may be on another m
 that fails is reported as damaged like any other.
 
 Embeddings made elsewhere at scale (a Ray cluster, ``ray_embed``) live beside the SQLite file as
-Parquet shards (``shards.py``); the store reads them as its own: keys, vectors, file facts. What
+Arrow shards (``shards.py``); the store reads them as its own: keys, vectors, file facts. What
 the SQLite file holds wins over a shard's row for the same key (a mended vector is saved there).
 """
 
