@@ -184,29 +184,32 @@ def _run(ray, locations, spec, setting, model, store, options, progress) -> RayE
     written: set[str] = set(known_keys)
     rows, files = [], []
     done = 0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        check_canceled(progress)
-        for row in _rows(batch):
-            done += 1
-            result.encoder_pids.add(row["pid"])
-            statuses[row["path"]] = row["status"]
-            if row["facts"] is not None:
-                files.append((row["path"], row["size"], row["mtime_ns"], row["facts"]))
-            if row["status"] == "cached":
-                counts["cached"] += 1
-            elif row["status"] != "ok":
-                counts["failed"] += 1
-            elif row["key"] in written:
-                counts["same image as another"] += 1  # a retried block, or a copy of a file
-            else:
-                written.add(row["key"])
-                rows.append((row["key"], row["vector"], row["views"]))
-                counts["encoded"] += 1
-        if len(rows) >= options["shard_rows"]:
-            store.shards.write(rows, files)
-            rows, files = [], []
-        progress.set_progress(100.0 * done / len(items))
-    store.shards.write(rows, files)
+    try:
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for row in _rows(batch):
+                done += 1
+                result.encoder_pids.add(row["pid"])
+                statuses[row["path"]] = row["status"]
+                if row["facts"] is not None:
+                    files.append((row["path"], row["size"], row["mtime_ns"], row["facts"]))
+                if row["status"] == "cached":
+                    counts["cached"] += 1
+                elif row["status"] != "ok":
+                    counts["failed"] += 1
+                elif row["key"] in written:
+                    counts["same image as another"] += 1  # a retried block, or a copy
+                else:
+                    written.add(row["key"])
+                    rows.append((row["key"], row["vector"], row["views"]))
+                    counts["encoded"] += 1
+            if len(rows) >= options["shard_rows"]:
+                store.shards.write(rows, files)
+                rows, files = [], []
+            progress.set_progress(100.0 * done / len(items))
+            check_canceled(progress)
+    finally:
+        # Canceled or failed: what was computed is kept all the same; a new run goes on from it.
+        store.shards.write(rows, files)
     result.encoder_pids.discard(0)
     counts["encoder processes"] = len(result.encoder_pids)
     progress.info(
