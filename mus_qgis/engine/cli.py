@@ -177,11 +177,17 @@ def _label_set(args):
     return builtin_label_set(args.labels, templates)
 
 
+def _is_table(args) -> bool:
+    from .clip.location_table import is_location_table
+
+    return len(args.images) == 1 and is_location_table(args.images[0])
+
+
 def _embed_locations(args) -> list[Location]:
     """A location table (the fetch output: GeoPackage, CSV, Parquet), or images one by one."""
-    from .clip.location_table import is_location_table, read_location_table
+    from .clip.location_table import read_location_table
 
-    if len(args.images) == 1 and is_location_table(args.images[0]):
+    if _is_table(args):
         return read_location_table(
             args.images[0], args.paths_field, args.bearing_field, args.heading_field
         )[1]
@@ -220,8 +226,9 @@ def cmd_embed(args) -> int:
     for location, status in zip(locations, result.status, strict=True):
         if status != "ok":
             print(f"{';'.join(location.paths) or '(no image)'}: {status}", file=sys.stderr)
+    what = "locations" if _is_table(args) else "images"
     print(
-        f"{result.counts.get('locations ok', 0)} of {len(locations)} locations embedded into "
+        f"{result.counts.get('locations ok', 0)} of {len(locations)} {what} embedded into "
         f"{store.path} ({result.counts})"
     )
     return 0 if result.counts.get("locations ok", 0) else 1

@@ -21,7 +21,7 @@ from mus_qgis.engine.clip.embedding import Location, embed_locations
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.store import EmbeddingStore
 from mus_qgis.engine.imagery.panorama import ViewSetting
-from tests.conftest import AREZZO_PHOTOS, IMAGES, PANORAMAS, ROOT
+from tests.conftest import AREZZO_PHOTOS, PANORAMAS, ROOT
 
 ray = pytest.importorskip("ray", reason="Ray is optional: requirements-ray.txt")
 from mus_qgis.engine.clip.ray_embed import embed_with_ray  # noqa: E402
@@ -162,23 +162,6 @@ def test_resume_computes_only_what_is_missing_then_nothing(
         assert len(store) == len(done) + len(rest)
     finally:
         store.close()
-
-
-def test_locations_from_the_fetch_output_table(tmp_path):
-    from mus_qgis.engine.clip.location_table import read_location_table
-
-    table = tmp_path / "points.csv"
-    photo = os.path.relpath(AREZZO_PHOTOS[0], tmp_path)
-    table.write_text(
-        f"fid,image_paths,bearing,image_heading\n1,{photo};{PANORAMAS[0]},90,\n2,,,\n",
-        encoding="utf-8",
-    )
-    ids, locations = read_location_table(table, id_field="fid")
-    assert ids == ["1", "2"]
-    assert locations[0].paths == (os.path.join(str(tmp_path), photo), str(PANORAMAS[0]))
-    assert locations[0].bearing == 90.0 and locations[0].heading is None
-    assert locations[1].paths == ()
-    assert IMAGES.is_dir()
 
 
 def test_without_ray_the_command_line_says_how_to_install_it(monkeypatch, capsys, tmp_path):
