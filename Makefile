@@ -24,10 +24,12 @@ $(STAMP): requirements-dev.txt scripts/install_system.sh
 	touch $@
 
 # The engine's side: its own environment, made by the same code as the plugin's "Set up the
-# engine" (binary wheels only), plus the test tools.
-$(ENGINE_STAMP): mus_qgis/engine/requirements.txt requirements-engine-dev.txt $(STAMP)
+# engine" (binary wheels only), plus the test tools and the optional Ray (its tests run here).
+$(ENGINE_STAMP): mus_qgis/engine/requirements.txt mus_qgis/engine/requirements-ray.txt \
+		requirements-engine-dev.txt $(STAMP)
 	/usr/bin/python3 -m mus_qgis.engine setup --root $(ENGINE) \
-		--extra-requirements requirements-engine-dev.txt
+		--extra-requirements requirements-engine-dev.txt \
+		--extra-requirements mus_qgis/engine/requirements-ray.txt
 	touch $@
 
 # The engine's tests run in the engine environment, where QGIS is not importable: the engine must
@@ -66,6 +68,8 @@ bench: install
 	$(ENGINE_PY) scripts/bench_grid.py
 	$(ENGINE_PY) scripts/bench_worker.py
 	$(ENGINE_PY) scripts/bench_readings.py
+	$(ENGINE_PY) scripts/bench_store.py
+	$(ENGINE_PY) scripts/bench_ray.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -1,6 +1,7 @@
 """Command line: embed images on a GPU server, score label sets anywhere the store is.
 
 python -m mus_qgis.engine embed IMAGES... [--model ViT-B-32 --pretrained TAG | --checkpoint F]
+python -m mus_qgis.engine embed POINTS.gpkg --ray [auto | ray://HEAD:10001]   (on a Ray cluster)
 python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scores.csv
 python -m mus_qgis.engine rank --labels world_capitals --targets Rome \\
     --group "Rome + Vatican City = Rome; Vatican City"
@@ -137,6 +138,30 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _ray_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("location tables and Ray clusters")
+    group.add_argument("--paths-field", default="image_paths", help="a table's image paths field")
+    group.add_argument("--bearing-field", default="bearing", help="a table's street bearing")
+    group.add_argument("--heading-field", default="image_heading", help="a panorama's heading")
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="embed on a Ray cluster (needs requirements-ray.txt): auto, ray://HEAD:10001, or "
+        "nothing for a local cluster; the embeddings go to Parquet shards beside the store",
+    )
+    group.add_argument("--actors", type=positive_int, default=1, help="model copies (Ray)")
+    group.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per model (Ray)")
+    group.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        help="GPUs per model (Ray); default 1 when the cluster has GPUs, else 0",
+    )
+
+
 def _spec(args) -> ModelSpec:
     return ModelSpec(args.model, args.pretrained, args.checkpoint, args.device)
 
@@ -152,13 +177,32 @@ def _label_set(args):
     return builtin_label_set(args.labels, templates)
 
 
+def _is_table(args) -> bool:
+    from .clip.location_table import is_location_table
+
+    return len(args.images) == 1 and is_location_table(args.images[0])
+
+
+def _embed_locations(args) -> list[Location]:
+    """A location table (the fetch output: GeoPackage, CSV, Parquet), or images one by one."""
+    from .clip.location_table import read_location_table
+
+    if _is_table(args):
+        return read_location_table(
+            args.images[0], args.paths_field, args.bearing_field, args.heading_field
+        )[1]
+    return [Location((path,)) for path in image_paths(args.images)]
+
+
 def cmd_embed(args) -> int:
     spec, setting = _spec(args), _setting(args)
     check_cache_dir(args.cache_dir)
+    if args.ray is not None:
+        return _embed_on_ray(args, spec, setting)
     model = load_model(spec, model_cache_dir(args.cache_dir))
     if model.untrained:
         print(UNTRAINED_WARNING, file=sys.stderr)
-    locations = [Location((path,)) for path in image_paths(args.images)]
+    locations = _embed_locations(args)
     fast_decode = not args.full_decode
     store, text_store = open_stores(args.cache_dir, model, setting, fast_decode)
     progress = LoggingProgress()
@@ -179,14 +223,42 @@ def cmd_embed(args) -> int:
         report_damaged(_StderrProgress(), store, text_store, result)
         store.close()
         text_store.close()
-    for path, status in zip((loc.paths[0] for loc in locations), result.status, strict=True):
+    for location, status in zip(locations, result.status, strict=True):
         if status != "ok":
-            print(f"{path}: {status}", file=sys.stderr)
+            print(f"{';'.join(location.paths) or '(no image)'}: {status}", file=sys.stderr)
+    what = "locations" if _is_table(args) else "images"
     print(
-        f"{result.counts.get('locations ok', 0)} of {len(locations)} images embedded into "
+        f"{result.counts.get('locations ok', 0)} of {len(locations)} {what} embedded into "
         f"{store.path} ({result.counts})"
     )
     return 0 if result.counts.get("locations ok", 0) else 1
+
+
+def _embed_on_ray(args, spec: ModelSpec, setting: ViewSetting) -> int:
+    from .clip.ray_embed import embed_with_ray, require_ray
+
+    require_ray()  # before anything is read: a clear word when Ray is not installed
+    locations = _embed_locations(args)
+    result = embed_with_ray(
+        locations,
+        spec,
+        setting,
+        args.cache_dir,
+        address=args.ray or None,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor,
+        batch_size=args.batch_size,
+        fast_decode=not args.full_decode,
+        progress=_StderrProgress(),
+    )
+    for path, status in sorted(result.statuses.items()):
+        if status not in ("ok", "cached"):
+            print(f"{path}: {status}", file=sys.stderr)
+    counts = {k: v for k, v in result.counts.items() if k != "encoder processes"}
+    print(f"Ray: images embedded into {result.store_path.with_suffix('.shards')} ({counts})")
+    usable = result.counts["images"] - result.counts["failed"]
+    return 0 if usable else 1
 
 
 class _StderrProgress(LoggingProgress):
@@ -372,8 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     embed = commands.add_parser("embed", help="embed images into the store")
-    embed.add_argument("images", nargs="+", help="image files, folders or .txt lists of paths")
+    embed.add_argument(
+        "images",
+        nargs="+",
+        help="image files, folders or .txt lists of paths; or one location table (.gpkg, .csv, "
+        ".parquet: the fetch output)",
+    )
     _model_arguments(embed)
+    _ray_arguments(embed)
     embed.set_defaults(run=cmd_embed)
 
     scorer = commands.add_parser("score", help="score images (or the whole store) on labels")

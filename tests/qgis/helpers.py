@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 from qgis.core import QgsProcessingFeedback
+
+from tests.conftest import ENGINE_PYTHON, ROOT
+
+
+def engine_python(arguments: list[str]) -> str:
+    """The engine's Python on ``arguments`` (its stdout), as users run it; it must succeed."""
+    done = subprocess.run(
+        [ENGINE_PYTHON, *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 class RecordingFeedback(QgsProcessingFeedback):

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 
 import pytest
 from qgis import processing
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProcessingException, QgsVectorLayer
 
-from tests.conftest import ENGINE_PYTHON, IMAGES, ROOT, TINY_MODEL_CONFIG
+from tests.conftest import IMAGES, TINY_MODEL_CONFIG
+from tests.qgis.helpers import engine_python
 
 ALG = "mus:ranklabels"
 
 
 def engine_cli(arguments: list[str]) -> str:
     """The engine's command line, run as users run it: in the engine's Python."""
-    done = subprocess.run(
-        [ENGINE_PYTHON, "-m", "mus_qgis.engine", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return engine_python(["-m", "mus_qgis.engine", *arguments])
 
 
 def classified(name: str, label_set: str, rows) -> QgsVectorLayer:

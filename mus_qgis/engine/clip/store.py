@@ -12,6 +12,10 @@ again from its image when the image is at hand. A store written before checksums
 upgraded when first opened for writing: each old vector that passes the other checks gets its
 checksum (recomputing them all would need every image, which may be on another machine), and one
 that fails is reported as damaged like any other.
+
+Embeddings made elsewhere at scale (a Ray cluster, ``ray_embed``) live beside the SQLite file as
+Arrow shards (``shards.py``); the store reads them as its own: keys, vectors, file facts. What
+the SQLite file holds wins over a shard's row for the same key (a mended vector is saved there).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import EmbeddingStoreError
+from .shards import ShardFolder, shard_folder_of
 from .views import ImageFacts
 
 _SCHEMA = """
@@ -75,6 +80,7 @@ class EmbeddingStore:
         self.writable = True
         self.notes: list[str] = []
         self._dimension: int | None = None
+        self.shards = ShardFolder(shard_folder_of(self.path), identity, view_key)
         try:
             self._db = self._open()
             self._checksum_column = {
@@ -213,6 +219,8 @@ class EmbeddingStore:
         self.close()
 
     def __len__(self) -> int:
+        if self.shards.exists():
+            return len(self.keys())
         return self._query("SELECT count(*) FROM embeddings")[0][0]
 
     def _query(self, sql: str, parameters=()) -> list:
@@ -226,7 +234,10 @@ class EmbeddingStore:
         return "checksum" if self._checksum_column[table] else "NULL"
 
     def keys(self) -> set[str]:
-        return {row[0] for row in self._query("SELECT key FROM embeddings")}
+        keys = {row[0] for row in self._query("SELECT key FROM embeddings")}
+        if self.shards.exists():
+            keys |= self.shards.keys()
+        return keys
 
     def put(
         self,
@@ -281,6 +292,10 @@ class EmbeddingStore:
                 f"WHERE key IN ({marks})",
                 chunk,
             )
+        if self.shards.exists():
+            missing = set(wanted) - {row[0] for row in rows}
+            if missing:
+                rows += self.shards.rows(missing)
         return self._checked(rows)
 
     def all(self):
@@ -291,6 +306,10 @@ class EmbeddingStore:
             f"SELECT key, views, vector, {self.checksum_column('embeddings')} FROM embeddings "
             "ORDER BY key"
         )
+        if self.shards.exists():
+            held = {row[0] for row in rows}
+            rows += [row for row in self.shards.rows() if row[0] not in held]
+            rows.sort(key=lambda row: row[0])
         found, damaged = self._checked(rows)
         keys = list(found)
         if not keys:
@@ -350,10 +369,19 @@ class EmbeddingStore:
             for row in self._query(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
                 path, size, mtime, digest, kind, width, height, heading = row
                 known[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
+        if self.shards.exists() and len(known) < len(wanted):
+            records = self.shards.file_records()
+            known.update(
+                (path, records[path]) for path in wanted if path not in known and path in records
+            )
         return known
 
     def files(self) -> dict[str, ImageFacts]:
-        return {row[0]: ImageFacts(*row[3:]) for row in self._query("SELECT * FROM files")}
+        found = {}
+        if self.shards.exists():
+            found = {path: facts for path, (_, _, facts) in self.shards.file_records().items()}
+        found.update((row[0], ImageFacts(*row[3:])) for row in self._query("SELECT * FROM files"))
+        return found
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:

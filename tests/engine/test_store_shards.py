@@ -1,0 +1,116 @@
+"""The store's Arrow shards: read as the store's own, checked, and re-scored in chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.feather as feather
+import pytest
+
+from mus_qgis.engine.clip.labels import builtin_label_set
+from mus_qgis.engine.clip.rescore import rank_chunks
+from mus_qgis.engine.clip.scoring import score
+from mus_qgis.engine.clip.store import EmbeddingStore
+from mus_qgis.engine.clip.views import ImageFacts
+from mus_qgis.engine.errors import EmbeddingStoreError
+
+IDENTITY, VIEWS = "ViT-B-32/test", "views4-fov90-pitch0"
+
+
+def unit_rows(count: int, dim: int = 16, seed: int = 0):
+    matrix = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = EmbeddingStore.under(tmp_path, IDENTITY, VIEWS)
+    yield opened
+    opened.close()
+
+
+def test_shards_and_sqlite_read_as_one_store(store, tmp_path):
+    vectors = unit_rows(5)
+    store.put(
+        [("a", vectors[0], 1)], [("/img/a.jpg", 10, 20, ImageFacts("a", "photo", 4, 3, None))]
+    )
+    # Two writers; the second stored "c" again, and "a" too (which the SQLite file holds).
+    store.shards.write(
+        [("b", vectors[1], 4), ("c", vectors[2], 1)],
+        [("/img/b.jpg", None, None, ImageFacts("b", "panorama", 8, 4, 90.0))],
+    )
+    store.shards.write([("c", vectors[2], 1), ("a", vectors[3], 1), ("d", vectors[4], 1)])
+    assert store.keys() == {"a", "b", "c", "d"} and len(store) == 4
+    keys, matrix, damaged = store.all()
+    assert keys == ["a", "b", "c", "d"] and not damaged
+    np.testing.assert_array_equal(matrix[0], vectors[0])  # the SQLite row wins
+    found, damaged = store.get(["b", "d", "missing"])
+    assert set(found) == {"b", "d"} and not damaged
+    assert store.files()["/img/b.jpg"] == ImageFacts("b", "panorama", 8, 4, 90.0)
+    assert store.file_facts(["/img/b.jpg"])["/img/b.jpg"][0] is None
+    # Chunked reading keeps each key once across writers.
+    chunked = [
+        key for chunk, _ in store.shards.iter_chunks(batch_rows=1) for key in chunk.to_pylist()
+    ]
+    assert sorted(chunked) == ["a", "b", "c", "d"]
+    # Any Arrow (Feather) reader reads the shards: key, model, views, vector, checksum.
+    table = feather.read_table(store.shards.shard_paths()[0])
+    assert table.column_names == ["key", "model", "view_setting", "views", "vector", "checksum"]
+    assert set(table.column("model").to_pylist()) == {IDENTITY}
+
+
+def test_a_damaged_or_foreign_shard_is_refused_by_name(store, tmp_path):
+    vectors = unit_rows(3)
+    (path,) = store.shards.write([("a", vectors[0], 1), ("b", vectors[1], 1)])
+    path.write_bytes(path.read_bytes()[:-100])  # cut short, as by a full disk or a lost copy
+    with pytest.raises(EmbeddingStoreError, match="is damaged") as caught:
+        store.all()
+    assert str(path) in str(caught.value)
+    path.unlink()
+
+    other = EmbeddingStore.under(tmp_path, "RN50/openai", VIEWS)
+    other.close()
+    (foreign,) = type(store.shards)(other.shards.folder, "RN50/openai", VIEWS).write(
+        [("a", vectors[2], 1)]
+    )
+    foreign.rename(store.shards.folder / "embeddings" / foreign.name)
+    with pytest.raises(EmbeddingStoreError, match="holds model 'RN50/openai'"):
+        store.keys()
+
+
+def test_a_vector_edited_in_a_shard_fails_its_checksum(store):
+    vectors = unit_rows(2)
+    (path,) = store.shards.write([("a", vectors[0], 1), ("b", vectors[1], 1)])
+    table = feather.read_table(path, memory_map=False)
+    swapped = table.set_column(5, "checksum", table.column("checksum").take([1, 0]))
+    feather.write_feather(swapped, path, compression="uncompressed")
+    found, damaged = store.get(["a", "b"])
+    assert not found and damaged == {"a": "checksum mismatch", "b": "checksum mismatch"}
+
+
+def test_chunked_ranking_equals_scoring_everything_at_once(store):
+    label_set = builtin_label_set("urban_atlas_2018")
+    texts = unit_rows(len(label_set), seed=1)
+    vectors = unit_rows(300, seed=2)
+    for start in (0, 120):  # two writers
+        part = vectors[start : start + 180]
+        store.shards.write_matrix([f"k{start + i:04d}" for i in range(len(part))], part, 1)
+    ranking = rank_chunks(store.shards.iter_chunks(batch_rows=64), texts, 100.0)
+    assert ranking.count == 300 and not ranking.damaged
+    _, matrix, _ = store.all()
+    reference = score(matrix, texts, label_set, 100.0, 1)
+    np.testing.assert_array_equal(
+        np.sort(ranking.first_places),
+        np.sort(np.bincount(reference.top_index[:, 0], minlength=len(texts))),
+    )
+    np.testing.assert_allclose(
+        ranking.mean_probability,
+        reference.all_probability.astype(np.float64).mean(axis=0),
+        atol=1e-6,
+    )
+    # A vector that is not unit length is damaged, not scored.
+    bad = ranking_of_one(store, np.full(16, 0.5, dtype=np.float32), texts)
+    assert bad.damaged == 1 and bad.count == 0
+
+
+def ranking_of_one(store, vector, texts):
+    return rank_chunks([vector[None, :]], texts, 100.0)
