@@ -56,7 +56,8 @@ from .qgis_enums import (
     LEGEND_TITLE,
     NO_GEOMETRY_REQUEST,
 )
-from .rank_labels import model_words, set_title
+from .rank_labels import set_title
+from .reports import model_words
 from .resample_to_grid import style_grid_layer
 
 # QGIS's own layout north arrow (the layout designer's "Add North Arrow"), else one of its SVGs.

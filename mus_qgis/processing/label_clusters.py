@@ -33,7 +33,7 @@ from .qgis_enums import (
     WKB_NO_GEOMETRY,
     make_field,
 )
-from .rank_labels import model_words
+from .reports import report_start
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (
@@ -474,23 +474,17 @@ def report_html(result, names, score_name, settings, layer_name, alpha) -> str:
         return "" if value is None else f"{value:.{digits}f}"
 
     parts = [
-        "<html><head><meta charset='utf-8'><title>Label clusters</title><style>"
-        "body{font-family:sans-serif}td,th{padding:2px 6px;text-align:right}"
-        "td.l,th.l{text-align:left}.clustered{background:#d9f0d3}.dispersed{background:#fee8c8}"
-        ".warning{background:#fde0dd;border:2px solid #d7301f;padding:6px 10px}</style></head>"
-        f"<body><h1>Label clusters: {html.escape(layer_name)}</h1>"
-    ]
-    if settings.get("untrained"):
-        parts.append(
-            "<p class='warning'><b>Random weights.</b> The model that classified these images "
-            "has untrained weights: any cluster below is a pattern of noise, not of the city.</p>"
+        report_start(
+            f"Label clusters: {layer_name}",
+            [settings] if settings else [],
+            style="td,th{text-align:right}td.l,th.l{text-align:left}"
+            ".clustered{background:#d9f0d3}.dispersed{background:#fee8c8}",
+            what="clusters",
         )
+    ]
     if settings:
         title = settings.get("label_set_title") or settings.get("label_set", "")
-        parts.append(
-            f"<p>Labels by {html.escape(model_words(settings))}; label set "
-            f"{html.escape(title)}.</p>"
-        )
+        parts.append(f"<p>Label set: {html.escape(title)}.</p>")
     parts.append(
         f"<p>Neighbours: {html.escape(result['neighbours'])}. Significance level {alpha:g}; "
         "local results under the false discovery rate cut-off (Benjamini-Hochberg). "
