@@ -52,7 +52,7 @@ def clusters(text_vectors, per_class: int, seed: int, noise: float = 0.3):
     orthogonal to every text embedding so that zero-shot's answer is exactly NEAREST."""
     rng = np.random.default_rng(seed)
     text_vectors = np.asarray(text_vectors, dtype=np.float64)
-    labels, dim = text_vectors.shape
+    labels = len(text_vectors)
     # Directions orthogonal to the text embeddings: one per class, the rest for noise.
     free = np.linalg.svd(text_vectors)[2][labels:]
     vectors, targets = [], []
@@ -268,7 +268,7 @@ def test_a_label_not_in_the_set_is_named(tiny, corrected_city):
 def test_corrected_points_without_stored_embeddings_are_left_out_and_said(
     tiny, corrected_city, tmp_path
 ):
-    cache, setting, locations, _, corrected, user_labels, *_ = corrected_city
+    cache, setting, locations, _, _, user_labels, *_ = corrected_city
     gone = [Location((str(tmp_path / "never_embedded.jpg"),)), Location(())]
     run = train_and_rescore(
         [*gone, *locations],
@@ -302,7 +302,7 @@ def test_classify_uses_a_trained_probe_and_refuses_one_made_for_other_labels(
     expected = probe.scores(classified.embeddings.vectors, LABELS, 2)
     np.testing.assert_array_equal(classified.scores.top_index, expected.top_index)
     assert classified.metadata["probe"]["trained_points"] == 20
-    with pytest.raises(ProbeError, match="label set .*'urban_atlas_2018'"):
+    with pytest.raises(ProbeError, match=r"label set .*'urban_atlas_2018'"):
         classify_locations(
             locations,
             builtin_label_set("urban_atlas_2018"),

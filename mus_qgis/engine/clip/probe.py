@@ -84,8 +84,9 @@ class Probe:
                 if name == "label_set_hash":
                     held = f"{meta.get('label_set')!r} ({held})"
                     value = f"{label_set.name!r} ({value})"
+                where = f" {self.source}" if self.source else ""
                 raise ProbeError(
-                    f"The trained probe {self.source or ''} was trained for the {words[name]} {held}, not "
+                    f"The trained probe{where} was trained for the {words[name]} {held}, not "
                     f"{value} as here. Use it with the model, views and label set it was trained "
                     "for, or train a probe for these (mus:trainprobe)."
                 )
