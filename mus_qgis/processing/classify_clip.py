@@ -90,7 +90,11 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         "The embedding store keeps a checksum of every vector and checks it when reading: a "
         "damaged embedding is computed again from its image (the log names the images), and a "
         "point whose image is gone says so in its clip_status. A read-only store is used as it "
-        "is: new embeddings are computed but not saved (the log says so)."
+        "is: new embeddings are computed but not saved (the log says so).\n\n"
+        "Trained probe: a probe file written by 'Train a probe on corrected points' scores the "
+        "embeddings instead of the prompts (score_1..k are then its logits); it must have been "
+        "trained for the same model, weights, views and label set, or the run stops saying "
+        "which differs. The run settings record the probe."
     )
 
     INPUT = "INPUT"
@@ -104,6 +108,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
     IMAGE_FOLDER = "IMAGE_FOLDER"
+    PROBE = "PROBE"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
@@ -167,6 +172,14 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 defaultValue=3,
                 minValue=1,
                 maxValue=10,
+            )
+        )
+        self.add_parameter(
+            QgsProcessingParameterFile(
+                self.PROBE,
+                self.tr("Trained probe (mus:trainprobe), scores instead of the prompts"),
+                optional=True,
+                fileFilter="Trained probes (*.npz)",
             )
         )
         advanced = [
@@ -247,6 +260,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 "cache_dir": self.cache_folder(parameters, context),
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 "full_decode": self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
+                "probe": self.parameterAsFile(parameters, self.PROBE, context),
                 "output": output,
             },
             feedback,
@@ -421,9 +435,11 @@ def _save_metadata(dest_id: str, settings: dict, feedback) -> None:
         feedback.pushWarning(f"Could not save the run settings into {path}: {message}")
 
 
-def style_classified_layer(layer, label_set, settings: dict | None = None) -> None:
+def style_classified_layer(
+    layer, label_set, settings: dict | None = None, field: str = "label_1"
+) -> None:
     """Colour by the first label (the set's colours) and size by its score; attach settings."""
-    present = set(layer.uniqueValues(layer.fields().lookupField("label_1")))
+    present = set(layer.uniqueValues(layer.fields().lookupField(field)))
     categories = []
     for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
         if label.text in present:
@@ -431,7 +447,7 @@ def style_classified_layer(layer, label_set, settings: dict | None = None) -> No
             categories.append(QgsRendererCategory(label.text, _dot(colour), name))
     if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
         categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
-    layer.setRenderer(QgsCategorizedSymbolRenderer("label_1", categories))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     if settings:
         layer.setMetadata(_layer_metadata(settings))
         layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))

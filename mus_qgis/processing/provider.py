@@ -16,6 +16,7 @@ from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 from .setup_engine import SetupEngine
+from .train_probe import TrainProbe
 
 
 class MusProvider(QgsProcessingProvider):
@@ -98,6 +99,7 @@ class MusProvider(QgsProcessingProvider):
             ResampleToGrid(),
             RankLabels(),
             CompareUrbanAtlas(),
+            TrainProbe(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

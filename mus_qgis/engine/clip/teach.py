@@ -292,3 +292,68 @@ def rescore(locations, store, setting, probe: Probe, label_set, top_k: int, prog
         status += found.status
         progress.set_progress(100.0 * part.stop / max(count, 1))
     return top_index, logit, probability, margin, status
+
+
+def view_setting_from_key(key: str) -> ViewSetting:
+    """The view setting a store key names ('views4-fov90-pitch0', 'centre-crop')."""
+    import re
+
+    if key == "centre-crop":
+        return ViewSetting(centre_crop=True)
+    match = re.fullmatch(r"views(\d+)-fov([-\d.]+)-pitch([-\d.]+)", key or "")
+    if not match:
+        raise ProbeError(
+            f"The layer's run settings name the views {key!r}, which this version cannot read: "
+            "classify the layer again with CLIP-classify."
+        )
+    return ViewSetting(int(match[1]), float(match[2]), float(match[3]))
+
+
+def classification_of(
+    settings: dict, label_file: str = "", checkpoint: str = "", device: str = "auto"
+):
+    """The label set, model, views and decoding a classified layer's run settings record, as
+    the engine needs them: (label set, model spec, view setting, fast decode).
+
+    A built-in label set and a pretrained tag are found from the settings alone; a label file or
+    a checkpoint file must be given again (the settings keep only their names), and is checked
+    against what the settings recorded.
+    """
+    from ..errors import LabelSetError
+    from .labels import builtin_label_set, read_label_file
+
+    if not settings or "label_set_hash" not in settings:
+        raise ProbeError(
+            "The layer carries no CLIP-classify run settings (label set, model, views): train "
+            "the probe on a layer that CLIP-classify wrote, or on a copy saved as GeoPackage."
+        )
+    templates = settings.get("templates") or None
+    if label_file:
+        label_set = read_label_file(label_file, templates)
+    else:
+        try:
+            label_set = builtin_label_set(settings["label_set"], templates)
+        except LabelSetError as exc:
+            raise ProbeError(
+                f"The layer was classified with the label file {settings['label_set']!r}: give "
+                "that file again (Label file)."
+            ) from exc
+    if label_set.content_hash() != settings["label_set_hash"]:
+        raise ProbeError(
+            f"The label set {label_set.name!r} is not the one the layer was classified with "
+            f"(its labels, order or templates differ: hash {label_set.content_hash()}, the "
+            f"layer's {settings['label_set_hash']}). Give the label file the classification used."
+        )
+    if settings.get("checkpoint") and not checkpoint:
+        raise ProbeError(
+            f"The layer was classified with weights from the checkpoint file "
+            f"{settings['checkpoint']!r}: give that file again (Checkpoint file)."
+        )
+    spec = ModelSpec(
+        settings.get("model", ""),
+        "" if checkpoint else settings.get("pretrained", ""),
+        checkpoint,
+        device,
+    )
+    setting = view_setting_from_key(settings.get("views", ""))
+    return label_set, spec, setting, bool(settings.get("jpeg_draft_decode", True))
