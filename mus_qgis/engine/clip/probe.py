@@ -171,10 +171,10 @@ def fit_weights(vectors, targets, text_vectors, logit_scale: float, regularisati
     if regularisation <= 0:
         raise ProbeError(f"The regularisation must be above 0, not {regularisation}.")
     start_weights, _ = zero_shot_weights(text_vectors, logit_scale)
-    anchor = torch.from_numpy(start_weights)
-    x = torch.from_numpy(np.asarray(vectors, dtype=np.float64))
+    anchor = torch.from_numpy(np.ascontiguousarray(start_weights))
+    x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float64))
     y = torch.from_numpy(np.asarray(targets, dtype=np.int64))
-    delta = torch.zeros_like(anchor, requires_grad=True)
+    delta = torch.zeros(anchor.shape, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(anchor.shape[0], dtype=torch.float64, requires_grad=True)
     # The problem is convex and small (corrections, not the city): full-batch L-BFGS converges
     # in a few dozen steps to the same optimum whatever the thread count.

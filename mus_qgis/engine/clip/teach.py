@@ -59,14 +59,15 @@ def stored_vectors(locations: Sequence[Location], store, setting: ViewSetting, d
             )
         wanted.append(keys)
     found, damaged = store.get(key for keys in wanted for key in keys if key)
-    vectors = np.full((len(locations), dimension), np.nan, dtype=np.float32)
-    status, used = [], []
+    position = {key: index for index, key in enumerate(found)}
+    matrix = np.stack(list(found.values())) if found else np.zeros((0, dimension), np.float32)
+    rows, columns, status, used = [], [], [], []
     for row, (location, keys) in enumerate(zip(locations, wanted, strict=True)):
-        good = [key for key in keys if key in found]
+        good = [key for key in keys if key in position]
         used.append(good)
+        rows += [row] * len(good)
+        columns += [position[key] for key in good]
         if good:
-            mean = np.mean([found[key] for key in good], axis=0)
-            vectors[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
             status.append("ok")
         elif not location.paths:
             status.append("no image")
@@ -79,6 +80,18 @@ def stored_vectors(locations: Sequence[Location], store, setting: ViewSetting, d
             else:
                 why = "has no stored embedding for these views (classify it first)"
             status.append(f"error: image {path} {why}")
+    # The mean of each point's image embeddings, normalised (as the classification pooled
+    # them), for all points at once: a per-point loop costs more than the scoring itself.
+    rows = np.asarray(rows, dtype=np.int64)  # non-decreasing: each point's images together
+    vectors = np.full((len(locations), dimension), np.nan, dtype=np.float32)
+    if len(rows):
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        means = matrix[np.asarray(columns, dtype=np.int64)]
+        if len(starts) < len(rows):  # some points have several images
+            means = np.add.reduceat(means, starts, axis=0)
+            means /= np.diff(np.r_[starts, len(rows)])[:, None]
+        norms = np.sqrt(np.einsum("ij,ij->i", means, means))[:, None]
+        vectors[rows[starts]] = means / np.maximum(norms, 1e-12)
     return StoredVectors(vectors, status, used)
 
 
