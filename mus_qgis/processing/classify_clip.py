@@ -21,7 +21,6 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -36,9 +35,6 @@ from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
-    FIELD_NUMERIC,
-    FIELD_STRING,
-    FILE_FOLDER,
     NUMBER_INTEGER,
     SYMBOL_SIZE,
     VECTOR_POINT,
@@ -98,16 +94,12 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
     )
 
     INPUT = "INPUT"
-    IMAGE_FIELD = "IMAGE_FIELD"
-    BEARING_FIELD = "BEARING_FIELD"
-    HEADING_FIELD = "HEADING_FIELD"
     LABEL_SET = "LABEL_SET"
     LABEL_FILE = "LABEL_FILE"
     TEMPLATES = "TEMPLATES"
     TOP_K = "TOP_K"
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
-    IMAGE_FOLDER = "IMAGE_FOLDER"
     PROBE = "PROBE"
     OUTPUT = "OUTPUT"
 
@@ -118,27 +110,9 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
             )
         )
+        self.add_parameter(self.image_field_parameter())
         self.add_parameter(
-            QgsProcessingParameterField(
-                self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
-                defaultValue="image_paths",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_STRING,
-                # Optional only so that QGIS 3.22 applies the default when the field is not given;
-                # processAlgorithm insists on a field.
-                optional=True,
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterField(
-                self.BEARING_FIELD,
-                self.tr("Street bearing field (aims panorama views)"),
-                defaultValue="bearing",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            )
+            self.bearing_field_parameter("Street bearing field (aims panorama views)")
         )
         self.add_parameter(
             QgsProcessingParameterEnum(
@@ -183,13 +157,8 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             )
         )
         advanced = [
-            QgsProcessingParameterField(
-                self.HEADING_FIELD,
-                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
-                defaultValue="image_heading",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
+            self.heading_field_parameter(
+                "Panorama heading field (compass heading of the panorama's centre)"
             ),
             *self.model_parameters(),
             QgsProcessingParameterNumber(
@@ -206,12 +175,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.tr("Full-resolution decode (slower; default: JPEG draft mode)"),
                 defaultValue=False,
             ),
-            QgsProcessingParameterFile(
-                self.IMAGE_FOLDER,
-                self.tr("Folder that relative image paths start from"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            ),
+            self.image_folder_parameter(),
             self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
@@ -245,7 +209,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             label_spec, label_set = self._label_set(parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        locations, features = self._locations(source, parameters, context)
+        locations, features = self.locations(source, parameters, context)
         locations_file, output = job_file(".json"), job_file(".npz")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(locations, handle)
@@ -299,33 +263,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
         return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
 
-    def _locations(self, source, parameters, context):
-        """Each feature's (image paths, bearing, heading), as the engine reads locations."""
-        from ..engine.clip.embedding import parse_image_paths
-
-        path_index = self.field_index(
-            source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True
-        )
-        bearing_index = self.field_index(
-            source, parameters, self.BEARING_FIELD, context, what="street bearing"
-        )
-        heading_index = self.field_index(
-            source, parameters, self.HEADING_FIELD, context, what="panorama heading"
-        )
-        folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
-        locations, features = [], []
-        for feature in source.getFeatures():
-            attributes = feature.attributes()
-            locations.append(
-                [
-                    list(parse_image_paths(attributes[path_index], folder)),
-                    _angle(attributes[bearing_index]) if bearing_index >= 0 else None,
-                    _angle(attributes[heading_index]) if heading_index >= 0 else None,
-                ]
-            )
-            features.append(feature)
-        return locations, features
-
     def _write(self, source, features, scores, label_set, parameters, context):
         k = scores["top_index"].shape[1]
         ours = [(f"label_{i}", "string") for i in range(1, k + 1)]
@@ -369,14 +306,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         # Closing the sink writes the file, so that its metadata can be saved next.
         del sink
         return dest_id, classified
-
-
-def _angle(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if number != number else number
 
 
 def _number(value):

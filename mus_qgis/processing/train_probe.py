@@ -24,7 +24,6 @@ from qgis.core import (
 from ..engine.clip.models import DEVICES
 from .base import MusAlgorithm, style_on_load
 from .classify_clip import (
-    ClassifyClip,
     _number,
     _save_metadata,
     classification_settings,
@@ -33,9 +32,7 @@ from .classify_clip import (
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
-    FIELD_NUMERIC,
     FIELD_STRING,
-    FILE_FOLDER,
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
     VECTOR_POINT,
@@ -108,16 +105,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.add_parameter(
-            QgsProcessingParameterField(
-                self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
-                defaultValue="image_paths",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_STRING,
-                optional=True,
-            )
-        )
+        self.add_parameter(self.image_field_parameter())
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.TOP_K,
@@ -138,28 +126,9 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                     minValue=1e-6,
                     maxValue=1e6,
                 ),
-                QgsProcessingParameterField(
-                    self.BEARING_FIELD,
-                    self.tr("Street bearing field (as in the classification)"),
-                    defaultValue="bearing",
-                    parentLayerParameterName=self.INPUT,
-                    type=FIELD_NUMERIC,
-                    optional=True,
-                ),
-                QgsProcessingParameterField(
-                    self.HEADING_FIELD,
-                    self.tr("Panorama heading field (as in the classification)"),
-                    defaultValue="image_heading",
-                    parentLayerParameterName=self.INPUT,
-                    type=FIELD_NUMERIC,
-                    optional=True,
-                ),
-                QgsProcessingParameterFile(
-                    self.IMAGE_FOLDER,
-                    self.tr("Folder that relative image paths start from"),
-                    behavior=FILE_FOLDER,
-                    optional=True,
-                ),
+                self.bearing_field_parameter("Street bearing field (as in the classification)"),
+                self.heading_field_parameter("Panorama heading field (as in the classification)"),
+                self.image_folder_parameter(),
                 QgsProcessingParameterFile(
                     self.LABEL_FILE,
                     self.tr("Label file the classification used (when it was not built in)"),
@@ -237,7 +206,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             required=True,
             candidates=("label_user",),
         )
-        rows, features = ClassifyClip._locations(self, layer, parameters, context)
+        rows, features = self.locations(layer, parameters, context)
         labels = [features_value(f, label_index) for f in features]
         ids = [str(f.id()) for f in features]
         points_file, output = job_file(".json"), job_file(".npz")
