@@ -10,8 +10,6 @@ points, and every point is re-scored into a new layer.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 CORRECTED = 8
@@ -26,20 +24,25 @@ def demo_labels() -> tuple[str, str]:
 
 
 def set_demo_corrections(gpkg: Path, table: str) -> int:
-    """Add label_user to the classified table and fill it on the first points with a label."""
-    with closing(sqlite3.connect(gpkg)) as db, db:
-        columns = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
-        if "label_user" not in columns:
-            db.execute(f'ALTER TABLE "{table}" ADD COLUMN label_user TEXT')
-        rows = db.execute(
-            f'SELECT fid FROM "{table}" WHERE label_1 IS NOT NULL ORDER BY fid LIMIT ?',
-            (CORRECTED,),
-        ).fetchall()
-        labels = demo_labels()
-        for position, (fid,) in enumerate(rows):
-            label = labels[position % len(labels)]
-            db.execute(f'UPDATE "{table}" SET label_user = ? WHERE fid = ?', (label, fid))
-    return len(rows)
+    """Add label_user to the classified table and fill it on the first points with a label.
+
+    Through GDAL: a GeoPackage's spatial-index triggers call functions plain SQLite lacks."""
+    from osgeo import ogr
+
+    ogr.UseExceptions()
+    source = ogr.Open(str(gpkg), update=1)
+    layer = source.GetLayerByName(table)
+    if layer.GetLayerDefn().GetFieldIndex("label_user") < 0:
+        layer.CreateField(ogr.FieldDefn("label_user", ogr.OFTString))
+    layer.SetAttributeFilter("label_1 IS NOT NULL")
+    fids = sorted(feature.GetFID() for feature in layer)[:CORRECTED]
+    labels = demo_labels()
+    for position, fid in enumerate(fids):
+        feature = layer.GetFeature(fid)
+        feature.SetField("label_user", labels[position % len(labels)])
+        layer.SetFeature(feature)
+    source = None  # closes the file, written
+    return len(fids)
 
 
 def model_only(parameters: list[str]) -> list[str]:

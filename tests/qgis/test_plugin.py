@@ -55,7 +55,7 @@ def test_plugin_start_up_imports_nothing_heavy():
     assert (
         "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
         "'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
-        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
+        "'mus:samplestreetcentroids', 'mus:setupengine', 'mus:trainprobe']" in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
