@@ -460,7 +460,7 @@ def main() -> None:
         )
     from scripts import demo_probe
 
-    print(demo_probe.summary(results["probe"], "RANDOM" in results["model"]))
+    print(demo_probe.summary(results["probe"]))
     if compare is not None:
         print(
             f"Agreement with Urban Atlas over {int(compare['COMPARED'])} points: overall "

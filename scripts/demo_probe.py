@@ -72,14 +72,14 @@ def teach(step, gpkg: Path, table: str, parameters, out: Path) -> dict:
     return {**results, "CORRECTED": corrected, "REPORT": str(report)}
 
 
-def summary(results: dict, untrained: bool) -> str:
+def summary(results: dict) -> str:
     """What the step found, in the words the demo prints."""
     lines = [
         f"Probe trained on {results['CORRECTED']} corrected points: cross-validated accuracy "
         f"{results['PROBE_ACCURACY']:.0%}, zero-shot {results['ZERO_SHOT_ACCURACY']:.0%} on the "
         f"same points (report: {results['REPORT']}; probe: {results['PROBE_FILE']})."
     ]
-    if untrained:
+    if results["UNTRAINED"]:
         lines.append(
             "With random weights these accuracies mean nothing: the corrections were set by a "
             "rule, and the embeddings they were learnt from describe no image. The step shows "

@@ -175,6 +175,9 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             )
         )
         self.add_output(QgsProcessingOutputString("PROBE_FILE", self.tr("Probe file written")))
+        self.add_output(
+            QgsProcessingOutputNumber("UNTRAINED", self.tr("1 when the model's weights are random"))
+        )
 
     def checkParameterValues(self, parameters, context):
         """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
@@ -249,6 +252,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             "PROBE_ACCURACY": report["probe_accuracy"],
             "ZERO_SHOT_ACCURACY": report["zero_shot_accuracy"],
             "PROBE_FILE": result["probe"],
+            "UNTRAINED": int(bool(report["untrained"])),
             self.PROBE: result["probe"],
         }
         path = self.parameterAsFileOutput(parameters, self.REPORT, context)

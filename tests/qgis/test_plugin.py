@@ -212,6 +212,9 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "Among the 110 Italian provinces, Arezzo ranks" in done.stdout
     assert "Among the 44 European capitals, Rome + Vatican City ranks" in done.stdout
     assert "Among the 244 world capitals, Rome + Vatican City ranks" in done.stdout
+    assert "label_user set on 8 points BY THIS SCRIPT" in done.stdout
+    assert "Probe trained on 8 corrected points: cross-validated accuracy" in done.stdout
+    assert "With random weights these accuracies mean nothing" in done.stdout
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
