@@ -29,6 +29,7 @@ from mus_qgis.engine.clip.store import EmbeddingStore
 from mus_qgis.engine.clip.teach import (
     SCORED_BY_PROBE,
     SCORED_OUT_OF_FOLD,
+    classification_of,
     stored_vectors,
     train_and_rescore,
 )
@@ -316,3 +317,37 @@ def test_classify_uses_a_trained_probe_and_refuses_one_made_for_other_labels(
         classify_locations(
             locations, LABELS, tiny.spec, ViewSetting(count=6, fov=60.0), 2, cache, probe=probe
         )
+
+
+def test_the_classification_is_read_back_from_the_layers_run_settings(tmp_path):
+    label_set = builtin_label_set("urban_atlas_2018")
+    settings = {
+        "label_set": "urban_atlas_2018",
+        "label_set_hash": label_set.content_hash(),
+        "templates": list(label_set.templates),
+        "model": "ViT-B-32",
+        "pretrained": "laion2b_s34b_b79k",
+        "checkpoint": "",
+        "views": "views6-fov60-pitch5",
+        "jpeg_draft_decode": False,
+    }
+    found, spec, setting, fast = classification_of(settings)
+    assert found.texts == label_set.texts and spec.pretrained == "laion2b_s34b_b79k"
+    assert setting == ViewSetting(6, 60.0, 5.0) and fast is False
+    assert classification_of({**settings, "views": "centre-crop"})[2].centre_crop
+    with pytest.raises(ProbeError, match="give that file again"):
+        classification_of({**settings, "checkpoint": "mine.pt"})
+    assert (
+        classification_of({**settings, "checkpoint": "mine.pt"}, checkpoint="/w/mine.pt")[
+            1
+        ].checkpoint
+        == "/w/mine.pt"
+    )
+    own = tmp_path / "streets.txt"
+    own.write_text("market\npark\n", encoding="utf-8")
+    with pytest.raises(ProbeError, match="label file 'streets'"):
+        classification_of({**settings, "label_set": "streets"})
+    with pytest.raises(ProbeError, match="not the one the layer was classified with"):
+        classification_of({**settings, "label_set": "streets"}, label_file=str(own))
+    with pytest.raises(ProbeError, match="no CLIP-classify run settings"):
+        classification_of({})
