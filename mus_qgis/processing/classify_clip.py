@@ -97,7 +97,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
     LABEL_SET = "LABEL_SET"
     LABEL_FILE = "LABEL_FILE"
     TEMPLATES = "TEMPLATES"
-    TOP_K = "TOP_K"
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
     PROBE = "PROBE"
@@ -138,16 +137,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.TOP_K,
-                self.tr("Labels to keep per point (top k)"),
-                NUMBER_INTEGER,
-                defaultValue=3,
-                minValue=1,
-                maxValue=10,
-            )
-        )
+        self.add_parameter(self.top_k_parameter())
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.PROBE,

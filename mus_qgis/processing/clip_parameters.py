@@ -12,7 +12,7 @@ from qgis.core import (
 
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from .base import plugin_cache_dir
-from .qgis_enums import FIELD_NUMERIC, FIELD_STRING, FILE_FOLDER, NUMBER_DOUBLE
+from .qgis_enums import FIELD_NUMERIC, FIELD_STRING, FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (
@@ -43,6 +43,17 @@ class ClipParameters:
     BEARING_FIELD = "BEARING_FIELD"
     HEADING_FIELD = "HEADING_FIELD"
     IMAGE_FOLDER = "IMAGE_FOLDER"
+    TOP_K = "TOP_K"
+
+    def top_k_parameter(self):
+        return QgsProcessingParameterNumber(
+            self.TOP_K,
+            self.tr("Labels to keep per point (top k)"),
+            NUMBER_INTEGER,
+            defaultValue=3,
+            minValue=1,
+            maxValue=10,
+        )
 
     def image_field_parameter(self):
         return QgsProcessingParameterField(

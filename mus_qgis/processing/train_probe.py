@@ -34,7 +34,6 @@ from .engine import job_file, run_job
 from .qgis_enums import (
     FIELD_STRING,
     NUMBER_DOUBLE,
-    NUMBER_INTEGER,
     VECTOR_POINT,
     make_field,
 )
@@ -83,7 +82,6 @@ class TrainProbe(ClipParameters, MusAlgorithm):
     IMAGE_FOLDER = "IMAGE_FOLDER"
     LABEL_FILE = "LABEL_FILE"
     REGULARISATION = "REGULARISATION"
-    TOP_K = "TOP_K"
     OUTPUT = "OUTPUT"
     PROBE = "PROBE"
     REPORT = "REPORT"
@@ -106,16 +104,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             )
         )
         self.add_parameter(self.image_field_parameter())
-        self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.TOP_K,
-                self.tr("Labels to keep per point (top k)"),
-                NUMBER_INTEGER,
-                defaultValue=3,
-                minValue=1,
-                maxValue=10,
-            )
-        )
+        self.add_parameter(self.top_k_parameter())
         self.add_advanced_parameters(
             [
                 QgsProcessingParameterNumber(
