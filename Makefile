@@ -70,6 +70,7 @@ bench: install
 	$(ENGINE_PY) scripts/bench_readings.py
 	$(ENGINE_PY) scripts/bench_store.py
 	$(ENGINE_PY) scripts/bench_ray.py
+	$(ENGINE_PY) scripts/bench_probe.py
 
 package:
 	/usr/bin/python3 scripts/package.py

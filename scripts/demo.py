@@ -237,6 +237,9 @@ def run_pipeline(profile: Path) -> dict:
         f"OUTPUT={OUT / 'label_ranking.csv'}",
         f"REPORT={OUT / 'label_ranking.html'}",
     )
+    from scripts import demo_probe
+
+    results["probe"] = demo_probe.teach(step, GPKG, "landuse_labels", parameters, OUT)
     reference = os.environ.get("MUS_URBAN_ATLAS", "")
     if not reference:
         results["compare"] = None
@@ -471,6 +474,9 @@ def main() -> None:
             f"Among the {row['of']} {row['scale']}, {row['label']} ranks {row['rank']} "
             f"({float(row['share']):.0%} of first places)."
         )
+    from scripts import demo_probe
+
+    print(demo_probe.summary(results["probe"]))
     if compare is not None:
         print(
             f"Agreement with Urban Atlas over {int(compare['COMPARED'])} points: overall "

@@ -21,7 +21,6 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -36,9 +35,6 @@ from .base import MusAlgorithm, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
-    FIELD_NUMERIC,
-    FIELD_STRING,
-    FILE_FOLDER,
     NUMBER_INTEGER,
     SYMBOL_SIZE,
     VECTOR_POINT,
@@ -73,20 +69,19 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         "or a local checkpoint file. Without either the weights are random and the labels mean "
         "nothing: the log, the layer and every report say so. Image embeddings are kept in the "
         "cache folder, so another label set over the same images reads no image again.\n\n"
+        "Trained probe (optional): a file from 'Train a probe on corrected points' scores "
+        "the embeddings instead of the prompts (score_1..k are then its logits); one trained "
+        "for another model, views or label set is refused.\n\n"
         "The README says more: JPEG draft decoding, damaged images and stores."
     )
 
     INPUT = "INPUT"
-    IMAGE_FIELD = "IMAGE_FIELD"
-    BEARING_FIELD = "BEARING_FIELD"
-    HEADING_FIELD = "HEADING_FIELD"
     LABEL_SET = "LABEL_SET"
     LABEL_FILE = "LABEL_FILE"
     TEMPLATES = "TEMPLATES"
-    TOP_K = "TOP_K"
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
-    IMAGE_FOLDER = "IMAGE_FOLDER"
+    PROBE = "PROBE"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
@@ -96,27 +91,9 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
             )
         )
+        self.add_parameter(self.image_field_parameter())
         self.add_parameter(
-            QgsProcessingParameterField(
-                self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
-                defaultValue="image_paths",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_STRING,
-                # Optional only so that QGIS 3.22 applies the default when the field is not given;
-                # processAlgorithm insists on a field.
-                optional=True,
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterField(
-                self.BEARING_FIELD,
-                self.tr("Street bearing field (aims panorama views)"),
-                defaultValue="bearing",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            )
+            self.bearing_field_parameter("Street bearing field (aims panorama views)")
         )
         self.add_parameter(
             QgsProcessingParameterEnum(
@@ -142,24 +119,18 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
+        self.add_parameter(self.top_k_parameter())
         self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.TOP_K,
-                self.tr("Labels to keep per point (top k)"),
-                NUMBER_INTEGER,
-                defaultValue=3,
-                minValue=1,
-                maxValue=10,
+            QgsProcessingParameterFile(
+                self.PROBE,
+                self.tr("Trained probe (mus:trainprobe), scores instead of the prompts"),
+                optional=True,
+                fileFilter="Trained probes (*.npz)",
             )
         )
         advanced = [
-            QgsProcessingParameterField(
-                self.HEADING_FIELD,
-                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
-                defaultValue="image_heading",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
+            self.heading_field_parameter(
+                "Panorama heading field (compass heading of the panorama's centre)"
             ),
             *self.model_parameters(),
             QgsProcessingParameterNumber(
@@ -176,12 +147,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 self.tr("Full-resolution decode (slower; default: JPEG draft mode)"),
                 defaultValue=False,
             ),
-            QgsProcessingParameterFile(
-                self.IMAGE_FOLDER,
-                self.tr("Folder that relative image paths start from"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            ),
+            self.image_folder_parameter(),
             self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
@@ -215,7 +181,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             label_spec, label_set = self._label_set(parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        locations, features = self._locations(source, parameters, context)
+        locations, features = self.locations(source, parameters, context)
         locations_file, output = job_file(".json"), job_file(".npz")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(locations, handle)
@@ -230,6 +196,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 "cache_dir": self.cache_folder(parameters, context),
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 "full_decode": self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
+                "probe": self.parameterAsFile(parameters, self.PROBE, context),
                 "output": output,
             },
             feedback,
@@ -267,33 +234,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             return {"file": path, "templates": templates}, read_label_file(path, templates)
         name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
         return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
-
-    def _locations(self, source, parameters, context):
-        """Each feature's (image paths, bearing, heading), as the engine reads locations."""
-        from ..engine.clip.embedding import parse_image_paths
-
-        path_index = self.field_index(
-            source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True
-        )
-        bearing_index = self.field_index(
-            source, parameters, self.BEARING_FIELD, context, what="street bearing"
-        )
-        heading_index = self.field_index(
-            source, parameters, self.HEADING_FIELD, context, what="panorama heading"
-        )
-        folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
-        locations, features = [], []
-        for feature in source.getFeatures():
-            attributes = feature.attributes()
-            locations.append(
-                [
-                    list(parse_image_paths(attributes[path_index], folder)),
-                    _angle(attributes[bearing_index]) if bearing_index >= 0 else None,
-                    _angle(attributes[heading_index]) if heading_index >= 0 else None,
-                ]
-            )
-            features.append(feature)
-        return locations, features
 
     def _write(self, source, features, scores, label_set, parameters, context):
         k = scores["top_index"].shape[1]
@@ -338,14 +278,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         # Closing the sink writes the file, so that its metadata can be saved next.
         del sink
         return dest_id, classified
-
-
-def _angle(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if number != number else number
 
 
 def _number(value):
@@ -404,9 +336,11 @@ def _save_metadata(dest_id: str, settings: dict, feedback) -> None:
         feedback.pushWarning(f"Could not save the run settings into {path}: {message}")
 
 
-def style_classified_layer(layer, label_set, settings: dict | None = None) -> None:
+def style_classified_layer(
+    layer, label_set, settings: dict | None = None, field: str = "label_1"
+) -> None:
     """Colour by the first label (the set's colours) and size by its score; attach settings."""
-    present = set(layer.uniqueValues(layer.fields().lookupField("label_1")))
+    present = set(layer.uniqueValues(layer.fields().lookupField(field)))
     categories = []
     for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
         if label.text in present:
@@ -414,7 +348,7 @@ def style_classified_layer(layer, label_set, settings: dict | None = None) -> No
             categories.append(QgsRendererCategory(label.text, _dot(colour), legend_text(name)))
     if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
         categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
-    layer.setRenderer(QgsCategorizedSymbolRenderer("label_1", categories))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     if settings:
         layer.setMetadata(_layer_metadata(settings))
         layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessingParameterEnum,
+    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
@@ -11,7 +12,7 @@ from qgis.core import (
 
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from .base import plugin_cache_dir
-from .qgis_enums import FILE_FOLDER, NUMBER_DOUBLE
+from .qgis_enums import FIELD_NUMERIC, FIELD_STRING, FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (
@@ -37,6 +38,90 @@ class ClipParameters:
     VIEWS = "VIEWS"
     PITCH = "PITCH"
     CACHE_FOLDER = "CACHE_FOLDER"
+    # Where a point layer (parameter INPUT) names each point's images and aims its panoramas.
+    IMAGE_FIELD = "IMAGE_FIELD"
+    BEARING_FIELD = "BEARING_FIELD"
+    HEADING_FIELD = "HEADING_FIELD"
+    IMAGE_FOLDER = "IMAGE_FOLDER"
+    TOP_K = "TOP_K"
+
+    def top_k_parameter(self):
+        return QgsProcessingParameterNumber(
+            self.TOP_K,
+            self.tr("Labels to keep per point (top k)"),
+            NUMBER_INTEGER,
+            defaultValue=3,
+            minValue=1,
+            maxValue=10,
+        )
+
+    def image_field_parameter(self):
+        return QgsProcessingParameterField(
+            self.IMAGE_FIELD,
+            self.tr("Field with the image path(s), ';'-separated"),
+            defaultValue="image_paths",
+            parentLayerParameterName="INPUT",
+            type=FIELD_STRING,
+            # Optional only so that QGIS 3.22 applies the default when the field is not given;
+            # locations() insists on a field.
+            optional=True,
+        )
+
+    def bearing_field_parameter(self, description: str):
+        return QgsProcessingParameterField(
+            self.BEARING_FIELD,
+            self.tr(description),
+            defaultValue="bearing",
+            parentLayerParameterName="INPUT",
+            type=FIELD_NUMERIC,
+            optional=True,
+        )
+
+    def heading_field_parameter(self, description: str):
+        return QgsProcessingParameterField(
+            self.HEADING_FIELD,
+            self.tr(description),
+            defaultValue="image_heading",
+            parentLayerParameterName="INPUT",
+            type=FIELD_NUMERIC,
+            optional=True,
+        )
+
+    def image_folder_parameter(self):
+        return QgsProcessingParameterFile(
+            self.IMAGE_FOLDER,
+            self.tr("Folder that relative image paths start from"),
+            behavior=FILE_FOLDER,
+            optional=True,
+        )
+
+    def locations(self, source, parameters, context):
+        """Each feature's (image paths, bearing, heading), as the engine reads locations, and
+        the features in the same order."""
+        from ..engine.clip.embedding import parse_image_paths
+
+        path_index = self.field_index(
+            source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True
+        )
+        bearing_index = self.field_index(
+            source, parameters, self.BEARING_FIELD, context, what="street bearing"
+        )
+        heading_index = self.field_index(
+            source, parameters, self.HEADING_FIELD, context, what="panorama heading"
+        )
+        folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
+        locations, features = [], []
+        for feature in source.getFeatures():
+            attributes = feature.attributes()
+            locations.append(
+                [
+                    list(parse_image_paths(attributes[path_index], folder)),
+                    _angle(attributes[bearing_index]) if bearing_index >= 0 else None,
+                    _angle(attributes[heading_index]) if heading_index >= 0 else None,
+                ]
+            )
+            features.append(feature)
+        return locations, features
 
     def model_parameters(self) -> list:
         """Model, weights and device (advanced parameters in both algorithms)."""
@@ -142,6 +227,14 @@ class ClipParameters:
     def cache_folder(self, parameters, context) -> str:
         folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
         return folder or str(plugin_cache_dir())
+
+
+def _angle(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
 
 
 def _shown(number: float) -> str:

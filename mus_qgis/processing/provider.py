@@ -20,6 +20,7 @@ from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 from .setup_engine import SetupEngine
+from .train_probe import TrainProbe
 
 
 class MusProvider(QgsProcessingProvider):
@@ -106,6 +107,7 @@ class MusProvider(QgsProcessingProvider):
             LabelClusters(),
             LabelBoundaries(),
             LabelPeriods(),
+            TrainProbe(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

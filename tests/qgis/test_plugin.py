@@ -52,12 +52,23 @@ def test_plugin_start_up_imports_nothing_heavy():
         timeout=120,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
-    assert (
-        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
-        "'mus:exportfigures', 'mus:fetchpanoramas', 'mus:labelboundaries', 'mus:labelclusters', "
-        "'mus:labelperiods', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
-        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
-    )
+    algorithms = [
+        "classifyclip",
+        "compareurbanatlas",
+        "enginestatus",
+        "exportfigures",
+        "fetchpanoramas",
+        "labelboundaries",
+        "labelclusters",
+        "labelperiods",
+        "pipeline",
+        "ranklabels",
+        "resampletogrid",
+        "samplestreetcentroids",
+        "setupengine",
+        "trainprobe",
+    ]
+    assert f"ALGS {[f'mus:{name}' for name in algorithms]}" in out
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
 
@@ -217,6 +228,9 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "Label clusters (join counts over each photo's 3 nearest)" in done.stdout
     assert "Discontinuities of the land-use grid:" in done.stdout
     assert "Expected period from the Italian architects' years: mean" in done.stdout
+    assert "label_user set on 8 points BY THIS SCRIPT" in done.stdout
+    assert "Probe trained on 8 corrected points: cross-validated accuracy" in done.stdout
+    assert "With random weights these accuracies mean nothing" in done.stdout
     output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")

@@ -123,11 +123,13 @@ def classify_locations(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     fast_decode: bool = True,
+    probe=None,
 ) -> ClassificationRun:
     """Embed each location's images (reusing stored ones) and score them against the labels.
 
     ``fast_decode`` decodes JPEGs in draft mode (see ``views.decoded_photo``); it is recorded
-    in the run settings and names the store.
+    in the run settings and names the store. A trained ``probe`` (``probe.Probe``, made for
+    this model, view setting and label set) scores the embeddings instead of the prompts.
     """
     progress = progress or LoggingProgress()
     setting = setting or ViewSetting()
@@ -137,6 +139,8 @@ def classify_locations(
     progress.info(f"Model: {spec.describe()} on {model.device}.")
     if model.untrained:
         progress.info(UNTRAINED_WARNING)
+    if probe is not None:
+        probe.check_fits(model.identity, store_key(setting, fast_decode), label_set)
     check_canceled(progress)
     store, text_store = open_stores(cache_dir, model, setting, fast_decode)
     embeddings = None
@@ -152,7 +156,10 @@ def classify_locations(
         for opened in (store, text_store):
             if opened is not None:
                 opened.close()
-    scores = score(embeddings.vectors, text_vectors, label_set, model.logit_scale, top_k)
+    if probe is None:
+        scores = score(embeddings.vectors, text_vectors, label_set, model.logit_scale, top_k)
+    else:
+        scores = probe.scores(embeddings.vectors, label_set, top_k)
     _agree_status_with_scores(embeddings, scores)
     counts = embeddings.counts
     failed = len(locations) - counts["locations ok"]
@@ -163,6 +170,8 @@ def classify_locations(
         f"{counts.get('failed', 0)} unusable."
     )
     metadata = run_metadata(model, label_set, setting, top_k, fast_decode)
+    if probe is not None:
+        metadata["probe"] = probe.summary()
     return ClassificationRun(embeddings, scores, metadata, model)
 
 

@@ -57,26 +57,37 @@ def score(
 
     vectors = np.asarray(image_vectors, dtype=np.float32)
     count, labels = vectors.shape[0], text_vectors.shape[0]
-    top_k = max(1, min(top_k, labels))
     valid = ~np.isnan(vectors).any(axis=1) if count else np.zeros(0, dtype=bool)
     cosine = np.full((count, labels), np.nan, dtype=np.float32)
     cosine[valid] = vectors[valid] @ text_vectors.T
-    logits = logit_scale * cosine[valid]
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    probability = np.full_like(cosine, np.nan)
+    return scores_from_logits(cosine, logit_scale * cosine, label_set, top_k)
+
+
+def scores_from_logits(values, logits, label_set: LabelSet, top_k: int = 3) -> Scores:
+    """Scores from N×L logits (NaN rows: no embedding); ``values`` is what the score fields show
+    (cosine similarity for zero-shot) and ranks the labels like the logits do."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float32)
+    logits = np.asarray(logits, dtype=np.float32)
+    count, labels = values.shape
+    top_k = max(1, min(top_k, labels))
+    valid = ~np.isnan(logits).any(axis=1) if count else np.zeros(0, dtype=bool)
+    shifted = logits[valid] - logits[valid].max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    probability = np.full(values.shape, np.nan, dtype=np.float32)
     probability[valid] = exp / exp.sum(axis=1, keepdims=True)
 
     top_index = np.full((count, top_k), -1, dtype=np.int64)
     if valid.any():
-        order = np.argsort(-cosine[valid], axis=1, kind="stable")[:, :top_k]
+        order = np.argsort(-values[valid], axis=1, kind="stable")[:, :top_k]
         top_index[valid] = order
     rows = np.arange(count)[:, None]
     safe = np.where(top_index >= 0, top_index, 0)
-    top_cos = np.where(top_index >= 0, cosine[rows, safe], np.nan).astype(np.float32)
+    top_values = np.where(top_index >= 0, values[rows, safe], np.nan).astype(np.float32)
     top_prob = np.where(top_index >= 0, probability[rows, safe], np.nan).astype(np.float32)
     margin = np.full(count, np.nan, dtype=np.float32)
     if labels >= 2 and valid.any():
         ranked = np.sort(probability[valid], axis=1)
         margin[valid] = ranked[:, -1] - ranked[:, -2]
-    return Scores(label_set, top_index, top_cos, top_prob, margin, cosine, probability)
+    return Scores(label_set, top_index, top_values, top_prob, margin, values, probability)

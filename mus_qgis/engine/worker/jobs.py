@@ -295,6 +295,11 @@ def classify(params: dict, progress) -> dict:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
     spec, view = _model_and_view(params)
+    probe = None
+    if params.get("probe"):
+        from ..clip.probe import load_probe
+
+        probe = load_probe(params["probe"])
     try:
         run = classify_locations(
             locations,
@@ -306,6 +311,7 @@ def classify(params: dict, progress) -> dict:
             progress,
             int(params["batch_size"]),
             fast_decode=not params.get("full_decode", False),
+            probe=probe,
         )
     except ValueError as exc:  # a setting the engine refuses (e.g. a view it cannot cut)
         raise MusError(str(exc)) from exc
@@ -524,3 +530,51 @@ def agreement_job(params: dict, progress) -> dict:
 
 # -- 5. reading the city (spatial statistics) ----------------------------------------------------
 from . import reading_jobs  # noqa: E402,F401  (registers its jobs)
+
+
+# -- 6. teaching: a probe trained on corrected points ------------------------------------------
+@job("train_probe")
+def train_probe_job(params: dict, progress) -> dict:
+    """Train a probe on a classified layer's corrected points and score every point with it;
+    the scores go to a NumPy file, row for row with the input."""
+    require("numpy", "torch", "open_clip")
+    import numpy as np
+
+    from ..clip.embedding import Location
+    from ..clip.teach import classification_of, train_and_rescore
+
+    with open(params["points"], encoding="utf-8") as handle:
+        points = json.load(handle)
+    settings = params["settings"]
+    label_set, spec, view, fast_decode = classification_of(
+        settings, params.get("label_file", ""), params.get("checkpoint", ""), params["device"]
+    )
+    run = train_and_rescore(
+        [Location(tuple(paths), bearing, heading) for paths, bearing, heading in points["rows"]],
+        points["labels"],
+        points["ids"],
+        label_set,
+        spec,
+        view,
+        params["cache_dir"],
+        fast_decode,
+        float(params["regularisation"]),
+        int(params["top_k"]),
+        params.get("probe") or None,
+        settings.get("model_identity", ""),
+        progress,
+    )
+    np.savez(
+        params["output"],
+        top_index=run.top_index,
+        probability=run.probability,
+        margin=run.margin,
+        status=np.asarray(run.status, dtype=str),
+        scored_by=np.asarray(run.scored_by, dtype=str),
+    )
+    return {
+        "output": params["output"],
+        "probe": str(run.probe_path),
+        "report": run.report,
+        "summary": run.probe.summary() | {"file": str(run.probe_path)},
+    }

@@ -1,0 +1,355 @@
+"""Processing algorithm ``mus:trainprobe``."""
+
+from __future__ import annotations
+
+import html
+import json
+from functools import partial
+
+from qgis.core import (
+    QgsFeature,
+    QgsFields,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorLayer,
+)
+
+from ..engine.clip.models import DEVICES
+from .base import MusAlgorithm, style_on_load
+from .classify_clip import (
+    _number,
+    _save_metadata,
+    classification_settings,
+    style_classified_layer,
+)
+from .clip_parameters import ClipParameters
+from .engine import job_file, run_job
+from .qgis_enums import (
+    FIELD_STRING,
+    NUMBER_DOUBLE,
+    VECTOR_POINT,
+    make_field,
+)
+
+DEFAULT_REGULARISATION = 0.3  # the engine's probe.DEFAULT_REGULARISATION (QGIS imports no torch)
+
+
+class TrainProbe(ClipParameters, MusAlgorithm):
+    """Teach the model with corrected points: a probe on stored embeddings re-scores them all."""
+
+    NAME = "trainprobe"
+    DISPLAY_NAME = "Train a probe on corrected points"
+    SHORT = "Corrected labels teach a probe that re-scores every point of a classified layer."
+    GROUP = "3 · Classification"
+    GROUP_ID = "classification"
+    HELP = (
+        "Takes a layer classified by CLIP-classify in which some points have their right label "
+        "in a text field (label_user, as the street inspector writes it; empty means not "
+        "corrected), and fits a probe on the corrected points' image embeddings: a logistic "
+        "regression on the normalised embeddings that starts from the zero-shot classifier "
+        "(the model's logit scale times the label set's text embeddings) and is pulled back "
+        "toward it (Regularisation: higher stays nearer zero-shot), so a few corrections per "
+        "label suffice. The embeddings are read from the store in the cache folder, found by "
+        "each point's image paths: no image is read, and the model only encodes the prompts.\n\n"
+        "The label set, model, weights and views are those the layer's run settings record; "
+        "a label file or checkpoint file must be given again. A label_user value that is not a "
+        "label of the set stops the run, naming it; fewer than two labels corrected too. A "
+        "corrected point without a stored embedding is left out of training and said.\n\n"
+        "Accuracy: cross-validated on the corrected points (leave-one-out up to 40 points, "
+        "else 5 stratified folds), beside zero-shot's on the same points, in the log and the "
+        "report.\n\n"
+        "Output: the layer with probe_label_1..k, probe_code_1, probe_prob_1..k, probe_margin, "
+        "probe_scored_by and probe_status added (the zero-shot fields kept), coloured by "
+        "probe_label_1. A corrected point is scored by the cross-validation probe that was "
+        "trained without it, never by one that saw it. The probe is saved (.npz, with a .json "
+        "beside it to read) next to the embedding store unless a file is given, with its label "
+        "set, model, views, regularisation and the points it was trained on; CLIP-classify "
+        "can score with it instead of the prompts (Trained probe)."
+    )
+
+    INPUT = "INPUT"
+    LABEL_FIELD = "LABEL_FIELD"
+    IMAGE_FIELD = "IMAGE_FIELD"
+    BEARING_FIELD = "BEARING_FIELD"
+    HEADING_FIELD = "HEADING_FIELD"
+    IMAGE_FOLDER = "IMAGE_FOLDER"
+    LABEL_FILE = "LABEL_FILE"
+    REGULARISATION = "REGULARISATION"
+    OUTPUT = "OUTPUT"
+    PROBE = "PROBE"
+    REPORT = "REPORT"
+
+    def initAlgorithm(self, config=None) -> None:
+        """Declare the parameters."""
+        self.add_parameter(
+            QgsProcessingParameterVectorLayer(
+                self.INPUT, self.tr("Classified points (CLIP-classify output)"), [VECTOR_POINT]
+            )
+        )
+        self.add_parameter(
+            QgsProcessingParameterField(
+                self.LABEL_FIELD,
+                self.tr("Field with the corrected label (empty: not corrected)"),
+                defaultValue="label_user",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_STRING,
+                optional=True,
+            )
+        )
+        self.add_parameter(self.image_field_parameter())
+        self.add_parameter(self.top_k_parameter())
+        self.add_advanced_parameters(
+            [
+                QgsProcessingParameterNumber(
+                    self.REGULARISATION,
+                    self.tr("Regularisation (pull toward zero-shot; higher: stays nearer)"),
+                    NUMBER_DOUBLE,
+                    defaultValue=DEFAULT_REGULARISATION,
+                    minValue=1e-6,
+                    maxValue=1e6,
+                ),
+                self.bearing_field_parameter("Street bearing field (as in the classification)"),
+                self.heading_field_parameter("Panorama heading field (as in the classification)"),
+                self.image_folder_parameter(),
+                QgsProcessingParameterFile(
+                    self.LABEL_FILE,
+                    self.tr("Label file the classification used (when it was not built in)"),
+                    optional=True,
+                    fileFilter="Label files (*.txt *.csv *.tsv)",
+                ),
+                QgsProcessingParameterFile(
+                    self.CHECKPOINT,
+                    self.tr("Checkpoint file the classification used (when it used one)"),
+                    optional=True,
+                    fileFilter="Checkpoints (*.pt *.pth *.bin *.safetensors)",
+                ),
+                QgsProcessingParameterEnum(
+                    self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0
+                ),
+                self.cache_parameter(),
+            ]
+        )
+        self.add_parameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, self.tr("Re-scored points"), VECTOR_POINT
+            )
+        )
+        self.add_parameter(
+            QgsProcessingParameterFileDestination(
+                self.PROBE,
+                self.tr("Probe file (empty: next to the embedding store)"),
+                self.tr("Probe files (*.npz)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.add_parameter(
+            QgsProcessingParameterFileDestination(
+                self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
+            )
+        )
+        self.add_output(
+            QgsProcessingOutputNumber("PROBE_ACCURACY", self.tr("Probe accuracy, cross-validated"))
+        )
+        self.add_output(
+            QgsProcessingOutputNumber(
+                "ZERO_SHOT_ACCURACY", self.tr("Zero-shot accuracy on the same points")
+            )
+        )
+        self.add_output(QgsProcessingOutputString("PROBE_FILE", self.tr("Probe file written")))
+        self.add_output(
+            QgsProcessingOutputNumber("UNTRAINED", self.tr("1 when the model's weights are random"))
+        )
+
+    def checkParameterValues(self, parameters, context):
+        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
+        problem = self.range_problem(parameters)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def processAlgorithm(self, parameters, context, feedback):
+        """Send the corrected points to the engine to train on, then write the re-scored points."""
+        self.require_engine()
+        import numpy as np
+
+        layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        settings = classification_settings(layer)
+        if not settings:
+            raise QgsProcessingException(
+                f"{layer.name()} carries no CLIP-classify run settings: train the probe on a "
+                "layer that CLIP-classify wrote (or its GeoPackage)."
+            )
+        label_index = self.field_index(
+            layer,
+            parameters,
+            self.LABEL_FIELD,
+            context,
+            what="corrected labels",
+            required=True,
+            candidates=("label_user",),
+        )
+        rows, features = self.locations(layer, parameters, context)
+        labels = [features_value(f, label_index) for f in features]
+        ids = [str(f.id()) for f in features]
+        points_file, output = job_file(".json"), job_file(".npz")
+        with open(points_file, "w", encoding="utf-8") as handle:
+            json.dump({"rows": rows, "labels": labels, "ids": ids}, handle)
+        result = run_job(
+            "train_probe",
+            {
+                "points": points_file,
+                "settings": settings,
+                "label_file": self.parameterAsFile(parameters, self.LABEL_FILE, context),
+                "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context),
+                "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                "cache_dir": self.cache_folder(parameters, context),
+                "regularisation": self.parameterAsDouble(parameters, self.REGULARISATION, context),
+                "top_k": self.parameterAsInt(parameters, self.TOP_K, context),
+                "probe": self.parameterAsFileOutput(parameters, self.PROBE, context),
+                "output": output,
+            },
+            feedback,
+        )
+        report = result["report"]
+        if report["untrained"]:
+            feedback.reportError(
+                self.tr("Untrained model: the accuracies and labels below mean nothing."),
+                fatalError=False,
+            )
+        label_set = _label_set_of(settings, parameters, self, context)
+        with np.load(output, allow_pickle=False) as scores:
+            dest_id = self._write(layer, features, dict(scores), label_set, parameters, context)
+        settings = dict(settings, probe=result["summary"])
+        _save_metadata(dest_id, settings, feedback)
+        style_on_load(
+            context,
+            dest_id,
+            partial(_style_probe_layer, label_set=label_set, settings=settings),
+        )
+        results = {
+            self.OUTPUT: dest_id,
+            "PROBE_ACCURACY": report["probe_accuracy"],
+            "ZERO_SHOT_ACCURACY": report["zero_shot_accuracy"],
+            "PROBE_FILE": result["probe"],
+            "UNTRAINED": int(bool(report["untrained"])),
+            self.PROBE: result["probe"],
+        }
+        path = self.parameterAsFileOutput(parameters, self.REPORT, context)
+        if path:
+            with open(path, "w", encoding="utf-8") as out:
+                out.write(report_html(report, result["probe"], settings))
+            results[self.REPORT] = path
+        return results
+
+    def _write(self, layer, features, scores, label_set, parameters, context) -> str:
+        k = scores["top_index"].shape[1]
+        ours = [(f"probe_label_{i}", "string") for i in range(1, k + 1)]
+        ours += [("probe_code_1", "string")]
+        ours += [(f"probe_prob_{i}", "double") for i in range(1, k + 1)]
+        ours += [("probe_margin", "double"), ("probe_scored_by", "string")]
+        ours += [("probe_status", "string")]
+        # Training again replaces the probe's fields instead of clashing with them.
+        kept = [i for i, f in enumerate(layer.fields()) if not f.name().startswith("probe_")]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(layer.fields().at(index))
+        for name, kind in ours:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, layer.wkbType(), layer.crs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        labels = label_set.labels
+        for row, feature in enumerate(features):
+            top = [int(i) for i in scores["top_index"][row]]
+            values = [labels[i].text if i >= 0 else None for i in top]
+            values.append(labels[top[0]].code or None if top[0] >= 0 else None)
+            values += [_number(v) for v in scores["probability"][row]]
+            values += [
+                _number(scores["margin"][row]),
+                str(scores["scored_by"][row]) or None,
+                str(scores["status"][row]),
+            ]
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + values)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
+        del sink  # closing the sink writes the file, so that its metadata can be saved next
+        return dest_id
+
+
+def features_value(feature, index: int):
+    value = feature.attributes()[index]
+    return None if value is None or str(value) in ("", "NULL") else str(value)
+
+
+def _label_set_of(settings: dict, parameters, algorithm, context):
+    """The label set the classification used (for label texts, codes and colours)."""
+    from ..engine.clip.labels import builtin_label_set, read_label_file
+
+    templates = settings.get("templates") or None
+    path = algorithm.parameterAsFile(parameters, algorithm.LABEL_FILE, context)
+    if path:
+        return read_label_file(path, templates)
+    return builtin_label_set(settings["label_set"], templates)
+
+
+def _style_probe_layer(layer, label_set, settings) -> None:
+    """The classification's style and settings, coloured by the probe's first label."""
+    style_classified_layer(layer, label_set, settings, field="probe_label_1")
+
+
+def report_html(report: dict, probe_path: str, settings: dict) -> str:
+    """The probe's cross-validated accuracy beside zero-shot's, what it learnt from, and where
+    it is saved; a banner when the weights are random."""
+    parts = [
+        "<html><head><meta charset='utf-8'><title>Trained probe</title><style>"
+        "body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+        ".warning{background:#fde0dd;border:2px solid #d7301f;padding:6px 10px}</style></head>"
+        "<body><h1>Trained probe</h1>"
+    ]
+    if report.get("untrained"):
+        parts.append(
+            "<p class='warning'><b>Random weights.</b> The model has untrained weights: these "
+            "accuracies and the probe's labels say nothing about the images.</p>"
+        )
+    title = settings.get("label_set_title") or settings.get("label_set", "")
+    parts.append(
+        f"<p>Label set: {html.escape(title)}. Model: {html.escape(report['model_identity'])}. "
+        f"Regularisation: {report['regularisation']:g}.</p>"
+        f"<h2>Accuracy on the {report['points']} corrected points</h2>"
+        f"<p>Cross-validated ({html.escape(report['method'])}): every point is predicted by a "
+        "probe trained without it.</p><table><tr><th></th><th>accuracy</th></tr>"
+        f"<tr><td>probe</td><td>{report['probe_accuracy']:.1%}</td></tr>"
+        f"<tr><td>zero-shot (the prompts)</td><td>{report['zero_shot_accuracy']:.1%}</td></tr>"
+        "</table><h2>Corrections per label</h2><table>"
+    )
+    for label, count in report["examples_per_label"].items():
+        parts.append(f"<tr><td>{html.escape(label)}</td><td>{count}</td></tr>")
+    parts.append("</table>")
+    if report["left_out"]:
+        parts.append(
+            f"<h2>Left out of training ({len(report['left_out'])})</h2><ul>"
+            + "".join(
+                f"<li>point {html.escape(item['point'])}: {html.escape(item['why'])}</li>"
+                for item in report["left_out"]
+            )
+            + "</ul>"
+        )
+    parts.append(
+        f"<p>{report['scored']} of {report['locations']} points re-scored. Probe saved to "
+        f"{html.escape(probe_path)}.</p></body></html>"
+    )
+    return "".join(parts)
