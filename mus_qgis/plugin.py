@@ -98,7 +98,7 @@ class MusPlugin:
         self.inspector_action.setCheckable(True)
         self.inspector_action.setToolTip(
             "Street inspector: click a point of a classified layer to see its views and the "
-            "model's reading; ← → step through the points"
+            "model's reading; N and P step through the points"
         )
         self.inspector_action.triggered.connect(self.open_inspector)
         self.toolbar.addAction(self.inspector_action)

@@ -29,7 +29,8 @@ from .point import LOWEST_MARGIN, InspectedPoint, read_point, step_order
 from .view_scores import ViewScores
 
 STRIP_WIDTH = 460  # px: the whole panorama (or first image) across the dock
-VIEW_WIDTH = 150  # px: each view's thumbnail
+VIEW_WIDTH = 200  # px: each view's thumbnail
+PANORAMA_ASPECT = 1.9  # width / height from which an image is a 360° strip
 ORDER_LOWEST_MARGIN = "lowest margin first"
 
 
@@ -71,15 +72,15 @@ class InspectorDock(QDockWidget):
         layout = QVBoxLayout(body)
         steps = QHBoxLayout()
         self.order_box = QComboBox()
-        self.order_box.setToolTip("The order Previous/Next (keys ← →, P N) step through points")
+        self.order_box.setToolTip("The order ◀ ▶ (keys P and N on the map) step through the points")
         self.order_box.currentIndexChanged.connect(self._order_changed)
         self.previous_button = QToolButton()
         self.previous_button.setText("◀")
-        self.previous_button.setToolTip("Previous point (← or P on the map)")
+        self.previous_button.setToolTip("Previous point (P on the map)")
         self.previous_button.clicked.connect(lambda: self.step(-1))
         self.next_button = QToolButton()
         self.next_button.setText("▶")
-        self.next_button.setToolTip("Next point (→ or N on the map)")
+        self.next_button.setToolTip("Next point (N on the map)")
         self.next_button.clicked.connect(lambda: self.step(1))
         self.position = QLabel()
         steps.addWidget(QLabel("Order:"))
@@ -101,7 +102,7 @@ class InspectorDock(QDockWidget):
         scroll = QScrollArea()
         scroll.setWidget(views)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumHeight(170)
+        scroll.setMinimumHeight(300)
         layout.addWidget(scroll)
         self.view_images: list[QLabel] = []
         self.view_texts: list[QLabel] = []
@@ -122,7 +123,9 @@ class InspectorDock(QDockWidget):
         correct.addWidget(self.set_button)
         correct.addWidget(self.clear_button)
         layout.addLayout(correct)
+        body.setMinimumWidth(2 * VIEW_WIDTH + 80)  # two views side by side
         self.setWidget(body)
+        self.shown = []  # callables(layer, fid) told of each point shown (the map's marker)
         self.show_message("Click a point of a classified layer with the inspector's map tool.")
 
     # -- what is shown ---------------------------------------------------------------------------
@@ -166,6 +169,8 @@ class InspectorDock(QDockWidget):
         elif point.pooled:
             self.label_box.setCurrentText(point.pooled[0][0])
         self.set_button.setEnabled(True)
+        for tell in self.shown:
+            tell(layer, fid)
 
     def show_message(self, text: str) -> None:
         self.status.setText(text)
@@ -179,6 +184,9 @@ class InspectorDock(QDockWidget):
             widget.deleteLater()
         self.view_images, self.view_texts = [], []
         first = scaled_image(point.paths[0], STRIP_WIDTH) if point.paths else None
+        # The strip shows a whole panorama; photos are their own views below.
+        panorama = first is not None and first.width() >= PANORAMA_ASPECT * first.height()
+        self.strip.setVisible(first is None or panorama)
         if first is None:
             self.strip.setPixmap(QPixmap())
             self.strip.setText("no image in the cache" if point.paths else "no imagery")

@@ -1,5 +1,5 @@
 """The street inspector's map tool: a click shows the nearest point of a classified layer in the
-dock; ← → (or P N) step through the layer's points in the dock's order."""
+dock; N (or space) and P (or backspace) step through the layer's points in the dock's order."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from qgis.PyQt.QtCore import Qt
 
 from .point import is_classified
 
-NEXT_KEYS = (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_N)
-PREVIOUS_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_P)
+# Not the arrow keys: the map canvas pans with them before a map tool sees them.
+NEXT_KEYS = (Qt.Key.Key_N, Qt.Key.Key_Space)
+PREVIOUS_KEYS = (Qt.Key.Key_P, Qt.Key.Key_Backspace)
 
 
 def classified_layer(canvas, inspected=None):
@@ -59,6 +60,30 @@ class InspectorMapTool(QgsMapTool):
     def __init__(self, canvas, dock) -> None:
         super().__init__(canvas)
         self.dock = dock
+        self.marker = None
+        if canvas is not None:
+            dock.shown.append(self.mark)
+
+    def mark(self, layer, fid: int) -> None:
+        """A ring on the map around the point the dock shows."""
+        from qgis.core import QgsCoordinateTransform
+        from qgis.gui import QgsVertexMarker
+        from qgis.PyQt.QtGui import QColor
+
+        geometry = layer.getFeature(fid).geometry()
+        if geometry.isEmpty():
+            return
+        if self.marker is None:
+            self.marker = QgsVertexMarker(self.canvas())
+            self.marker.setIconType(QgsVertexMarker.IconType.ICON_CIRCLE)
+            self.marker.setIconSize(18)
+            self.marker.setPenWidth(3)
+            self.marker.setColor(QColor("#d7191c"))  # noqa: QGS202 (returns nothing)
+        transform = QgsCoordinateTransform(
+            layer.crs(), self.canvas().mapSettings().destinationCrs(), QgsProject.instance()
+        )
+        self.marker.setCenter(transform.transform(geometry.centroid().asPoint()))
+        self.marker.show()
 
     def canvasReleaseEvent(self, event) -> None:
         layer = classified_layer(self.canvas(), self.dock.layer)
