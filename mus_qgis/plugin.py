@@ -135,6 +135,7 @@ class MusPlugin:
             if self.inspector_tool is not None:
                 self.iface.mapCanvas().unsetMapTool(self.inspector_tool)
             if self.inspector_dock is not None:
+                self.inspector_dock.stop_tasks()
                 self.iface.removeDockWidget(self.inspector_dock)
                 self.inspector_dock.deleteLater()
             self.iface.removePluginMenu(MENU, self.inspector_action)

@@ -467,6 +467,9 @@ def main() -> None:
             "GeoPackage (copernicus.eu) for the comparison."
         )
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
+    from scripts.demo_inspector import print_inspector_note
+
+    print_inspector_note(GPKG, "landuse_labels", SPATIAL_LAYERS["landuse_labels"], project_path)
     reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
     print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from qgis.PyQt.QtCore import QSize, Qt
-from qgis.PyQt.QtGui import QImageReader, QPixmap
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QPixmap
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -26,23 +26,19 @@ from ..engine.errors import MusError
 from ..processing.classify_clip import classification_settings
 from .correction import LABEL_USER, label_choices, set_user_label
 from .point import LOWEST_MARGIN, InspectedPoint, read_point, step_order
+from .thumbnails import Prefetch, thumbnail
 from .view_scores import ViewScores
 
 STRIP_WIDTH = 460  # px: the whole panorama (or first image) across the dock
 VIEW_WIDTH = 200  # px: each view's thumbnail
+PREFETCH = 3  # points ahead in the order whose images are made ready in the background
 PANORAMA_ASPECT = 1.9  # width / height from which an image is a 360° strip
 ORDER_LOWEST_MARGIN = "lowest margin first"
 
 
 def scaled_image(path: str, width: int) -> QPixmap | None:
-    """The image at ``width`` px, decoded at about that size (JPEG's scaled decoding: a
-    panorama opens in milliseconds); None when it cannot be read."""
-    reader = QImageReader(path)
-    reader.setAutoTransform(True)
-    size = reader.size()
-    if size.isValid() and size.width() > width:
-        reader.setScaledSize(QSize(width, max(1, round(size.height() * width / size.width()))))
-    image = reader.read()
+    """The image at ``width`` px, from its stored small copy; None when it cannot be read."""
+    image = thumbnail(path, width)
     return None if image.isNull() else QPixmap.fromImage(image)
 
 
@@ -66,6 +62,7 @@ class InspectorDock(QDockWidget):
         self.point: InspectedPoint | None = None
         self.order: list[int] = []
         self.view_scores = ViewScores(self._readings_arrived)
+        self.prefetch = Prefetch()
         self._settings: dict = {}
 
         body = QWidget()
@@ -171,6 +168,19 @@ class InspectorDock(QDockWidget):
         self.set_button.setEnabled(True)
         for tell in self.shown:
             tell(layer, fid)
+        self._prefetch_next()
+
+    def _prefetch_next(self) -> None:
+        if self.point is None or self.point.fid not in self.order:
+            return
+        at = self.order.index(self.point.fid)
+        ahead = [self.order[(at + step) % len(self.order)] for step in range(1, PREFETCH + 1)]
+        jobs = []
+        for fid in ahead:
+            paths = read_point(self.layer, fid, self._settings).paths
+            jobs += [(path, STRIP_WIDTH) for path in paths[:1]]
+            jobs += [(path, VIEW_WIDTH) for path in paths[1:]]
+        self.prefetch.ask(jobs)
 
     def show_message(self, text: str) -> None:
         self.status.setText(text)
@@ -195,12 +205,12 @@ class InspectorDock(QDockWidget):
         for index, path in enumerate(point.paths):
             column = QVBoxLayout()
             picture = QLabel()
-            thumbnail = first.scaledToWidth(VIEW_WIDTH) if index == 0 and first else None
-            thumbnail = thumbnail or scaled_image(path, VIEW_WIDTH)
-            if thumbnail is None:
+            small = first.scaledToWidth(VIEW_WIDTH) if index == 0 and first else None
+            small = small or scaled_image(path, VIEW_WIDTH)
+            if small is None:
                 picture.setText(f"{Path(path).name}\nnot readable")
             else:
-                picture.setPixmap(thumbnail)
+                picture.setPixmap(small)
             picture.setToolTip(path)
             text = QLabel()
             text.setWordWrap(True)
@@ -263,6 +273,11 @@ class InspectorDock(QDockWidget):
     def _readings_arrived(self, layer_id: str) -> None:
         if self.layer is not None and self.layer.id() == layer_id:
             self._show_details()
+
+    def stop_tasks(self) -> None:
+        """End the background work (before the dock or QGIS goes)."""
+        self.prefetch.stop()
+        self.view_scores.stop()
 
     # -- stepping --------------------------------------------------------------------------------
     def _order_changed(self, *_) -> None:

@@ -71,7 +71,7 @@ class InspectorMapTool(QgsMapTool):
         from qgis.PyQt.QtGui import QColor
 
         geometry = layer.getFeature(fid).geometry()
-        if geometry.isEmpty():
+        if geometry.isEmpty() or not self.isActive():
             return
         if self.marker is None:
             self.marker = QgsVertexMarker(self.canvas())
@@ -84,6 +84,13 @@ class InspectorMapTool(QgsMapTool):
         )
         self.marker.setCenter(transform.transform(geometry.centroid().asPoint()))
         self.marker.show()
+
+    def deactivate(self) -> None:
+        """Another tool takes the map: the ring goes (the canvas's scene would outlive it)."""
+        if self.marker is not None:
+            self.canvas().scene().removeItem(self.marker)
+            self.marker = None
+        super().deactivate()
 
     def canvasReleaseEvent(self, event) -> None:
         layer = classified_layer(self.canvas(), self.dock.layer)

@@ -113,6 +113,13 @@ class ViewScores:
         self._tasks[layer_id] = task
         QgsApplication.taskManager().addTask(task)
 
+    def stop(self) -> None:
+        """Wait for the jobs on their way (the engine job itself cannot be cut short)."""
+        from .thumbnails import stop_task
+
+        for task in list(self._tasks.values()):
+            stop_task(task)
+
     def forget(self, layer_id: str) -> None:
         self.readings.pop(layer_id, None)
         self.errors.pop(layer_id, None)

@@ -14,6 +14,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from qgis.gui import QgsMapMouseEvent
+from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 from qgis.PyQt.QtGui import QKeyEvent
 
@@ -30,7 +31,8 @@ from tests.conftest import AREZZO_PHOTOS
 def classified(classified_path):
     layer = QgsVectorLayer(classified_path, "classified", "ogr")
     assert layer.isValid()
-    return layer
+    yield layer
+    sip.delete(layer)  # its GDAL dataset must close before QGIS exits (GDAL is gone then)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +40,9 @@ def dock(classified):
     dock = InspectorDock()
     dock.set_layer(classified)
     wait_until(lambda: not dock.view_scores.pending(classified.id()), timeout_milliseconds=90_000)
-    return dock
+    yield dock
+    dock.stop_tasks()
+    sip.delete(dock)
 
 
 def fid_of(layer, pid: int) -> int:

@@ -87,16 +87,8 @@ def score_views(
     texts = np.stack([np.mean([known[p] for p in per], axis=0) for per in prompts])
     texts = (texts / np.linalg.norm(texts, axis=1, keepdims=True)).astype(np.float32)
 
-    def reading(vector_rows) -> dict:
-        scores = score(np.stack(vector_rows), texts, label_set, logit_scale, top_k)
-        return {
-            "labels": scores.top_labels(0),
-            "probabilities": [float(p) for p in scores.probability[0]],
-            # NaN (a set of one label) is not JSON: None.
-            "margin": None if np.isnan(scores.margin[0]) else float(scores.margin[0]),
-        }
-
-    results = []
+    # Every view and every pooled vector scored in two calls (one per kind), not one per point.
+    views_of, pooled_of, view_vectors, pooled_vectors = [], [], [], []
     for location in locations:
         views, good = [], []
         for path in location.paths:
@@ -107,10 +99,39 @@ def score_views(
                 views.append({"path": path, "status": NOT_STORED})
             else:
                 good.append(vectors[key])
-                views.append({"path": path, "status": "ok", **reading([vectors[key]])})
+                views.append({"path": path, "status": "ok", "row": len(view_vectors)})
+                view_vectors.append(vectors[key])
         pooled = None
         if good:
             mean = np.mean(good, axis=0)
-            pooled = reading([mean / max(float(np.linalg.norm(mean)), 1e-12)])
-        results.append({"views": views, "pooled": pooled})
+            pooled = len(pooled_vectors)
+            pooled_vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        views_of.append(views)
+        pooled_of.append(pooled)
+    per_view = _readings(view_vectors, texts, label_set, logit_scale, top_k)
+    per_point = _readings(pooled_vectors, texts, label_set, logit_scale, top_k)
+    results = []
+    for views, pooled in zip(views_of, pooled_of, strict=True):
+        for view in views:
+            if "row" in view:
+                view.update(per_view[view.pop("row")])
+        results.append({"views": views, "pooled": None if pooled is None else per_point[pooled]})
     return results
+
+
+def _readings(vectors, texts, label_set, logit_scale, top_k) -> list[dict]:
+    """Top labels, their probabilities and the margin of each vector."""
+    import numpy as np
+
+    if not vectors:
+        return []
+    scores = score(np.stack(vectors), texts, label_set, logit_scale, top_k)
+    return [
+        {
+            "labels": scores.top_labels(row),
+            "probabilities": [float(p) for p in scores.probability[row]],
+            # NaN (a set of one label) is not JSON: None.
+            "margin": None if np.isnan(scores.margin[row]) else float(scores.margin[row]),
+        }
+        for row in range(len(vectors))
+    ]
