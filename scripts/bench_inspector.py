@@ -91,7 +91,7 @@ def open_times(dock, layer, fids, repeats) -> list[float]:
 
 
 def main() -> None:
-    from qgis.core import QgsApplication
+    from qgis.core import Qgis, QgsApplication
     from qgis.PyQt.QtGui import QPixmap
 
     # A profile of its own: the thumbnail copies are made and removed there, not in the user's.
@@ -126,7 +126,7 @@ def main() -> None:
             pixmap = QPixmap(path)
             return None if pixmap.isNull() else pixmap.scaledToWidth(width)
 
-        print(f"{len(features)} points; QGIS {app.applicationVersion()}; times per opening")
+        print(f"{len(features)} points; QGIS {Qgis.QGIS_VERSION}; times per opening")
         dock.prefetch.ask = lambda jobs: None  # no background help: each open does its own work
         for kind, fids in kinds.items():
             shutil.rmtree(plugin_cache_dir("thumbnails"), ignore_errors=True)
@@ -138,7 +138,7 @@ def main() -> None:
             print(
                 f"{kind:>16}: first open {_ms(first)}; later opens {_ms(later)}; "
                 f"decoding each image whole {_ms(baseline)} "
-                f"({statistics.median(baseline) / statistics.median(later):.0f}× the later median)"
+                f"({statistics.median(baseline) / statistics.median(later):.1f}× the later median)"
             )
         for points in (len(features), 4157):
             job = view_scores_job(layer)
