@@ -64,6 +64,7 @@ class InspectorDock(QDockWidget):
         self.view_scores = ViewScores(self._readings_arrived)
         self.prefetch = Prefetch()
         self._settings: dict = {}
+        self._layer_id = ""
 
         body = QWidget()
         layout = QVBoxLayout(body)
@@ -130,7 +131,11 @@ class InspectorDock(QDockWidget):
         """Inspect ``layer``: its label set offered, its orders, each view's reading asked."""
         if layer is self.layer:
             return
-        self.layer = layer
+        if self.layer is not None:
+            self.layer.willBeDeleted.disconnect(self._layer_gone)
+        # Emitted as the layer is destroyed: its id is kept now, the layer cannot be asked then.
+        self.layer, self._layer_id = layer, layer.id()
+        layer.willBeDeleted.connect(self._layer_gone)
         self._settings = classification_settings(layer)
         self.order_box.blockSignals(True)
         self.order_box.clear()
@@ -144,6 +149,14 @@ class InspectorDock(QDockWidget):
         self.label_box.clear()
         self.label_box.addItems(label_choices(layer))
         self.view_scores.ask(layer)
+
+    def _layer_gone(self) -> None:
+        """The layer left the project: nothing of it is kept or shown."""
+        self.view_scores.forget(self._layer_id)
+        self._layer_id = ""
+        self.layer, self.point, self.order = None, None, []
+        self._show_images(InspectedPoint(fid=-1, status=""))
+        self.show_message("The layer was removed: click a point of a classified layer.")
 
     def show_point(self, layer, fid: int) -> None:
         """Show point ``fid`` of ``layer`` (from the cache: the layer, the images on disk, and

@@ -73,7 +73,12 @@ def fields_of(settings: dict) -> tuple[str, str, str]:
 def read_point(layer, fid: int, settings: dict | None = None) -> InspectedPoint:
     """The point ``fid`` of a classified layer."""
     settings = classification_settings(layer) if settings is None else settings
-    feature = layer.getFeature(fid)
+    return point_of(layer.getFeature(fid), settings)
+
+
+def point_of(feature, settings: dict) -> InspectedPoint:
+    """A classified layer's feature as the inspector shows it."""
+    fid = feature.id()
     image_field, bearing_field, heading_field = fields_of(settings)
     paths = list(parse_image_paths(value(feature, image_field), settings.get("image_folder")))
     pooled = []

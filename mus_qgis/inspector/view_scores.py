@@ -18,7 +18,7 @@ from ..engine.errors import MusError
 from ..processing.base import plugin_cache_dir
 from ..processing.classify_clip import classification_settings
 from ..processing.engine import job_file, run_job
-from .point import logit_scale_of, read_point
+from .point import logit_scale_of, point_of
 
 
 def view_scores_job(layer) -> dict:
@@ -42,8 +42,8 @@ def view_scores_job(layer) -> dict:
         raise MusError("The layer holds no scores to read the model's logit scale from.")
     setting = view_setting_from_key(settings.get("views", ""))
     fids, rows = [], []
-    for feature in layer.getFeatures():
-        point = read_point(layer, feature.id(), settings)
+    for feature in layer.getFeatures():  # one pass over the layer, not one query a point
+        point = point_of(feature, settings)
         fids.append(feature.id())
         rows.append([point.paths, point.bearing, point.heading])
     locations = job_file(".json")

@@ -168,3 +168,18 @@ def test_the_map_tip_shows_the_first_view_and_label(classified_path):
     context.setFeature(layer.getFeature(fid_of(layer, 4)))
     tip = QgsExpression.replaceExpressionText(layer.mapTipTemplate(), context)
     assert "<img" not in tip and "no label" in tip and "no image" in tip
+
+
+def test_a_layer_removed_from_the_project_leaves_the_dock_empty(classified_path):
+    from qgis.core import QgsProject
+
+    layer = QgsVectorLayer(classified_path, "removed", "ogr")
+    assert QgsProject.instance().addMapLayer(layer) is not None
+    dock = InspectorDock()
+    dock.show_point(layer, fid_of(layer, 0))
+    wait_until(lambda: not dock.view_scores.pending(layer.id()), timeout_milliseconds=60_000)
+    dock.stop_tasks()
+    QgsProject.instance().removeMapLayer(layer.id())
+    assert dock.layer is None and dock.point is None and dock.view_texts == []
+    assert "removed" in dock.status.text() and dock.step(1) is None
+    sip.delete(dock)
