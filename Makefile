@@ -71,6 +71,7 @@ bench: install
 	$(ENGINE_PY) scripts/bench_store.py
 	$(ENGINE_PY) scripts/bench_ray.py
 	$(ENGINE_PY) scripts/bench_probe.py
+	$(PY) scripts/bench_inspector.py
 
 package:
 	/usr/bin/python3 scripts/package.py

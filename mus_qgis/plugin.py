@@ -73,6 +73,7 @@ class MusPlugin:
             action.triggered.connect(slot)
             self.iface.addPluginToMenu(MENU, action)
             self.actions.append(action)
+        self.add_inspector(icon)
 
     def unload(self) -> None:
         """Remove the provider and the menu when the plugin is unloaded or reloaded."""
@@ -80,10 +81,66 @@ class MusPlugin:
             if self.iface is not None:
                 self.iface.removePluginMenu(MENU, action)
         self.actions = []
+        self.remove_inspector()
         if self.provider is not None:
             # False only when it was never registered: nothing is left to remove then.
             QgsApplication.processingRegistry().removeProvider(self.provider)  # noqa: QGS202
             self.provider = None
+
+    # -- the street inspector ------------------------------------------------------------------
+    def add_inspector(self, icon) -> None:
+        """The plugin's toolbar with the street inspector (a map tool and its dock)."""
+        from qgis.PyQt.QtWidgets import QAction
+
+        self.toolbar = self.iface.addToolBar("Multimodal Urban Studies")
+        self.toolbar.setObjectName("MusToolbar")
+        self.inspector_action = QAction(icon, "Street inspector", self.iface.mainWindow())
+        self.inspector_action.setCheckable(True)
+        self.inspector_action.setToolTip(
+            "Street inspector: click a point of a classified layer to see its views and the "
+            "model's reading; N and P step through the points"
+        )
+        self.inspector_action.triggered.connect(self.open_inspector)
+        self.toolbar.addAction(self.inspector_action)
+        self.iface.addPluginToMenu(MENU, self.inspector_action)
+        self.inspector_dock = self.inspector_tool = None
+
+    def open_inspector(self, checked: bool = True):
+        """Show the inspector's dock and make its map tool the canvas's tool."""
+        from qgis.PyQt.QtCore import Qt
+
+        from .inspector.dock import InspectorDock
+        from .inspector.map_tool import InspectorMapTool
+
+        canvas = self.iface.mapCanvas()
+        if not checked:
+            if self.inspector_tool is not None and canvas.mapTool() is self.inspector_tool:
+                canvas.unsetMapTool(self.inspector_tool)
+            return self.inspector_dock
+        if self.inspector_dock is None:
+            self.inspector_dock = InspectorDock(self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.inspector_dock)
+            self.inspector_tool = InspectorMapTool(canvas, self.inspector_dock)
+            self.inspector_tool.setAction(self.inspector_action)
+        self.inspector_dock.show()
+        self.inspector_dock.raise_()
+        canvas.setMapTool(self.inspector_tool)
+        self.inspector_action.setChecked(True)
+        return self.inspector_dock
+
+    def remove_inspector(self) -> None:
+        if getattr(self, "inspector_action", None) is None:
+            return
+        if self.iface is not None:
+            if self.inspector_tool is not None:
+                self.iface.mapCanvas().unsetMapTool(self.inspector_tool)
+            if self.inspector_dock is not None:
+                self.inspector_dock.stop_tasks()
+                self.iface.removeDockWidget(self.inspector_dock)
+                self.inspector_dock.deleteLater()
+            self.iface.removePluginMenu(MENU, self.inspector_action)
+            self.toolbar.deleteLater()
+        self.inspector_action = self.inspector_dock = self.inspector_tool = None
 
     # -- the engine menu ------------------------------------------------------------------------
     def run_in_background(

@@ -490,6 +490,9 @@ def main() -> None:
         )
     print_readings(readings, OUT, "RANDOM" in results["model"])
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
+    from scripts.demo_inspector import print_inspector_note
+
+    print_inspector_note(GPKG, "landuse_labels", SPATIAL_LAYERS["landuse_labels"], project_path)
     reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
     print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")
     from scripts.demo_figures import export_figures

@@ -143,9 +143,32 @@ def shots_modeler():
         shots_save(modeler, "modeler")
         modeler.setDirty(False)
         modeler.close()
-        shots_quit()
+        shots_then(200, shots_inspector)
 
     shots_then(2500, save_and_close)
+
+
+def shots_inspector():
+    """The street inspector on the demo's classified layer, at its least certain point."""
+    import qgis.utils
+
+    from mus_qgis.inspector.point import is_classified
+
+    layers = [v for v in QgsProject.instance().mapLayers().values() if is_classified(v)]
+    if not layers:
+        shots_quit()
+        return
+    iface.setActiveLayer(layers[0])
+    dock = qgis.utils.plugins["mus_qgis"].open_inspector(True)
+    dock.set_layer(layers[0])
+    dock.step(1)  # the lowest margin first
+
+    def save():
+        dock.step(0)  # shown again, now with each view's reading
+        shots_save(iface.mainWindow(), "inspector")
+        shots_quit()
+
+    shots_then(6000, save)  # each view's reading comes from the engine worker
 
 
 def shots_quit():

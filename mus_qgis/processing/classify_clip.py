@@ -10,6 +10,7 @@ from pathlib import Path
 from qgis.core import (
     NULL,
     QgsCategorizedSymbolRenderer,
+    QgsExpression,
     QgsFeature,
     QgsFields,
     QgsLayerMetadata,
@@ -31,6 +32,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
+from ..engine.resources import resource_path
 from .base import MusAlgorithm, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
@@ -209,7 +211,12 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             dest_id, classified = self._write(
                 source, features, dict(scores), label_set, parameters, context
             )
-        settings = result["metadata"]
+        # Where the street inspector finds the images and their stored embeddings again.
+        settings = {
+            **result["metadata"],
+            "cache_folder": self.cache_folder(parameters, context),
+            **self._fields_read,
+        }
         _save_metadata(dest_id, settings, feedback)
         style_on_load(
             context,
@@ -349,10 +356,20 @@ def style_classified_layer(
     if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
         categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.setMapTipTemplate(classified_map_tip((settings or {}).get("image_field")))
     if settings:
         layer.setMetadata(_layer_metadata(settings))
         layer.setCustomProperty("mus_qgis/classification", json.dumps(settings))
     layer.triggerRepaint()
+
+
+def classified_map_tip(image_field: str | None = None) -> str:
+    """The HTML map tip of a classified layer: the first view, the first label and its
+    probability (resources/styles/classified_map_tip.html, written for the field image_paths)."""
+    template = resource_path("styles", "classified_map_tip.html").read_text(encoding="utf-8")
+    if image_field and image_field != "image_paths":
+        template = template.replace('"image_paths"', QgsExpression.quotedColumnRef(image_field))
+    return template
 
 
 def _dot(colour: str, size: float | None = None) -> QgsMarkerSymbol:

@@ -109,7 +109,18 @@ class ClipParameters:
         heading_index = self.field_index(
             source, parameters, self.HEADING_FIELD, context, what="panorama heading"
         )
+        names = source.fields().names()
+        # Recorded in the run settings: the street inspector reads the same fields again.
+        self._fields_read = {
+            f"{what}_field": names[index] if index >= 0 else ""
+            for what, index in (
+                ("image", path_index),
+                ("bearing", bearing_index),
+                ("heading", heading_index),
+            )
+        }
         folder = self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None
+        self._fields_read["image_folder"] = folder or ""
         locations, features = [], []
         for feature in source.getFeatures():
             attributes = feature.attributes()

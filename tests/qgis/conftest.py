@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+
+from tests.conftest import AREZZO_PHOTOS, PANORAMAS, TINY_MODEL_CONFIG
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,53 @@ def tiny_parameters(tiny_checkpoint, tmp_path):
         "DEVICE": 1,
         "CACHE_FOLDER": str(tmp_path / "cache"),
     }
+
+
+# The street inspector's tests (headless and desktop) share one classified layer.
+FETCHED = (
+    "Point?crs=EPSG:4326&field=pid:integer&field=image_paths:string&field=bearing:double"
+    "&field=source:string&field=image_id:string&field=captured:string&field=creator:string"
+    "&field=licence:string&field=fetch_status:string"
+)
+
+
+@pytest.fixture(scope="session")
+def classified_path(mus_provider, tiny_checkpoint, tmp_path_factory):
+    """Points as Fetch panoramas leaves them, classified by the tiny model into a GeoPackage."""
+    folder = tmp_path_factory.mktemp("inspector")
+    layer = QgsVectorLayer(FETCHED, "fetched", "memory")
+    rows = [
+        (f"{AREZZO_PHOTOS[0]};{AREZZO_PHOTOS[1]}", 0.0, "mapillary", "4711", "2016-05-01"),
+        (str(PANORAMAS[0]), 45.0, "local", "", "2019-06-30"),
+        (str(AREZZO_PHOTOS[2]), 90.0, "mapillary", "4712", "2017-03-02"),
+        (str(AREZZO_PHOTOS[3]), 10.0, "mapillary", "4713", "2017-03-02"),
+        (None, None, "", "", ""),
+        (str(folder / "gone.jpg"), 0.0, "mapillary", "4714", "2018-01-01"),
+    ]
+    features = []
+    for index, (paths, bearing, source, image_id, captured) in enumerate(rows):
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(11.88 + index * 1e-3, 43.467)))
+        status = "ok" if paths else "no imagery: none within 50 m"
+        creator, licence = ("ana", "CC BY-SA 4.0") if source == "mapillary" else ("", "")
+        feature.setAttributes(
+            [index, paths, bearing, source, image_id, captured, creator, licence, status]
+        )
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    output = folder / "classified.gpkg"
+    from qgis import processing
+
+    processing.run(
+        "mus:classifyclip",
+        {
+            "INPUT": layer,
+            "LABEL_SET": 0,
+            "MODEL": str(TINY_MODEL_CONFIG),
+            "CHECKPOINT": str(tiny_checkpoint),
+            "DEVICE": 1,
+            "CACHE_FOLDER": str(folder / "cache"),
+            "OUTPUT": str(output),
+        },
+    )
+    return str(output)

@@ -317,6 +317,8 @@ def run_metadata(
         # JPEG draft-mode decoding: faster, scores within about 1e-4 of a full decode.
         "jpeg_draft_decode": bool(fast_decode),
         "top_k": top_k,
+        # Turns cosines into probabilities: the street inspector scores each view with it.
+        "logit_scale": float(model.logit_scale),
         "open_clip_version": open_clip.__version__,
         "torch_version": torch.__version__,
     }

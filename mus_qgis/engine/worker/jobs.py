@@ -578,3 +578,28 @@ def train_probe_job(params: dict, progress) -> dict:
         "report": run.report,
         "summary": run.probe.summary() | {"file": str(run.probe_path)},
     }
+
+
+# -- the street inspector ----------------------------------------------------------------------
+@job("view_scores")
+def view_scores_job(params: dict, progress) -> dict:
+    """Each view's top labels and the pooled ones, from the stores a classification filled."""
+    require("numpy")
+    from ..clip.embedding import Location
+    from ..clip.view_scores import score_views
+
+    with open(params["locations"], encoding="utf-8") as handle:
+        rows = json.load(handle)
+    locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    readings = score_views(
+        locations,
+        _label_set(params["label_set"]),
+        params["model_identity"],
+        params["store"],
+        params["cache_dir"],
+        float(params["logit_scale"]),
+        int(params.get("top_k", 3)),
+    )
+    with open(params["output"], "w", encoding="utf-8") as handle:
+        json.dump(readings, handle)
+    return {"output": params["output"], "count": len(readings)}
