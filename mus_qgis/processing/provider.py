@@ -9,9 +9,11 @@ from ..engine.resources import plugin_version, resource_path
 from ..engine.worker import client
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
+from .dream_streets import DreamStreets
 from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
 from .engine_status import EngineStatus
 from .fetch_panoramas import FetchPanoramas
+from .mainstream_image import MainstreamImage
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
@@ -98,6 +100,8 @@ class MusProvider(QgsProcessingProvider):
             ResampleToGrid(),
             RankLabels(),
             CompareUrbanAtlas(),
+            DreamStreets(),
+            MainstreamImage(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

@@ -6,7 +6,6 @@ folder (tests/tiny_diffusion.py); its pictures are noise, which is all these tes
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -134,11 +133,11 @@ def test_bad_settings_are_refused_by_name(change, message, tiny_spec, tmp_path):
 
 
 def test_an_unknown_model_offline_and_a_folder_that_is_no_model_are_clear(tiny_spec, tmp_path):
-    started = time.monotonic()
-    with pytest.raises(ModelError, match="neither a local folder nor in the cache.*HF_HUB_OFFLINE"):
+    with pytest.raises(
+        ModelError, match=r"neither a local folder nor in the cache.*HF_HUB_OFFLINE"
+    ):
         dream(PHOTOS, tiny_spec, "someone/no-such-diffusion-model", tmp_path / "cache")
-    assert time.monotonic() - started < 60  # offline: no waiting on a network (a bound, not a timing)
-    with pytest.raises(ModelError, match="is not a diffusers model: it has no model_index.json"):
+    with pytest.raises(ModelError, match=r"is not a diffusers model: it has no model_index\.json"):
         dream(PHOTOS, tiny_spec, tmp_path, tmp_path / "cache")
 
 

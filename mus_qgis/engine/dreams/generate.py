@@ -53,7 +53,9 @@ class DreamSettings:
         if not 0.0 <= self.guidance <= 30.0:
             raise SettingError(f"The guidance must be 0 to 30, not {self.guidance:g}.")
         if not 64 <= self.size <= 2048 or self.size % 8:
-            raise SettingError(f"The size must be a multiple of 8 from 64 to 2048, not {self.size}.")
+            raise SettingError(
+                f"The size must be a multiple of 8 from 64 to 2048, not {self.size}."
+            )
         if self.views not in VIEW_MODES:
             raise SettingError(f"Views must be one of {', '.join(VIEW_MODES)}, not {self.views!r}.")
 

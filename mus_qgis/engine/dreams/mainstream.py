@@ -129,7 +129,9 @@ def mainstream_image(
         "plugin_version": plugin_version(),
         "created_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         **pipeline.record(),
-        **{k: v for k, v in settings.record().items() if k not in ("dream_strength", "dream_views")},
+        **{
+            k: v for k, v in settings.record().items() if k not in ("dream_strength", "dream_views")
+        },
         "dream_prompt": template,
         "cities": cities,
         "images_per_city": images_per_city,
@@ -185,7 +187,9 @@ def write_report(run: MainstreamRun, path: str | Path, untrained_note: str = "")
         parts.append(f"<h2>{html.escape(city)}: “{html.escape(prompt)}”</h2><div>")
         parts += [_figure(file, Path(file).name) for file in files]
         parts.append("</div>")
-    parts.append(f"<h2>Real views by their cosine with the mainstream image of {run.cities[0]}</h2>")
+    parts.append(
+        f"<h2>Real views by their cosine with the mainstream image of {run.cities[0]}</h2>"
+    )
     parts.append("<div class='side'>")
     for title, rows in (("Most mainstream", most), ("Least mainstream", least)):
         parts.append(f"<div><h3>{title}</h3>")

@@ -144,9 +144,7 @@ def dream_streets(
             progress.set_progress(50.0 * done / total)
         dream_paths.append(paths)
         seeds.append([seed for _, seed, _ in plan])
-    progress.info(
-        f"Dreams: {maker.counts.generated} made, {maker.counts.cached} from the cache."
-    )
+    progress.info(f"Dreams: {maker.counts.generated} made, {maker.counts.cached} from the cache.")
 
     real = classify_locations(
         [Location(loc.paths, loc.bearing, loc.heading) for loc in locations],
@@ -191,7 +189,9 @@ def dream_streets(
         )
         run.real_to_prompt.append(to_real)
         run.dream_to_prompt.append(to_dream)
-        run.drift.append(to_dream - to_real if to_real is not None and to_dream is not None else None)
+        run.drift.append(
+            to_dream - to_real if to_real is not None and to_dream is not None else None
+        )
         if status[row] == "ok" and dream_top < 0:
             status[row] = dreamed.embeddings.status[row]
         run.status.append(status[row])

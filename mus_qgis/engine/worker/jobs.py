@@ -38,6 +38,8 @@ REPORTED_PACKAGES = (
     "pandas",
     "requests",
     "huggingface_hub",
+    "diffusers",
+    "transformers",
 )
 
 
@@ -519,3 +521,7 @@ def agreement_job(params: dict, progress) -> dict:
         "support": [int(v) for v in result.support],
         "total": int(result.total),
     }
+
+
+# -- 5. dreams (their own module; imported last, it registers its jobs here) -------------------
+from ..dreams import jobs as _dream_jobs  # noqa: E402, F401
