@@ -167,7 +167,7 @@ def test_mainstream_image_output_is_styled(mus_provider):
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(value, 0)))
         feature.setAttributes([value])
         features.append(feature)
-    layer.dataProvider().addFeatures(features)
+    assert layer.dataProvider().addFeatures(features)[0]
     style_mainstream_layer(layer)
     assert isinstance(layer.renderer(), QgsGraduatedSymbolRenderer)
     assert len(layer.renderer().ranges()) == 5
