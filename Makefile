@@ -56,6 +56,7 @@ bench: install
 	$(ENGINE_PY) scripts/bench_fetch.py
 	$(ENGINE_PY) scripts/bench_grid.py
 	$(ENGINE_PY) scripts/bench_worker.py
+	$(ENGINE_PY) scripts/bench_dreams.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -232,6 +232,9 @@ def run_pipeline(profile: Path) -> dict:
         f"OUTPUT={OUT / 'label_ranking.csv'}",
         f"REPORT={OUT / 'label_ranking.html'}",
     )
+    from scripts.demo_dreams import dream_steps
+
+    results["dreams"] = dream_steps(step, layer, table, parameters, OUT, ENGINE_PYTHON)
     reference = os.environ.get("MUS_URBAN_ATLAS", "")
     if not reference:
         results["compare"] = None
@@ -466,6 +469,9 @@ def main() -> None:
             "covers Narva, not the study; set MUS_URBAN_ATLAS to your city's Urban Atlas 2018 "
             "GeoPackage (copernicus.eu) for the comparison."
         )
+    from scripts.demo_dreams import print_dreams
+
+    print_dreams(results["dreams"], OUT)
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
     reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
     print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")

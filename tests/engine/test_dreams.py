@@ -1,7 +1,7 @@
 """Dream streets and the mainstream image with a tiny random-weight diffusion pipeline.
 
 The pipeline is built from small configs, saved with save_pretrained and loaded as a model
-folder (tests/tiny_diffusion.py); its pictures are noise, which is all these tests need.
+folder (engine/dreams/tiny.py); its pictures are noise, which is all these tests need.
 """
 
 from __future__ import annotations

@@ -222,6 +222,13 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "<table>" in (output / "label_ranking.html").read_text(encoding="utf-8")
     # No Urban Atlas offline covers Rome: the demo says so instead of an empty comparison.
     assert "Agreement with Urban Atlas: not computed" in done.stdout
+    # The dreams, offline: a tiny random pipeline, and the demo says its pictures are noise.
+    assert (
+        "its pictures are NOISE" in done.stdout and "Dreams: 9 street photos dreamed" in done.stdout
+    )
+    dreams = QgsVectorLayer(f"{gpkg}|layername=dreams", "dreams", "ogr")
+    assert all(f["dream_status"] == "ok" for f in dreams.getFeatures())
+    assert "Most mainstream" in (output / "mainstream_image.html").read_text(encoding="utf-8")
     project = QgsProject()
     assert project.read(str(output / "rome_monti.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}

@@ -148,8 +148,12 @@ def _create(spec, folder: Path, identity: str, revision: str, device: str) -> Dr
     import torch
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
-    diffusers_logging.set_verbosity_error()  # no "install accelerate" advice in the user's log
+    # No "install accelerate" advice nor loading bars in the user's log (the log is QGIS's).
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     # Half precision on a GPU (twice as fast, half the memory); the CPU needs full precision.
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
