@@ -27,6 +27,7 @@ from scripts.package import build_zip
 from tests.conftest import ROME_OSM, ROOT, SHARED_DATA
 
 HEAVY = ("osmnx", "torch", "open_clip", "geopandas", "networkx", "osmium", "shapely", "pyproj")
+HEAVY += ("diffusers", "transformers")
 
 
 def test_plugin_start_up_imports_nothing_heavy():
@@ -53,9 +54,10 @@ def test_plugin_start_up_imports_nothing_heavy():
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
     assert (
-        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:enginestatus', "
-        "'mus:fetchpanoramas', 'mus:pipeline', 'mus:ranklabels', 'mus:resampletogrid', "
-        "'mus:samplestreetcentroids', 'mus:setupengine']" in out
+        "ALGS ['mus:classifyclip', 'mus:compareurbanatlas', 'mus:dreamstreets', "
+        "'mus:enginestatus', 'mus:fetchpanoramas', 'mus:mainstreamimage', 'mus:pipeline', "
+        "'mus:ranklabels', 'mus:resampletogrid', 'mus:samplestreetcentroids', "
+        "'mus:setupengine']" in out
     )
     assert "HEAVY []" in out
     assert "UNLOADED True" in out
