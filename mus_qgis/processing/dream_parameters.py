@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterNumber, QgsProcessingParameterString
+from qgis.core import (
+    QgsFeature,
+    QgsFields,
+    QgsProcessingException,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
 
 from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
-from .qgis_enums import NUMBER_DOUBLE, NUMBER_INTEGER
-
-# Not the engine's DEVICES import: the device is CLIP's DEVICE parameter, for both models.
+from .qgis_enums import (
+    FIELD_NUMERIC,
+    FIELD_STRING,
+    FILE_FOLDER,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    VECTOR_POINT,
+    make_field,
+)
 
 
 class DreamParameters:
@@ -17,12 +32,93 @@ class DreamParameters:
     Diffusion model 20 to 50 steps and a guidance about 7.5.
     """
 
+    # The points' parameters have CLIP-classify's names, so a model passes one layer to all.
+    INPUT = "INPUT"
+    IMAGE_FIELD = "IMAGE_FIELD"
+    BEARING_FIELD = "BEARING_FIELD"
+    HEADING_FIELD = "HEADING_FIELD"
+    IMAGE_FOLDER = "IMAGE_FOLDER"
+    OUTPUT = "OUTPUT"
     DREAM_MODEL = "DREAM_MODEL"
     DREAM_REVISION = "DREAM_REVISION"
     STEPS = "STEPS"
     GUIDANCE = "GUIDANCE"
     SIZE = "SIZE"
     SEED = "SEED"
+
+    def points_parameters(self) -> list:
+        """The points and the field of their image paths, as CLIP-classify reads them."""
+        return [
+            QgsProcessingParameterFeatureSource(
+                self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
+            ),
+            QgsProcessingParameterField(
+                self.IMAGE_FIELD,
+                self.tr("Field with the image path(s), ';'-separated"),
+                defaultValue="image_paths",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_STRING,
+                optional=True,  # as in CLIP-classify: so that QGIS 3.22 applies the default
+            ),
+        ]
+
+    def view_field_parameters(self) -> list:
+        """Where a panorama's views point, and where relative image paths start (advanced)."""
+        return [
+            QgsProcessingParameterField(
+                self.BEARING_FIELD,
+                self.tr("Street bearing field (aims panorama views)"),
+                defaultValue="bearing",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_NUMERIC,
+                optional=True,
+            ),
+            QgsProcessingParameterField(
+                self.HEADING_FIELD,
+                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
+                defaultValue="image_heading",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_NUMERIC,
+                optional=True,
+            ),
+            QgsProcessingParameterFile(
+                self.IMAGE_FOLDER,
+                self.tr("Folder that relative image paths start from"),
+                behavior=FILE_FOLDER,
+                optional=True,
+            ),
+        ]
+
+    def checkParameterValues(self, parameters, context):
+        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
+        problem = self.range_problem(parameters)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def write_points(self, source, features, output_fields, rows, parameters, context) -> str:
+        """The input points, their own fields (but ours, replaced) then ``output_fields`` with
+        the values in ``rows`` (one list a feature); returns the output's id."""
+        names = {name for name, _ in output_fields}
+        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(source.fields().at(index))
+        for name, kind in output_fields:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for feature, values in zip(features, rows, strict=True):
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + values)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
+        del sink  # closing the sink writes the file
+        return dest_id
 
     def dream_model_parameters(self, steps: int = 2) -> list:
         return [

@@ -8,8 +8,6 @@ import json
 from qgis.core import (
     NULL,
     QgsCategorizedSymbolRenderer,
-    QgsFeature,
-    QgsFields,
     QgsLayerMetadata,
     QgsMarkerSymbol,
     QgsProcessingException,
@@ -17,7 +15,6 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
-    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -34,13 +31,9 @@ from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
-    FIELD_NUMERIC,
-    FIELD_STRING,
-    FILE_FOLDER,
     NUMBER_DOUBLE,
     SYMBOL_SIZE,
     VECTOR_POINT,
-    make_field,
 )
 
 # (label shown, engine's views); Processing stores the index: append only.
@@ -98,11 +91,6 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         "layer's metadata."
     )
 
-    INPUT = "INPUT"
-    IMAGE_FIELD = "IMAGE_FIELD"
-    BEARING_FIELD = "BEARING_FIELD"
-    HEADING_FIELD = "HEADING_FIELD"
-    IMAGE_FOLDER = "IMAGE_FOLDER"
     LABEL_FIELD = "LABEL_FIELD"
     PROMPT = "PROMPT"
     STRENGTH = "STRENGTH"
@@ -110,25 +98,11 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
     LABEL_SET = "LABEL_SET"
     LABEL_FILE = "LABEL_FILE"
     TEMPLATES = "TEMPLATES"
-    OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.add_parameter(
-            QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterField(
-                self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
-                defaultValue="image_paths",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_STRING,
-                optional=True,  # as in CLIP-classify: so that QGIS 3.22 applies the default
-            )
-        )
+        for parameter in self.points_parameters():
+            self.add_parameter(parameter)
         self.add_parameter(
             QgsProcessingParameterString(
                 self.PROMPT,
@@ -188,30 +162,9 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
                 multiLine=True,
                 optional=True,
             ),
-            QgsProcessingParameterField(
-                self.BEARING_FIELD,
-                self.tr("Street bearing field (aims panorama views)"),
-                defaultValue="bearing",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            ),
-            QgsProcessingParameterField(
-                self.HEADING_FIELD,
-                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
-                defaultValue="image_heading",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            ),
             *self.model_parameters(),
             *self.view_parameters(),
-            QgsProcessingParameterFile(
-                self.IMAGE_FOLDER,
-                self.tr("Folder that relative image paths start from"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            ),
+            *self.view_field_parameters(),
             self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
@@ -221,13 +174,6 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         self.add_output(QgsProcessingOutputNumber("DREAMED", self.tr("Points dreamed")))
         self.add_output(QgsProcessingOutputNumber("GENERATED", self.tr("Dreams made this run")))
         self.add_output(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
-
-    def checkParameterValues(self, parameters, context):
-        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
-        problem = self.range_problem(parameters)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images to the engine to dream and read, then write the points."""
@@ -285,44 +231,27 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         }
 
     def _write(self, source, features, dreams, parameters, context):
-        names = {name for name, _ in OUTPUT_FIELDS}
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for name, kind in OUTPUT_FIELDS:
-            fields.append(make_field(name, kind))
-        sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        dreamed = 0
-        for row, feature in enumerate(features):
-            ok = dreams["status"][row] == "ok"
-            dreamed += ok
+        rows = []
+        for row in range(len(features)):
             changed = dreams["label_changed"][row]
-            values = [
-                ";".join(dreams["dream_paths"][row]) or None,
-                dreams["prompts"][row] or None,
-                ";".join(str(seed) for seed in dreams["seeds"][row]) or None,
-                dreams["real_label"][row],
-                dreams["dream_label"][row],
-                dreams["dream_score"][row],
-                None if changed is None else int(changed),
-                dreams["real_dream_cosine"][row],
-                dreams["real_to_prompt"][row],
-                dreams["dream_to_prompt"][row],
-                dreams["drift"][row],
-                dreams["status"][row],
-            ]
-            out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
-            attributes = feature.attributes()
-            out.setAttributes([attributes[i] for i in kept] + values)
-            self.write_feature(sink, out, parameters, self.OUTPUT)
-        del sink
-        return dest_id, dreamed
+            rows.append(
+                [
+                    ";".join(dreams["dream_paths"][row]) or None,
+                    dreams["prompts"][row] or None,
+                    ";".join(str(seed) for seed in dreams["seeds"][row]) or None,
+                    dreams["real_label"][row],
+                    dreams["dream_label"][row],
+                    dreams["dream_score"][row],
+                    None if changed is None else int(changed),
+                    dreams["real_dream_cosine"][row],
+                    dreams["real_to_prompt"][row],
+                    dreams["dream_to_prompt"][row],
+                    dreams["drift"][row],
+                    dreams["status"][row],
+                ]
+            )
+        dest_id = self.write_points(source, features, OUTPUT_FIELDS, rows, parameters, context)
+        return dest_id, sum(1 for status in dreams["status"] if status == "ok")
 
 
 def style_dream_layer(layer, settings: dict | None = None) -> None:

@@ -6,16 +6,12 @@ import json
 
 from qgis.core import (
     QgsClassificationQuantile,
-    QgsFeature,
-    QgsFields,
     QgsGradientColorRamp,
     QgsGraduatedSymbolRenderer,
     QgsMarkerSymbol,
     QgsProcessingException,
     QgsProcessingOutputString,
     QgsProcessingParameterFeatureSink,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
@@ -30,12 +26,8 @@ from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
-    FIELD_NUMERIC,
-    FIELD_STRING,
-    FILE_FOLDER,
     NUMBER_INTEGER,
     VECTOR_POINT,
-    make_field,
 )
 
 OUTPUT_FIELDS = (
@@ -72,35 +64,16 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         "guidance, size and seed as in 'Dream the streets'; check the model's licence (README)."
     )
 
-    INPUT = "INPUT"
-    IMAGE_FIELD = "IMAGE_FIELD"
-    BEARING_FIELD = "BEARING_FIELD"
-    HEADING_FIELD = "HEADING_FIELD"
-    IMAGE_FOLDER = "IMAGE_FOLDER"
     CITIES = "CITIES"
     CITY_FILE = "CITY_FILE"
     PROMPT = "PROMPT"
     IMAGES = "IMAGES"
-    OUTPUT = "OUTPUT"
     REPORT = "REPORT"
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        self.add_parameter(
-            QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterField(
-                self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
-                defaultValue="image_paths",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_STRING,
-                optional=True,  # as in CLIP-classify: so that QGIS 3.22 applies the default
-            )
-        )
+        for parameter in self.points_parameters():
+            self.add_parameter(parameter)
         self.add_parameter(
             QgsProcessingParameterString(
                 self.CITIES, self.tr("Cities, comma-separated"), defaultValue="Rome"
@@ -131,30 +104,9 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         )
         advanced = [
             *self.dream_model_parameters(steps=1),
-            QgsProcessingParameterField(
-                self.BEARING_FIELD,
-                self.tr("Street bearing field (aims panorama views)"),
-                defaultValue="bearing",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            ),
-            QgsProcessingParameterField(
-                self.HEADING_FIELD,
-                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
-                defaultValue="image_heading",
-                parentLayerParameterName=self.INPUT,
-                type=FIELD_NUMERIC,
-                optional=True,
-            ),
             *self.model_parameters(),
             *self.view_parameters(),
-            QgsProcessingParameterFile(
-                self.IMAGE_FOLDER,
-                self.tr("Folder that relative image paths start from"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            ),
+            *self.view_field_parameters(),
             self.cache_parameter(),
         ]
         self.add_advanced_parameters(advanced)
@@ -170,13 +122,6 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         )
         self.add_output(QgsProcessingOutputString("GALLERY", self.tr("Generated images (JSON)")))
         self.add_output(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
-
-    def checkParameterValues(self, parameters, context):
-        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
-        problem = self.range_problem(parameters)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images and the cities to the engine, then write the scored points."""
@@ -234,24 +179,11 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         return [city.strip() for city in text.split(",") if city.strip()]
 
     def _write(self, source, features, scores, cities, parameters, context):
-        names = {name for name, _ in OUTPUT_FIELDS}
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for name, kind in OUTPUT_FIELDS:
-            fields.append(make_field(name, kind))
-        sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         first = [row[0] for row in scores["image_cosine"]]
         order = sorted((v, r) for r, v in enumerate(first) if v is not None)
         rank = {row: place for place, (_, row) in enumerate(reversed(order), start=1)}
-        for row, feature in enumerate(features):
-            image_row, text_row = scores["image_cosine"][row], scores["text_cosine"][row]
-            values = [
+        rows = [
+            [
                 image_row[0],
                 text_row[0],
                 rank.get(row),
@@ -259,13 +191,11 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
                 _closest(text_row, cities),
                 scores["status"][row],
             ]
-            out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
-            attributes = feature.attributes()
-            out.setAttributes([attributes[i] for i in kept] + values)
-            self.write_feature(sink, out, parameters, self.OUTPUT)
-        del sink
-        return dest_id
+            for row, (image_row, text_row) in enumerate(
+                zip(scores["image_cosine"], scores["text_cosine"], strict=True)
+            )
+        ]
+        return self.write_points(source, features, OUTPUT_FIELDS, rows, parameters, context)
 
 
 def _closest(values, cities) -> str | None:

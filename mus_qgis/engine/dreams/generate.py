@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import CanceledError, SettingError
+from ..errors import CanceledError, MusError, SettingError
 from ..folders import writable_folder
 from ..progress import Progress
 
@@ -179,3 +179,20 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def open_maker(dream_spec, settings: DreamSettings, cache_dir, progress: Progress) -> DreamMaker:
+    """Check the settings and the cache folder, load the model (saying which), and a maker."""
+    from ..clip.classify import check_cache_dir
+    from .pipeline import load_dream_pipeline
+
+    settings.check()
+    if cache_dir is None:
+        raise MusError("Dreams need a cache folder to keep them in.")
+    check_cache_dir(cache_dir)
+    pipeline = load_dream_pipeline(dream_spec, cache_dir)
+    progress.info(
+        f"Diffusion model: {pipeline.identity} (revision {pipeline.revision}) on "
+        f"{pipeline.device} in {pipeline.dtype}."
+    )
+    return DreamMaker(pipeline, settings, cache_dir, progress)

@@ -13,17 +13,17 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..clip.classify import check_cache_dir, classify_locations
+from ..clip.classify import classify_locations
 from ..clip.embedding import Location
 from ..clip.labels import PLACEHOLDER as LABEL_PLACEHOLDER
 from ..clip.labels import Label, LabelSet
 from ..clip.models import ModelSpec
-from ..errors import LabelSetError, MusError, SettingError
+from ..errors import LabelSetError, SettingError
 from ..imagery.panorama import ViewSetting
 from ..progress import LoggingProgress, Progress, check_canceled
 from ..resources import plugin_version
-from .generate import DreamMaker, DreamSettings, derived_seed, dream_key
-from .pipeline import DreamModelSpec, load_dream_pipeline
+from .generate import DreamSettings, derived_seed, dream_key, open_maker
+from .pipeline import DreamModelSpec
 
 CITY = "{city}"
 DEFAULT_TEMPLATE = "a street in {city}"
@@ -72,18 +72,10 @@ def mainstream_image(
     prompts = city_prompts(cities, template)
     cities = [c.strip() for c in cities if c and c.strip()]
     settings = DreamSettings(**{**vars(settings), "prompt": prompts[0], "strength": 1.0})
-    settings.check()
     if not 1 <= images_per_city <= 256:
         raise SettingError(f"Images per city must be 1 to 256, not {images_per_city}.")
-    if cache_dir is None:
-        raise MusError("The mainstream image needs a cache folder to keep its gallery in.")
-    check_cache_dir(cache_dir)
-    pipeline = load_dream_pipeline(dream_spec, cache_dir)
-    progress.info(
-        f"Diffusion model: {pipeline.identity} (revision {pipeline.revision}) on "
-        f"{pipeline.device} in {pipeline.dtype}."
-    )
-    maker = DreamMaker(pipeline, settings, cache_dir, progress)
+    maker = open_maker(dream_spec, settings, cache_dir, progress)
+    pipeline = maker.pipeline
     plans = []
     for prompt in prompts:
         plan = []

@@ -12,17 +12,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from ..clip.classify import check_cache_dir, classify_locations
+from ..clip.classify import classify_locations
 from ..clip.embedding import Location
 from ..clip.labels import LabelSet
 from ..clip.models import ModelSpec
 from ..clip.views import prepare_image
-from ..errors import MusError
 from ..imagery.panorama import ViewSetting
 from ..progress import LoggingProgress, Progress, check_canceled
 from ..resources import plugin_version
-from .generate import DreamMaker, DreamSettings, derived_seed, dream_key
-from .pipeline import DreamModelSpec, load_dream_pipeline
+from .generate import DreamSettings, derived_seed, dream_key, open_maker
+from .pipeline import DreamModelSpec
 
 NO_LABEL = "no dream: the prompt needs {label} and the location has no label"
 
@@ -100,16 +99,8 @@ def dream_streets(
     import numpy as np
 
     progress = progress or LoggingProgress()
-    settings.check()
-    if cache_dir is None:
-        raise MusError("Dreams need a cache folder to keep them in.")
-    check_cache_dir(cache_dir)
-    pipeline = load_dream_pipeline(dream_spec, cache_dir)
-    progress.info(
-        f"Diffusion model: {pipeline.identity} (revision {pipeline.revision}) on "
-        f"{pipeline.device} in {pipeline.dtype}."
-    )
-    maker = DreamMaker(pipeline, settings, cache_dir, progress)
+    maker = open_maker(dream_spec, settings, cache_dir, progress)
+    pipeline = maker.pipeline
     count = len(locations)
     prompts, plans, status = [], [], []
     for location in locations:
