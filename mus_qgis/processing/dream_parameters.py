@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 from qgis.core import (
     QgsFeature,
     QgsFields,
+    QgsLayerMetadata,
     QgsProcessingException,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsProviderRegistry,
 )
 
 from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
+from .classify_clip import html_safe_json
 from .qgis_enums import (
     FIELD_NUMERIC,
     FIELD_STRING,
@@ -179,3 +185,30 @@ class DreamParameters:
             "seed": self.parameterAsInt(parameters, self.SEED, context),
             **more,
         }
+
+
+def run_settings_metadata(title: str, settings: dict) -> QgsLayerMetadata:
+    """The run settings (both models and their revisions) as layer metadata, escaped: QGIS
+    shows title and abstract as HTML, and prompts are the user's text."""
+    metadata = QgsLayerMetadata()
+    metadata.setTitle(html.escape(title))
+    metadata.setAbstract(html.escape("\n".join(f"{k}: {v}" for k, v in settings.items())))
+    metadata.addKeywords("mus_qgis", [html_safe_json(settings)])
+    return metadata
+
+
+def save_run_settings(dest_id: str, title: str, settings: dict, feedback) -> None:
+    """Write the run settings into a GeoPackage output's own metadata, so that they travel with
+    the file (a layer QGIS loads gets them again from its styler)."""
+    path = dest_id.split("|")[0]
+    if not path.lower().endswith(".gpkg"):
+        return
+    uri = dest_id if "layername=" in dest_id else f"{path}|layername={Path(path).stem}"
+    try:
+        saved, message = QgsProviderRegistry.instance().saveLayerMetadata(
+            "ogr", uri, run_settings_metadata(title, settings)
+        )
+    except Exception as exc:  # a metadata failure must not lose the points
+        saved, message = False, str(exc)
+    if not saved:
+        feedback.pushWarning(f"Could not save the run settings into {path}: {message}")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import json
 
 from qgis.core import (
     NULL,
     QgsCategorizedSymbolRenderer,
-    QgsLayerMetadata,
     QgsMarkerSymbol,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -26,9 +24,9 @@ from qgis.core import (
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
 from .base import MusAlgorithm, style_on_load
-from .classify_clip import ClassifyClip, html_safe_json
+from .classify_clip import ClassifyClip
 from .clip_parameters import ClipParameters
-from .dream_parameters import DreamParameters
+from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_DOUBLE,
@@ -222,6 +220,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
             dreams = json.load(handle)
         dest_id, dreamed = self._write(source, features, dreams, parameters, context)
         settings = result["metadata"]
+        save_run_settings(dest_id, dream_title(settings), settings, feedback)
         style_on_load(context, dest_id, lambda layer: style_dream_layer(layer, settings))
         return {
             self.OUTPUT: dest_id,
@@ -254,6 +253,10 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         return dest_id, sum(1 for status in dreams["status"] if status == "ok")
 
 
+def dream_title(settings: dict) -> str:
+    return f"Dreams: {settings.get('dream_model')} ({settings.get('dream_model_revision')})"
+
+
 def style_dream_layer(layer, settings: dict | None = None) -> None:
     """Colour by whether the first label changed, size by drift; the run settings attached."""
     present = set(layer.uniqueValues(layer.fields().lookupField("label_changed")))
@@ -266,11 +269,7 @@ def style_dream_layer(layer, settings: dict | None = None) -> None:
         categories.append(QgsRendererCategory("", _dot(NO_DREAM_COLOUR, 1.2), "no dream"))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label_changed", categories))
     if settings:
-        metadata = QgsLayerMetadata()
-        metadata.setTitle(html.escape(f"Dreams: {settings.get('dream_model')}"))
-        metadata.setAbstract(html.escape("\n".join(f"{k}: {v}" for k, v in settings.items())))
-        metadata.addKeywords("mus_qgis", [html_safe_json(settings)])
-        layer.setMetadata(metadata)
+        layer.setMetadata(run_settings_metadata(dream_title(settings), settings))
         layer.setCustomProperty("mus_qgis/dreams", json.dumps(settings))
     layer.triggerRepaint()
 

@@ -23,7 +23,7 @@ from ..engine.errors import MusError
 from .base import MusAlgorithm, style_on_load
 from .classify_clip import ClassifyClip
 from .clip_parameters import ClipParameters
-from .dream_parameters import DreamParameters
+from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_INTEGER,
@@ -156,11 +156,16 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         with open(output, encoding="utf-8") as handle:
             scores = json.load(handle)
         dest_id = self._write(source, features, scores, result["cities"], parameters, context)
-        style_on_load(context, dest_id, style_mainstream_layer)
+        settings = result["metadata"]
+        title = f"Mainstream image: {', '.join(result['cities'])}"
+        save_run_settings(dest_id, title, settings, feedback)
+        style_on_load(
+            context, dest_id, lambda layer: style_mainstream_layer(layer, title, settings)
+        )
         outputs = {
             self.OUTPUT: dest_id,
             "GALLERY": json.dumps(dict(zip(result["cities"], result["gallery"], strict=True))),
-            "SETTINGS": json.dumps(result["metadata"], ensure_ascii=False),
+            "SETTINGS": json.dumps(settings, ensure_ascii=False),
         }
         if report:
             outputs[self.REPORT] = report
@@ -203,7 +208,7 @@ def _closest(values, cities) -> str | None:
     return max(scored)[1] if scored else None
 
 
-def style_mainstream_layer(layer) -> None:
+def style_mainstream_layer(layer, title: str = "", settings: dict | None = None) -> None:
     """Five classes of ms_image (quantiles), light to dark: darker is more mainstream."""
     renderer = QgsGraduatedSymbolRenderer("ms_image")
     renderer.setSourceSymbol(
@@ -215,4 +220,7 @@ def style_mainstream_layer(layer) -> None:
     renderer.setClassificationMethod(QgsClassificationQuantile())
     renderer.updateClasses(layer, 5)
     layer.setRenderer(renderer)
+    if settings:
+        layer.setMetadata(run_settings_metadata(title, settings))
+        layer.setCustomProperty("mus_qgis/mainstream", json.dumps(settings))
     layer.triggerRepaint()

@@ -93,10 +93,16 @@ def test_dream_streets_writes_readings_and_styles_by_label_change(
     assert settings["dream_model_revision"].startswith("local-")
     QgsProject.instance().removeMapLayer(layer)
 
-    again = processing.run("mus:dreamstreets", {**parameters, "OUTPUT": "memory:"})
+    output = tmp_path / "dreams.gpkg"
+    again = processing.run("mus:dreamstreets", {**parameters, "OUTPUT": str(output)})
     assert again["GENERATED"] == 0  # every dream from the cache
-    paths = [f["dream_paths"] for f in again["OUTPUT"].getFeatures()]
+    saved = QgsVectorLayer(str(output), "dreams", "ogr")
+    paths = [f["dream_paths"] for f in saved.getFeatures()]
     assert paths[:2] == [rows[0]["dream_paths"], rows[1]["dream_paths"]]
+    # The file carries its run settings: the model and its revision.
+    assert f"dream_model_revision: {settings['dream_model_revision']}" in (
+        saved.metadata().abstract()
+    )
 
 
 @pytest.mark.parametrize(
