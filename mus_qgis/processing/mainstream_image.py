@@ -36,6 +36,7 @@ OUTPUT_FIELDS = (
     ("ms_rank", "int"),
     ("ms_city_image", "string"),
     ("ms_city_text", "string"),
+    ("ms_by_city", "string"),
     ("ms_status", "string"),
 )
 
@@ -58,7 +59,8 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         "ms_city_text name the city each street looks most like, by either way: the paper's "
         "multiscale question asked of images instead of names.\n\n"
         "Output: the points with ms_image, ms_text, ms_rank (1 = most mainstream), "
-        "ms_city_image, ms_city_text and ms_status; and an HTML report with every generated "
+        "ms_city_image, ms_city_text, ms_by_city (every city, the closest first, with its "
+        "cosine) and ms_status; and an HTML report with every generated "
         "image, the 12 most and 12 least mainstream real views side by side, and the scores' "
         "distribution. Embeddings go to the same store as CLIP-classify's. Model, steps, "
         "guidance, size and seed as in 'Dream the streets'; check the model's licence (README)."
@@ -194,6 +196,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
                 rank.get(row),
                 _closest(image_row, cities),
                 _closest(text_row, cities),
+                _ranked(image_row, cities),
                 scores["status"][row],
             ]
             for row, (image_row, text_row) in enumerate(
@@ -206,6 +209,15 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
 def _closest(values, cities) -> str | None:
     scored = [(v, city) for v, city in zip(values, cities, strict=True) if v is not None]
     return max(scored)[1] if scored else None
+
+
+def _ranked(values, cities) -> str | None:
+    """Every city by the street's cosine with its mainstream image, the closest first."""
+    scored = sorted(
+        ((v, city) for v, city in zip(values, cities, strict=True) if v is not None),
+        reverse=True,
+    )
+    return "; ".join(f"{city} {value:.3f}" for value, city in scored) or None
 
 
 def style_mainstream_layer(layer, title: str = "", settings: dict | None = None) -> None:

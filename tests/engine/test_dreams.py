@@ -66,9 +66,8 @@ def test_dreams_are_made_once_and_a_seed_gives_the_same_pixels(
     for ours, theirs in zip(run.dream_paths, fresh.dream_paths, strict=True):
         assert np.array_equal(pixels(ours[0]), pixels(theirs[0]))
     reseeded = DreamSettings(**{**vars(SETTINGS), "seed": 8})
-    other = dream(PHOTOS, tiny_spec, tiny_diffusion, tmp_path / "other-seed", reseeded)
-    for ours, theirs in zip(run.dream_paths, other.dream_paths, strict=True):
-        assert not np.array_equal(pixels(ours[0]), pixels(theirs[0]))
+    other = dream(PHOTOS[:1], tiny_spec, tiny_diffusion, tmp_path / "other-seed", reseeded)
+    assert not np.array_equal(pixels(run.dream_paths[0][0]), pixels(other.dream_paths[0][0]))
     # The two locations' seeds differ: each comes from its own image's digest.
     assert run.seeds[0] != run.seeds[1]
 

@@ -154,6 +154,7 @@ def test_mainstream_image_scores_ranks_and_reports(
     ranks = sorted(rows[pid]["ms_rank"] for pid in (0, 1, 2))
     assert ranks == [1, 2, 3] and rows[3]["ms_status"] == "no image"
     assert rows[0]["ms_city_image"] in ("Rome", "Paris") and rows[0]["ms_text"] is not None
+    assert rows[0]["ms_by_city"].startswith(rows[0]["ms_city_image"] + " ")
     gallery = json.loads(result["GALLERY"])
     assert sorted(gallery) == ["Paris", "Rome"] and all(len(v) == 2 for v in gallery.values())
     text = report.read_text(encoding="utf-8")
