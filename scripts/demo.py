@@ -234,7 +234,9 @@ def run_pipeline(profile: Path) -> dict:
     )
     from scripts.demo_dreams import dream_steps
 
-    results["dreams"] = dream_steps(step, layer, table, parameters, OUT, ENGINE_PYTHON)
+    results["dreams"] = dream_steps(
+        step, layer, table, parameters, OUT, ENGINE_PYTHON, online is not None
+    )
     reference = os.environ.get("MUS_URBAN_ATLAS", "")
     if not reference:
         results["compare"] = None

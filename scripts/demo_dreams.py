@@ -2,8 +2,10 @@
 
 Without $MUS_DREAM_MODEL (a diffusers model id whose weights are cached, or a local model
 folder) it uses a tiny diffusion pipeline with RANDOM weights, written here by the engine's
-Python: the pipeline runs end to end, and its pictures are noise. demo.py calls
-``dream_steps`` after the ranking and ``print_dreams`` at the end.
+Python: the pipeline runs end to end, and its pictures are noise. Online (a place studied
+through an imagery service) it dreams only when $MUS_DREAM_MODEL names a model: the offline
+demo already shows the steps. demo.py calls ``dream_steps`` after the ranking and
+``print_dreams`` at the end.
 """
 
 from __future__ import annotations
@@ -41,9 +43,14 @@ def dream_model(out: Path, engine_python: str) -> tuple[list[str], str]:
 DREAMED_POINTS = 12
 
 
-def dream_steps(step, layer, table, clip_parameters, out: Path, engine_python: str) -> dict:
+def dream_steps(
+    step, layer, table, clip_parameters, out: Path, engine_python: str, online: bool
+) -> dict | None:
     """Dream the first classified streets, then score them by Rome's and Arezzo's mainstream
-    image."""
+    image; None when skipped (online without a model named)."""
+    if online and not os.environ.get("MUS_DREAM_MODEL"):
+        print("5. Dreams: skipped online; set MUS_DREAM_MODEL to a diffusers model to dream.")
+        return None
     parameters, said = dream_model(out, engine_python)
     print(
         f"5. Dreams: the first {DREAMED_POINTS} street photos through a diffusion model, then "
@@ -66,7 +73,7 @@ def dream_steps(step, layer, table, clip_parameters, out: Path, engine_python: s
         "mus:mainstreamimage",
         f"INPUT={first}",
         "CITIES=Rome, Arezzo",
-        "IMAGES=4",
+        "IMAGES=2",
         *parameters,
         *clip_parameters,
         table("mainstream_image"),
@@ -75,7 +82,9 @@ def dream_steps(step, layer, table, clip_parameters, out: Path, engine_python: s
     return results
 
 
-def print_dreams(results: dict, out: Path) -> None:
+def print_dreams(results: dict | None, out: Path) -> None:
+    if results is None:
+        return
     dreams, mainstream = results["dreams"], results["mainstream"]
     print(
         f"Dreams: {dreams['DREAMED']:.0f} street photos dreamed ({dreams['GENERATED']:.0f} made "

@@ -294,6 +294,7 @@ def test_demo_online_studies_a_place_through_its_services(tmp_path, tiny_checkpo
             osm.stop()
         downloaded = set(imagery.downloads)
     assert "Fetching imagery from Mapillary" in done.stdout
+    assert "Dreams: skipped online" in done.stdout
     assert "locations after merging points closer than 20 m: 372" in done.stdout
     with_imagery, without = map(
         int, re.search(r"with imagery: (\d+), without: (\d+)", done.stdout).groups()
