@@ -72,6 +72,7 @@ bench: install
 	$(ENGINE_PY) scripts/bench_ray.py
 	$(ENGINE_PY) scripts/bench_probe.py
 	$(PY) scripts/bench_inspector.py
+	$(ENGINE_PY) scripts/bench_dreams.py
 
 package:
 	/usr/bin/python3 scripts/package.py

@@ -1,4 +1,5 @@
-"""Write resources/models/mus_pipeline.model3: study area → sample → fetch → classify → grid.
+"""Write resources/models/mus_pipeline.model3: study area → sample → fetch → classify → grid,
+and, when asked, dreams and the mainstream image (after a conditional branch).
 
 The model file is data the provider ships; this script is how it is made, so that a change to an
 algorithm's parameters is one edit here and one run: ``python scripts/build_pipeline_model.py``
@@ -24,10 +25,12 @@ def build():
         QgsApplication,
         QgsProcessingModelAlgorithm,
         QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildDependency,
         QgsProcessingModelChildParameterSource,
         QgsProcessingModelOutput,
         QgsProcessingModelParameter,
         QgsProcessingParameterAuthConfig,
+        QgsProcessingParameterBoolean,
         QgsProcessingParameterEnum,
         QgsProcessingParameterFile,
         QgsProcessingParameterNumber,
@@ -36,8 +39,14 @@ def build():
     from qgis.PyQt.QtCore import QPointF
 
     from mus_qgis.engine.clip.labels import builtin_label_sets
+    from mus_qgis.engine.dreams.pipeline import DEFAULT_DREAM_MODEL
     from mus_qgis.engine.imagery.sources import imagery_sources
-    from mus_qgis.processing.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE, PARAMETER_OPTIONAL
+    from mus_qgis.processing.qgis_enums import (
+        FILE_FOLDER,
+        NUMBER_DOUBLE,
+        NUMBER_INTEGER,
+        PARAMETER_OPTIONAL,
+    )
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(
@@ -46,7 +55,9 @@ def build():
                 "The whole study in one run, as in 'CLIP and the City': street centroids "
                 "of a study area (a local OpenStreetMap file or a place name), one image "
                 "per point from the chosen source, a CLIP classification against a label "
-                "set, and the void-free grid of the most frequent label."
+                "set, and the void-free grid of the most frequent label. Optional steps, "
+                "off unless their box is ticked: dream the streets through a diffusion model "
+                "and score them by the city's mainstream image (slow without a GPU)."
             )
         }
     )
@@ -103,6 +114,26 @@ def build():
             NUMBER_DOUBLE,
             defaultValue=100.0,
         ),
+        QgsProcessingParameterBoolean(
+            "dream", "Dreams: dream the streets too (slow without a GPU)", defaultValue=False
+        ),
+        QgsProcessingParameterBoolean(
+            "mainstream", "Dreams: score the city's mainstream image too", defaultValue=False
+        ),
+        QgsProcessingParameterString(
+            "dream_model",
+            "Dreams: diffusion model (diffusers model id or local folder)",
+            defaultValue=DEFAULT_DREAM_MODEL,
+        ),
+        QgsProcessingParameterNumber(
+            "dream_size",
+            "Dreams: image size (pixels, a multiple of 8; smaller is faster)",
+            NUMBER_INTEGER,
+            defaultValue=512,
+            minValue=64,
+            maxValue=2048,
+        ),
+        QgsProcessingParameterString("city", "Dreams: city", defaultValue="Rome"),
     ]
     # Inputs in a column left of the stage that uses them, in the order a user fills them in.
     column = {
@@ -117,6 +148,11 @@ def build():
         "pretrained": 2,
         "checkpoint": 2,
         "cell_size": 3,
+        "dream": 4,
+        "mainstream": 4,
+        "dream_model": 5,
+        "dream_size": 5,
+        "city": 5,
     }
     rows: dict[int, int] = {}
     for parameter in parameters:
@@ -133,13 +169,15 @@ def build():
     def child_output(child_id, output="OUTPUT"):
         return [QgsProcessingModelChildParameterSource.fromChildOutput(child_id, output)]
 
-    # (child id, algorithm, parameter sources, model output name); described for a reader.
+    # (child id, algorithm, parameter sources, {model output: child output}); described for a
+    # reader. The dream steps run only when their box is ticked: the conditional branch's
+    # condition holds (a child that depends on a branch not taken is skipped, and said so).
     steps = [
         (
             "sample",
             "mus:samplestreetcentroids",
             {"OSM_FILE": source("osm_file"), "PLACE": source("place")},
-            None,
+            {},
         ),
         (
             "fetch",
@@ -151,7 +189,7 @@ def build():
                 "PHOTO_FOLDER": source("photo_folder"),
                 "RADIUS": source("radius"),
             },
-            None,
+            {},
         ),
         (
             "classify",
@@ -163,7 +201,7 @@ def build():
                 "PRETRAINED": source("pretrained"),
                 "CHECKPOINT": source("checkpoint"),
             },
-            "Classified points",
+            {"Classified points": "OUTPUT"},
         ),
         (
             "grid",
@@ -176,16 +214,64 @@ def build():
                     QgsProcessingModelChildParameterSource.fromExpression("@label_set + 1")
                 ],
             },
-            "Label grid",
+            {"Label grid": "OUTPUT"},
+        ),
+        ("branch", "native:condition", {}, {}),
+        (
+            "dream",
+            "mus:dreamstreets",
+            {
+                "INPUT": child_output("classify"),
+                "PROMPT": [
+                    QgsProcessingModelChildParameterSource.fromExpression("'a street in ' || @city")
+                ],
+                "DREAM_MODEL": source("dream_model"),
+                "SIZE": source("dream_size"),
+                "LABEL_SET": source("label_set"),
+                "MODEL": source("model"),
+                "PRETRAINED": source("pretrained"),
+                "CHECKPOINT": source("checkpoint"),
+            },
+            {"Dreamed points": "OUTPUT"},
+        ),
+        (
+            "mainstream",
+            "mus:mainstreamimage",
+            {
+                "INPUT": child_output("classify"),
+                "CITIES": source("city"),
+                "DREAM_MODEL": source("dream_model"),
+                "SIZE": source("dream_size"),
+                "MODEL": source("model"),
+                "PRETRAINED": source("pretrained"),
+                "CHECKPOINT": source("checkpoint"),
+            },
+            {"Mainstream points": "OUTPUT", "Mainstream report": "REPORT"},
         ),
     ]
+    # The two dream steps share a column, one above the other.
+    places = {"dream": (5, -90.0), "mainstream": (5, 90.0)}
+    branches = {"dream": "dream", "mainstream": "mainstream"}
     registry = QgsApplication.processingRegistry()
-    for stage, (child_id, algorithm_id, sources, output_name) in enumerate(steps):
+    for index, (child_id, algorithm_id, sources, outputs) in enumerate(steps):
         algorithm = registry.algorithmById(algorithm_id)
         child = QgsProcessingModelChildAlgorithm(algorithm_id)
         child.setChildId(child_id)
+        stage, dy = places.get(child_id, (index, 0.0))
         child.setDescription(f"{stage + 1} · {algorithm.displayName()}")
-        child.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX, CHILD_Y))
+        if child_id == "branch":
+            child.setDescription("5 · Dreams only when their box is ticked")
+            child.setConfiguration(
+                {
+                    "conditions": [
+                        {"name": name, "expression": f"@{parameter}"}
+                        for name, parameter in branches.items()
+                    ]
+                }
+            )
+        if child_id in branches:
+            child.setDependencies([QgsProcessingModelChildDependency("branch", child_id)])
+        child.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX, CHILD_Y + dy))
         for name, value in sources.items():
             child.addParameterSources(name, value)
         # Every other setting at the algorithm's own default, so the model validates and a
@@ -199,12 +285,15 @@ def build():
             child.addParameterSources(
                 name, [QgsProcessingModelChildParameterSource.fromStaticValue(default(definition))]
             )
-        if output_name:
+        model_outputs = {}
+        for row, (output_name, child_output_name) in enumerate(outputs.items()):
             output = QgsProcessingModelOutput(output_name, output_name)
-            output.setChildOutputName("OUTPUT")
+            output.setChildOutputName(child_output_name)
             output.setChildId(child_id)
-            output.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX + 40, CHILD_Y + 120))
-            child.setModelOutputs({output_name: output})
+            x = STAGE_X0 + stage * STAGE_DX + 40 + 130 * row
+            output.setPosition(QPointF(x, CHILD_Y + dy + (60 if dy else 120)))
+            model_outputs[output_name] = output
+        child.setModelOutputs(model_outputs)
         model.addChildAlgorithm(child)
     return model
 
@@ -222,8 +311,13 @@ def main() -> None:
 
     app = QgsApplication([], False)
     app.initQgis()
+    from qgis.analysis import QgsNativeAlgorithms
+
     from mus_qgis.processing.provider import MusProvider
 
+    # The conditional branch before the dream steps is QGIS's own (native:condition).
+    if not QgsApplication.processingRegistry().addProvider(QgsNativeAlgorithms()):
+        sys.exit("could not register QGIS's native algorithms")
     provider = MusProvider()
     if not QgsApplication.processingRegistry().addProvider(provider):
         sys.exit("could not register the mus provider")

@@ -240,6 +240,11 @@ def run_pipeline(profile: Path) -> dict:
     from scripts import demo_probe
 
     results["probe"] = demo_probe.teach(step, GPKG, "landuse_labels", parameters, OUT)
+    from scripts.demo_dreams import dream_steps
+
+    results["dreams"] = dream_steps(
+        step, layer, table, parameters, OUT, ENGINE_PYTHON, online is not None
+    )
     reference = os.environ.get("MUS_URBAN_ATLAS", "")
     if not reference:
         results["compare"] = None
@@ -489,6 +494,9 @@ def main() -> None:
             "GeoPackage (copernicus.eu) for the comparison."
         )
     print_readings(readings, OUT, "RANDOM" in results["model"])
+    from scripts.demo_dreams import print_dreams
+
+    print_dreams(results["dreams"], OUT)
     print(f"Open in QGIS: {project_path}  (or the layers alone: {GPKG})")
     from scripts.demo_inspector import print_inspector_note
 

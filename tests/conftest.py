@@ -74,3 +74,24 @@ def tiny_spec(tiny_checkpoint):
     from mus_qgis.engine.clip.models import ModelSpec
 
     return ModelSpec(str(TINY_MODEL_CONFIG), "", str(tiny_checkpoint), "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory) -> Path:
+    """A folder holding a tiny Stable Diffusion pipeline with random (seeded) weights, written
+    once a session by the engine's Python (engine/dreams/tiny.py); loaded as a model folder."""
+    import importlib.util
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("diffusion") / "mus-tiny-sd"
+    if importlib.util.find_spec("diffusers") is not None:  # the engine's tests: no second Python
+        from mus_qgis.engine.dreams.tiny import write_tiny_pipeline
+
+        return write_tiny_pipeline(folder)
+    subprocess.run(
+        [ENGINE_PYTHON, "-m", "mus_qgis.engine.dreams.tiny", str(folder)],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return folder

@@ -9,6 +9,7 @@ from ..engine.resources import plugin_version, resource_path
 from ..engine.worker import client
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
+from .dream_streets import DreamStreets
 from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
 from .engine_status import EngineStatus
 from .export_figures import ExportFigures
@@ -16,6 +17,7 @@ from .fetch_panoramas import FetchPanoramas
 from .label_boundaries import LabelBoundaries
 from .label_clusters import LabelClusters
 from .label_periods import LabelPeriods
+from .mainstream_image import MainstreamImage
 from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
@@ -108,6 +110,8 @@ class MusProvider(QgsProcessingProvider):
             LabelBoundaries(),
             LabelPeriods(),
             TrainProbe(),
+            DreamStreets(),
+            MainstreamImage(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

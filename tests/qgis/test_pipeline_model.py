@@ -30,7 +30,7 @@ def streets_through_the_photos(write_osm):
 
 
 def test_pipeline_model_is_listed_and_runs_end_to_end(
-    mus_provider, write_osm, tmp_path, tiny_checkpoint
+    mus_provider, write_osm, tmp_path, tiny_checkpoint, tiny_diffusion
 ):
     algorithm = QgsApplication.processingRegistry().algorithmById(ALG)
     assert algorithm is not None and algorithm.group() == "5 · Pipeline"
@@ -47,8 +47,17 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
             "pretrained": "",
             "checkpoint": str(tiny_checkpoint),
             "cell_size": 100,
+            # The optional dream steps, ticked, with the tiny random pipeline at its smallest.
+            "dream": True,
+            "mainstream": True,
+            "dream_model": str(tiny_diffusion),
+            "dream_size": 64,
+            "city": "Arezzo",
             "classify:Classified points": QgsProcessing.TEMPORARY_OUTPUT,
             "grid:Label grid": QgsProcessing.TEMPORARY_OUTPUT,
+            "dream:Dreamed points": QgsProcessing.TEMPORARY_OUTPUT,
+            "mainstream:Mainstream points": QgsProcessing.TEMPORARY_OUTPUT,
+            "mainstream:Mainstream report": str(tmp_path / "mainstream.html"),
         },
         context=context,
         feedback=QgsProcessingFeedback(),
@@ -59,6 +68,15 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
     assert all(f["fetch_status"] in ("ok", "no imagery") for f in points.getFeatures())
     cells = list(grid.getFeatures())
     assert cells and all(f["label"] for f in cells)
+    dreams = result["dream:Dreamed points"]
+    dreamed = [f for f in dreams.getFeatures() if f["dream_status"] == "ok"]
+    assert len(dreamed) == statuses.count("ok")
+    assert all(f["dream_prompt"] == "a street in Arezzo" for f in dreamed)
+    mainstream = result["mainstream:Mainstream points"]
+    assert sorted(f["ms_rank"] for f in mainstream.getFeatures() if f["ms_rank"]) == list(
+        range(1, statuses.count("ok") + 1)
+    )
+    assert "a street in Arezzo" in (tmp_path / "mainstream.html").read_text(encoding="utf-8")
 
 
 def test_pipeline_model_runs_from_qgis_process(write_osm, tmp_path, tiny_checkpoint):
@@ -138,17 +156,36 @@ def test_the_model_validates_and_reads_left_to_right_in_the_modeler(mus_provider
     assert model.fromFile(str(ROOT / "resources" / "models" / "mus_pipeline.model3"))
     assert model.validate() == (True, [])
     children = sorted(model.childAlgorithms().values(), key=lambda c: c.position().x())
-    assert [c.childId() for c in children] == ["sample", "fetch", "classify", "grid"]
-    assert [c.description() for c in children] == [
+    ids = [c.childId() for c in children]
+    assert ids[:5] == ["sample", "fetch", "classify", "grid", "branch"]
+    assert set(ids[5:]) == {"dream", "mainstream"}
+    assert [c.description() for c in children[:5]] == [
         "1 · Sample street centroids",
         "2 · Fetch panoramas",
         "3 · CLIP-classify street images",
         "4 · Resample labels to a grid",
+        "5 · Dreams only when their box is ticked",
     ]
+    # The two dream steps share the last column, one above the other.
+    assert {c.description() for c in children[5:]} == {
+        "6 · Dream the streets",
+        "6 · Mainstream image of a city",
+    }
+    # The dream steps hang on the branch's condition of the same name: unticked, skipped.
+    for child_id in ("dream", "mainstream"):
+        (dependency,) = model.childAlgorithm(child_id).dependencies()
+        assert (dependency.childId, dependency.conditionalBranch) == ("branch", child_id)
+    conditions = model.childAlgorithm("branch").configuration()["conditions"]
+    assert {(c["name"], c["expression"]) for c in conditions} == {
+        ("dream", "@dream"),
+        ("mainstream", "@mainstream"),
+    }
+    assert not model.parameterDefinition("dream").defaultValue()
+    assert not model.parameterDefinition("mainstream").defaultValue()
     components = [*model.childAlgorithms().values(), *model.parameterComponents().values()]
     components += [o for c in model.childAlgorithms().values() for o in c.modelOutputs().values()]
     places = [(c.position().x(), c.position().y()) for c in components]
-    assert len(set(places)) == len(places) == 4 + 11 + 2
+    assert len(set(places)) == len(places) == 7 + 16 + 5
     names = [d.name() for d in model.parameterDefinitions() if not d.isDestination()]
     assert names[:3] == ["osm_file", "place", "source"]  # in the order a user fills them in
     descriptions = [d.description() for d in model.parameterDefinitions()]
@@ -168,7 +205,7 @@ def test_the_plugin_opens_the_pipeline_in_the_modeler_without_risking_its_copy(
     dialog = plugin.edit_pipeline_model()
     try:
         model = dialog.model()
-        assert len(model.childAlgorithms()) == 4 and model.validate() == (True, [])
+        assert len(model.childAlgorithms()) == 7 and model.validate() == (True, [])
         assert model.sourceFilePath() == ""  # Save asks where: the shipped file stays as it is
     finally:
         dialog.setDirty(False)

@@ -27,6 +27,7 @@ from scripts.package import build_zip
 from tests.conftest import ROME_OSM, ROOT, SHARED_DATA
 
 HEAVY = ("osmnx", "torch", "open_clip", "geopandas", "networkx", "osmium", "shapely", "pyproj")
+HEAVY += ("diffusers", "transformers")
 
 
 def test_plugin_start_up_imports_nothing_heavy():
@@ -55,12 +56,14 @@ def test_plugin_start_up_imports_nothing_heavy():
     algorithms = [
         "classifyclip",
         "compareurbanatlas",
+        "dreamstreets",
         "enginestatus",
         "exportfigures",
         "fetchpanoramas",
         "labelboundaries",
         "labelclusters",
         "labelperiods",
+        "mainstreamimage",
         "pipeline",
         "ranklabels",
         "resampletogrid",
@@ -241,6 +244,13 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "<table>" in (output / "label_ranking.html").read_text(encoding="utf-8")
     # No Urban Atlas offline covers Rome: the demo says so instead of an empty comparison.
     assert "Agreement with Urban Atlas: not computed" in done.stdout
+    # The dreams, offline: a tiny random pipeline, and the demo says its pictures are noise.
+    assert (
+        "its pictures are NOISE" in done.stdout and "Dreams: 9 street photos dreamed" in done.stdout
+    )
+    dreams = QgsVectorLayer(f"{gpkg}|layername=dreams", "dreams", "ogr")
+    assert all(f["dream_status"] == "ok" for f in dreams.getFeatures())
+    assert "Most mainstream" in (output / "mainstream_image.html").read_text(encoding="utf-8")
     project = QgsProject()
     assert project.read(str(output / "rome_monti.qgz"))
     layers = {layer.name(): layer for layer in project.mapLayers().values()}
@@ -311,6 +321,7 @@ def test_demo_online_studies_a_place_through_its_services(tmp_path, tiny_checkpo
             osm.stop()
         downloaded = set(imagery.downloads)
     assert "Fetching imagery from Mapillary" in done.stdout
+    assert "Dreams: skipped online" in done.stdout
     assert "locations after merging points closer than 20 m: 372" in done.stdout
     with_imagery, without = map(
         int, re.search(r"with imagery: (\d+), without: (\d+)", done.stdout).groups()

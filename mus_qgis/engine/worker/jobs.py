@@ -38,6 +38,8 @@ REPORTED_PACKAGES = (
     "pandas",
     "requests",
     "huggingface_hub",
+    "diffusers",
+    "transformers",
 )
 
 
@@ -603,3 +605,7 @@ def view_scores_job(params: dict, progress) -> dict:
     with open(params["output"], "w", encoding="utf-8") as handle:
         json.dump(readings, handle)
     return {"output": params["output"], "count": len(readings)}
+
+
+# -- 8. dreams (their own module; imported last, it registers its jobs here) -------------------
+from ..dreams import jobs as _dream_jobs  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Dreams: street images through a diffusion model (diffusers), read again by CLIP."""

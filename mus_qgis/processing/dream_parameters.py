@@ -1,0 +1,214 @@
+"""The diffusion model and generation parameters that dreaming and the mainstream image share."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from qgis.core import (
+    QgsFeature,
+    QgsFields,
+    QgsLayerMetadata,
+    QgsProcessingException,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProviderRegistry,
+)
+
+from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
+from .classify_clip import html_safe_json
+from .qgis_enums import (
+    FIELD_NUMERIC,
+    FIELD_STRING,
+    FILE_FOLDER,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    VECTOR_POINT,
+    make_field,
+)
+
+
+class DreamParameters:
+    """Mixin for an algorithm that generates images with a diffusers model.
+
+    A distilled one-step model (sd-turbo) wants 1 to 4 steps and no guidance; a classic Stable
+    Diffusion model 20 to 50 steps and a guidance about 7.5.
+    """
+
+    # The points' parameters have CLIP-classify's names, so a model passes one layer to all.
+    INPUT = "INPUT"
+    IMAGE_FIELD = "IMAGE_FIELD"
+    BEARING_FIELD = "BEARING_FIELD"
+    HEADING_FIELD = "HEADING_FIELD"
+    IMAGE_FOLDER = "IMAGE_FOLDER"
+    OUTPUT = "OUTPUT"
+    DREAM_MODEL = "DREAM_MODEL"
+    DREAM_REVISION = "DREAM_REVISION"
+    STEPS = "STEPS"
+    GUIDANCE = "GUIDANCE"
+    SIZE = "SIZE"
+    SEED = "SEED"
+
+    def points_parameters(self) -> list:
+        """The points and the field of their image paths, as CLIP-classify reads them."""
+        return [
+            QgsProcessingParameterFeatureSource(
+                self.INPUT, self.tr("Points with images"), [VECTOR_POINT]
+            ),
+            QgsProcessingParameterField(
+                self.IMAGE_FIELD,
+                self.tr("Field with the image path(s), ';'-separated"),
+                defaultValue="image_paths",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_STRING,
+                optional=True,  # as in CLIP-classify: so that QGIS 3.22 applies the default
+            ),
+        ]
+
+    def view_field_parameters(self) -> list:
+        """Where a panorama's views point, and where relative image paths start (advanced)."""
+        return [
+            QgsProcessingParameterField(
+                self.BEARING_FIELD,
+                self.tr("Street bearing field (aims panorama views)"),
+                defaultValue="bearing",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_NUMERIC,
+                optional=True,
+            ),
+            QgsProcessingParameterField(
+                self.HEADING_FIELD,
+                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
+                defaultValue="image_heading",
+                parentLayerParameterName=self.INPUT,
+                type=FIELD_NUMERIC,
+                optional=True,
+            ),
+            QgsProcessingParameterFile(
+                self.IMAGE_FOLDER,
+                self.tr("Folder that relative image paths start from"),
+                behavior=FILE_FOLDER,
+                optional=True,
+            ),
+        ]
+
+    def checkParameterValues(self, parameters, context):
+        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
+        problem = self.range_problem(parameters)
+        if problem:
+            return False, problem
+        return super().checkParameterValues(parameters, context)
+
+    def write_points(self, source, features, output_fields, rows, parameters, context) -> str:
+        """The input points, their own fields (but ours, replaced) then ``output_fields`` with
+        the values in ``rows`` (one list a feature); returns the output's id."""
+        names = {name for name, _ in output_fields}
+        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(source.fields().at(index))
+        for name, kind in output_fields:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for feature, values in zip(features, rows, strict=True):
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + values)
+            self.write_feature(sink, out, parameters, self.OUTPUT)
+        del sink  # closing the sink writes the file
+        return dest_id
+
+    def dream_model_parameters(self, steps: int = 2) -> list:
+        return [
+            QgsProcessingParameterString(
+                self.DREAM_MODEL,
+                self.tr("Diffusion model (diffusers model id, or a local model folder)"),
+                defaultValue=DEFAULT_DREAM_MODEL,
+            ),
+            QgsProcessingParameterString(
+                self.DREAM_REVISION,
+                self.tr("Model revision (branch, tag or commit; empty: the newest)"),
+                optional=True,
+            ),
+            QgsProcessingParameterNumber(
+                self.STEPS,
+                self.tr("Steps"),
+                NUMBER_INTEGER,
+                defaultValue=steps,
+                minValue=1,
+                maxValue=200,
+            ),
+            QgsProcessingParameterNumber(
+                self.GUIDANCE,
+                self.tr("Guidance scale (0 for one-step models)"),
+                NUMBER_DOUBLE,
+                defaultValue=0.0,
+                minValue=0.0,
+                maxValue=30.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.SIZE,
+                self.tr("Image size (pixels, a multiple of 8)"),
+                NUMBER_INTEGER,
+                defaultValue=512,
+                minValue=64,
+                maxValue=2048,
+            ),
+            QgsProcessingParameterNumber(
+                self.SEED, self.tr("Run seed"), NUMBER_INTEGER, defaultValue=0, minValue=0
+            ),
+        ]
+
+    def dream_model_spec(self, parameters, context, device: str) -> dict:
+        """The engine's ``DreamModelSpec`` fields, as a job sends them."""
+        return {
+            "model": self.parameterAsString(parameters, self.DREAM_MODEL, context).strip()
+            or DEFAULT_DREAM_MODEL,
+            "revision": self.parameterAsString(parameters, self.DREAM_REVISION, context).strip(),
+            "device": device,
+        }
+
+    def dream_settings(self, parameters, context, **more) -> dict:
+        """The engine's ``DreamSettings`` fields shared by both algorithms, plus ``more``."""
+        return {
+            "steps": self.parameterAsInt(parameters, self.STEPS, context),
+            "guidance": self.parameterAsDouble(parameters, self.GUIDANCE, context),
+            "size": self.parameterAsInt(parameters, self.SIZE, context),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
+            **more,
+        }
+
+
+def run_settings_metadata(title: str, settings: dict) -> QgsLayerMetadata:
+    """The run settings (both models and their revisions) as layer metadata, escaped: QGIS
+    shows title and abstract as HTML, and prompts are the user's text."""
+    metadata = QgsLayerMetadata()
+    metadata.setTitle(html.escape(title))
+    metadata.setAbstract(html.escape("\n".join(f"{k}: {v}" for k, v in settings.items())))
+    metadata.addKeywords("mus_qgis", [html_safe_json(settings)])
+    return metadata
+
+
+def save_run_settings(dest_id: str, title: str, settings: dict, feedback) -> None:
+    """Write the run settings into a GeoPackage output's own metadata, so that they travel with
+    the file (a layer QGIS loads gets them again from its styler)."""
+    path = dest_id.split("|")[0]
+    if not path.lower().endswith(".gpkg"):
+        return
+    uri = dest_id if "layername=" in dest_id else f"{path}|layername={Path(path).stem}"
+    try:
+        saved, message = QgsProviderRegistry.instance().saveLayerMetadata(
+            "ogr", uri, run_settings_metadata(title, settings)
+        )
+    except Exception as exc:  # a metadata failure must not lose the points
+        saved, message = False, str(exc)
+    if not saved:
+        feedback.pushWarning(f"Could not save the run settings into {path}: {message}")
