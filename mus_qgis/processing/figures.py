@@ -48,6 +48,7 @@ from qgis.PyQt.QtGui import QColor, QFont, QFontMetricsF
 
 from ..engine.clip.labels import builtin_label_set, generated_palette
 from ..engine.errors import LabelSetError
+from ..engine.reports import model_words
 from .classify_clip import NO_LABEL_COLOUR, classification_settings, style_classified_layer
 from .qgis_enums import (
     LEGEND_HIDDEN,
@@ -57,7 +58,6 @@ from .qgis_enums import (
     NO_GEOMETRY_REQUEST,
 )
 from .rank_labels import set_title
-from .reports import model_words
 from .resample_to_grid import style_grid_layer
 
 # QGIS's own layout north arrow (the layout designer's "Add North Arrow"), else one of its SVGs.

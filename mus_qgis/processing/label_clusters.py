@@ -22,6 +22,7 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
+from ..engine.reports import report_start
 from .base import MusAlgorithm, metric_crs, style_on_load
 from .classify_clip import classification_settings
 from .engine import job_file, run_job
@@ -33,7 +34,6 @@ from .qgis_enums import (
     WKB_NO_GEOMETRY,
     make_field,
 )
-from .reports import report_start
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (

@@ -21,6 +21,7 @@ from ..clip.models import ModelSpec
 from ..errors import LabelSetError, SettingError
 from ..imagery.panorama import ViewSetting
 from ..progress import LoggingProgress, Progress, check_canceled
+from ..reports import report_start
 from ..resources import plugin_version
 from .generate import DreamSettings, derived_seed, dream_key, open_maker
 from .pipeline import DreamModelSpec
@@ -157,18 +158,21 @@ def write_report(run: MainstreamRun, path: str | Path, untrained_note: str = "")
     valid = [row for row in range(len(scores)) if np.isfinite(scores[row])]
     ordered = sorted(valid, key=lambda row: -float(scores[row]))
     most, least = ordered[:SHOWN], ordered[::-1][:SHOWN]
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Mainstream image: {html.escape(', '.join(run.cities))}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}img{width:160px;height:160px;"
-        "object-fit:cover;margin:2px}figure{display:inline-block;margin:4px}"
-        "figcaption{font-size:11px;max-width:160px;word-break:break-all}"
-        ".side{display:flex;gap:2em}.warn{background:#fdd;padding:.5em}</style></head><body>",
-        f"<h1>Mainstream image: {html.escape(', '.join(run.cities))}</h1>",
-    ]
-    if untrained_note:
-        parts.append(f"<p class='warn'>{html.escape(untrained_note)}</p>")
     meta = run.metadata
+    clip = dict(meta.get("clip") or {})
+    if untrained_note:
+        clip["untrained"] = True
+    parts = [
+        report_start(
+            f"Mainstream image: {', '.join(run.cities)}",
+            [clip],
+            style="body{margin:2em}img{width:160px;height:160px;object-fit:cover;margin:2px}"
+            "figure{display:inline-block;margin:4px}"
+            "figcaption{font-size:11px;max-width:160px;word-break:break-all}"
+            ".side{display:flex;gap:2em}",
+            what="scores and pictures",
+        )
+    ]
     parts.append(
         f"<p>Diffusion model {html.escape(str(meta.get('dream_model')))} (revision "
         f"{html.escape(str(meta.get('dream_model_revision')))}), {meta.get('images_per_city')} "

@@ -1,5 +1,6 @@
-"""The top of every HTML report: what made the numbers below, and a banner when the model's
-weights are random (the labels then say nothing about the images, however tidy the tables)."""
+"""The top of every HTML report, the engine's and the QGIS side's alike: what made the numbers
+below, and a banner when the model's weights are random (the labels then say nothing about the
+images, however tidy the tables). Plain Python: QGIS's process imports it too."""
 
 from __future__ import annotations
 
