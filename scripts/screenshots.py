@@ -29,6 +29,13 @@ ALGORITHMS = (
     "mus:resampletogrid",
     "mus:ranklabels",
     "mus:compareurbanatlas",
+    "mus:labelclusters",
+    "mus:labelboundaries",
+    "mus:labelperiods",
+    "mus:exportfigures",
+    "mus:trainprobe",
+    "mus:dreamstreets",
+    "mus:mainstreamimage",
 )
 TIMEOUT_S = 240
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
