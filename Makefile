@@ -42,10 +42,12 @@ test: install
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-engine test-qgis
 
 test-engine: install
+	mkdir -p .pytest-tmp  # pytest makes its --basetemp, not the folders above it
 	$(ENGINE_PY) -m pytest -W ignore::pytest.PytestConfigWarning --basetemp=.pytest-tmp/engine \
 		tests/engine
 
 test-qgis: install
+	mkdir -p .pytest-tmp
 	$(PY) -m pytest --basetemp=.pytest-tmp/qgis tests/qgis
 
 # ruff for style and errors; flake8 runs only flake8-qgis's QGS rules (QGIS API use, Qt 6 removals).
