@@ -264,6 +264,18 @@ STREET_GROUP = "Streets (OpenStreetMap)"
 IMAGE_GROUP = "Street images and CLIP readings"
 IMAGE_LAYERS = ("imagery", "landuse_labels", "province_labels", "label_grid", *COMPARISON_LAYERS)
 RANDOM_WEIGHTS = "RANDOM WEIGHTS: the labels mean nothing"
+# The readings of the images (scripts/demo_readings.py, demo_probe.py, demo_dreams.py), in a group
+# of their own, switched off but the boundaries: each is one click away, none hides the labels.
+READING_GROUP = "Readings of the images"
+READING_LAYERS = {
+    "label_boundaries": "Land-use boundaries",
+    "label_clusters": "Clusters by label",
+    "architect_periods": "Period by CLIP",
+    "probe_labels": "Land use by the probe",
+    "dreams": "Dreamed streets",
+    "mainstream_image": "Mainstream image score",
+}
+SHOWN_READINGS = ("label_boundaries",)
 BASEMAP = "OpenStreetMap (draws when online)"
 BASEMAP_SOURCE = "type=xyz&url=https://tile.openstreetmap.org/{z}/{x}/{y}.png&zmax=19&zmin=0"
 PROJECT_CRS = "EPSG:3857"  # the basemap's own: tiles drawn as they come, crisp
@@ -368,7 +380,10 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
             f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}" if untrained else IMAGE_GROUP
         ),
     }
-    members: dict[str, list] = {STREET_GROUP: [], IMAGE_GROUP: []}
+    groups[READING_GROUP] = root.addGroup(
+        f"{RANDOM_WEIGHTS} · {READING_GROUP}" if untrained else READING_GROUP
+    )
+    members: dict[str, list] = {STREET_GROUP: [], IMAGE_GROUP: [], READING_GROUP: []}
     for name, title in SPATIAL_LAYERS.items():
         if name in COMPARISON_LAYERS and not compared:
             continue
@@ -399,6 +414,21 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
         group = IMAGE_GROUP if name in IMAGE_LAYERS else STREET_GROUP
         groups[group].addLayer(vector)
         members[group].append(vector)
+    for name, title in READING_LAYERS.items():
+        vector = QgsVectorLayer(layer(name), title, "ogr")
+        if not vector.isValid() or vector.featureCount() == 0:
+            print(f"Left out of the project: '{title}' ({name}) was not made or has no feature.")
+            continue
+        style_reading_layer(name, vector, urban_atlas)
+        vector.saveStyleToDatabase(name, f"mus_qgis demo: {title}", True, "")
+        if project.addMapLayer(vector, False) is None:
+            sys.exit(f"cannot add {layer(name)} to the project")
+        node = groups[READING_GROUP].addLayer(vector)
+        node.setItemVisibilityChecked(name in SHOWN_READINGS)
+        members[READING_GROUP].append(vector)
+    if not members[READING_GROUP]:
+        root.removeChildNode(groups.pop(READING_GROUP))
+        del members[READING_GROUP]
     network = street_network(online)
     if network is not None and network.featureCount():
         symbol = QgsLineSymbol.createSimple({"color": "#9a9a9a", "width": "0.3"})
@@ -437,7 +467,48 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     app.exitQgis()
 
 
-EARLIER_RESULTS = ("label_ranking.csv", "label_ranking.html", "urban_atlas_agreement.html")
+def style_reading_layer(name: str, vector, urban_atlas) -> None:
+    """Each reading in the style its algorithm gives it when QGIS loads its output (qgis_process
+    loads nothing, so the demo applies it)."""
+    import statistics
+
+    from mus_qgis.processing.classify_clip import classification_settings, style_classified_layer
+    from mus_qgis.processing.dream_streets import style_dream_layer
+    from mus_qgis.processing.label_boundaries import style_boundary_layer
+    from mus_qgis.processing.label_clusters import label_colours, style_cluster_layer
+    from mus_qgis.processing.label_periods import YEAR_COLOURS, style_period_layer
+    from mus_qgis.processing.mainstream_image import style_mainstream_layer
+
+    if name == "label_boundaries":
+        style_boundary_layer(vector)
+    elif name == "label_clusters":
+        present = {value for value in vector.uniqueValues(vector.fields().lookupField("label_1"))}
+        names = [text for text in urban_atlas.texts if text in present]
+        style_cluster_layer(vector, names, label_colours(names), kind="point")
+    elif name == "architect_periods":
+        years = sorted(f["year"] for f in vector.getFeatures() if f["year"] is not None)
+        if len(years) < 2:
+            return
+        cuts = statistics.quantiles(years, n=len(YEAR_COLOURS), method="inclusive")
+        style_period_layer(vector, [years[0], *cuts, years[-1]])
+    elif name == "probe_labels":
+        settings = classification_settings(vector)
+        style_classified_layer(vector, urban_atlas, settings, field="probe_label_1")
+    elif name == "dreams":
+        style_dream_layer(vector)
+    elif name == "mainstream_image":
+        style_mainstream_layer(vector)
+
+
+EARLIER_RESULTS = (
+    "label_ranking.csv",
+    "label_ranking.html",
+    "urban_atlas_agreement.html",
+    "label_clusters.html",
+    "label_clusters.csv",
+    "probe.html",
+    "mainstream_image.html",
+)
 
 
 def main() -> None:

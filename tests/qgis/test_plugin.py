@@ -260,11 +260,15 @@ def test_demo_writes_a_styled_geopackage_and_project():
         IMAGE_GROUP,
         NETWORK_LAYER,
         RANDOM_WEIGHTS,
+        READING_GROUP,
+        READING_LAYERS,
+        SHOWN_READINGS,
         STREET_GROUP,
     )
 
     expected = {title for name, title in SPATIAL_LAYERS.items() if name not in COMPARISON_LAYERS}
-    assert set(layers) == expected | {NETWORK_LAYER, BASEMAP}
+    readings = set(READING_LAYERS.values())
+    assert set(layers) == expected | readings | {NETWORK_LAYER, BASEMAP}
     for name, loaded in layers.items():
         assert loaded.isValid(), name
         if name in expected:
@@ -273,12 +277,25 @@ def test_demo_writes_a_styled_geopackage_and_project():
     # streets under the points, opening on the street images; random weights said up front.
     assert project.crs().authid() == "EPSG:3857"
     groups = [child.name() for child in project.layerTreeRoot().children()]
-    assert groups == [STREET_GROUP, f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}", BASEMAP]
+    assert groups == [
+        STREET_GROUP,
+        f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}",
+        f"{RANDOM_WEIGHTS} · {READING_GROUP}",
+        BASEMAP,
+    ]
+    # Every reading styled, and only the boundaries drawn on opening.
+    reading_nodes = project.layerTreeRoot().children()[2].children()
+    assert {node.name(): node.isVisible() for node in reading_nodes} == {
+        title: name in SHOWN_READINGS for name, title in READING_LAYERS.items()
+    }
+    lines = READING_LAYERS["label_boundaries"]  # one dark line, wider where stronger
+    assert all(layers[title].renderer().type() != "singleSymbol" for title in readings - {lines})
     street_layers = project.layerTreeRoot().children()[0].children()
     assert [node.name() for node in street_layers][-1] == NETWORK_LAYER
     bookmarks = {b.name(): b.extent() for b in project.bookmarkManager().bookmarks()}
-    assert set(bookmarks) == {STREET_GROUP, IMAGE_GROUP}
-    assert set(project.mapThemeCollection().mapThemes()) == {STREET_GROUP, IMAGE_GROUP}
+    assert set(bookmarks) == {STREET_GROUP, IMAGE_GROUP, READING_GROUP}
+    themes = {STREET_GROUP, IMAGE_GROUP, READING_GROUP}
+    assert set(project.mapThemeCollection().mapThemes()) == themes
     opening = project.viewSettings().defaultViewExtent()
     assert opening.crs().authid() == "EPSG:3857" and opening == bookmarks[IMAGE_GROUP]
     assert RANDOM_WEIGHTS in project.title()
