@@ -184,7 +184,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
             label_spec, _ = ClassifyClip._label_set(self, parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        rows, features = ClassifyClip._locations(self, source, parameters, context)
+        rows, features = self.locations(source, parameters, context)
         label_index = self.field_index(
             source, parameters, self.LABEL_FIELD, context, what="label that fills {label}"
         )

@@ -153,7 +153,7 @@ class LabelPeriods(ClassifyClip):
             label_years(label_set)  # a set without dates is refused before the model loads
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        locations, features = self._locations(source, parameters, context)
+        locations, features = self.locations(source, parameters, context)
         crs = metric_crs(self, source, parameters, self.PROJECTED_CRS, context)
         locations_file, points_file, output = job_file(".json"), job_file(".npz"), job_file(".npz")
         with open(locations_file, "w", encoding="utf-8") as handle:

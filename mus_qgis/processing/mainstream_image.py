@@ -132,7 +132,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         cities = self._cities(parameters, context)
-        rows, features = ClassifyClip._locations(self, source, parameters, context)
+        rows, features = self.locations(source, parameters, context)
         locations_file, output = job_file(".json"), job_file(".json")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(rows, handle)

@@ -408,4 +408,5 @@ def test_hostile_label_text_in_the_ranking_report_stays_text(mus_provider, tmp_p
     )
     assert live_elements(report) == []
     text = report.read_text(encoding="utf-8")
-    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # set name and label
+    # Set name, the targets' key line and the label's row: each escaped, none live.
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3
