@@ -21,7 +21,6 @@ from qgis.PyQt.QtGui import QColor
 
 from ..engine.errors import MusError
 from .base import MusAlgorithm, style_on_load
-from .classify_clip import ClassifyClip
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
 from .engine import job_file, run_job
