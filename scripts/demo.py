@@ -486,7 +486,8 @@ def style_reading_layer(name: str, vector, urban_atlas) -> None:
         names = [text for text in urban_atlas.texts if text in present]
         style_cluster_layer(vector, names, label_colours(names), kind="point")
     elif name == "architect_periods":
-        years = sorted(f["year"] for f in vector.getFeatures() if f["year"] is not None)
+        values = (f["year"] for f in vector.getFeatures())
+        years = sorted(v for v in values if isinstance(v, (int, float)))  # not NULL
         if len(years) < 2:
             return
         cuts = statistics.quantiles(years, n=len(YEAR_COLOURS), method="inclusive")
