@@ -153,8 +153,15 @@ def shots_inspector():
     import qgis.utils
 
     from mus_qgis.inspector.point import is_classified
+    from mus_qgis.processing.classify_clip import classification_settings
 
-    layers = [v for v in QgsProject.instance().mapLayers().values() if is_classified(v)]
+    # The layer CLIP-classify made (its run settings say how), not a reading that copied its
+    # fields (the clusters keep label_1 too).
+    layers = [
+        v
+        for v in QgsProject.instance().mapLayers().values()
+        if is_classified(v) and classification_settings(v).get("label_set")
+    ]
     if not layers:
         shots_quit()
         return

@@ -89,6 +89,9 @@ class InspectorDock(QDockWidget):
         layout.addLayout(steps)
 
         self.status = QLabel()
+        # Always read as HTML: what it shows is escaped, and an escaped plain message would
+        # otherwise show its entities (&#x27;) to the user.
+        self.status.setTextFormat(Qt.TextFormat.RichText)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
         self.strip = QLabel()
@@ -226,6 +229,7 @@ class InspectorDock(QDockWidget):
                 picture.setPixmap(small)
             picture.setToolTip(path)
             text = QLabel()
+            text.setTextFormat(Qt.TextFormat.RichText)  # escaped messages, as the status line
             text.setWordWrap(True)
             text.setMaximumWidth(VIEW_WIDTH)
             holder = QWidget()

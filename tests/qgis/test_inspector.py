@@ -59,6 +59,9 @@ def test_the_dock_shows_a_points_views_reading_and_sources(dock, classified):
     assert "ok" in dock.status.text()
     assert dock.strip.isHidden()  # photos are their own views; the strip is for panoramas
     assert len(dock.view_texts) == 2
+    # Escaped messages are read as HTML, so a user sees "view's", not "view&#x27;s".
+    labels = [dock.status, *dock.view_texts]
+    assert all(label.textFormat() == Qt.TextFormat.RichText for label in labels)
     details = dock.details.toPlainText()
     assert "Pooled reading" in details and feature["label_1"] in details
     assert f"{100 * feature['prob_1']:.0f} %" in details
