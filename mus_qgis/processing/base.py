@@ -236,6 +236,29 @@ def legend_text(text: str) -> str:
     return textwrap.fill(text, LEGEND_WIDTH, break_long_words=False, break_on_hyphens=False)
 
 
+def dot_symbol(colour: str, size: float = 1.2, sized_by: str = "", largest: float = 4.0):
+    """The plugin's dot: a circle with a thin white rim, of a fixed size, or sized by a field
+    across the layer's range (1.2 to ``largest`` mm), as in the study's dot maps."""
+    from qgis.core import QgsMarkerSymbol, QgsProperty
+
+    from .qgis_enums import SYMBOL_SIZE
+
+    symbol = QgsMarkerSymbol.createSimple(
+        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
+    )
+    symbol.setSize(size)
+    if sized_by:
+        field = f'"{sized_by}"'
+        expression = (
+            f"coalesce(scale_linear({field}, minimum({field}), maximum({field}), {size}, "
+            f"{largest}), {size})"
+        )
+        symbol.symbolLayer(0).setDataDefinedProperty(
+            SYMBOL_SIZE, QgsProperty.fromExpression(expression)
+        )
+    return symbol
+
+
 def plugin_cache_dir(*parts: str) -> Path:
     """The plugin's cache folder in the QGIS profile (downloads, embeddings); created on demand."""
     folder = Path(QgsApplication.qgisSettingsDirPath()) / "cache" / "mus_qgis"

@@ -14,7 +14,6 @@ from qgis.core import (
     QgsFeature,
     QgsFields,
     QgsLayerMetadata,
-    QgsMarkerSymbol,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -25,7 +24,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsProperty,
     QgsProviderRegistry,
     QgsRendererCategory,
 )
@@ -33,12 +31,11 @@ from qgis.core import (
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
 from ..engine.resources import resource_path
-from .base import MusAlgorithm, legend_text, style_on_load
+from .base import MusAlgorithm, dot_symbol, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_INTEGER,
-    SYMBOL_SIZE,
     VECTOR_POINT,
     make_field,
 )
@@ -352,9 +349,13 @@ def style_classified_layer(
     for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
         if label.text in present:
             name = f"{label.code} {label.text}" if label.code else label.text
-            categories.append(QgsRendererCategory(label.text, _dot(colour), legend_text(name)))
+            categories.append(
+                QgsRendererCategory(
+                    label.text, dot_symbol(colour, sized_by="score_1"), legend_text(name)
+                )
+            )
     if present & {None, "", NULL}:  # only when a point has no label: the legend shows what is
-        categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
+        categories.append(QgsRendererCategory("", dot_symbol(NO_LABEL_COLOUR), "no usable image"))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     layer.setMapTipTemplate(classified_map_tip((settings or {}).get("image_field")))
     if settings:
@@ -370,20 +371,3 @@ def classified_map_tip(image_field: str | None = None) -> str:
     if image_field and image_field != "image_paths":
         template = template.replace('"image_paths"', QgsExpression.quotedColumnRef(image_field))
     return template
-
-
-def _dot(colour: str, size: float | None = None) -> QgsMarkerSymbol:
-    symbol = QgsMarkerSymbol.createSimple(
-        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
-    )
-    if size is not None:
-        symbol.setSize(size)
-        return symbol
-    # Marker size follows the score across the layer's range, as in the study's dot maps.
-    size_expression = (
-        'coalesce(scale_linear("score_1", minimum("score_1"), maximum("score_1"), 1.2, 4.0), 1.2)'
-    )
-    symbol.symbolLayer(0).setDataDefinedProperty(
-        SYMBOL_SIZE, QgsProperty.fromExpression(size_expression)
-    )
-    return symbol

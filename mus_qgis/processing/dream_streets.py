@@ -7,7 +7,6 @@ import json
 from qgis.core import (
     NULL,
     QgsCategorizedSymbolRenderer,
-    QgsMarkerSymbol,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -17,20 +16,18 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
-    QgsProperty,
     QgsRendererCategory,
 )
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
-from .base import MusAlgorithm, style_on_load
+from .base import MusAlgorithm, dot_symbol, style_on_load
 from .classify_clip import ClassifyClip
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
 from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_DOUBLE,
-    SYMBOL_SIZE,
     VECTOR_POINT,
 )
 
@@ -261,31 +258,15 @@ def style_dream_layer(layer, settings: dict | None = None) -> None:
     """Colour by whether the first label changed, size by drift; the run settings attached."""
     present = set(layer.uniqueValues(layer.fields().lookupField("label_changed")))
     categories = [
-        QgsRendererCategory(value, _dot(colour), name)
+        # Bigger where the dream moved further toward the prompt than its street was.
+        QgsRendererCategory(value, dot_symbol(colour, sized_by="drift", largest=4.5), name)
         for value, (colour, name) in CHANGED_COLOURS.items()
         if value in present
     ]
     if present & {None, NULL}:
-        categories.append(QgsRendererCategory("", _dot(NO_DREAM_COLOUR, 1.2), "no dream"))
+        categories.append(QgsRendererCategory("", dot_symbol(NO_DREAM_COLOUR), "no dream"))
     layer.setRenderer(QgsCategorizedSymbolRenderer("label_changed", categories))
     if settings:
         layer.setMetadata(run_settings_metadata(dream_title(settings), settings))
         layer.setCustomProperty("mus_qgis/dreams", json.dumps(settings))
     layer.triggerRepaint()
-
-
-def _dot(colour: str, size: float | None = None) -> QgsMarkerSymbol:
-    symbol = QgsMarkerSymbol.createSimple(
-        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
-    )
-    if size is not None:
-        symbol.setSize(size)
-        return symbol
-    # Bigger where the dream moved further toward the prompt than its street was.
-    size_expression = (
-        'coalesce(scale_linear("drift", minimum("drift"), maximum("drift"), 1.2, 4.5), 1.2)'
-    )
-    symbol.symbolLayer(0).setDataDefinedProperty(
-        SYMBOL_SIZE, QgsProperty.fromExpression(size_expression)
-    )
-    return symbol

@@ -32,7 +32,6 @@ from qgis.core import (
     QgsLegendRenderer,
     QgsLineSymbol,
     QgsMapLayerLegendUtils,
-    QgsMarkerSymbol,
     QgsPrintLayout,
     QgsProject,
     QgsRectangle,
@@ -49,6 +48,7 @@ from qgis.PyQt.QtGui import QColor, QFont, QFontMetricsF
 from ..engine.clip.labels import builtin_label_set, generated_palette
 from ..engine.errors import LabelSetError
 from ..engine.reports import model_words
+from .base import dot_symbol
 from .classify_clip import NO_LABEL_COLOUR, classification_settings, style_classified_layer
 from .qgis_enums import (
     LEGEND_HIDDEN,
@@ -480,7 +480,7 @@ def ranking_figure(inputs: FigureInputs) -> Figure | str:
         crs, extent = _frame(classified[:1])
         streets = _streets(sheet, inputs.streets, extent, crs)
         copy = sheet.add_layer(_copy(classified[0], "Street images ranked"))
-        copy.setRenderer(QgsSingleSymbolRenderer(_dot(HIGHLIGHT, 1.8)))
+        copy.setRenderer(QgsSingleSymbolRenderer(dot_symbol(HIGHLIGHT, 1.8)))
         sheet.text(MARGIN, top, 62, 5, "Where the images were taken", 8, bold=True)
         item = sheet.map(MARGIN, top + 6, 62, 62, [copy, *streets], extent, crs)
         sheet.scale_and_north(item, MARGIN, top + 70)
@@ -636,7 +636,7 @@ def _style_highlighted(layer, colours: dict, counts: Counter, distinct: int) -> 
         f"WHEN \"label_1\" IS NULL OR \"label_1\" = '' THEN '' ELSE '{OTHER_KEY}' END"
     )
     categories = [
-        QgsRendererCategory(name, _dot(colours[name], 2.6), f"{name} ({counts[name]})")
+        QgsRendererCategory(name, dot_symbol(colours[name], 2.6), f"{name} ({counts[name]})")
         for name in named
     ]
     others = distinct - len(named)
@@ -644,20 +644,14 @@ def _style_highlighted(layer, colours: dict, counts: Counter, distinct: int) -> 
         rest = sum(counts.values()) - sum(counts[name] for name in named)
         categories.append(
             QgsRendererCategory(
-                OTHER_KEY, _dot(OTHER_GREY, 2.0), f"{others} other architects ({rest})"
+                OTHER_KEY, dot_symbol(OTHER_GREY, 2.0), f"{others} other architects ({rest})"
             )
         )
     if "" in _first_labels(layer):
-        categories.append(QgsRendererCategory("", _dot(NO_LABEL_COLOUR, 1.2), "no usable image"))
+        categories.append(
+            QgsRendererCategory("", dot_symbol(NO_LABEL_COLOUR, 1.2), "no usable image")
+        )
     layer.setRenderer(QgsCategorizedSymbolRenderer(key, categories))
-
-
-def _dot(colour: str, size: float) -> QgsMarkerSymbol:
-    symbol = QgsMarkerSymbol.createSimple(
-        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.15"}
-    )
-    symbol.setSize(size)
-    return symbol
 
 
 def _frame(layers) -> tuple[QgsCoordinateReferenceSystem, QgsRectangle]:
