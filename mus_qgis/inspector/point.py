@@ -11,6 +11,7 @@ from qgis.core import NULL, QgsFeatureRequest
 
 from ..engine.clip.embedding import parse_image_paths
 from ..processing.classify_clip import classification_settings
+from ..processing.qgis_enums import NO_GEOMETRY_REQUEST
 
 # Where each imagery source shows an image by its id (the fetch algorithm's source and image_id).
 IMAGE_PAGES = {
@@ -129,7 +130,7 @@ def is_classified(layer) -> bool:
 def step_order(layer, field_name: str = LOWEST_MARGIN, descending: bool = False) -> list[int]:
     """The layer's feature ids in the order of a field; points without a value come last, ties
     in id order (the margin ascending puts the points a correction teaches most first)."""
-    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.Flag.NoGeometry)
+    request = QgsFeatureRequest().setFlags(NO_GEOMETRY_REQUEST)
     request.setSubsetOfAttributes([field_name], layer.fields())
     keyed, empty = [], []
     for feature in layer.getFeatures(request):

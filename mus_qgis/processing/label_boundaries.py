@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from qgis.core import (
-    Qgis,
     QgsCoordinateTransform,
     QgsFeature,
     QgsFields,
@@ -19,9 +18,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProperty,
     QgsSingleSymbolRenderer,
-    QgsSymbolLayer,
     QgsUnitTypes,
-    QgsWkbTypes,
 )
 
 from .base import MusAlgorithm, project_in_place, style_on_load
@@ -30,18 +27,12 @@ from .label_clusters import permutations_parameter
 from .qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
+    STROKE_WIDTH,
     VECTOR_ANY_GEOMETRY,
     VECTOR_POINT,
     VECTOR_POLYGON,
+    WKB_LINESTRING,
     make_field,
-    newest,
-)
-
-# Moved into Qgis / renamed in newer QGIS, as in qgis_enums.
-WKB_LINESTRING = newest(lambda: Qgis.WkbType.LineString, lambda: QgsWkbTypes.Type.LineString)
-STROKE_WIDTH = newest(
-    lambda: QgsSymbolLayer.Property.StrokeWidth,
-    lambda: QgsSymbolLayer.Property.PropertyStrokeWidth,
 )
 
 OUTPUT_FIELDS = (

@@ -115,6 +115,7 @@ SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS = newest(
 # Geometry types (Qgis.WkbType since 3.30).
 WKB_POINT = newest(lambda: Qgis.WkbType.Point, lambda: QgsWkbTypes.Type.Point)
 WKB_POLYGON = newest(lambda: Qgis.WkbType.Polygon, lambda: QgsWkbTypes.Type.Polygon)
+WKB_LINESTRING = newest(lambda: Qgis.WkbType.LineString, lambda: QgsWkbTypes.Type.LineString)
 NO_GEOMETRY_REQUEST = newest(
     lambda: Qgis.FeatureRequestFlag.NoGeometry,
     lambda: QgsFeatureRequest.Flag.NoGeometry,
@@ -137,6 +138,10 @@ SYMBOL_FILL_COLOR = newest(
 )
 SYMBOL_SIZE = newest(
     lambda: QgsSymbolLayer.Property.Size, lambda: QgsSymbolLayer.Property.PropertySize
+)
+STROKE_WIDTH = newest(
+    lambda: QgsSymbolLayer.Property.StrokeWidth,
+    lambda: QgsSymbolLayer.Property.PropertyStrokeWidth,
 )
 
 # The outcome of a geometry operation (Qgis.GeometryOperationResult since 3.22; the test checks).

@@ -203,7 +203,9 @@ def run_demo(environment: dict) -> subprocess.CompletedProcess:
         [sys.executable, str(ROOT / "scripts" / "demo.py")],
         capture_output=True,
         text=True,
-        timeout=600,
+        # About 20 qgis_process steps, each starting QGIS and the engine's worker: over 10
+        # minutes on a fresh 2-core machine running the other suite beside it.
+        timeout=1800,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **environment},
     )
     assert done.returncode == 0, done.stdout + done.stderr
