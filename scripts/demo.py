@@ -573,8 +573,9 @@ def main() -> None:
     from scripts.demo_inspector import print_inspector_note
 
     print_inspector_note(GPKG, "landuse_labels", SPATIAL_LAYERS["landuse_labels"], project_path)
-    reports = ["label_ranking.html"] + ([] if compare is None else ["urban_atlas_agreement.html"])
-    print(f"Reports: {', '.join(str(OUT / report) for report in reports)}")
+    # Every report this run wrote (an earlier run's were removed at the start).
+    reports = sorted(OUT.glob("*.html"))
+    print(f"Reports: {', '.join(str(report) for report in reports)}")
     from scripts.demo_figures import export_figures
 
     untrained = json.loads(landuse["SETTINGS"]).get("untrained", False)
