@@ -27,6 +27,7 @@ from .clip.classify import (
     classify_locations,
     model_cache_dir,
     open_stores,
+    rank_stored_embeddings,
     report_damaged,
     report_notes,
     score_stored_embeddings,
@@ -313,16 +314,16 @@ def cmd_rank(args) -> int:
     label_set = _label_set(args)
     groups = parse_groups(args.group or [])
     targets = [t.strip() for t in (args.targets or "").split(",") if t.strip()]
-    (scores,) = score_stored_embeddings(
+    (ranking,) = rank_stored_embeddings(
         [label_set],
         _spec(args),
         _setting(args),
         args.cache_dir,
         progress=_StderrProgress(),
         fast_decode=not args.full_decode,
-    ).scores
+    ).rankings
     ranked = rank_labels(
-        label_set.texts, scores.top_index[:, 0], scores.all_probability, targets, groups
+        label_set.texts, ranking.first, None, targets, groups, ranking.mean_probability
     )
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["rank", "label", "first_places", "share", "mean_probability", "target"])

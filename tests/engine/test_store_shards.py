@@ -114,3 +114,18 @@ def test_chunked_ranking_equals_scoring_everything_at_once(store):
 
 def ranking_of_one(store, vector, texts):
     return rank_chunks([vector[None, :]], texts, 100.0)
+
+
+def test_the_store_reads_in_bounded_chunks_sqlite_first_damage_named(store):
+    vectors = unit_rows(4)
+    store.put([("a", vectors[0], 1)])
+    store.shards.write([("a", vectors[1], 1), ("b", vectors[2], 1), ("c", vectors[3], 1)])
+    store.shards.write([("d", np.full(16, 0.5, dtype=np.float32), 1)])  # not unit length
+    chunks = list(store.iter_chunks(rows=1))
+    assert all(len(keys) == len(matrix) <= 1 for keys, matrix, _ in chunks)
+    keys = [key for chunk, _, _ in chunks for key in list(chunk)]
+    keys = [key.as_py() if hasattr(key, "as_py") else key for key in keys]
+    assert sorted(keys) == ["a", "b", "c"]
+    np.testing.assert_array_equal(chunks[0][1][0], vectors[0])  # the SQLite row wins
+    damaged = {key: why for _, _, found in chunks for key, why in found.items()}
+    assert list(damaged) == ["d"] and damaged["d"].startswith("not unit length")

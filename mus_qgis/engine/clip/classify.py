@@ -14,6 +14,7 @@ from ..resources import plugin_version
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
 from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
+from .rescore import StoreRanking, rank_chunks_by_set
 from .scoring import Scores, label_embeddings, score
 from .store import WHERE_TO_CHOOSE, EmbeddingStore, TextStore
 
@@ -244,6 +245,76 @@ def score_stored_embeddings(
         for label_set, texts in zip(label_sets, text_vectors, strict=True)
     ]
     return StoredScores(paths, scores, model)
+
+
+@dataclass
+class StoredRankings:
+    """What a ranking needs of every stored image embedding, per label set asked for: each
+    embedding's first label and each label's mean probability, not an N×L matrix."""
+
+    rankings: list[StoreRanking]
+    count: int
+    model: LoadedModel
+
+
+def rank_stored_embeddings(
+    label_sets: Sequence[LabelSet],
+    spec: ModelSpec,
+    setting: ViewSetting,
+    cache_dir: str | Path,
+    progress: Progress | None = None,
+    fast_decode: bool = True,
+) -> StoredRankings:
+    """Rank label sets over every image embedded with this model and view setting, reading the
+    store in chunks: memory stays at one chunk whether it holds thousands or millions of rows
+    (a store made on a cluster). The same numbers as ranking ``score_stored_embeddings``'s
+    scores; a damaged embedding is mended from its image or the ranking refused, as there.
+    """
+    progress = progress or LoggingProgress()
+    check_cache_dir(cache_dir)
+    model = load_model(spec, model_cache_dir(cache_dir))
+    store, text_store = open_stores(cache_dir, model, setting, fast_decode)
+    try:
+        report_notes(progress, store)
+        text_sets = []
+        for label_set in label_sets:
+            check_canceled(progress)
+            text_sets.append(label_embeddings(model, label_set, text_store))
+        report_damaged(progress, None, text_store, None)
+        for attempt in ("first", "after mending"):
+            damaged: dict[str, str] = {}
+            rankings = rank_chunks_by_set(
+                _collect_damaged(store.iter_chunks(), damaged, progress),
+                text_sets,
+                model.logit_scale,
+            )
+            if not damaged:
+                break
+            files = store.files()
+            if attempt == "first":
+                _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
+            else:
+                raise _damaged_store_refusal(store, damaged, files)
+        count = rankings[0].count if rankings else 0
+        if not count:
+            raise EmbeddingStoreError(
+                f"No image has been embedded with {spec.describe()} and views {setting.key} "
+                f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
+            )
+    finally:
+        store.close()
+        text_store.close()
+    titles = ", ".join(label_set.title for label_set in label_sets)
+    progress.info(f"{count} stored image embeddings ranked against {titles}.")
+    return StoredRankings(rankings, count, model)
+
+
+def _collect_damaged(chunks, damaged: dict, progress: Progress):
+    """The store's chunks as matrices, their damaged keys gathered on the way."""
+    for _keys, matrix, chunk_damaged in chunks:
+        check_canceled(progress)
+        damaged.update(chunk_damaged)
+        yield matrix
 
 
 def _path_of(key: str, files: dict) -> str:

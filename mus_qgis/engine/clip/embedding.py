@@ -44,7 +44,9 @@ class LocationEmbeddings:
 
 
 @dataclass
-class _Task:
+class ImageTask:
+    """One image to embed under one (bearing, heading): locations sharing it share its work."""
+
     path: str
     bearing: float | None
     heading: float | None
@@ -76,6 +78,20 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+def image_tasks(locations: list[Location]) -> tuple[dict[tuple, ImageTask], list[list[tuple]]]:
+    """One task per distinct (image, bearing, heading), and each location's task ids."""
+    tasks: dict[tuple, ImageTask] = {}
+    task_of_location = []
+    for location in locations:
+        ids = []
+        for path in location.paths:
+            task_id = (path, location.bearing, location.heading)
+            tasks.setdefault(task_id, ImageTask(path, location.bearing, location.heading))
+            ids.append(task_id)
+        task_of_location.append(ids)
+    return tasks, task_of_location
+
+
 def embed_locations(
     locations: list[Location],
     model,
@@ -90,18 +106,10 @@ def embed_locations(
     import numpy as np
 
     progress = progress or LoggingProgress()
-    tasks: dict[tuple, _Task] = {}
-    task_of_location = []
-    for location in locations:
-        ids = []
-        for path in location.paths:
-            task_id = (path, location.bearing, location.heading)
-            tasks.setdefault(task_id, _Task(path, location.bearing, location.heading))
-            ids.append(task_id)
-        task_of_location.append(ids)
+    tasks, task_of_location = image_tasks(locations)
 
     known_keys = store.keys() if store is not None else set()
-    to_read = _resolve_from_store(list(tasks.values()), store, setting, known_keys)
+    to_read = resolve_from_store(list(tasks.values()), store, setting, known_keys)
     counts = {"images": len(tasks), "known without reading": len(tasks) - len(to_read)}
     counts.update({"decoded": 0, "cached": 0, "failed": 0})
     encode = partial(
@@ -168,7 +176,7 @@ def embed_locations(
     return LocationEmbeddings(result, status, used, keys, counts, damaged, damaged_paths)
 
 
-def _failure(task: _Task, damaged: dict[str, str]) -> str:
+def _failure(task: ImageTask, damaged: dict[str, str]) -> str:
     """A failed image's status; one whose stored embedding was damaged says so too."""
     if task.stored_key in damaged:
         return (
@@ -185,7 +193,7 @@ def _dimension(model, vectors: dict) -> int:
     return int(getattr(model.model, "embed_dim", 0) or model.model.text_projection.shape[-1])
 
 
-def _resolve_from_store(tasks: list[_Task], store, setting: ViewSetting, known_keys: set):
+def resolve_from_store(tasks: list[ImageTask], store, setting: ViewSetting, known_keys: set):
     """Tasks whose embedding the store has for this exact file version need no reading at all."""
     if store is None:
         return tasks
@@ -214,7 +222,7 @@ def _encode(
     import torch
 
     computed: dict[str, object] = {}
-    pending: list[tuple[_Task, object]] = []
+    pending: list[tuple[ImageTask, object]] = []
     pending_views = 0
     pending_keys: set[str] = set()
     new_files = []

@@ -24,7 +24,7 @@ from ..errors import MusError
 from ..imagery.panorama import ViewSetting
 from ..progress import LoggingProgress, Progress, check_canceled
 from .classify import embedding_cache_dir, model_cache_dir, store_key
-from .embedding import Location, _resolve_from_store, _Task
+from .embedding import Location, image_tasks, resolve_from_store
 from .models import ModelSpec, load_model
 from .store import EmbeddingStore
 from .views import ImageFacts, prepare_image
@@ -126,13 +126,9 @@ def embed_with_ray(
 
 
 def _run(ray, locations, spec, setting, model, store, options, progress) -> RayEmbedResult:
-    tasks: dict[tuple, _Task] = {}
-    for location in locations:
-        for path in location.paths:
-            task_id = (path, location.bearing, location.heading)
-            tasks.setdefault(task_id, _Task(path, location.bearing, location.heading))
+    tasks, _ = image_tasks(locations)
     known_keys = store.keys()
-    to_read = _resolve_from_store(list(tasks.values()), store, setting, known_keys)
+    to_read = resolve_from_store(list(tasks.values()), store, setting, known_keys)
     statuses = {t.path: "cached" for t in tasks.values() if t.status == "cached"}
     counts = {"images": len(tasks), "known without reading": len(tasks) - len(to_read)}
     counts.update({"encoded": 0, "cached": 0, "failed": 0, "same image as another": 0})

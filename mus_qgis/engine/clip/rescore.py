@@ -35,20 +35,33 @@ class StoreRanking:
 
 
 def rank_chunks(chunks: Iterable, text_vectors, logit_scale: float) -> StoreRanking:
-    """``chunks``: N×D float32 matrices (``ShardFolder.iter_chunks`` gives (keys, matrix))."""
+    """``chunks``: N×D float32 matrices, or tuples whose second item is one (as
+    ``ShardFolder.iter_chunks`` and ``EmbeddingStore.iter_chunks`` give them)."""
+    return rank_chunks_by_set(chunks, [text_vectors], logit_scale)[0]
+
+
+def rank_chunks_by_set(chunks: Iterable, text_sets: list, logit_scale: float) -> list[StoreRanking]:
+    """One ``StoreRanking`` per label set's L×D text vectors, the store read once for all."""
     import numpy as np
     import torch
 
-    texts = torch.as_tensor(np.ascontiguousarray(text_vectors, dtype=np.float32))
-    firsts, count, damaged = [], 0, 0
-    probability_sum = torch.zeros(texts.shape[0], dtype=torch.float64)
+    # The logit scale goes into the text vectors, once, rather than over every score.
+    sets = [
+        torch.as_tensor(np.ascontiguousarray(t, dtype=np.float32)) * logit_scale for t in text_sets
+    ]
+    firsts: list[list] = [[] for _ in sets]
+    sums = [torch.zeros(texts.shape[0], dtype=torch.float64) for texts in sets]
+    count, damaged = 0, 0
+    dim = sets[0].shape[1]
     with torch.inference_mode():
         for chunk in chunks:
             matrix = chunk[1] if isinstance(chunk, tuple) else chunk
             with warnings.catch_warnings():  # read-only (Arrow's own buffer), and only read
                 warnings.simplefilter("ignore", UserWarning)
                 vectors = torch.from_numpy(np.asarray(matrix, dtype=np.float32))
-            if vectors.shape[1] != texts.shape[1]:
+            if not vectors.shape[0]:
+                continue
+            if vectors.shape[1] != dim:
                 damaged += vectors.shape[0]
                 continue
             norms = torch.linalg.vector_norm(vectors, dim=1)
@@ -56,11 +69,19 @@ def rank_chunks(chunks: Iterable, text_vectors, logit_scale: float) -> StoreRank
             if not bool(good.all()):
                 damaged += int((~good).sum())
                 vectors = vectors[good]
-            logits = vectors @ texts.T
-            firsts.append(logits.argmax(dim=1).to(torch.int32))
-            # One fused pass (max, exp, sum, divide) rather than one pass over memory for each.
-            probability = torch.softmax(logits.mul_(logit_scale), dim=1)
-            probability_sum += probability.sum(dim=0).double()  # torch sums float32 pairwise
+            for texts, first, probability_sum in zip(sets, firsts, sums, strict=True):
+                logits = vectors @ texts.T
+                first.append(logits.argmax(dim=1).to(torch.int32))
+                # One fused pass (max, exp, sum, divide) rather than one pass over memory each.
+                probability = torch.softmax(logits, dim=1)
+                probability_sum += probability.sum(dim=0).double()  # torch sums float32 pairwise
             count += vectors.shape[0]
-    first = torch.cat(firsts).numpy() if firsts else np.zeros(0, dtype=np.int32)
-    return StoreRanking(first, probability_sum.numpy(), count, damaged)
+    return [
+        StoreRanking(
+            torch.cat(first).numpy() if first else np.zeros(0, dtype=np.int32),
+            probability_sum.numpy(),
+            count,
+            damaged,
+        )
+        for first, probability_sum in zip(firsts, sums, strict=True)
+    ]

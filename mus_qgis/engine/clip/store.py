@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import EmbeddingStoreError
-from .shards import ShardFolder, shard_folder_of
+from .shards import ROW_GROUP_ROWS, ShardFolder, shard_folder_of
 from .views import ImageFacts
 
 _SCHEMA = """
@@ -315,6 +315,71 @@ class EmbeddingStore:
         if not keys:
             return keys, np.zeros((0, 0), dtype=np.float32), damaged
         return keys, np.stack([found[key] for key in keys]), damaged
+
+    def iter_chunks(self, rows: int = ROW_GROUP_ROWS):
+        """(keys, N×D float32 matrix of trusted vectors, {damaged key: why}) per chunk of every
+        stored embedding: the store read in bounded memory, however many rows it holds.
+
+        The SQLite rows come first (checked as ``all`` checks them), then the shards' rows whose
+        keys SQLite does not hold, checked for length, finiteness and unit length at once over
+        the chunk (a shard row's checksum is left to ``get`` and ``all``: checking it here would
+        cost a hash per row, slower than the scoring). Memory: one chunk, and the SQLite keys.
+        """
+        import numpy as np
+
+        held: set[str] = set()
+        try:
+            cursor = self._db.execute(
+                f"SELECT key, views, vector, {self.checksum_column('embeddings')} "
+                "FROM embeddings ORDER BY key"
+            )
+            while batch := cursor.fetchmany(rows):
+                held.update(row[0] for row in batch)
+                found, damaged = self._checked(batch)
+                keys = list(found)
+                matrix = (
+                    np.stack([found[key] for key in keys])
+                    if keys
+                    else np.zeros((0, self._dimension or 0), dtype=np.float32)
+                )
+                yield keys, matrix, damaged
+        except sqlite3.DatabaseError as exc:
+            raise damaged_store_error(self.path, exc) from exc
+        if not self.shards.exists():
+            return
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        held_keys = pa.array(sorted(held), pa.string()) if held else None
+        for keys, matrix in self.shards.iter_chunks(rows):
+            if held_keys is not None:  # what SQLite holds wins (a mended vector is saved there)
+                fresh = pc.invert(pc.is_in(keys, value_set=held_keys))
+                keys, matrix = keys.filter(fresh), matrix[np.asarray(fresh)]
+            yield self._checked_matrix(keys, matrix)
+
+    def _checked_matrix(self, keys, matrix):
+        """A shard chunk's trusted rows and its damaged keys (only those are named one by one)."""
+        import numpy as np
+
+        if self._dimension is not None and matrix.shape[1] != self._dimension:
+            reason = f"{matrix.shape[1]} values where the others have {self._dimension}"
+            damaged = dict.fromkeys(keys.to_pylist(), reason)
+            return [], np.zeros((0, self._dimension), dtype=np.float32), damaged
+        # One pass, no copy: a NaN or infinite value makes its row's norm fail the test too.
+        norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+        good = np.abs(norms - 1.0) <= _UNIT_TOLERANCE
+        damaged = {}
+        if not good.all():
+            for row in np.flatnonzero(~good):
+                damaged[keys[int(row)].as_py()] = (
+                    f"not unit length (norm {norms[row]:.3g})"
+                    if np.isfinite(matrix[row]).all()
+                    else "not a finite vector"
+                )
+            keys, matrix = keys.filter(good), matrix[good]
+        if len(keys):
+            self._dimension = matrix.shape[1]
+        return keys, matrix, damaged
 
     def _checked(self, rows) -> tuple[dict[str, object], dict[str, str]]:
         """Split rows into trusted vectors and damaged keys (checksums per row; the other checks

@@ -25,6 +25,7 @@ def rank_labels(
     probabilities=None,
     targets: Sequence[str] = (),
     groups: dict[str, Sequence[str]] | None = None,
+    mean_probability=None,
 ) -> list[RankedLabel]:
     """Every label ranked by its share of first places (then mean probability).
 
@@ -33,7 +34,8 @@ def rank_labels(
     Vatican City), ranked among the labels they replace. ``targets``: labels (or group names)
     marked as targets; a group is a target when its name or one of its labels is. A target or
     group member that is not in the label set is refused (:class:`LabelSetError`, naming it and
-    the labels there are).
+    the labels there are). ``mean_probability``: per label, already averaged (a store ranked in
+    chunks keeps no N×L matrix), in place of ``probabilities``.
     """
     import numpy as np
 
@@ -41,7 +43,9 @@ def rank_labels(
     classified = first[first >= 0]
     total = max(len(classified), 1)
     counts = np.bincount(classified, minlength=len(labels))
-    if probabilities is not None:
+    if mean_probability is not None:
+        mean_probability = np.asarray(mean_probability, dtype=np.float64)
+    elif probabilities is not None:
         probabilities = np.asarray(probabilities, dtype=np.float64)[first >= 0]
         mean_probability = (
             np.nanmean(probabilities, axis=0)

@@ -351,7 +351,7 @@ def _ranked_rows(ranked) -> list[dict]:
     ]
 
 
-def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress):
+def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress, mean=None):
     """Rank with the targets and groups that belong to this label set; say what was left out."""
     from ..readings.ranking import rank_labels
 
@@ -362,7 +362,7 @@ def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progre
     }
     if len(wanted_targets) + len(wanted_groups) < len(targets) + len(groups):
         progress.info(f"{set_name}: labels not in this set are left out of targets and groups.")
-    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups)
+    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups, mean)
 
 
 def _check_targets_known(targets, groups, universes, progress, strict=True) -> None:
@@ -422,11 +422,11 @@ def rank(params: dict, progress) -> dict:
     stored = params.get("stored")
     if stored and stored.get("label_sets"):
         require("torch", "open_clip")
-        from ..clip.classify import UNTRAINED_WARNING, score_stored_embeddings
+        from ..clip.classify import UNTRAINED_WARNING, rank_stored_embeddings
 
         label_sets = [_label_set(spec) for spec in stored["label_sets"]]
         spec, view = _model_and_view(stored)
-        result = score_stored_embeddings(
+        result = rank_stored_embeddings(
             label_sets, spec, view, stored["cache_dir"], progress=progress
         )
         untrained = UNTRAINED_WARNING if result.model.untrained else ""
@@ -436,18 +436,19 @@ def rank(params: dict, progress) -> dict:
             "checkpoint": Path(spec.checkpoint).name if spec.checkpoint else "",
             "untrained": bool(result.model.untrained),
         }
-        for label_set, scores in zip(label_sets, result.scores, strict=True):
-            set_name = f"{label_set.name} (all {len(result.paths)} stored images)"
-            title = f"{label_set.title or label_set.name} (all {len(result.paths)} stored images)"
+        for label_set, ranking in zip(label_sets, result.rankings, strict=True):
+            set_name = f"{label_set.name} (all {result.count} stored images)"
+            title = f"{label_set.title or label_set.name} (all {result.count} stored images)"
             universes.append((set_name, list(label_set.texts)))
             ranked = _rank_in_set(
                 set_name,
                 label_set.texts,
-                scores.top_index[:, 0],
-                scores.all_probability,
+                ranking.first,
+                None,
                 targets,
                 groups,
                 progress,
+                ranking.mean_probability,
             )
             sections.append({"set_name": set_name, "title": title, "entries": _ranked_rows(ranked)})
     _check_targets_known(

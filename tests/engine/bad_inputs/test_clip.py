@@ -20,7 +20,12 @@ import pytest
 from PIL import Image
 
 from mus_qgis.engine.cli import main
-from mus_qgis.engine.clip.classify import classify_locations, score_stored_embeddings, store_key
+from mus_qgis.engine.clip.classify import (
+    classify_locations,
+    rank_stored_embeddings,
+    score_stored_embeddings,
+    store_key,
+)
 from mus_qgis.engine.clip.embedding import Location
 from mus_qgis.engine.clip.labels import builtin_label_set, read_label_file
 from mus_qgis.engine.clip.models import load_model
@@ -162,7 +167,23 @@ def test_scoring_the_store_mends_damage_when_the_images_are_there(tiny, copy_of_
     )
 
 
-def test_scoring_the_store_refuses_damage_it_cannot_mend(tiny, copy_of_classified):
+def test_ranking_the_store_in_chunks_mends_damage_and_gives_the_same_numbers(
+    tiny, copy_of_classified
+):
+    cache, paths, first = copy_of_classified
+    tamper(store_file(cache, tiny), digest_of(paths[0]), "zeros")
+    label_set = builtin_label_set(LABELS)
+    (ranking,) = rank_stored_embeddings([label_set], tiny.spec, ViewSetting(), cache).rankings
+    assert ranking.count == len(paths)
+    expected = first.scores.all_probability.astype(np.float64)
+    np.testing.assert_allclose(ranking.mean_probability, expected.mean(axis=0), atol=1e-5)
+    np.testing.assert_array_equal(
+        ranking.first_places, np.bincount(first.scores.top_index[:, 0], minlength=len(label_set))
+    )
+
+
+@pytest.mark.parametrize("read", [score_stored_embeddings, rank_stored_embeddings])
+def test_scoring_the_store_refuses_damage_it_cannot_mend(tiny, copy_of_classified, read):
     cache, paths, _ = copy_of_classified
     db_path = store_file(cache, tiny)
     tamper(db_path, digest_of(paths[0]), "nan")
@@ -170,7 +191,7 @@ def test_scoring_the_store_refuses_damage_it_cannot_mend(tiny, copy_of_classifie
     Path(paths[0]).rename(moved)
     try:
         with pytest.raises(EmbeddingStoreError) as raised:
-            score_stored_embeddings([builtin_label_set(LABELS)], tiny.spec, ViewSetting(), cache)
+            read([builtin_label_set(LABELS)], tiny.spec, ViewSetting(), cache)
     finally:
         moved.rename(paths[0])
     message = str(raised.value)
