@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -89,8 +92,12 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def checkParameterValues(self, parameters, context):
-        """QGIS's checks, then: every file output can go where it is asked to (its folder exists
-        or can be made), said before any work rather than after it."""
+        """A number or choice out of range said with its range, QGIS's checks, then: every file
+        output can go where it is asked to (its folder exists or can be made), said before any
+        work rather than after it."""
+        problem = self.range_problem(parameters)
+        if problem:
+            return False, problem
         ok, message = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, message
@@ -103,6 +110,33 @@ class MusAlgorithm(QgsProcessingAlgorithm):
                     f"cannot be made ({existing} is {why}): choose another place for the output."
                 )
         return True, ""
+
+    def range_problem(self, parameters) -> str:
+        """A number or choice outside its range, said with its name, range and value.
+
+        QGIS's own check says only "Incorrect parameter value for TOP_K"; this one runs first.
+        Values that are not plain numbers (expressions, layers) are left to QGIS.
+        """
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            value = parameters.get(name)
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            label = f"{name} ({definition.description()})"
+            if isinstance(definition, QgsProcessingParameterNumber):
+                low, high = definition.minimum(), definition.maximum()
+                if not low <= number <= high:
+                    return f"{label} must be {_range_words(low, high)}, not {_shown(number)}."
+            elif isinstance(definition, QgsProcessingParameterEnum):
+                count = len(definition.options())
+                if number != int(number) or not 0 <= number < count:
+                    choices = "; ".join(f"{i}: {o}" for i, o in enumerate(definition.options()))
+                    return f"{label} must be one of 0 to {count - 1} ({choices}), not {value}."
+        return ""
 
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:
         """Make the folder of every file output that is missing, and say so."""
@@ -347,3 +381,20 @@ def metric_crs(
     centre = to_wgs84.transform(extent.center())
     zone = math.floor((centre.x() + 180) / 6) % 60 + 1
     return QgsCoordinateReferenceSystem(f"EPSG:{(32600 if centre.y() >= 0 else 32700) + zone}")
+
+
+def _shown(number: float) -> str:
+    return f"{number:g}"
+
+
+def _range_words(low: float, high: float) -> str:
+    """ "1 to 10", or "at least 1" where QGIS's number has no upper bound (its default bounds
+    are the doubles' extremes), "at most 10" where it has no lower one."""
+    unbounded = sys.float_info.max / 2
+    if high >= unbounded and low <= -unbounded:
+        return "a number"
+    if high >= unbounded:
+        return f"at least {_shown(low)}"
+    if low <= -unbounded:
+        return f"at most {_shown(high)}"
+    return f"{_shown(low)} to {_shown(high)}"

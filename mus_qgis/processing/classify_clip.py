@@ -18,17 +18,14 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
     QgsProviderRegistry,
     QgsRendererCategory,
 )
 
-from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
 from ..engine.resources import resource_path
 from .base import MusAlgorithm, dot_symbol, legend_text, style_on_load
@@ -75,9 +72,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
     )
 
     INPUT = "INPUT"
-    LABEL_SET = "LABEL_SET"
-    LABEL_FILE = "LABEL_FILE"
-    TEMPLATES = "TEMPLATES"
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
     PROBE = "PROBE"
@@ -94,28 +88,11 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         self.add_parameter(
             self.bearing_field_parameter("Street bearing field (aims panorama views)")
         )
+        for parameter in self.label_set_parameters():
+            self.add_parameter(parameter)
         self.add_parameter(
-            QgsProcessingParameterEnum(
-                self.LABEL_SET,
-                self.tr("Label set"),
-                options=[entry.title for entry in builtin_label_sets()],
-                defaultValue=0,
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterFile(
-                self.LABEL_FILE,
-                self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
-                optional=True,
-                fileFilter="Label files (*.txt *.csv *.tsv)",
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterString(
-                self.TEMPLATES,
-                self.tr("Prompt templates, one a line, with {label} (empty: the label set's own)"),
-                multiLine=True,
-                optional=True,
+            self.templates_parameter(
+                "Prompt templates, one a line, with {label} (empty: the label set's own)"
             )
         )
         self.add_parameter(self.top_k_parameter())
@@ -161,13 +138,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         )
         self.add_output(QgsProcessingOutputString("SETTINGS", self.tr("Run settings (JSON)")))
 
-    def checkParameterValues(self, parameters, context):
-        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
-        problem = self.range_problem(parameters)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
-
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images to the engine to classify, then write the scored points."""
         self.require_engine()
@@ -177,7 +147,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         try:
-            label_spec, label_set = self._label_set(parameters, context)
+            label_spec, label_set = self.label_set(parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
         locations, features = self.locations(source, parameters, context)
@@ -226,18 +196,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             "FAILED": len(features) - classified,
             "SETTINGS": json.dumps(settings, ensure_ascii=False),
         }
-
-    def _label_set(self, parameters, context):
-        """The label set as the engine job names it, and read here for the labels and colours."""
-        from ..engine.clip.labels import builtin_label_set, parse_templates, read_label_file
-
-        text = self.parameterAsString(parameters, self.TEMPLATES, context)
-        templates = parse_templates(text) if text.strip() else None
-        path = self.parameterAsFile(parameters, self.LABEL_FILE, context)
-        if path:
-            return {"file": path, "templates": templates}, read_label_file(path, templates)
-        name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
-        return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
 
     def _write(self, source, features, scores, label_set, parameters, context):
         k = scores["top_index"].shape[1]

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..engine.clip.labels import builtin_label_sets
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from .base import plugin_cache_dir
 from .qgis_enums import FIELD_NUMERIC, FIELD_STRING, FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER
@@ -44,6 +45,44 @@ class ClipParameters:
     HEADING_FIELD = "HEADING_FIELD"
     IMAGE_FOLDER = "IMAGE_FOLDER"
     TOP_K = "TOP_K"
+    # The label set the prompts come from (CLIP-classify, the dreams' reading, the periods).
+    LABEL_SET = "LABEL_SET"
+    LABEL_FILE = "LABEL_FILE"
+    TEMPLATES = "TEMPLATES"
+
+    def label_set_parameters(self, set_description: str = "Label set") -> list:
+        """A built-in label set, or the user's own label file, which wins over it."""
+        return [
+            QgsProcessingParameterEnum(
+                self.LABEL_SET,
+                self.tr(set_description),
+                options=[entry.title for entry in builtin_label_sets()],
+                defaultValue=0,
+            ),
+            QgsProcessingParameterFile(
+                self.LABEL_FILE,
+                self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
+                optional=True,
+                fileFilter="Label files (*.txt *.csv *.tsv)",
+            ),
+        ]
+
+    def templates_parameter(self, description: str):
+        return QgsProcessingParameterString(
+            self.TEMPLATES, self.tr(description), multiLine=True, optional=True
+        )
+
+    def label_set(self, parameters, context):
+        """The label set as an engine job names it, and read here for the labels and colours."""
+        from ..engine.clip.labels import builtin_label_set, parse_templates, read_label_file
+
+        text = self.parameterAsString(parameters, self.TEMPLATES, context)
+        templates = parse_templates(text) if text.strip() else None
+        path = self.parameterAsFile(parameters, self.LABEL_FILE, context)
+        if path:
+            return {"file": path, "templates": templates}, read_label_file(path, templates)
+        name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
+        return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
 
     def top_k_parameter(self):
         return QgsProcessingParameterNumber(
@@ -178,33 +217,6 @@ class ClipParameters:
             ),
         ]
 
-    def range_problem(self, parameters) -> str:
-        """A number or choice outside its range, said with its name, range and value.
-
-        QGIS's own check says only "Incorrect parameter value for TOP_K"; this one runs first.
-        Values that are not plain numbers (expressions, layers) are left to QGIS.
-        """
-        for definition in self.parameterDefinitions():
-            name = definition.name()
-            value = parameters.get(name)
-            if value is None or isinstance(value, bool):
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            label = f"{name} ({definition.description()})"
-            if isinstance(definition, QgsProcessingParameterNumber):
-                low, high = definition.minimum(), definition.maximum()
-                if not low <= number <= high:
-                    return f"{label} must be {_shown(low)} to {_shown(high)}, not {_shown(number)}."
-            elif isinstance(definition, QgsProcessingParameterEnum):
-                count = len(definition.options())
-                if number != int(number) or not 0 <= number < count:
-                    choices = "; ".join(f"{i}: {o}" for i, o in enumerate(definition.options()))
-                    return f"{label} must be one of 0 to {count - 1} ({choices}), not {value}."
-        return ""
-
     def cache_parameter(self):
         return QgsProcessingParameterFile(
             self.CACHE_FOLDER,
@@ -246,7 +258,3 @@ def _angle(value):
     except (TypeError, ValueError):
         return None
     return None if number != number else number
-
-
-def _shown(number: float) -> str:
-    return f"{number:g}"

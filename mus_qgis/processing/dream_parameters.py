@@ -95,13 +95,6 @@ class DreamParameters:
             ),
         ]
 
-    def checkParameterValues(self, parameters, context):
-        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
-        problem = self.range_problem(parameters)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
-
     def write_points(self, source, features, output_fields, rows, parameters, context) -> str:
         """The input points, their own fields (but ours, replaced) then ``output_fields`` with
         the values in ``rows`` (one list a feature); returns the output's id."""

@@ -13,16 +13,13 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterField,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsRendererCategory,
 )
 
-from ..engine.clip.labels import builtin_label_sets
 from ..engine.errors import MusError
 from .base import MusAlgorithm, dot_symbol, style_on_load
-from .classify_clip import ClassifyClip
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
 from .engine import job_file, run_job
@@ -90,9 +87,6 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
     PROMPT = "PROMPT"
     STRENGTH = "STRENGTH"
     DREAM_VIEWS = "DREAM_VIEWS"
-    LABEL_SET = "LABEL_SET"
-    LABEL_FILE = "LABEL_FILE"
-    TEMPLATES = "TEMPLATES"
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
@@ -133,29 +127,12 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
                 defaultValue=0,
             )
         )
-        self.add_parameter(
-            QgsProcessingParameterEnum(
-                self.LABEL_SET,
-                self.tr("CLIP label set"),
-                options=[entry.title for entry in builtin_label_sets()],
-                defaultValue=0,
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterFile(
-                self.LABEL_FILE,
-                self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
-                optional=True,
-                fileFilter="Label files (*.txt *.csv *.tsv)",
-            )
-        )
+        for parameter in self.label_set_parameters("CLIP label set"):
+            self.add_parameter(parameter)
         advanced = [
             *self.dream_model_parameters(),
-            QgsProcessingParameterString(
-                self.TEMPLATES,
-                self.tr("CLIP prompt templates, one a line, with {label} (empty: the set's own)"),
-                multiLine=True,
-                optional=True,
+            self.templates_parameter(
+                "CLIP prompt templates, one a line, with {label} (empty: the set's own)"
             ),
             *self.model_parameters(),
             *self.view_parameters(),
@@ -177,8 +154,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         try:
-            # The same label set reading as CLIP-classify (same parameter names).
-            label_spec, _ = ClassifyClip._label_set(self, parameters, context)
+            label_spec, _ = self.label_set(parameters, context)
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc
         rows, features = self.locations(source, parameters, context)

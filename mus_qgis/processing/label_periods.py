@@ -149,7 +149,7 @@ class LabelPeriods(ClassifyClip):
         if source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
         try:
-            label_spec, label_set = self._label_set(parameters, context)
+            label_spec, label_set = self.label_set(parameters, context)
             label_years(label_set)  # a set without dates is refused before the model loads
         except MusError as exc:
             raise QgsProcessingException(str(exc)) from exc

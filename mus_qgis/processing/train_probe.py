@@ -76,11 +76,6 @@ class TrainProbe(ClipParameters, MusAlgorithm):
 
     INPUT = "INPUT"
     LABEL_FIELD = "LABEL_FIELD"
-    IMAGE_FIELD = "IMAGE_FIELD"
-    BEARING_FIELD = "BEARING_FIELD"
-    HEADING_FIELD = "HEADING_FIELD"
-    IMAGE_FOLDER = "IMAGE_FOLDER"
-    LABEL_FILE = "LABEL_FILE"
     REGULARISATION = "REGULARISATION"
     OUTPUT = "OUTPUT"
     PROBE = "PROBE"
@@ -167,13 +162,6 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         self.add_output(
             QgsProcessingOutputNumber("UNTRAINED", self.tr("1 when the model's weights are random"))
         )
-
-    def checkParameterValues(self, parameters, context):
-        """Out-of-range numbers and choices are refused with their range (QGIS names only)."""
-        problem = self.range_problem(parameters)
-        if problem:
-            return False, problem
-        return super().checkParameterValues(parameters, context)
 
     def processAlgorithm(self, parameters, context, feedback):
         """Send the corrected points to the engine to train on, then write the re-scored points."""

@@ -142,11 +142,11 @@ GRID_ERRORS = {
     ),
     "cell size zero": (
         {"INPUT": lambda: points_layer(GOOD_POINTS), "CELL_SIZE": 0},
-        "Incorrect parameter value for CELL_SIZE",
+        "CELL_SIZE (Cell size (metres)) must be at least 1, not 0.",
     ),
     "cell size negative": (
         {"INPUT": lambda: points_layer(GOOD_POINTS), "CELL_SIZE": -100},
-        "Incorrect parameter value for CELL_SIZE",
+        "CELL_SIZE (Cell size (metres)) must be at least 1, not -100.",
     ),
     "cell size absurdly small": (
         {
