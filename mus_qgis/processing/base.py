@@ -12,7 +12,9 @@ from typing import ClassVar
 from qgis.core import (
     QgsApplication,
     QgsCsException,
+    QgsFeature,
     QgsFeatureSink,
+    QgsFields,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
@@ -23,7 +25,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import resource_path
-from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED
+from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
 
@@ -185,6 +187,35 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         """Declare an output (addOutput, like addParameter, refuses a name already taken)."""
         if not self.addOutput(output):
             raise RuntimeError(f"{self.NAME}: a second output named {output.name()}")
+
+    def write_points(
+        self, source, features, output_fields, rows, parameters, context, replaced=None
+    ) -> str:
+        """OUTPUT: the input points with their own fields, less those ``replaced`` (by default
+        the ones named in ``output_fields``, so a second run replaces them rather than clashing),
+        then ``output_fields`` ((name, kind) pairs) with the values in ``rows``, one list a
+        feature. ``source``: a feature source or a layer. Returns the output's id, closed."""
+        names = {name for name, _ in output_fields}
+        replaced = replaced or names.__contains__
+        kept = [i for i, f in enumerate(source.fields()) if not replaced(f.name())]
+        fields = QgsFields()
+        for index in kept:
+            fields.append(source.fields().at(index))
+        for name, kind in output_fields:
+            fields.append(make_field(name, kind))
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for feature, values in zip(features, rows, strict=True):
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            attributes = feature.attributes()
+            out.setAttributes([attributes[i] for i in kept] + list(values))
+            self.write_feature(sink, out, parameters, self.OUTPUT)
+        del sink  # closing the sink writes the file, so that its metadata can be saved next
+        return dest_id
 
     def write_feature(self, sink, feature, parameters, sink_name: str) -> None:
         """Add a feature to an output, stopping with QGIS's own message (the sink's error: a full

@@ -11,8 +11,6 @@ from qgis.core import (
     NULL,
     QgsCategorizedSymbolRenderer,
     QgsExpression,
-    QgsFeature,
-    QgsFields,
     QgsLayerMetadata,
     QgsProcessingException,
     QgsProcessingOutputNumber,
@@ -34,7 +32,6 @@ from .engine import job_file, run_job
 from .qgis_enums import (
     NUMBER_INTEGER,
     VECTOR_POINT,
-    make_field,
 )
 
 NO_LABEL_COLOUR = "#b4b4b4"
@@ -204,27 +201,12 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         ours += [(f"score_{i}", "double") for i in range(1, k + 1)]
         ours += [(f"prob_{i}", "double") for i in range(1, k + 1)]
         ours += [("margin", "double"), ("n_images", "int"), ("clip_status", "string")]
-        names = {name for name, _ in ours}
-        # Classifying a classified layer again replaces the old scores instead of clashing.
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for name, kind in ours:
-            fields.append(make_field(name, kind))
-        sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         labels = label_set.labels
-        classified = 0
-        for row, feature in enumerate(features):
+        rows = []
+        for row in range(len(features)):
             top = [int(i) for i in scores["top_index"][row]]
-            ok = top[0] >= 0
-            classified += ok
             values = [labels[i].text if i >= 0 else None for i in top]
-            values.append(labels[top[0]].code or None if ok else None)
+            values.append(labels[top[0]].code or None if top[0] >= 0 else None)
             values += [_number(v) for v in scores["cosine"][row]]
             values += [_number(v) for v in scores["probability"][row]]
             values += [
@@ -232,14 +214,10 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
                 int(scores["images_used"][row]),
                 str(scores["status"][row]),
             ]
-            out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
-            attributes = feature.attributes()
-            out.setAttributes([attributes[i] for i in kept] + values)
-            self.write_feature(sink, out, parameters, self.OUTPUT)
-        # Closing the sink writes the file, so that its metadata can be saved next.
-        del sink
-        return dest_id, classified
+            rows.append(values)
+        # Classifying a classified layer again replaces the old scores instead of clashing.
+        dest_id = self.write_points(source, features, ours, rows, parameters, context)
+        return dest_id, int((scores["top_index"][: len(features), 0] >= 0).sum())
 
 
 def _number(value):

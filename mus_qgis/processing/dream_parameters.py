@@ -6,10 +6,7 @@ import html
 from pathlib import Path
 
 from qgis.core import (
-    QgsFeature,
-    QgsFields,
     QgsLayerMetadata,
-    QgsProcessingException,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
@@ -27,7 +24,6 @@ from .qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
     VECTOR_POINT,
-    make_field,
 )
 
 
@@ -94,30 +90,6 @@ class DreamParameters:
                 optional=True,
             ),
         ]
-
-    def write_points(self, source, features, output_fields, rows, parameters, context) -> str:
-        """The input points, their own fields (but ours, replaced) then ``output_fields`` with
-        the values in ``rows`` (one list a feature); returns the output's id."""
-        names = {name for name, _ in output_fields}
-        kept = [i for i, f in enumerate(source.fields()) if f.name() not in names]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(source.fields().at(index))
-        for name, kind in output_fields:
-            fields.append(make_field(name, kind))
-        sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for feature, values in zip(features, rows, strict=True):
-            out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
-            attributes = feature.attributes()
-            out.setAttributes([attributes[i] for i in kept] + values)
-            self.write_feature(sink, out, parameters, self.OUTPUT)
-        del sink  # closing the sink writes the file
-        return dest_id
 
     def dream_model_parameters(self, steps: int = 2) -> list:
         return [

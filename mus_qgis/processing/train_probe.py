@@ -7,8 +7,6 @@ import json
 from functools import partial
 
 from qgis.core import (
-    QgsFeature,
-    QgsFields,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -35,7 +33,6 @@ from .qgis_enums import (
     FIELD_STRING,
     NUMBER_DOUBLE,
     VECTOR_POINT,
-    make_field,
 )
 
 DEFAULT_REGULARISATION = 0.3  # the engine's probe.DEFAULT_REGULARISATION (QGIS imports no torch)
@@ -246,20 +243,9 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         ours += [(f"probe_prob_{i}", "double") for i in range(1, k + 1)]
         ours += [("probe_margin", "double"), ("probe_scored_by", "string")]
         ours += [("probe_status", "string")]
-        # Training again replaces the probe's fields instead of clashing with them.
-        kept = [i for i, f in enumerate(layer.fields()) if not f.name().startswith("probe_")]
-        fields = QgsFields()
-        for index in kept:
-            fields.append(layer.fields().at(index))
-        for name, kind in ours:
-            fields.append(make_field(name, kind))
-        sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, layer.wkbType(), layer.crs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         labels = label_set.labels
-        for row, feature in enumerate(features):
+        rows = []
+        for row in range(len(features)):
             top = [int(i) for i in scores["top_index"][row]]
             values = [labels[i].text if i >= 0 else None for i in top]
             values.append(labels[top[0]].code or None if top[0] >= 0 else None)
@@ -269,13 +255,17 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                 str(scores["scored_by"][row]) or None,
                 str(scores["status"][row]),
             ]
-            out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
-            attributes = feature.attributes()
-            out.setAttributes([attributes[i] for i in kept] + values)
-            self.write_feature(sink, out, parameters, self.OUTPUT)
-        del sink  # closing the sink writes the file, so that its metadata can be saved next
-        return dest_id
+            rows.append(values)
+        # Training again replaces the probe's fields (any k) instead of clashing with them.
+        return self.write_points(
+            layer,
+            features,
+            ours,
+            rows,
+            parameters,
+            context,
+            replaced=lambda name: name.startswith("probe_"),
+        )
 
 
 def features_value(feature, index: int):
