@@ -188,6 +188,13 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         if not self.addOutput(output):
             raise RuntimeError(f"{self.NAME}: a second output named {output.name()}")
 
+    def required_source(self, parameters, name: str, context):
+        """The feature source of parameter ``name``, or QGIS's own error naming it."""
+        source = self.parameterAsSource(parameters, name, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, name))
+        return source
+
     def write_points(
         self, source, features, output_fields, rows, parameters, context, replaced=None
     ) -> str:

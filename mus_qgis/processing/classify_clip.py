@@ -140,9 +140,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         self.require_engine()
         import numpy as np
 
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         try:
             label_spec, label_set = self.label_set(parameters, context)
         except MusError as exc:

@@ -132,10 +132,8 @@ class CompareUrbanAtlas(MusAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Look up the polygon under each point, compare codes, write points and report."""
         self.require_engine()
-        points = self.parameterAsSource(parameters, self.INPUT, context)
-        reference = self.parameterAsSource(parameters, self.REFERENCE, context)
-        if points is None or reference is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        points = self.required_source(parameters, self.INPUT, context)
+        reference = self.required_source(parameters, self.REFERENCE, context)
         predicted_index = self.field_index(
             points, parameters, self.PREDICTED_FIELD, context, what="predicted code", required=True
         )

@@ -150,9 +150,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images to the engine to dream and read, then write the points."""
         self.require_engine()
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         try:
             label_spec, _ = self.label_set(parameters, context)
         except MusError as exc:

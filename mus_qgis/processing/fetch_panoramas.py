@@ -262,9 +262,7 @@ class FetchPanoramas(MusAlgorithm):
         self.require_engine()
         from ..engine.imagery.sources import imagery_sources
 
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         name = list(imagery_sources())[self.parameterAsEnum(parameters, self.SOURCE, context)]
         _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
         plan = {

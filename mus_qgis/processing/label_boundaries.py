@@ -170,9 +170,7 @@ class LabelBoundaries(MusAlgorithm):
         self.require_engine()
         import numpy as np
 
-        grid = self.parameterAsSource(parameters, self.INPUT, context)
-        if grid is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        grid = self.required_source(parameters, self.INPUT, context)
         crs = grid.sourceCrs()
         if crs.isGeographic() or QgsUnitTypes.encodeUnit(crs.mapUnits()) != "meters":
             raise QgsProcessingException(
@@ -260,9 +258,7 @@ class LabelBoundaries(MusAlgorithm):
 
         if parameters.get(self.POINTS) in (None, ""):
             return {}
-        points = self.parameterAsSource(parameters, self.POINTS, context)
-        if points is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.POINTS))
+        points = self.required_source(parameters, self.POINTS, context)
         label_index = self.field_index(
             points,
             parameters,
@@ -292,9 +288,7 @@ class LabelBoundaries(MusAlgorithm):
     def _reference(self, parameters, context, crs) -> list[str]:
         if parameters.get(self.REFERENCE) in (None, ""):
             return []
-        reference = self.parameterAsSource(parameters, self.REFERENCE, context)
-        if reference is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.REFERENCE))
+        reference = self.required_source(parameters, self.REFERENCE, context)
         transform = QgsCoordinateTransform(reference.sourceCrs(), crs, context.transformContext())
         wkts = []
         for feature in reference.getFeatures():

@@ -203,9 +203,7 @@ class LabelClusters(MusAlgorithm):
         self.require_engine()
         import numpy as np
 
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         label_index = self.field_index(
             source,
             parameters,

@@ -145,9 +145,7 @@ class LabelPeriods(ClassifyClip):
 
         from ..engine.readings.periods import label_years
 
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         try:
             label_spec, label_set = self.label_set(parameters, context)
             label_years(label_set)  # a set without dates is refused before the model loads
@@ -219,9 +217,7 @@ class LabelPeriods(ClassifyClip):
 
         if parameters.get(self.REFERENCE) in (None, ""):
             return ""
-        reference = self.parameterAsSource(parameters, self.REFERENCE, context)
-        if reference is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.REFERENCE))
+        reference = self.required_source(parameters, self.REFERENCE, context)
         year_index = self.field_index(
             reference,
             parameters,

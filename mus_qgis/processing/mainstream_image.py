@@ -127,9 +127,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Send the points' images and the cities to the engine, then write the scored points."""
         self.require_engine()
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         cities = self._cities(parameters, context)
         rows, features = self.locations(source, parameters, context)
         locations_file, output = job_file(".json"), job_file(".json")

@@ -170,9 +170,7 @@ class ResampleToGrid(MusAlgorithm):
         self.require_engine()
         import numpy as np
 
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        source = self.required_source(parameters, self.INPUT, context)
         label_index = self.field_index(
             source, parameters, self.LABEL_FIELD, context, what="labels", required=True
         )
@@ -268,9 +266,7 @@ class ResampleToGrid(MusAlgorithm):
     def _area(self, parameters, context, crs):
         if parameters.get(self.AREA) in (None, ""):
             return None
-        area = self.parameterAsSource(parameters, self.AREA, context)
-        if area is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.AREA))
+        area = self.required_source(parameters, self.AREA, context)
         transform = QgsCoordinateTransform(area.sourceCrs(), crs, context.transformContext())
         parts = []
         for feature in area.getFeatures():

@@ -260,9 +260,7 @@ class SampleStreetCentroids(MusAlgorithm):
             return QgsGeometry.fromRect(rect)
         if not has_area:
             return None
-        source = self.parameterAsSource(parameters, self.AREA, context)
-        if source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.AREA))
+        source = self.required_source(parameters, self.AREA, context)
         if not source.sourceCrs().isValid():
             raise QgsProcessingException("The study area layer has no valid CRS.")
         transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
