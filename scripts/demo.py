@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import closing
 from functools import partial
 from pathlib import Path
@@ -75,9 +76,13 @@ def run_qgis_process(profile: Path, *args: str) -> str:
         "QGIS_CUSTOM_CONFIG_PATH": str(profile),
         "QGIS_PLUGINPATH": str(ROOT / "build" / "plugins"),
     }
+    started = time.monotonic()
     done = subprocess.run(["qgis_process.bin", *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"qgis_process {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
+    # What runs, and for how long: a newcomer sees the demo move (it takes minutes).
+    step = next((arg for arg in args if arg.startswith("mus:")), " ".join(args[:2]))
+    print(f"  qgis_process {step}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     return done.stdout
 
 

@@ -212,12 +212,16 @@ def run_demo(environment: dict) -> subprocess.CompletedProcess:
     return done
 
 
-def test_demo_writes_a_styled_geopackage_and_project():
+def test_demo_writes_a_styled_geopackage_and_project(tmp_path):
     from qgis.core import QgsCategorizedSymbolRenderer, QgsProject, QgsVectorLayer
 
     from scripts.demo import SPATIAL_LAYERS
 
-    done = run_demo({})
+    # Its own output and cache: the test neither overwrites the user's demo_output nor fills
+    # ~/.cache/mus_qgis, and nothing an earlier run cached makes it pass.
+    output = tmp_path / "demo"
+    done = run_demo({"MUS_DEMO_OUTPUT": str(output), "MUS_QGIS_CACHE": str(tmp_path / "cache")})
+    assert "0 made this run" not in done.stdout  # every dream made afresh
     assert "locations after merging points closer than 20 m: 372" in done.stdout
     assert "Points with imagery: 9, without: 0" in done.stdout
     assert "Street photos classified: 9, without a usable image: 0" in done.stdout
@@ -236,7 +240,6 @@ def test_demo_writes_a_styled_geopackage_and_project():
     assert "label_user set on 8 points BY THIS SCRIPT" in done.stdout
     assert "Probe trained on 8 corrected points: cross-validated accuracy" in done.stdout
     assert "With random weights these accuracies mean nothing" in done.stdout
-    output = ROOT / "demo_output"
     gpkg = output / "rome_monti.gpkg"
     centroids = QgsVectorLayer(f"{gpkg}|layername=street_centroids", "demo", "ogr")
     assert centroids.isValid() and centroids.featureCount() == 372
