@@ -25,12 +25,12 @@ from .clip.classify import (
     UNTRAINED_WARNING,
     check_cache_dir,
     classify_locations,
+    iter_stored_scores,
     model_cache_dir,
     open_stores,
     rank_stored_embeddings,
     report_damaged,
     report_notes,
-    score_stored_embeddings,
 )
 from .clip.embedding import Location, embed_locations
 from .clip.labels import builtin_label_set, builtin_label_sets, read_label_file
@@ -290,9 +290,10 @@ def cmd_score(args) -> int:
             args.workers,
             not args.full_decode,
         )
-        scores, status = run.scores, run.embeddings.status
+        chunks = [(paths, run.embeddings.status, run.scores)]
     else:
-        stored = score_stored_embeddings(
+        # Every stored image, chunk by chunk: a store of millions is written in bounded memory.
+        _, stored = iter_stored_scores(
             [label_set],
             spec,
             setting,
@@ -301,9 +302,8 @@ def cmd_score(args) -> int:
             _StderrProgress(),
             not args.full_decode,
         )
-        paths, (scores,) = stored.paths, stored.scores
-        status = ["ok"] * len(paths)
-    _write_scores(args.out, paths, status, scores)
+        chunks = ((paths, ["ok"] * len(paths), scores) for paths, (scores,) in stored)
+    _write_scores(args.out, args.top_k, label_set, chunks)
     return 0
 
 
@@ -341,8 +341,9 @@ def cmd_rank(args) -> int:
     return 0
 
 
-def _write_scores(out, paths, status, scores) -> None:
-    k = scores.top_k
+def _write_scores(out, top_k: int, label_set, chunks) -> None:
+    """A CSV row per image: (paths, statuses, Scores) per chunk."""
+    k = max(1, min(top_k, len(label_set)))
     header = ["path", "status"]
     for name in ("label", "score", "prob"):
         header += [f"{name}_{i}" for i in range(1, k + 1)]
@@ -357,11 +358,13 @@ def _write_scores(out, paths, status, scores) -> None:
     try:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(header)
-        for row, path in enumerate(paths):
-            labels = [label or "" for label in scores.top_labels(row)]
-            cos = [_number(v) for v in scores.cosine[row]]
-            prob = [_number(v) for v in scores.probability[row]]
-            writer.writerow([path, status[row], *labels, *cos, *prob, _number(scores.margin[row])])
+        for paths, status, scores in chunks:
+            for row, path in enumerate(paths):
+                labels = [label or "" for label in scores.top_labels(row)]
+                cos = [_number(v) for v in scores.cosine[row]]
+                prob = [_number(v) for v in scores.probability[row]]
+                margin = _number(scores.margin[row])
+                writer.writerow([path, status[row], *labels, *cos, *prob, margin])
     finally:
         if out:
             handle.close()

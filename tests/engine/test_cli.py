@@ -23,10 +23,15 @@ def model_args(tiny_checkpoint, cache):
     ]
 
 
-def test_embed_a_folder_then_score_the_store_without_images(tmp_path, tiny_checkpoint, capsys):
+def test_embed_a_folder_then_score_the_store_without_images(
+    tmp_path, tiny_checkpoint, capsys, monkeypatch
+):
+    from mus_qgis.engine.clip import classify
+
     args = model_args(tiny_checkpoint, tmp_path / "cache")
     assert main(["embed", str(IMAGES / "arezzo"), *args]) == 0
     assert "9 of 9 images embedded" in capsys.readouterr().out
+    monkeypatch.setattr(classify, "CHUNK_ROWS", 4)  # written chunk by chunk, as a big store is
 
     out = tmp_path / "scores.csv"
     assert (

@@ -15,8 +15,13 @@ from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_l
 from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
 from .rescore import StoreRanking, rank_chunks_by_set
-from .scoring import Scores, label_embeddings, score
+from .scoring import Scores, concatenated_scores, label_embeddings, score
+from .shards import ROW_GROUP_ROWS
 from .store import WHERE_TO_CHOOSE, EmbeddingStore, TextStore
+
+# Stored embeddings read at a time when a whole store is scored or ranked: 128 MiB of 512-value
+# vectors, whatever the store holds.
+CHUNK_ROWS = ROW_GROUP_ROWS
 
 UNTRAINED_WARNING = (
     "The model has random, untrained weights: its labels say nothing about the images. "
@@ -194,6 +199,16 @@ class StoredScores:
     model: LoadedModel
 
 
+@dataclass
+class StoredRankings:
+    """What a ranking needs of every stored image embedding, per label set asked for: each
+    embedding's first label and each label's mean probability, not an N×L matrix."""
+
+    rankings: list[StoreRanking]
+    count: int
+    model: LoadedModel
+
+
 def score_stored_embeddings(
     label_sets: Sequence[LabelSet],
     spec: ModelSpec,
@@ -206,55 +221,64 @@ def score_stored_embeddings(
     """Score every image embedded so far with this model and view setting; no image is read.
 
     This is how label sets are scored on a laptop over embeddings a GPU server computed: only the
-    prompts go through the model, and the store is read once for all the sets. A damaged stored
-    embedding is computed again when its image is where the store saw it; otherwise the scoring
-    is refused (a ranking without some images, or with a wrong vector, would mislead).
+    prompts go through the model. Holds every score in memory: ``iter_stored_scores`` gives them
+    chunk by chunk for a store of millions.
     """
-    progress = progress or LoggingProgress()
-    check_top_k(top_k)
-    check_cache_dir(cache_dir)
-    model = load_model(spec, model_cache_dir(cache_dir))
-    store, text_store = open_stores(cache_dir, model, setting, fast_decode)
-    try:
-        report_notes(progress, store)
-        files = store.files()
-        stored_keys, vectors, damaged = store.all()
-        if damaged:
-            _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
-            stored_keys, vectors, damaged = store.all()
-        if damaged:
-            raise _damaged_store_refusal(store, damaged, files)
-        if not stored_keys:
-            raise EmbeddingStoreError(
-                f"No image has been embedded with {spec.describe()} and views {setting.key} "
-                f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
-            )
-        text_vectors = []
-        for label_set in label_sets:
-            check_canceled(progress)
-            text_vectors.append(label_embeddings(model, label_set, text_store))
-        report_damaged(progress, None, text_store, None)
-    finally:
-        store.close()
-        text_store.close()
-    titles = ", ".join(label_set.title for label_set in label_sets)
-    progress.info(f"{len(stored_keys)} stored image embeddings scored against {titles}.")
-    paths = [_path_of(key, files) for key in stored_keys]
-    scores = [
-        score(vectors, texts, label_set, model.logit_scale, top_k)
-        for label_set, texts in zip(label_sets, text_vectors, strict=True)
-    ]
+    model, chunks = iter_stored_scores(
+        label_sets, spec, setting, cache_dir, top_k, progress, fast_decode
+    )
+    paths: list[str] = []
+    parts: list[list[Scores]] = []
+    for chunk_paths, chunk_scores in chunks:
+        paths += chunk_paths
+        parts.append(chunk_scores)
+    scores = [concatenated_scores(list(per_set)) for per_set in zip(*parts, strict=True)]
     return StoredScores(paths, scores, model)
 
 
-@dataclass
-class StoredRankings:
-    """What a ranking needs of every stored image embedding, per label set asked for: each
-    embedding's first label and each label's mean probability, not an N×L matrix."""
+def iter_stored_scores(
+    label_sets: Sequence[LabelSet],
+    spec: ModelSpec,
+    setting: ViewSetting,
+    cache_dir: str | Path,
+    top_k: int = 1,
+    progress: Progress | None = None,
+    fast_decode: bool = True,
+):
+    """The model, and (image paths, one ``Scores`` per label set) per chunk of the store.
 
-    rankings: list[StoreRanking]
-    count: int
-    model: LoadedModel
+    The store is checked whole before the first chunk is given: a damaged stored embedding is
+    computed again when its image is where the store saw it; otherwise the scoring is refused (a
+    table without some images, or with a wrong vector, would mislead). Memory: one chunk.
+    """
+    progress = progress or LoggingProgress()
+    check_top_k(top_k)
+    model, store, text_sets, count = _checked_store(
+        label_sets, spec, setting, cache_dir, progress, fast_decode
+    )
+    titles = ", ".join(label_set.title for label_set in label_sets)
+    progress.info(f"{count} stored image embeddings scored against {titles}.")
+
+    def chunks():
+        try:
+            path_of = _paths_by_digest(store.files())
+            for keys, matrix, _ in store.iter_chunks(CHUNK_ROWS):
+                check_canceled(progress)
+                if not len(matrix):
+                    continue
+                keys = keys if isinstance(keys, list) else keys.to_pylist()
+                paths = [path_of.get(key.split("@")[0], key) for key in keys]
+                yield (
+                    paths,
+                    [
+                        score(matrix, texts, label_set, model.logit_scale, top_k)
+                        for label_set, texts in zip(label_sets, text_sets, strict=True)
+                    ],
+                )
+        finally:
+            store.close()
+
+    return model, chunks()
 
 
 def rank_stored_embeddings(
@@ -271,6 +295,23 @@ def rank_stored_embeddings(
     scores; a damaged embedding is mended from its image or the ranking refused, as there.
     """
     progress = progress or LoggingProgress()
+    model, store, text_sets, count = _checked_store(
+        label_sets, spec, setting, cache_dir, progress, fast_decode
+    )
+    try:
+        rankings = rank_chunks_by_set(
+            (matrix for _, matrix, _ in store.iter_chunks(CHUNK_ROWS)), text_sets, model.logit_scale
+        )
+    finally:
+        store.close()
+    titles = ", ".join(label_set.title for label_set in label_sets)
+    progress.info(f"{count} stored image embeddings ranked against {titles}.")
+    return StoredRankings(rankings, count, model)
+
+
+def _checked_store(label_sets, spec, setting, cache_dir, progress, fast_decode):
+    """The model, the open image store (checked whole, its damage mended or refused), the label
+    sets' text vectors and how many embeddings the store holds."""
     check_cache_dir(cache_dir)
     model = load_model(spec, model_cache_dir(cache_dir))
     store, text_store = open_stores(cache_dir, model, setting, fast_decode)
@@ -281,46 +322,43 @@ def rank_stored_embeddings(
             check_canceled(progress)
             text_sets.append(label_embeddings(model, label_set, text_store))
         report_damaged(progress, None, text_store, None)
-        for attempt in ("first", "after mending"):
-            damaged: dict[str, str] = {}
-            rankings = rank_chunks_by_set(
-                _collect_damaged(store.iter_chunks(), damaged, progress),
-                text_sets,
-                model.logit_scale,
-            )
-            if not damaged:
-                break
+        count, damaged = _count_and_damage(store, progress)
+        if damaged:
             files = store.files()
-            if attempt == "first":
-                _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
-            else:
+            _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
+            count, damaged = _count_and_damage(store, progress)
+            if damaged:
                 raise _damaged_store_refusal(store, damaged, files)
-        count = rankings[0].count if rankings else 0
         if not count:
             raise EmbeddingStoreError(
                 f"No image has been embedded with {spec.describe()} and views {setting.key} "
                 f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
             )
-    finally:
+    except BaseException:
         store.close()
+        raise
+    finally:
         text_store.close()
-    titles = ", ".join(label_set.title for label_set in label_sets)
-    progress.info(f"{count} stored image embeddings ranked against {titles}.")
-    return StoredRankings(rankings, count, model)
+    return model, store, text_sets, count
 
 
-def _collect_damaged(chunks, damaged: dict, progress: Progress):
-    """The store's chunks as matrices, their damaged keys gathered on the way."""
-    for _keys, matrix, chunk_damaged in chunks:
+def _count_and_damage(store, progress) -> tuple[int, dict[str, str]]:
+    """One reading of the whole store, chunk by chunk: trusted rows, and damaged keys (why)."""
+    count, damaged = 0, {}
+    for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
         check_canceled(progress)
+        count += len(matrix)
         damaged.update(chunk_damaged)
-        yield matrix
+    return count, damaged
 
 
-def _path_of(key: str, files: dict) -> str:
-    """The image a key came from (a key is the digest of its bytes, and a panorama's yaw)."""
-    digest = key.split("@")[0]
-    return next((path for path, facts in files.items() if facts.digest == digest), key)
+def _paths_by_digest(files: dict) -> dict[str, str]:
+    """Each image digest's path (the first recorded, when one image was seen at two paths); a
+    stored key is the digest of the image's bytes, and a panorama's yaw after an @."""
+    paths: dict[str, str] = {}
+    for path, facts in files.items():
+        paths.setdefault(facts.digest, path)
+    return paths
 
 
 def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) -> None:
@@ -341,7 +379,8 @@ def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) 
 
 
 def _damaged_store_refusal(store, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
-    names = sorted({_path_of(key, files) for key in damaged})
+    path_of = _paths_by_digest(files)  # a key: the digest of the image's bytes, @ a yaw
+    names = sorted({path_of.get(key.split("@")[0], key) for key in damaged})
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     reasons = ", ".join(sorted(set(damaged.values())))
     where = (

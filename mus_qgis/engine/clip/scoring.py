@@ -30,6 +30,17 @@ class Scores:
         return [self.label_set.labels[i].text if i >= 0 else None for i in self.top_index[row]]
 
 
+def concatenated_scores(parts: list[Scores]) -> Scores:
+    """One ``Scores`` of the rows of several (chunks of one label set, in order)."""
+    import numpy as np
+
+    fields = ("top_index", "cosine", "probability", "margin", "all_cosine", "all_probability")
+    return Scores(
+        parts[0].label_set,
+        *(np.concatenate([getattr(part, name) for part in parts]) for name in fields),
+    )
+
+
 def label_embeddings(model, label_set: LabelSet, text_store=None):
     """One normalised embedding per label (L×D float32), prompts read from/written to the store."""
     import numpy as np

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from mus_qgis.engine.cli import main
+from mus_qgis.engine.clip import classify as classify_module
 from mus_qgis.engine.clip.classify import (
     classify_locations,
     rank_stored_embeddings,
@@ -167,11 +168,12 @@ def test_scoring_the_store_mends_damage_when_the_images_are_there(tiny, copy_of_
     )
 
 
-def test_ranking_the_store_in_chunks_mends_damage_and_gives_the_same_numbers(
-    tiny, copy_of_classified
+def test_the_store_read_in_chunks_mends_damage_and_gives_the_same_numbers(
+    tiny, copy_of_classified, monkeypatch
 ):
     cache, paths, first = copy_of_classified
     tamper(store_file(cache, tiny), digest_of(paths[0]), "zeros")
+    monkeypatch.setattr(classify_module, "CHUNK_ROWS", 2)  # several chunks of the 3 images
     label_set = builtin_label_set(LABELS)
     (ranking,) = rank_stored_embeddings([label_set], tiny.spec, ViewSetting(), cache).rankings
     assert ranking.count == len(paths)
@@ -180,6 +182,12 @@ def test_ranking_the_store_in_chunks_mends_damage_and_gives_the_same_numbers(
     np.testing.assert_array_equal(
         ranking.first_places, np.bincount(first.scores.top_index[:, 0], minlength=len(label_set))
     )
+    stored = score_stored_embeddings([label_set], tiny.spec, ViewSetting(), cache, top_k=2)
+    order = [stored.paths.index(p) for p in paths]
+    np.testing.assert_allclose(
+        stored.scores[0].all_probability[order], first.scores.all_probability, atol=1e-5
+    )
+    assert stored.scores[0].top_index.shape == (len(paths), 2)
 
 
 @pytest.mark.parametrize("read", [score_stored_embeddings, rank_stored_embeddings])
