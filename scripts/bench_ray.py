@@ -127,7 +127,7 @@ def model_against_ray(args) -> None:
     import torch
 
     from mus_qgis.engine.clip.embedding import Location
-    from mus_qgis.engine.clip.models import ModelSpec, load_model
+    from mus_qgis.engine.clip.models import ModelSpec, forget_models, load_model
     from mus_qgis.engine.clip.ray_embed import embed_with_ray
     from mus_qgis.engine.imagery.panorama import ViewSetting
 
@@ -150,7 +150,10 @@ def model_against_ray(args) -> None:
         f"{args.model} alone on {args.device} ({model.dtype}), batches of {args.batch_size} "
         f"views: {alone:.0f} views/s"
     )
-    del model
+    del model, batch
+    forget_models()  # the actor loads its own copy: this one must leave the device
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
     with tempfile.TemporaryDirectory(prefix="mus-bench-ray-") as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()

@@ -3,13 +3,13 @@
 Writes synthetic unit vectors (ViT-B-32's 512 values) into the store: the study's 4,157 through
 the SQLite file, as a run on one machine stores them, and 1,000,000 into its Arrow shards, as 16
 writers of a cluster would. Then, in a fresh process each (so its peak memory is the scoring's
-own), ranks a 250-label set over every stored embedding through the store's chunked reading, the
-path of ``rank`` and ``mus:ranklabels``: each embedding's first label, each label's mean
+own), ranks a 250-label set over every stored embedding through ``classify.rank_store``, the
+reading of ``rank`` and ``mus:ranklabels``: each embedding's first label, each label's mean
 probability, every vector checked. The text encoding is left aside (random unit text vectors):
-it is the same whatever the store holds. The 1,000,000 are ranked twice: with the shards in the
-page cache (just written, or read before), and, when this process may drop the cache (root), cold
-from disk, as after a copy from a cluster. Prints seconds and peak memory, and the matrix product
-alone for the same sizes.
+it is the same whatever the store holds. The 1,000,000 are ranked three times: first (each shard
+file's checksums are checked then, once), then again with the shards in the page cache, and,
+when this process may drop the cache (root), cold from disk, as after restarting the machine.
+Prints seconds and peak memory, and the matrix product alone for the same sizes.
 
     .engine/env/bin/python scripts/bench_store.py [--rows 1000000] [--labels 250]
 """
@@ -65,22 +65,16 @@ def score_store(root: Path, labels: int) -> dict:
     import numpy as np
     import torch
 
-    from mus_qgis.engine.clip.rescore import rank_chunks
+    from mus_qgis.engine.clip.classify import rank_store
     from mus_qgis.engine.clip.store import EmbeddingStore
+    from mus_qgis.engine.progress import LoggingProgress
 
     torch.set_num_threads(2)
     texts = np.random.default_rng(3).standard_normal((labels, DIM), dtype=np.float32)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     started = time.perf_counter()
     with EmbeddingStore.under(root, IDENTITY, VIEWS) as store:
-        damaged: dict = {}
-
-        def matrices():
-            for _keys, matrix, chunk_damaged in store.iter_chunks():
-                damaged.update(chunk_damaged)
-                yield matrix
-
-        ranking = rank_chunks(matrices(), texts, 100.0)
+        (ranking,), damaged = rank_store(store, [texts], 100.0, LoggingProgress())
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
     # The arithmetic alone (one chunk's product, scaled to every row), for scale.
@@ -146,12 +140,21 @@ def main() -> None:
             f"store: {args.rows:,} embeddings × {DIM} in {WRITERS} Arrow shards, "
             f"{size / 2**30:.2f} GiB, written in {written:.1f} s"
         )
-        warm = measure(big, args.labels)
-        report("sharded store, in the page cache", args.labels, warm)
+        first = measure(big, args.labels)
+        report("sharded store, first reading (checksums of every shard)", args.labels, first)
+        report(
+            "sharded store, later readings, in the page cache",
+            args.labels,
+            measure(big, args.labels),
+        )
         if drop_page_cache():
-            report("sharded store, cold from disk", args.labels, measure(big, args.labels))
+            report(
+                "sharded store, later readings, cold from disk",
+                args.labels,
+                measure(big, args.labels),
+            )
         else:
-            print("sharded store, cold from disk: not measured (dropping the cache needs root)")
+            print("later readings, cold from disk: not measured (dropping the cache needs root)")
     print(f"(targets for {args.rows:,} embeddings: < 5 s, < 4 GiB)")
 
 

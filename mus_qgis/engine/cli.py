@@ -290,20 +290,20 @@ def cmd_score(args) -> int:
             args.workers,
             not args.full_decode,
         )
-        chunks = [(paths, run.embeddings.status, run.scores)]
-    else:
-        # Every stored image, chunk by chunk: a store of millions is written in bounded memory.
-        _, stored = iter_stored_scores(
-            [label_set],
-            spec,
-            setting,
-            args.cache_dir,
-            args.top_k,
-            _StderrProgress(),
-            not args.full_decode,
-        )
+        _write_scores(args.out, args.top_k, label_set, [(paths, run.embeddings.status, run.scores)])
+        return 0
+    # Every stored image, chunk by chunk: a store of millions is written in bounded memory.
+    with iter_stored_scores(
+        [label_set],
+        spec,
+        setting,
+        args.cache_dir,
+        args.top_k,
+        _StderrProgress(),
+        not args.full_decode,
+    ) as stored:
         chunks = ((paths, ["ok"] * len(paths), scores) for paths, (scores,) in stored)
-    _write_scores(args.out, args.top_k, label_set, chunks)
+        _write_scores(args.out, args.top_k, label_set, chunks)
     return 0
 
 
@@ -342,14 +342,16 @@ def cmd_rank(args) -> int:
 
 
 def _write_scores(out, top_k: int, label_set, chunks) -> None:
-    """A CSV row per image: (paths, statuses, Scores) per chunk."""
+    """A CSV row per image: (paths, statuses, Scores) per chunk. A file is written aside and
+    renamed into place once whole: a run stopped halfway leaves no table that looks complete."""
     k = max(1, min(top_k, len(label_set)))
     header = ["path", "status"]
     for name in ("label", "score", "prob"):
         header += [f"{name}_{i}" for i in range(1, k + 1)]
     header.append("margin")
+    partial = out.with_name(f".{out.name}.partial") if out else None
     try:
-        handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+        handle = open(partial, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     except OSError as exc:
         raise MusError(
             f"Cannot write --out {out} ({exc.strerror or exc}): choose a file in a folder you "
@@ -365,9 +367,13 @@ def _write_scores(out, top_k: int, label_set, chunks) -> None:
                 prob = [_number(v) for v in scores.probability[row]]
                 margin = _number(scores.margin[row])
                 writer.writerow([path, status[row], *labels, *cos, *prob, margin])
-    finally:
         if out:
             handle.close()
+            os.replace(partial, out)
+    finally:
+        if out and not handle.closed:
+            handle.close()
+            partial.unlink(missing_ok=True)
 
 
 def _number(value) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pyarrow.feather as feather
 import pytest
@@ -85,6 +88,31 @@ def test_a_vector_edited_in_a_shard_fails_its_checksum(store):
     feather.write_feather(swapped, path, compression="uncompressed")
     found, damaged = store.get(["a", "b"])
     assert not found and damaged == {"a": "checksum mismatch", "b": "checksum mismatch"}
+    # The chunked reading cannot tell (both are unit vectors); the once-a-file check can.
+    assert all(not chunk_damaged for _, _, chunk_damaged in store.iter_chunks())
+    assert store.verify_shards() == {"a": "checksum mismatch", "b": "checksum mismatch"}
+    assert store.verify_shards()  # a damaged file is not remembered as checked
+
+
+def test_a_shard_checked_once_is_not_hashed_again_unless_it_is_another_copy(store, tmp_path):
+    vectors = unit_rows(2)
+    (path,) = store.shards.write([("a", vectors[0], 1), ("b", vectors[1], 1)])
+    assert store.verify_shards() == {}
+    table = feather.read_table(path, memory_map=False)
+    stat = path.stat()
+    # Damage that keeps the size and the modification time, in place (same inode): remembered
+    # as checked, so not hashed again (what makes the second reading of a million rows quick).
+    swapped = table.set_column(5, "checksum", table.column("checksum").take([1, 0]))
+    with path.open("r+b") as handle:
+        feather.write_feather(swapped, handle, compression="uncompressed")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_ino == stat.st_ino and path.stat().st_size == stat.st_size
+    assert store.verify_shards() == {}
+    # The same file copied in (as from a cluster, times kept: another inode) is checked again.
+    copy = path.with_name("copy.tmp")
+    shutil.copy2(path, copy)
+    copy.replace(path)
+    assert store.verify_shards() == {"a": "checksum mismatch", "b": "checksum mismatch"}
 
 
 def test_chunked_ranking_equals_scoring_everything_at_once(store):

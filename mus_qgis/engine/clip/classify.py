@@ -224,16 +224,16 @@ def score_stored_embeddings(
     prompts go through the model. Holds every score in memory: ``iter_stored_scores`` gives them
     chunk by chunk for a store of millions.
     """
-    model, chunks = iter_stored_scores(
-        label_sets, spec, setting, cache_dir, top_k, progress, fast_decode
-    )
     paths: list[str] = []
     parts: list[list[Scores]] = []
-    for chunk_paths, chunk_scores in chunks:
-        paths += chunk_paths
-        parts.append(chunk_scores)
+    with iter_stored_scores(
+        label_sets, spec, setting, cache_dir, top_k, progress, fast_decode
+    ) as chunks:
+        for chunk_paths, chunk_scores in chunks:
+            paths += chunk_paths
+            parts.append(chunk_scores)
     scores = [concatenated_scores(list(per_set)) for per_set in zip(*parts, strict=True)]
-    return StoredScores(paths, scores, model)
+    return StoredScores(paths, scores, chunks.model)
 
 
 def iter_stored_scores(
@@ -244,41 +244,72 @@ def iter_stored_scores(
     top_k: int = 1,
     progress: Progress | None = None,
     fast_decode: bool = True,
-):
-    """The model, and (image paths, one ``Scores`` per label set) per chunk of the store.
+) -> StoredScoreChunks:
+    """Every stored image embedding's scores, chunk by chunk (use it in a ``with``).
 
     The store is checked whole before the first chunk is given: a damaged stored embedding is
     computed again when its image is where the store saw it; otherwise the scoring is refused (a
-    table without some images, or with a wrong vector, would mislead). Memory: one chunk.
+    table without some images, or with a wrong vector, would mislead).
     """
     progress = progress or LoggingProgress()
     check_top_k(top_k)
-    model, store, text_sets, count = _checked_store(
+    model, text_sets, store = _model_texts_and_store(
         label_sets, spec, setting, cache_dir, progress, fast_decode
     )
+    try:
+        count = 0
+        for attempt in ("first", "after mending"):
+            damaged = store.verify_shards(progress)
+            for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
+                check_canceled(progress)
+                count += len(matrix)
+                damaged.update(chunk_damaged)
+            if not damaged:
+                break
+            count = 0
+            _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode)
+        _refuse_empty(count, spec, setting, cache_dir)
+    except BaseException:
+        store.close()
+        raise
     titles = ", ".join(label_set.title for label_set in label_sets)
     progress.info(f"{count} stored image embeddings scored against {titles}.")
+    return StoredScoreChunks(model, store, list(zip(label_sets, text_sets)), top_k, progress)
 
-    def chunks():
-        try:
-            path_of = _paths_by_digest(store.files())
-            for keys, matrix, _ in store.iter_chunks(CHUNK_ROWS):
-                check_canceled(progress)
-                if not len(matrix):
-                    continue
-                keys = keys if isinstance(keys, list) else keys.to_pylist()
-                paths = [path_of.get(key.split("@")[0], key) for key in keys]
-                yield (
-                    paths,
-                    [
-                        score(matrix, texts, label_set, model.logit_scale, top_k)
-                        for label_set, texts in zip(label_sets, text_sets, strict=True)
-                    ],
-                )
-        finally:
-            store.close()
 
-    return model, chunks()
+class StoredScoreChunks:
+    """(image paths, one ``Scores`` per label set) per chunk of a checked store, in the store's
+    order (its SQLite rows, then its shards'). Memory: one chunk of vectors and scores, plus
+    the store's path table. Closes the store when used as a context manager."""
+
+    def __init__(self, model: LoadedModel, store, sets: list, top_k: int, progress) -> None:
+        self.model = model
+        self._store, self._sets, self._top_k, self._progress = store, sets, top_k, progress
+
+    def __iter__(self):
+        path_of = _paths_by_digest(self._store.files())
+        for keys, matrix, _ in self._store.iter_chunks(CHUNK_ROWS):
+            check_canceled(self._progress)
+            if not len(matrix):
+                continue
+            keys = keys if isinstance(keys, list) else keys.to_pylist()
+            paths = [path_of.get(key.split("@")[0], [key])[0] for key in keys]
+            yield (
+                paths,
+                [
+                    score(matrix, texts, label_set, self.model.logit_scale, self._top_k)
+                    for label_set, texts in self._sets
+                ],
+            )
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> StoredScoreChunks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def rank_stored_embeddings(
@@ -290,28 +321,46 @@ def rank_stored_embeddings(
     fast_decode: bool = True,
 ) -> StoredRankings:
     """Rank label sets over every image embedded with this model and view setting, reading the
-    store in chunks: memory stays at one chunk whether it holds thousands or millions of rows
-    (a store made on a cluster). The same numbers as ranking ``score_stored_embeddings``'s
-    scores; a damaged embedding is mended from its image or the ranking refused, as there.
+    store once, in chunks: memory stays at one chunk of vectors (plus the store's keys) whether
+    it holds thousands or millions of rows (a store made on a cluster). The same numbers as
+    ranking ``score_stored_embeddings``'s scores; a damaged embedding is mended from its image
+    or the ranking refused, as there.
     """
     progress = progress or LoggingProgress()
-    model, store, text_sets, count = _checked_store(
+    model, text_sets, store = _model_texts_and_store(
         label_sets, spec, setting, cache_dir, progress, fast_decode
     )
     try:
-        rankings = rank_chunks_by_set(
-            (matrix for _, matrix, _ in store.iter_chunks(CHUNK_ROWS)), text_sets, model.logit_scale
-        )
+        for attempt in ("first", "after mending"):
+            rankings, damaged = rank_store(store, text_sets, model.logit_scale, progress)
+            if not damaged:
+                break
+            _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode)
     finally:
         store.close()
+    count = rankings[0].count if rankings else 0
+    _refuse_empty(count, spec, setting, cache_dir)
     titles = ", ".join(label_set.title for label_set in label_sets)
     progress.info(f"{count} stored image embeddings ranked against {titles}.")
     return StoredRankings(rankings, count, model)
 
 
-def _checked_store(label_sets, spec, setting, cache_dir, progress, fast_decode):
-    """The model, the open image store (checked whole, its damage mended or refused), the label
-    sets' text vectors and how many embeddings the store holds."""
+def rank_store(store, text_sets: list, logit_scale: float, progress: Progress):
+    """One reading of a whole store: a ``StoreRanking`` per label set's text vectors, and the
+    damaged keys found ({key: why}; their rows are left out of the rankings)."""
+    damaged = store.verify_shards(progress)
+
+    def matrices():
+        for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
+            check_canceled(progress)
+            damaged.update(chunk_damaged)
+            yield matrix
+
+    return rank_chunks_by_set(matrices(), text_sets, logit_scale), damaged
+
+
+def _model_texts_and_store(label_sets, spec, setting, cache_dir, progress, fast_decode):
+    """The model, each label set's text vectors and the open image store."""
     check_cache_dir(cache_dir)
     model = load_model(spec, model_cache_dir(cache_dir))
     store, text_store = open_stores(cache_dir, model, setting, fast_decode)
@@ -322,55 +371,50 @@ def _checked_store(label_sets, spec, setting, cache_dir, progress, fast_decode):
             check_canceled(progress)
             text_sets.append(label_embeddings(model, label_set, text_store))
         report_damaged(progress, None, text_store, None)
-        count, damaged = _count_and_damage(store, progress)
-        if damaged:
-            files = store.files()
-            _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
-            count, damaged = _count_and_damage(store, progress)
-            if damaged:
-                raise _damaged_store_refusal(store, damaged, files)
-        if not count:
-            raise EmbeddingStoreError(
-                f"No image has been embedded with {spec.describe()} and views {setting.key} "
-                f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
-            )
     except BaseException:
         store.close()
         raise
     finally:
         text_store.close()
-    return model, store, text_sets, count
+    return model, text_sets, store
 
 
-def _count_and_damage(store, progress) -> tuple[int, dict[str, str]]:
-    """One reading of the whole store, chunk by chunk: trusted rows, and damaged keys (why)."""
-    count, damaged = 0, {}
-    for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
-        check_canceled(progress)
-        count += len(matrix)
-        damaged.update(chunk_damaged)
-    return count, damaged
+def _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode) -> None:
+    """Damage found on the first reading is computed again from its images; damage still
+    there after that refuses the whole reading."""
+    files = store.files()
+    if attempt != "first":
+        raise _damaged_store_refusal(store, damaged, files)
+    _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
 
 
-def _paths_by_digest(files: dict) -> dict[str, str]:
-    """Each image digest's path (the first recorded, when one image was seen at two paths); a
-    stored key is the digest of the image's bytes, and a panorama's yaw after an @."""
-    paths: dict[str, str] = {}
+def _refuse_empty(count: int, spec: ModelSpec, setting: ViewSetting, cache_dir) -> None:
+    if not count:
+        raise EmbeddingStoreError(
+            f"No image has been embedded with {spec.describe()} and views {setting.key} "
+            f"under {embedding_cache_dir(cache_dir)}: embed or classify images first."
+        )
+
+
+def _paths_by_digest(files: dict) -> dict[str, list[str]]:
+    """Each image digest's paths, in the order recorded (one image may be at several); a stored
+    key is the digest of the image's bytes, and a panorama's yaw after an @."""
+    paths: dict[str, list[str]] = {}
     for path, facts in files.items():
-        paths.setdefault(facts.digest, path)
+        paths.setdefault(facts.digest, []).append(path)
     return paths
 
 
 def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) -> None:
     """Compute damaged stored embeddings again from their images, where the images are."""
+    paths_of = _paths_by_digest(files)
     locations = []
     for key in damaged:
         digest, _, yaw = key.partition("@")
-        for path, facts in files.items():
-            if facts.digest == digest:
-                # A panorama's key holds its views' yaw offset: bearing = offset, heading = 0.
-                offset = float(yaw) if yaw else None
-                locations.append(Location((path,), offset, 0.0 if yaw else None))
+        for path in paths_of.get(digest, ()):
+            # A panorama's key holds its views' yaw offset: bearing = offset, heading = 0.
+            offset = float(yaw) if yaw else None
+            locations.append(Location((path,), offset, 0.0 if yaw else None))
     if locations:
         result = embed_locations(
             locations, model, setting, store, progress, fast_decode=fast_decode
@@ -379,8 +423,8 @@ def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) 
 
 
 def _damaged_store_refusal(store, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
-    path_of = _paths_by_digest(files)  # a key: the digest of the image's bytes, @ a yaw
-    names = sorted({path_of.get(key.split("@")[0], key) for key in damaged})
+    path_of = _paths_by_digest(files)
+    names = sorted({path_of.get(key.split("@")[0], [key])[0] for key in damaged})
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     reasons = ", ".join(sorted(set(damaged.values())))
     where = (

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_UNIT_TOLERANCE = 1e-3
+from .store import UNIT_TOLERANCE
 
 
 @dataclass
@@ -65,7 +65,7 @@ def rank_chunks_by_set(chunks: Iterable, text_sets: list, logit_scale: float) ->
                 damaged += vectors.shape[0]
                 continue
             norms = torch.linalg.vector_norm(vectors, dim=1)
-            good = torch.isfinite(norms) & ((norms - 1.0).abs() <= _UNIT_TOLERANCE)
+            good = torch.isfinite(norms) & ((norms - 1.0).abs() <= UNIT_TOLERANCE)
             if not bool(good.all()):
                 damaged += int((~good).sum())
                 vectors = vectors[good]

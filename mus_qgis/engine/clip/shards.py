@@ -10,10 +10,10 @@ run, several runs at once) add to one store and a reader never sees half a file.
 Why Arrow rather than Parquet: a vector column is read memory-mapped, without decoding, so a
 million 512-value vectors are re-scored at the speed of the arithmetic (Parquet spends longer
 decoding the list than the scoring takes). Each row keeps the store's checksum of key, view count
-and vector, which ``EmbeddingStore`` checks like its SQLite rows; the chunked re-scoring
-(``iter_chunks`` + ``rescore``) checks every vector's length, finiteness and unit length instead,
-which damage on disk almost never leaves intact. Memory stays at one chunk, and each key comes
-once even when two writers stored the same image.
+and vector, which ``EmbeddingStore`` checks like its SQLite rows: row by row where it reads a few
+(``get``), and once a file where it reads them all in chunks (``verify_shards``), which also
+check every vector's length, finiteness and unit length. Memory stays at one chunk, and each key
+comes once even when two writers stored the same image.
 """
 
 from __future__ import annotations
@@ -188,10 +188,12 @@ class ShardFolder:
             "run again: its embeddings are then computed afresh from the images."
         )
 
-    def _batches(self, dataset: str, columns: list[str], batch_rows: int = ROW_GROUP_ROWS):
+    def _batches(
+        self, dataset: str, columns: list[str], batch_rows: int = ROW_GROUP_ROWS, paths=None
+    ):
         import pyarrow as pa
 
-        for path in self.shard_paths(dataset):
+        for path in self.shard_paths(dataset) if paths is None else paths:
             source, reader = self._open(path)
             try:
                 for index in range(reader.num_record_batches):
@@ -213,12 +215,21 @@ class ShardFolder:
     def rows(self, wanted: set[str] | None = None) -> list[tuple[str, int, bytes, str]]:
         """(key, views, vector bytes, checksum) rows, the form ``EmbeddingStore`` checks; all of
         them, or those of ``wanted`` keys. A key stored twice comes once."""
+        found: dict[str, tuple[str, int, bytes, str]] = {}
+        for batch in self.row_batches(wanted):
+            for row in batch:
+                found.setdefault(row[0], row)
+        return list(found.values())
+
+    def row_batches(self, wanted: set[str] | None = None, paths=None):
+        """``rows``' rows a batch at a time, from every shard or those of ``paths`` (a key two
+        writers stored comes twice)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        found: dict[str, tuple[str, int, bytes, str]] = {}
         value_set = pa.array(sorted(wanted), pa.string()) if wanted is not None else None
-        for batch in self._batches("embeddings", ["key", "views", "vector", "checksum"]):
+        columns = ["key", "views", "vector", "checksum"]
+        for batch in self._batches("embeddings", columns, paths=paths):
             if value_set is not None:
                 batch = batch.filter(pc.is_in(batch.column(0), value_set=value_set))
             if not batch.num_rows:
@@ -229,22 +240,18 @@ class ShardFolder:
                 vectors.offset * dim : (vectors.offset + len(vectors)) * dim
             ]
             raw = flat.astype("<f4", copy=False).tobytes()
-            for index, (key, views, checksum) in enumerate(
-                zip(
-                    batch.column(0).to_pylist(),
-                    batch.column(1).to_pylist(),
-                    batch.column(3).to_pylist(),
-                    strict=True,
-                )
-            ):
-                if key not in found:
-                    found[key] = (
-                        key,
-                        views,
-                        raw[index * dim * 4 : (index + 1) * dim * 4],
-                        checksum,
+            size = dim * 4
+            yield [
+                (key, views, raw[index * size : (index + 1) * size], checksum)
+                for index, (key, views, checksum) in enumerate(
+                    zip(
+                        batch.column(0).to_pylist(),
+                        batch.column(1).to_pylist(),
+                        batch.column(3).to_pylist(),
+                        strict=True,
                     )
-        return list(found.values())
+                )
+            ]
 
     def file_records(self) -> dict[str, tuple[int | None, int | None, ImageFacts]]:
         records = {}

@@ -16,6 +16,9 @@ that fails is reported as damaged like any other.
 Embeddings made elsewhere at scale (a Ray cluster, ``ray_embed``) live beside the SQLite file as
 Arrow shards (``shards.py``); the store reads them as its own: keys, vectors, file facts. What
 the SQLite file holds wins over a shard's row for the same key (a mended vector is saved there).
+A whole-store reading (``iter_chunks``, for ranking and scoring a store of millions) checks each
+row's length, finiteness and unit length as it goes, and each shard file's checksums once on
+this machine (``verify_shards``), not at every reading.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import EmbeddingStoreError
+from ..progress import check_canceled
 from .shards import ROW_GROUP_ROWS, ShardFolder, shard_folder_of
 from .views import ImageFacts
 
@@ -41,10 +45,13 @@ CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT NOT NULL,
     kind TEXT NOT NULL, width INTEGER, height INTEGER, heading REAL);
 CREATE TABLE IF NOT EXISTS texts (prompt TEXT PRIMARY KEY, vector BLOB NOT NULL, checksum TEXT);
+CREATE TABLE IF NOT EXISTS verified_shards (
+    name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, device INTEGER NOT NULL);
 """
 
 # A stored vector is a normalised embedding; a little float32 rounding is all it may show.
-_UNIT_TOLERANCE = 1e-3
+UNIT_TOLERANCE = 1e-3
 WHERE_TO_CHOOSE = "CACHE_FOLDER in QGIS, --cache-dir on the command line"
 
 
@@ -316,14 +323,74 @@ class EmbeddingStore:
             return keys, np.zeros((0, 0), dtype=np.float32), damaged
         return keys, np.stack([found[key] for key in keys]), damaged
 
+    def verify_shards(self, progress=None) -> dict[str, str]:
+        """Check the checksum of every row of each shard file not yet checked on this machine;
+        return the damaged keys ({key: why}) that SQLite does not hold in their place.
+
+        ``iter_chunks`` checks a shard row's length, finiteness and unit length, which a swapped
+        row or a flipped low bit pass; a checksum catches them. Hashing a million rows takes
+        seconds, so a file whose every row passed is remembered (name, size, modification time,
+        inode and device: a copy brought from a cluster, even one keeping the times, is another
+        inode, so it is checked again) and not hashed at the next reading. A read-only store
+        remembers nothing and checks at every reading.
+        """
+        if not self.shards.exists():
+            return {}
+        try:
+            verified = {
+                name: tuple(rest)
+                for name, *rest in self._db.execute(
+                    "SELECT name, size, mtime_ns, inode, device FROM verified_shards"
+                )
+            }
+        except sqlite3.OperationalError:  # a read-only store from before the table existed
+            verified = {}
+        damaged: dict[str, str] = {}
+        for path in self.shards.shard_paths():
+            stat = path.stat()
+            identity = (stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+            if verified.get(path.name) == identity:
+                continue
+            failed = {}
+            for batch in self.shards.row_batches(paths=[path]):
+                if progress is not None:
+                    check_canceled(progress)
+                for key, views, blob, checksum in batch:
+                    if checksum != vector_checksum(key, views, blob):
+                        failed[key] = "checksum mismatch"
+            if failed:  # a key SQLite holds is read from there: its shard row is moot
+                held = self.sqlite_keys(failed)
+                failed = {key: why for key, why in failed.items() if key not in held}
+            damaged.update(failed)
+            if not failed and self.writable:
+                with self._db:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO verified_shards VALUES (?, ?, ?, ?, ?)",
+                        (path.name, *identity),
+                    )
+        return damaged
+
+    def sqlite_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` the SQLite file holds (whatever a shard holds of them)."""
+        wanted, held = list(keys), set()
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            held.update(
+                row[0]
+                for row in self._query(f"SELECT key FROM embeddings WHERE key IN ({marks})", chunk)
+            )
+        return held
+
     def iter_chunks(self, rows: int = ROW_GROUP_ROWS):
         """(keys, N×D float32 matrix of trusted vectors, {damaged key: why}) per chunk of every
         stored embedding: the store read in bounded memory, however many rows it holds.
 
         The SQLite rows come first (checked as ``all`` checks them), then the shards' rows whose
         keys SQLite does not hold, checked for length, finiteness and unit length at once over
-        the chunk (a shard row's checksum is left to ``get`` and ``all``: checking it here would
-        cost a hash per row, slower than the scoring). Memory: one chunk, and the SQLite keys.
+        the chunk; their checksums are ``verify_shards``' (once a file, not at every reading: a
+        hash per row costs more than the scoring), which a whole-store reading calls first.
+        Memory: one chunk of vectors, plus every SQLite key (to leave out the shards' copies).
         """
         import numpy as np
 
@@ -367,7 +434,7 @@ class EmbeddingStore:
             return [], np.zeros((0, self._dimension), dtype=np.float32), damaged
         # One pass, no copy: a NaN or infinite value makes its row's norm fail the test too.
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
-        good = np.abs(norms - 1.0) <= _UNIT_TOLERANCE
+        good = np.abs(norms - 1.0) <= UNIT_TOLERANCE
         damaged = {}
         if not good.all():
             for row in np.flatnonzero(~good):
@@ -416,7 +483,7 @@ class EmbeddingStore:
             for (key, _), row, is_finite, norm in zip(entries, matrix, finite, norms, strict=True):
                 if not is_finite:
                     damaged[key] = "not a finite vector"
-                elif abs(norm - 1.0) > _UNIT_TOLERANCE:
+                elif abs(norm - 1.0) > UNIT_TOLERANCE:
                     damaged[key] = f"not unit length (norm {norm:.3g})"
                 else:
                     found[key] = row

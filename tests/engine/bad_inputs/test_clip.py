@@ -16,6 +16,8 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
 import pytest
 from PIL import Image
 
@@ -188,6 +190,62 @@ def test_the_store_read_in_chunks_mends_damage_and_gives_the_same_numbers(
         stored.scores[0].all_probability[order], first.scores.all_probability, atol=1e-5
     )
     assert stored.scores[0].top_index.shape == (len(paths), 2)
+
+
+def shard_the_store(cache: Path, model, swap: tuple[str, str]) -> None:
+    """Move the store's SQLite rows into an Arrow shard, as a cluster's run leaves them, then
+    exchange two rows' vectors in the file, their checksums kept (a swapped row: both still
+    unit vectors, so only the checksums can tell)."""
+    setting_key = store_key(ViewSetting())
+    with EmbeddingStore.under(cache / "embeddings", model.identity, setting_key) as store:
+        keys, matrix, _ = store.all()
+        views = dict(store._query("SELECT key, views FROM embeddings"))
+        files = [(path, None, None, facts) for path, facts in store.files().items()]
+        store.shards.write(
+            [(key, vector, views[key]) for key, vector in zip(keys, matrix, strict=True)], files
+        )
+        path = store.shards.shard_paths()[0]
+    table = feather.read_table(path, memory_map=False)
+    order = table.column("key").to_pylist()
+    vectors = table.column("vector").to_pylist()
+    first, second = order.index(swap[0]), order.index(swap[1])
+    vectors[first], vectors[second] = vectors[second], vectors[first]
+    column = pa.array(vectors, table.schema.field("vector").type)
+    table = table.set_column(table.column_names.index("vector"), "vector", column)
+    feather.write_feather(table, path, compression="uncompressed")
+    with closing(sqlite3.connect(store_file(cache, model))) as db, db:
+        db.execute("DELETE FROM embeddings")
+        db.execute("DELETE FROM files")
+
+
+@pytest.mark.parametrize("images_there", [True, False])
+def test_swapped_vectors_in_a_shard_are_caught_by_their_checksums(
+    tiny, copy_of_classified, images_there
+):
+    cache, paths, first = copy_of_classified
+    a, b = digest_of(paths[0]), digest_of(paths[1])
+    shard_the_store(cache, tiny, swap=(a, b))
+    label_set = builtin_label_set(LABELS)
+    moved = [Path(p).with_suffix(".moved") for p in paths[:2]]
+    if not images_there:
+        for path, aside in zip(paths, moved):
+            Path(path).rename(aside)
+    try:
+        if images_there:  # mended from the images: each image's own numbers again
+            stored = score_stored_embeddings([label_set], tiny.spec, ViewSetting(), cache)
+            order = [stored.paths.index(p) for p in paths]
+            np.testing.assert_allclose(
+                stored.scores[0].all_probability[order], first.scores.all_probability, atol=1e-5
+            )
+        else:
+            for read in (rank_stored_embeddings, score_stored_embeddings):
+                with pytest.raises(EmbeddingStoreError, match="checksum mismatch") as raised:
+                    read([label_set], tiny.spec, ViewSetting(), cache)
+                assert paths[0] in str(raised.value) and paths[1] in str(raised.value)
+    finally:
+        for path, aside in zip(paths, moved):
+            if aside.exists():
+                aside.rename(path)
 
 
 @pytest.mark.parametrize("read", [score_stored_embeddings, rank_stored_embeddings])
