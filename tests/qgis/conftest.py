@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
@@ -10,14 +12,23 @@ from tests.conftest import AREZZO_PHOTOS, PANORAMAS, TINY_MODEL_CONFIG
 
 @pytest.fixture(scope="session")
 def mus_provider(qgis_processing):
+    """The mus provider, removed again before QGIS exits: unloading it lets go of what QGIS kept
+    of the failed runs (their frames and the layers in them, see base.releasing_failures), while
+    GDAL is still there to close their files."""
+    from mus_qgis.processing.base import release_failed_runs
     from mus_qgis.processing.provider import MusProvider
 
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mus")
-    if provider is None:
+    added = provider is None
+    if added:
         provider = MusProvider()
         assert registry.addProvider(provider)
-    return provider
+    yield provider
+    if added:
+        assert registry.removeProvider(provider)
+    release_failed_runs()
+    gc.collect()  # what the released frames held in reference cycles
 
 
 @pytest.fixture
