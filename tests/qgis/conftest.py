@@ -102,26 +102,3 @@ def classified_path(mus_provider, tiny_checkpoint, tmp_path_factory):
         },
     )
     return str(output)
-
-
-# Since the suite grew to 202 tests (inspector docks and tasks, layouts, dream and probe runs in
-# one process), the QGIS 3.22, 3.40 and 3.44 Python processes crash at interpreter exit, after
-# pytest has reported every result, while Qt and SIP free what is left in no fixed order. The
-# results are final by then: the process leaves with pytest's own exit status, without that
-# teardown. (Which object's destruction crashes is not found yet; each file alone exits cleanly.)
-_EXIT_STATUS: dict[str, int] = {}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    import os
-    import sys
-
-    if "status" in _EXIT_STATUS and not os.environ.get("MUS_FULL_TEARDOWN"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS["status"])
