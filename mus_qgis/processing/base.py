@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +24,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import resource_path
@@ -39,8 +42,86 @@ def output_folder(destination: str) -> Path | None:
     return Path(path).parent if Path(path).is_absolute() else None
 
 
+# The frames QGIS keeps of failed runs (see releasing_failures), emptied once they have returned.
+_KEPT_FRAMES: list = []
+_KEPT_LOCK = threading.Lock()
+_SUSPENDABLE = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
+
+
+def releasing_failures(method):
+    """``method`` (a prepareAlgorithm or processAlgorithm) whose QgsProcessingException reaches
+    QGIS holding nothing of the failed run.
+
+    QGIS's Python bindings never let go of a QgsProcessingException that a Python algorithm
+    raises (python/core/core.sip.in, processing_exception_handler: PyErr_Fetch with no matching
+    decrefs; QGIS 3.22 to 3.44 at least), nor of its traceback: every frame of the run stayed
+    alive with its locals (input layers, feature sources, sinks with their GeoPackages open), and
+    through f_back so did the frames that called it (processing.run's, a dialog's, a script's,
+    a test's). The desktop kept them until it quit; the headless tests' process crashed at exit,
+    when Python deleted a kept GeoPackage layer after QgsApplication.exitQgis had closed GDAL.
+
+    So the exception raised inside is let go here (its frames with it), and QGIS gets a new one
+    with the same message, raised from this frame emptied of the run's parameters, context and
+    feedback, with no chained exception. This frame and its callers are still kept by QGIS:
+    release_failed_runs empties them once they have returned (at the next run, and when the
+    provider is unloaded). Other exceptions (bugs) take QGIS's traceback path, which frees them.
+    """
+
+    @functools.wraps(method)
+    def run(self, parameters, context, feedback):
+        release_failed_runs()
+        try:
+            return method(self, parameters, context, feedback)
+        except QgsProcessingException as exc:
+            message = str(exc)
+        del self, parameters, context, feedback
+        with _KEPT_LOCK:
+            _KEPT_FRAMES.append(sys._getframe())
+        raise QgsProcessingException(message)
+
+    return run
+
+
+def release_failed_runs() -> None:
+    """Empty the frames QGIS keeps of failed runs, from the failing one up through its callers,
+    of those that have returned (a frame still running keeps its callers running too: it waits
+    for the next call). A generator's frame is left as it is: clearing it would close it. Only on
+    the main thread, where the layers and widgets the frames hold live: a task's run leaves them
+    for a later call there."""
+    application = QCoreApplication.instance()
+    if application is None or QThread.currentThread() is not application.thread():
+        return
+    with _KEPT_LOCK:
+        kept = _KEPT_FRAMES[:]
+        _KEPT_FRAMES.clear()
+    running = []
+    for frame in kept:
+        while frame is not None and not frame.f_code.co_flags & _SUSPENDABLE:
+            back = frame.f_back
+            try:
+                frame.clear()
+            except RuntimeError:  # still executing
+                running.append(frame)
+                break
+            frame = back
+    with _KEPT_LOCK:
+        _KEPT_FRAMES.extend(running)
+
+
 class MusAlgorithm(QgsProcessingAlgorithm):
     """Base of the plugin's algorithms; subclasses set ``NAME``, ``DISPLAY_NAME``, ``GROUP``."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Each algorithm's own prepareAlgorithm and processAlgorithm release a failed run."""
+        super().__init_subclass__(**kwargs)
+        for name in ("prepareAlgorithm", "processAlgorithm"):
+            if name in cls.__dict__:
+                setattr(cls, name, releasing_failures(cls.__dict__[name]))
 
     NAME = ""
     DISPLAY_NAME = ""
@@ -140,6 +221,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
                     return f"{label} must be one of 0 to {count - 1} ({choices}), not {value}."
         return ""
 
+    @releasing_failures
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:
         """Make the folder of every file output that is missing, and say so."""
         for definition, folder in self._missing_output_folders(parameters, context):

@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import plugin_version, resource_path
 from ..engine.worker import client
+from .base import release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
 from .dream_streets import DreamStreets
@@ -83,7 +84,9 @@ class MusProvider(QgsProcessingProvider):
         return super().load()
 
     def unload(self) -> None:
-        """Remove the settings and stop idle engine workers."""
+        """Remove the settings, stop idle engine workers, and let go of what QGIS kept of failed
+        runs (see base.releasing_failures)."""
+        release_failed_runs()
         try:
             from processing.core.ProcessingConfig import ProcessingConfig
         except ImportError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
@@ -10,14 +12,23 @@ from tests.conftest import AREZZO_PHOTOS, PANORAMAS, TINY_MODEL_CONFIG
 
 @pytest.fixture(scope="session")
 def mus_provider(qgis_processing):
+    """The mus provider, removed again before QGIS exits: unloading it lets go of what QGIS kept
+    of the failed runs (their frames and the layers in them, see base.releasing_failures), while
+    GDAL is still there to close their files."""
+    from mus_qgis.processing.base import release_failed_runs
     from mus_qgis.processing.provider import MusProvider
 
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mus")
-    if provider is None:
+    added = provider is None
+    if added:
         provider = MusProvider()
         assert registry.addProvider(provider)
-    return provider
+    yield provider
+    if added:
+        assert registry.removeProvider(provider)
+    release_failed_runs()
+    gc.collect()  # what the released frames held in reference cycles
 
 
 @pytest.fixture
@@ -91,26 +102,3 @@ def classified_path(mus_provider, tiny_checkpoint, tmp_path_factory):
         },
     )
     return str(output)
-
-
-# Since the suite grew to 202 tests (inspector docks and tasks, layouts, dream and probe runs in
-# one process), the QGIS 3.22, 3.40 and 3.44 Python processes crash at interpreter exit, after
-# pytest has reported every result, while Qt and SIP free what is left in no fixed order. The
-# results are final by then: the process leaves with pytest's own exit status, without that
-# teardown. (Which object's destruction crashes is not found yet; each file alone exits cleanly.)
-_EXIT_STATUS: dict[str, int] = {}
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT_STATUS["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    import os
-    import sys
-
-    if "status" in _EXIT_STATUS and not os.environ.get("MUS_FULL_TEARDOWN"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT_STATUS["status"])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import configparser
+import gc
 import os
 import subprocess
 import sys
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -193,6 +195,29 @@ def test_runs_inside_a_graphical_model(mus_provider):
     layer = context.getMapLayer(results[key])
     assert layer.featureCount() == 372
     assert QgsApplication.processingRegistry().algorithmById("mus:samplestreetcentroids")
+
+
+def test_a_failed_run_lets_go_of_its_layers(mus_provider, tmp_path):
+    """QGIS keeps a QgsProcessingException that a Python algorithm raises, and every frame of the
+    run with it (and the frames that called processing.run): the layers in them stayed open until
+    the process ended. Once the run has returned, the plugin lets go of them (here asked at once;
+    otherwise at the next run or when the provider is unloaded)."""
+    from processing import run
+    from qgis.core import QgsProcessingException, QgsVectorLayer
+
+    from mus_qgis.processing.base import release_failed_runs
+    from tests.qgis.test_classify_clip import photo_points
+
+    path = str(tmp_path / "plain.gpkg")
+    run("native:savefeatures", {"INPUT": photo_points(tmp_path), "OUTPUT": path})
+    layer = QgsVectorLayer(path, "plain", "ogr")
+    kept = weakref.ref(layer)
+    with pytest.raises(QgsProcessingException, match="carries no CLIP-classify run settings"):
+        run("mus:trainprobe", {"INPUT": layer, "OUTPUT": "memory:"})
+    del layer
+    release_failed_runs()
+    gc.collect()
+    assert kept() is None, "the failed run's layer is still open"
 
 
 def run_demo(environment: dict) -> subprocess.CompletedProcess:
