@@ -16,8 +16,6 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.feather as feather
 import pytest
 from PIL import Image
 
@@ -196,6 +194,9 @@ def shard_the_store(cache: Path, model, swap: tuple[str, str]) -> None:
     """Move the store's SQLite rows into an Arrow shard, as a cluster's run leaves them, then
     exchange two rows' vectors in the file, their checksums kept (a swapped row: both still
     unit vectors, so only the checksums can tell)."""
+    import pyarrow as pa  # here: QGIS's tests import this module's image helpers, without Arrow
+    import pyarrow.feather as feather
+
     setting_key = store_key(ViewSetting())
     with EmbeddingStore.under(cache / "embeddings", model.identity, setting_key) as store:
         keys, matrix, _ = store.all()
