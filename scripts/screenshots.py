@@ -3,7 +3,8 @@ algorithm's dialog and the pipeline model in the Graphical Modeler; then the dem
 as a browser shows them (headless Chromium, when installed: `apt-get install chromium`).
 
 Runs the real QGIS desktop on a virtual screen (Xvfb, openbox) with the packaged plugin in a fresh
-profile, as tests/qgis/test_desktop.py does, and drives it with scripts/screenshots_session.py.
+profile, as the desktop tests do (tests/desktop.py), and drives it with
+scripts/screenshots_session.py.
 Run `make demo` first (the project it opens), then, with QGIS's Python:
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
@@ -69,14 +70,7 @@ def report_screenshots(reports: list[Path], folder: Path) -> list[str]:
 
 
 def main() -> int:
-    from scripts.package import build_zip
-    from tests.qgis.test_desktop import (
-        _fresh_profile,
-        _session_environment,
-        _start,
-        _start_xvfb,
-        _stop,
-    )
+    from tests.desktop import qgis_desktop
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -87,7 +81,6 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mus_screenshots_") as work:
         work = Path(work)
-        _fresh_profile(work / "qgis", build_zip(work / "dist" / "mus_qgis.zip"))
         result = work / "result.json"
         settings = {
             "result": str(result),
@@ -95,34 +88,12 @@ def main() -> int:
             "project": str(args.project.resolve()),
             "algorithms": list(ALGORITHMS),
         }
-        (work / "shots.json").write_text(json.dumps(settings), encoding="utf-8")
-        env = _session_environment(work / "xdg-runtime")
-        xvfb = window_manager = qgis = None
-        try:
-            xvfb, env["DISPLAY"] = _start_xvfb(work / "xvfb.log")
-            window_manager = _start(["openbox", "--sm-disable"], env, work / "openbox.log")
-            qgis = _start(
-                [
-                    "qgis",
-                    "--noversioncheck",
-                    "--nologo",
-                    "--profiles-path",
-                    str(work / "qgis"),
-                    "--code",
-                    str(ROOT / "scripts" / "screenshots_session.py"),
-                ],
-                {**env, "MUS_SCREENSHOTS": str(work / "shots.json")},
-                work / "qgis.log",
-                cwd=work,
-            )
+        script = ROOT / "scripts" / "screenshots_session.py"
+        with qgis_desktop(work, script, settings, variable="MUS_SCREENSHOTS") as desktop:
             try:
-                qgis.wait(timeout=TIMEOUT_S)
+                desktop.qgis.wait(timeout=TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 print(f"QGIS did not finish within {TIMEOUT_S} s", file=sys.stderr)
-        finally:
-            _stop(qgis)
-            _stop(window_manager)
-            _stop(xvfb)
         seen = json.loads(result.read_text(encoding="utf-8")) if result.exists() else {}
         reports = sorted(args.project.parent.glob("*.html"))
         for path in [*seen.get("saved", []), *report_screenshots(reports, args.out)]:

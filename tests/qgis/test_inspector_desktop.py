@@ -7,22 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 
 import pytest
 
-from scripts.package import build_zip
 from tests.conftest import ROOT
-from tests.qgis.test_desktop import (
-    _fresh_profile,
-    _session_environment,
-    _start,
-    _start_xvfb,
-    _started_by,
-    _stop,
-    _tail,
-)
+from tests.desktop import qgis_desktop, tail
 
 QGIS_TIMEOUT_S = 120
 
@@ -30,44 +20,20 @@ QGIS_TIMEOUT_S = 120
 def test_the_inspector_shows_a_clicked_point_in_the_desktop(tmp_path, classified_path):
     missing = [tool for tool in ("qgis", "Xvfb", "openbox") if not shutil.which(tool)]
     assert not missing, f"the desktop test needs {missing}: run scripts/install_system.sh"
-    _fresh_profile(tmp_path / "qgis", build_zip(tmp_path / "dist" / "mus_qgis.zip"))
     result = tmp_path / "result.json"
     screenshot = os.environ.get("MUS_INSPECTOR_SCREENSHOT") or str(tmp_path / "inspector.png")
-    session_file = tmp_path / "session.json"
-    session_file.write_text(
-        json.dumps(
-            {
-                "result": str(result),
-                "classified": classified_path,
-                "screenshot": screenshot,
-                "run_timeout_s": 60,
-            }
-        ),
-        encoding="utf-8",
-    )
-    env = _session_environment(tmp_path / "xdg-runtime")
-    xvfb = window_manager = qgis = None
-    try:
-        xvfb, env["DISPLAY"] = _start_xvfb(tmp_path / "xvfb.log")
-        window_manager = _start(["openbox", "--sm-disable"], env, tmp_path / "openbox.log")
-        qgis = _start(
-            [
-                "qgis",
-                "--noversioncheck",
-                "--nologo",
-                "--profiles-path",
-                str(tmp_path / "qgis"),
-                "--code",
-                str(ROOT / "tests" / "inspector_session.py"),
-            ],
-            {**env, "MUS_DESKTOP_SESSION": str(session_file)},
-            tmp_path / "qgis.log",
-            cwd=tmp_path,
-        )
+    session = {
+        "result": str(result),
+        "classified": classified_path,
+        "screenshot": screenshot,
+        "run_timeout_s": 60,
+    }
+    with qgis_desktop(tmp_path, ROOT / "tests" / "inspector_session.py", session) as desktop:
+        qgis = desktop.qgis
         try:
             code = qgis.wait(timeout=QGIS_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"QGIS did not finish: {_tail(result)}\n{_tail(tmp_path / 'qgis.log')}")
+            pytest.fail(f"QGIS did not finish: {tail(result)}\n{tail(tmp_path / 'qgis.log')}")
         seen = json.loads(result.read_text(encoding="utf-8"))
         assert code == 0 and seen["errors"] == [], (seen["errors"], seen["steps"])
         assert [m for m in seen["messages"] if m["tag"] == "Python error"] == []
@@ -96,9 +62,3 @@ def test_the_inspector_shows_a_clicked_point_in_the_desktop(tmp_path, classified
             assert fact in shown["details"]
         assert shown["links"] == 1 and shown["order"] == "lowest margin first"
         assert seen["screenshot_saved"] and os.path.getsize(screenshot) > 10_000
-    finally:
-        _stop(qgis)
-        _stop(window_manager)
-        _stop(xvfb)
-        for pid in _started_by(session_file):
-            os.kill(pid, signal.SIGKILL)
