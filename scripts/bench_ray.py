@@ -49,6 +49,17 @@ def make_panoramas(folder: Path, count: int) -> list[str]:
     return paths
 
 
+def start_local_cluster(ray, cpus: int, gpus: int = 0) -> None:
+    """A local Ray cluster of that many logical CPUs (and GPUs) whose workers import this tree."""
+    ray.init(
+        num_cpus=cpus,
+        num_gpus=gpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--panoramas", type=int, default=200)
@@ -100,12 +111,7 @@ def main() -> None:
         )
         for actors in (1, 2):
             # Each actor has one CPU, the decoding tasks one more: logical CPUs on 2 real cores.
-            ray.init(
-                num_cpus=actors + 1,
-                include_dashboard=False,
-                log_to_driver=False,
-                runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
-            )
+            start_local_cluster(ray, cpus=actors + 1)
             try:
                 started = time.perf_counter()
                 ran = embed_with_ray(
@@ -160,13 +166,7 @@ def model_against_ray(args) -> None:
         paths = make_panoramas(tmp / "images", args.panoramas)
         gpus = 1 if args.device.startswith("cuda") else 0
         cpus = os.cpu_count() or 2
-        ray.init(
-            num_cpus=cpus,
-            num_gpus=gpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
-        )
+        start_local_cluster(ray, cpus, gpus)
         try:
             started = time.perf_counter()
             ran = embed_with_ray(
