@@ -75,6 +75,17 @@ TEE_PID=$!
 echo "fresh_check $SUITE: $(date -u '+%Y-%m-%d %H:%M:%SZ'), repository $REPO ($REF" \
   "$(git -C "$REPO" rev-parse --short "$REF")), root $ROOT_DIR, log $LOG"
 
+# What the check itself needs on this host, from its own Debian packages when missing (a host
+# that is itself fresh has no debootstrap).
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v findmnt >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing on this host: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
 # The mirror this host's apt uses (only Debian's mirrors answer here): the first enabled source
 # whose path ends in /debian, from one-line .list files or deb822 .sources files.
 host_mirror() {
