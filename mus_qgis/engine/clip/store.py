@@ -236,6 +236,15 @@ class EmbeddingStore:
         except sqlite3.DatabaseError as exc:
             raise damaged_store_error(self.path, exc) from exc
 
+    def _select_in(self, select: str, values: Iterable) -> list:
+        """The rows of ``select`` (ending in "WHERE column") IN ``values``, asked 900 values at a
+        time: SQLite bounds the parameters of one statement."""
+        values, rows = list(values), []
+        for start in range(0, len(values), 900):
+            chunk = values[start : start + 900]
+            rows += self._query(f"{select} IN ({','.join('?' * len(chunk))})", chunk)
+        return rows
+
     def checksum_column(self, table: str) -> str:
         """What to select for a vector's checksum (an old read-only store has none to read)."""
         return "checksum" if self._checksum_column[table] else "NULL"
@@ -290,15 +299,11 @@ class EmbeddingStore:
     def get(self, keys: Iterable[str]) -> tuple[dict[str, object], dict[str, str]]:
         """The trusted vectors of ``keys``, and, for each damaged one, what is wrong with it."""
         wanted = list(dict.fromkeys(keys))
-        rows = []
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            rows += self._query(
-                f"SELECT key, views, vector, {self.checksum_column('embeddings')} FROM embeddings "
-                f"WHERE key IN ({marks})",
-                chunk,
-            )
+        rows = self._select_in(
+            f"SELECT key, views, vector, {self.checksum_column('embeddings')} FROM embeddings "
+            "WHERE key",
+            wanted,
+        )
         if self.shards.exists():
             missing = set(wanted) - {row[0] for row in rows}
             if missing:
@@ -372,15 +377,7 @@ class EmbeddingStore:
 
     def sqlite_keys(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` the SQLite file holds (whatever a shard holds of them)."""
-        wanted, held = list(keys), set()
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            held.update(
-                row[0]
-                for row in self._query(f"SELECT key FROM embeddings WHERE key IN ({marks})", chunk)
-            )
-        return held
+        return {row[0] for row in self._select_in("SELECT key FROM embeddings WHERE key", keys)}
 
     def iter_chunks(self, rows: int = ROW_GROUP_ROWS):
         """(keys, N×D float32 matrix of trusted vectors, {damaged key: why}) per chunk of every
@@ -495,12 +492,9 @@ class EmbeddingStore:
         """What is known of each path: (size, mtime_ns, facts)."""
         wanted = list(dict.fromkeys(paths))
         known = {}
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT * FROM files WHERE path IN ({marks})", chunk):
-                path, size, mtime, digest, kind, width, height, heading = row
-                known[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
+        for row in self._select_in("SELECT * FROM files WHERE path", wanted):
+            path, size, mtime, digest, kind, width, height, heading = row
+            known[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
         if self.shards.exists() and len(known) < len(wanted):
             records = self.shards.file_records()
             known.update(
