@@ -256,18 +256,13 @@ def iter_stored_scores(
     model, text_sets, store = _model_texts_and_store(
         label_sets, spec, setting, cache_dir, progress, fast_decode
     )
+
+    def count_rows():
+        damaged: dict[str, str] = {}
+        return sum(len(m) for m in _checked_matrices(store, damaged, progress)), damaged
+
     try:
-        count = 0
-        for attempt in ("first", "after mending"):
-            damaged = store.verify_shards(progress)
-            for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
-                check_canceled(progress)
-                count += len(matrix)
-                damaged.update(chunk_damaged)
-            if not damaged:
-                break
-            count = 0
-            _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode)
+        count = _read_mending(count_rows, model, setting, store, progress, fast_decode)
         _refuse_empty(count, spec, setting, cache_dir)
     except BaseException:
         store.close()
@@ -293,7 +288,7 @@ class StoredScoreChunks:
             if not len(matrix):
                 continue
             keys = keys if isinstance(keys, list) else keys.to_pylist()
-            paths = [path_of.get(key.split("@")[0], [key])[0] for key in keys]
+            paths = [_path_of_key(key, path_of) for key in keys]
             yield (
                 paths,
                 [
@@ -331,11 +326,14 @@ def rank_stored_embeddings(
         label_sets, spec, setting, cache_dir, progress, fast_decode
     )
     try:
-        for attempt in ("first", "after mending"):
-            rankings, damaged = rank_store(store, text_sets, model.logit_scale, progress)
-            if not damaged:
-                break
-            _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode)
+        rankings = _read_mending(
+            lambda: rank_store(store, text_sets, model.logit_scale, progress),
+            model,
+            setting,
+            store,
+            progress,
+            fast_decode,
+        )
     finally:
         store.close()
     count = rankings[0].count if rankings else 0
@@ -348,15 +346,19 @@ def rank_stored_embeddings(
 def rank_store(store, text_sets: list, logit_scale: float, progress: Progress):
     """One reading of a whole store: a ``StoreRanking`` per label set's text vectors, and the
     damaged keys found ({key: why}; their rows are left out of the rankings)."""
-    damaged = store.verify_shards(progress)
+    damaged: dict[str, str] = {}
+    matrices = _checked_matrices(store, damaged, progress)
+    return rank_chunks_by_set(matrices, text_sets, logit_scale), damaged
 
-    def matrices():
-        for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
-            check_canceled(progress)
-            damaged.update(chunk_damaged)
-            yield matrix
 
-    return rank_chunks_by_set(matrices(), text_sets, logit_scale), damaged
+def _checked_matrices(store, damaged: dict[str, str], progress: Progress):
+    """The trusted vectors of a whole store, a chunk at a time; the damaged keys found go into
+    ``damaged`` on the way (each shard file's checksums first, once on this machine)."""
+    damaged.update(store.verify_shards(progress))
+    for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
+        check_canceled(progress)
+        damaged.update(chunk_damaged)
+        yield matrix
 
 
 def _model_texts_and_store(label_sets, spec, setting, cache_dir, progress, fast_decode):
@@ -379,13 +381,17 @@ def _model_texts_and_store(label_sets, spec, setting, cache_dir, progress, fast_
     return model, text_sets, store
 
 
-def _mend_or_refuse(damaged, attempt, model, setting, store, progress, fast_decode) -> None:
-    """Damage found on the first reading is computed again from its images; damage still
-    there after that refuses the whole reading."""
-    files = store.files()
-    if attempt != "first":
-        raise _damaged_store_refusal(store, damaged, files)
-    _mend_damaged(damaged, files, model, setting, store, progress, fast_decode)
+def _read_mending(read, model, setting, store, progress, fast_decode):
+    """What ``read()`` gives of one whole reading of the store ((result, damaged keys)): damage
+    found is computed again from its images and the store read again; damage still there then
+    refuses the whole reading."""
+    result, damaged = read()
+    if damaged:
+        _mend_damaged(damaged, store.files(), model, setting, store, progress, fast_decode)
+        result, damaged = read()
+        if damaged:
+            raise _damaged_store_refusal(store, damaged, store.files())
+    return result
 
 
 def _refuse_empty(count: int, spec: ModelSpec, setting: ViewSetting, cache_dir) -> None:
@@ -403,6 +409,11 @@ def _paths_by_digest(files: dict) -> dict[str, list[str]]:
     for path, facts in files.items():
         paths.setdefault(facts.digest, []).append(path)
     return paths
+
+
+def _path_of_key(key: str, paths_by_digest: dict[str, list[str]]) -> str:
+    """The first path of the image a stored key came from; the key itself when none is known."""
+    return paths_by_digest.get(key.split("@")[0], [key])[0]
 
 
 def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) -> None:
@@ -424,7 +435,7 @@ def _mend_damaged(damaged, files, model, setting, store, progress, fast_decode) 
 
 def _damaged_store_refusal(store, damaged: dict[str, str], files: dict) -> EmbeddingStoreError:
     path_of = _paths_by_digest(files)
-    names = sorted({path_of.get(key.split("@")[0], [key])[0] for key in damaged})
+    names = sorted({_path_of_key(key, path_of) for key in damaged})
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     reasons = ", ".join(sorted(set(damaged.values())))
     where = (
