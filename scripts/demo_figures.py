@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-# Indices in resources/labels/label_sets.toml (append-only, so they stay valid).
+# Indices in resources/labels/label_sets.json (append-only, so they stay valid).
 PLANNING_SETS = {
     2: "planning_sustainability",
     3: "planning_resiliency",

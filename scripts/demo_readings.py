@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-ARCHITECTS_SET = 7  # index in resources/labels/label_sets.toml
+ARCHITECTS_SET = 7  # index in resources/labels/label_sets.json
 LAYERS = {
     "label_clusters": "Land-use clusters (join counts, FDR)",
     "label_boundaries": "Land-use discontinuities",

@@ -44,7 +44,7 @@ def scaled_image(path: str, width: int) -> QPixmap | None:
 
 def _reading_html(labels, probabilities) -> str:
     rows = []
-    for label, chance in zip(labels, probabilities, strict=False):
+    for label, chance in zip(labels, probabilities):
         if label is None:
             continue
         shown = "" if chance is None else f"{100 * chance:.0f} %"
@@ -248,7 +248,7 @@ class InspectorDock(QDockWidget):
         readings = self.view_scores.readings.get(self.layer.id(), {}).get(point.fid)
         if point.pooled:
             parts.append("<h4>Pooled reading (all views)</h4>")
-            parts.append(_reading_html(*zip(*point.pooled, strict=True)))
+            parts.append(_reading_html(*zip(*point.pooled)))
             if point.margin is not None:
                 parts.append(f"<p>Margin (first − second): {point.margin:.3f}</p>")
         for index, text in enumerate(self.view_texts):

@@ -15,6 +15,7 @@ from ..engine.clip.classify import store_key
 from ..engine.clip.labels import builtin_label_set
 from ..engine.clip.view_scores import view_setting_from_key
 from ..engine.errors import MusError
+from ..engine.sequences import zip_same_length
 from ..processing.base import plugin_cache_dir
 from ..processing.classify_clip import classification_settings
 from ..processing.engine import job_file, run_job
@@ -69,7 +70,7 @@ def run_view_scores(job: dict) -> dict[int, dict]:
     run_job("view_scores", job["params"], None)
     with open(job["params"]["output"], encoding="utf-8") as handle:
         readings = json.load(handle)
-    return dict(zip(job["fids"], readings, strict=True))
+    return dict(zip_same_length(job["fids"], readings))
 
 
 class ViewScores:

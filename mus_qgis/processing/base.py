@@ -28,6 +28,7 @@ from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
 from ..engine.resources import resource_path
+from ..engine.sequences import zip_same_length
 from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
@@ -297,7 +298,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for feature, values in zip(features, rows, strict=True):
+        for feature, values in zip_same_length(features, rows):
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()

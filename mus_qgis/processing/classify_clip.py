@@ -280,7 +280,7 @@ def style_classified_layer(
     """Colour by the first label (the set's colours) and size by its score; attach settings."""
     present = set(layer.uniqueValues(layer.fields().lookupField(field)))
     categories = []
-    for label, colour in zip(label_set.labels, label_set.colours(), strict=True):
+    for label, colour in zip(label_set.labels, label_set.colours()):
         if label.text in present:
             name = f"{label.code} {label.text}" if label.code else label.text
             categories.append(

@@ -305,7 +305,7 @@ def _legend(codes):
 def _report_html(result, legend, runs: list[dict]) -> str:
     names = {label.code: label.text for label in legend.labels} if legend else {}
     colours = (
-        {label.code: colour for label, colour in zip(legend.labels, legend.colours(), strict=True)}
+        {label.code: colour for label, colour in zip(legend.labels, legend.colours())}
         if legend
         else {}
     )
@@ -365,7 +365,7 @@ def style_reference_layer(layer, legend, field: str) -> None:
             QgsFillSymbol.createSimple({"color": colour, "outline_style": "no"}),
             legend_text(f"{label.code} {label.text}"),
         )
-        for label, colour in zip(legend.labels, legend.colours(), strict=True)
+        for label, colour in zip(legend.labels, legend.colours())
     ]
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     layer.triggerRepaint()

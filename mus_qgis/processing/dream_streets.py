@@ -159,7 +159,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         label_index = self.field_index(
             source, parameters, self.LABEL_FIELD, context, what="label that fills {label}"
         )
-        for row, feature in zip(rows, features, strict=True):
+        for row, feature in zip(rows, features):
             value = feature.attributes()[label_index] if label_index >= 0 else None
             row.append(None if value in (None, NULL) else str(value))
         locations_file, output = job_file(".json"), job_file(".json")

@@ -327,7 +327,7 @@ def planning_figure(inputs: FigureInputs) -> Figure | str:
     crs, extent = _frame(layers)
     streets = _streets(sheet, inputs.streets, extent, crs)
     maps, legend_end = [], 0.0
-    for index, (layer, run) in enumerate(zip(layers, settings, strict=True)):
+    for index, (layer, run) in enumerate(zip(layers, settings)):
         x = MARGIN + index * (panel + gap)
         name = _indicator_name(layer, run)
         copy = sheet.add_layer(_copy(layer, name))
@@ -419,7 +419,7 @@ def architects_figure(inputs: FigureInputs) -> Figure | str:
     first, first_count = ranked[0]
     ties = [name for name, n in ranked[1:] if n == first_count]
     colours = {first: HIGHLIGHT}
-    for (name, _), colour in zip(ranked[1:], ARCHITECT_COLOURS, strict=False):
+    for (name, _), colour in zip(ranked[1:], ARCHITECT_COLOURS):
         colours[name] = colour
     sheet = Sheet("architects", "Architects", 297.0, 210.0)
     tie_words = f"; tied with {', '.join(ties)}" if ties else ""
@@ -606,7 +606,7 @@ def _style_points(layer, settings: dict) -> None:
 
         found = sorted(_values(layer, "label_1"))
         colours = generated_palette(len(found))
-        labels = tuple(Label(text, colour=c) for text, c in zip(found, colours, strict=True))
+        labels = tuple(Label(text, colour=c) for text, c in zip(found, colours))
         label_set = LabelSet("found", labels, ("{label}",))
     style_classified_layer(layer, label_set)
     _one_line_legend(layer)

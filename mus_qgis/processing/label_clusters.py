@@ -23,6 +23,7 @@ from qgis.core import (
 )
 
 from ..engine.reports import report_start
+from ..engine.sequences import zip_same_length
 from .base import MusAlgorithm, metric_crs, style_on_load
 from .classify_clip import classification_settings
 from .engine import job_file, run_job
@@ -425,7 +426,7 @@ def label_colours(names) -> list[str]:
 
     for entry in builtin_label_sets():
         label_set = builtin_label_set(entry.name)
-        colours = dict(zip(label_set.texts, label_set.colours(), strict=True))
+        colours = dict(zip(label_set.texts, label_set.colours()))
         if all(name in colours for name in names):
             return [colours[name] for name in names]
     return generated_palette(len(names))
@@ -435,7 +436,7 @@ def style_cluster_layer(layer, names, colours, kind: str = "point") -> None:
     """Features in a local cluster in their label's colour; the rest grey."""
     categories = [
         QgsRendererCategory(name, simple_symbol(kind, colour), f"cluster of {name}")
-        for name, colour in zip(names, colours, strict=True)
+        for name, colour in zip_same_length(names, colours)
     ]
     # The empty value takes the features in no cluster (a null cluster field).
     categories.append(

@@ -20,6 +20,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..engine.errors import MusError
+from ..engine.sequences import zip_same_length
 from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
@@ -163,7 +164,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         )
         outputs = {
             self.OUTPUT: dest_id,
-            "GALLERY": json.dumps(dict(zip(result["cities"], result["gallery"], strict=True))),
+            "GALLERY": json.dumps(dict(zip_same_length(result["cities"], result["gallery"]))),
             "SETTINGS": json.dumps(settings, ensure_ascii=False),
         }
         if report:
@@ -197,21 +198,21 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
                 scores["status"][row],
             ]
             for row, (image_row, text_row) in enumerate(
-                zip(scores["image_cosine"], scores["text_cosine"], strict=True)
+                zip_same_length(scores["image_cosine"], scores["text_cosine"])
             )
         ]
         return self.write_points(source, features, OUTPUT_FIELDS, rows, parameters, context)
 
 
 def _closest(values, cities) -> str | None:
-    scored = [(v, city) for v, city in zip(values, cities, strict=True) if v is not None]
+    scored = [(v, city) for v, city in zip_same_length(values, cities) if v is not None]
     return max(scored)[1] if scored else None
 
 
 def _ranked(values, cities) -> str | None:
     """Every city by the street's cosine with its mainstream image, the closest first."""
     scored = sorted(
-        ((v, city) for v, city in zip(values, cities, strict=True) if v is not None),
+        ((v, city) for v, city in zip_same_length(values, cities) if v is not None),
         reverse=True,
     )
     return "; ".join(f"{city} {value:.3f}" for value, city in scored) or None

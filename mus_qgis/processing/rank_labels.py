@@ -243,8 +243,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         position = {label: i for i, label in enumerate(labels)}
         first = [position.get(_text(row[0]), -1) for row in rows]
         matrix = np.zeros((len(rows), len(labels)))
-        for r, (row, probs) in enumerate(zip(rows, probabilities, strict=True)):
-            for label, prob in zip(row, probs, strict=True):
+        for r, (row, probs) in enumerate(zip(rows, probabilities)):
+            for label, prob in zip(row, probs):
                 if _text(label) in position and prob not in (None, ""):
                     matrix[r, position[_text(label)]] = float(prob)
         arrays = job_file(".npz")

@@ -27,6 +27,7 @@ from qgis.core import (
 
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
+from ..engine.sequences import zip_same_length
 from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
 from .engine import job_file, run_job
 from .qgis_enums import (
@@ -333,7 +334,7 @@ def style_grid_layer(layer, names, colours, codes=None) -> None:
     request.setFlags(NO_GEOMETRY_REQUEST)
     present = {(f[label_index], f[filled_index] == 1) for f in layer.getFeatures(request)}
     categories = []
-    for position, (name, colour) in enumerate(zip(names, colours, strict=True)):
+    for position, (name, colour) in enumerate(zip_same_length(names, colours)):
         code = (codes or [""] * len(names))[position]
         legend = f"{code} {name}" if code else name
         for filled in (False, True):

@@ -24,7 +24,7 @@ from tests.qgis.helpers import RecordingFeedback
 
 ALG = "mus:exportfigures"
 DPI = 30  # small files: the tests check pages and sizes, not looks
-# Label sets by their index in resources/labels/label_sets.toml.
+# Label sets by their index in resources/labels/label_sets.json.
 URBAN_ATLAS, PLANNING, ARCHITECTS, PROVINCES = 0, range(2, 7), 7, 8
 # Each figure's page in millimetres: A4 landscape, or as wide as five maps side by side and as
 # tall as its content (None).

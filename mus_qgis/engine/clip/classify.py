@@ -232,7 +232,7 @@ def score_stored_embeddings(
         for chunk_paths, chunk_scores in chunks:
             paths += chunk_paths
             parts.append(chunk_scores)
-    scores = [concatenated_scores(list(per_set)) for per_set in zip(*parts, strict=True)]
+    scores = [concatenated_scores(list(per_set)) for per_set in zip(*parts)]
     return StoredScores(paths, scores, chunks.model)
 
 

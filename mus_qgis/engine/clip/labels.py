@@ -1,7 +1,9 @@
 """Label sets: labels with optional codes, colours and prompt wording, plus prompt templates.
 
-Built-in sets are data files in ``resources/labels`` listed in ``label_sets.toml``; users bring
+Built-in sets are data files in ``resources/labels`` listed in ``label_sets.json``; users bring
 their own as a text file (one label a line) or a CSV (label, code, colour, prompt).
+
+QGIS imports this module, so it runs on every Python QGIS ships, 3.9 included.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-import tomllib
 
 from ..errors import LabelSetError
 from ..resources import resource_path
@@ -155,13 +155,13 @@ class BuiltinLabelSet:
 @lru_cache(maxsize=1)
 def builtin_label_sets() -> tuple[BuiltinLabelSet, ...]:
     """The shipped label sets, in registry order (Processing stores an index into it)."""
-    with resource_path("labels", "label_sets.toml").open("rb") as handle:
-        registry = tomllib.load(handle)
+    registry = json.loads(resource_path("labels", "label_sets.json").read_text(encoding="utf-8"))
     return tuple(
         BuiltinLabelSet(
             name, entry["title"], entry["file"], tuple(entry["templates"]), entry["source"]
         )
         for name, entry in registry.items()
+        if name != "_about"  # the registry's own note, not a set
     )
 
 
@@ -239,7 +239,8 @@ def _check_numbered(path: Path, numbered: list[tuple[int, Label]]) -> None:
     repeated = [
         f"{label.text!r} (lines {', '.join(map(str, lines_of[key]))})"
         for line, label in numbered
-        if len(lines_of[key := label.text.strip().casefold()]) > 1 and lines_of[key][0] == line
+        # Parenthesised: Python 3.9 allows no bare := inside [ ].
+        if len(lines_of[(key := label.text.strip().casefold())]) > 1 and lines_of[key][0] == line
     ]
     if repeated:
         raise LabelSetError(
@@ -272,7 +273,7 @@ def _csv_labels(text: str) -> list[tuple[int, Label]]:
     for number, row in enumerate(rows[first:], start=first + 1):
         if not any(cell.strip() for cell in row):
             continue
-        values = {name: cell.strip() for name, cell in zip(header, row, strict=False)}
+        values = {name: cell.strip() for name, cell in zip(header, row)}
         known = {key: values.pop(key, "") for key in ("label", "code", "colour", "prompt")}
         known["colour"] = known["colour"] or values.pop("color", "")
         labels.append(

@@ -69,7 +69,7 @@ def rank_chunks_by_set(chunks: Iterable, text_sets: list, logit_scale: float) ->
             if not bool(good.all()):
                 damaged += int((~good).sum())
                 vectors = vectors[good]
-            for texts, first, probability_sum in zip(sets, firsts, sums, strict=True):
+            for texts, first, probability_sum in zip(sets, firsts, sums):
                 logits = vectors @ texts.T
                 first.append(logits.argmax(dim=1).to(torch.int32))
                 # One fused pass (max, exp, sum, divide) rather than one pass over memory each.
@@ -83,5 +83,5 @@ def rank_chunks_by_set(chunks: Iterable, text_sets: list, logit_scale: float) ->
             count,
             damaged,
         )
-        for first, probability_sum in zip(firsts, sums, strict=True)
+        for first, probability_sum in zip(firsts, sums)
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..sequences import zip_same_length
 from .labels import LabelSet
 
 
@@ -51,7 +52,7 @@ def label_embeddings(model, label_set: LabelSet, text_store=None):
     missing = [p for p in flat if p not in known]
     if missing:
         encoded = model.encode_texts(missing).numpy()
-        fresh = dict(zip(missing, encoded, strict=True))
+        fresh = dict(zip_same_length(missing, encoded))
         if text_store is not None:
             text_store.put(fresh)
         known = {**known, **fresh}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..deps import require
 from ..errors import EmbeddingStoreError
+from ..sequences import zip_same_length
 from .views import ImageFacts
 
 ROW_GROUP_ROWS = 65_536  # one chunk of re-scoring: 128 MiB of 512-value vectors
@@ -74,7 +75,6 @@ class ShardFolder:
                 for name, value in zip(
                     _FILE_COLUMNS,
                     (path, size, mtime, facts.digest, facts.kind, facts.width, facts.height),
-                    strict=False,
                 ):
                     columns[name].append(value)
                 columns["heading"].append(facts.heading)
@@ -83,7 +83,7 @@ class ShardFolder:
             table = pa.table(
                 {
                     name: pa.array(values, kind)
-                    for (name, values), kind in zip(columns.items(), types, strict=True)
+                    for (name, values), kind in zip_same_length(columns.items(), types)
                 }
             )
             written.append(self._write_table("files", table))
@@ -104,7 +104,7 @@ class ShardFolder:
         step = 4 * dim
         checksums = [
             vector_checksum(key, int(n), raw[i * step : (i + 1) * step])
-            for i, (key, n) in enumerate(zip(keys, views.tolist(), strict=True))
+            for i, (key, n) in enumerate(zip_same_length(keys, views.tolist()))
         ]
         table = pa.table(
             {
@@ -248,7 +248,6 @@ class ShardFolder:
                         batch.column(0).to_pylist(),
                         batch.column(1).to_pylist(),
                         batch.column(3).to_pylist(),
-                        strict=True,
                     )
                 )
             ]
@@ -256,7 +255,7 @@ class ShardFolder:
     def file_records(self) -> dict[str, tuple[int | None, int | None, ImageFacts]]:
         records = {}
         for batch in self._batches("files", list(_FILE_COLUMNS)):
-            for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            for row in zip(*(column.to_pylist() for column in batch.columns)):
                 path, size, mtime, digest, kind, width, height, heading = row
                 records[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
         return records

@@ -477,7 +477,7 @@ class EmbeddingStore:
             norms = np.linalg.norm(
                 np.where(finite[:, None], matrix, 0.0).astype(np.float64), axis=1
             )
-            for (key, _), row, is_finite, norm in zip(entries, matrix, finite, norms, strict=True):
+            for (key, _), row, is_finite, norm in zip(entries, matrix, finite, norms):
                 if not is_finite:
                     damaged[key] = "not a finite vector"
                 elif abs(norm - 1.0) > UNIT_TOLERANCE:

@@ -111,7 +111,7 @@ def score_views(
     per_view = _readings(view_vectors, texts, label_set, logit_scale, top_k)
     per_point = _readings(pooled_vectors, texts, label_set, logit_scale, top_k)
     results = []
-    for views, pooled in zip(views_of, pooled_of, strict=True):
+    for views, pooled in zip(views_of, pooled_of):
         for view in views:
             if "row" in view:
                 view.update(per_view[view.pop("row")])

@@ -130,7 +130,7 @@ def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, siz
     indices, weights = _sampling_plan(width, height, plan_yaws, float(pitch), float(fov), size)
     flat = panorama.reshape(-1, 3).float()
     views = []
-    for view_indices, view_weights in zip(indices, weights, strict=True):
+    for view_indices, view_weights in zip(indices, weights):
         pixels = torch.zeros(view_indices.shape[1], 3)
         for corner in range(4):
             pixels.addcmul_(flat[view_indices[corner]], view_weights[corner].unsqueeze(1))

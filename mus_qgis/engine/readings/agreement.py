@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..sequences import zip_same_length
+
 
 @dataclass
 class Agreement:
@@ -30,7 +32,7 @@ def agreement(
 
     pairs = [
         (str(r), str(p))
-        for r, p in zip(reference, predicted, strict=True)
+        for r, p in zip_same_length(reference, predicted)
         if r not in (None, "") and p not in (None, "")
     ]
     if classes is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
+from ...sequences import zip_same_length
 from ..http import Http
 
 JPEG_BYTES_PER_PIXEL = 0.15
@@ -193,7 +194,7 @@ class ImagerySource:
         if len(paths) == 1 and (plan.whole_panorama or not candidate.is_panorama):
             write_atomic(paths[0], data)
             return
-        for path, view in zip(paths, cut_views(data, candidate, headings, plan), strict=True):
+        for path, view in zip_same_length(paths, cut_views(data, candidate, headings, plan)):
             write_atomic(path, view)
 
 

@@ -131,7 +131,7 @@ class StreetView(ImagerySource):
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path
     ) -> tuple[list[Path], list[float]]:
         paths, headings = self.planned_files(candidate, point, plan, folder)
-        for path, heading in zip(paths, headings, strict=True):
+        for path, heading in zip(paths, headings):
             if not path.exists():
                 self.download_view(candidate, heading, path, plan)
         return paths, headings
