@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # Windows has no getrusage: the peak is not measured there
+    resource = None
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,7 +80,8 @@ def score_store(root: Path, labels: int) -> dict:
     with EmbeddingStore.under(root, IDENTITY, VIEWS) as store:
         (ranking,), damaged = rank_store(store, [texts], 100.0, LoggingProgress())
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB → GiB
+    usage = resource.getrusage(resource.RUSAGE_SELF) if resource else None
+    peak = usage.ru_maxrss / 2**20 if usage else float("nan")  # KiB → GiB
     # The arithmetic alone (one chunk's product, scaled to every row), for scale.
     size = min(65_536, ranking.count)
     chunk = torch.from_numpy(np.random.default_rng(4).standard_normal((size, DIM), "f4"))
@@ -92,7 +97,7 @@ def drop_page_cache() -> bool:
     """Empty the kernel's page cache, so the shards are read from disk (root only)."""
     try:
         os.sync()
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+        Path("/proc/sys/vm/drop_caches").write_text("1\n", encoding="utf-8")
         return True
     except OSError:
         return False
@@ -103,6 +108,7 @@ def measure(root: Path, labels: int) -> dict:
         [sys.executable, __file__, "--score", str(root), "--labels", str(labels)],
         capture_output=True,
         text=True,
+        encoding="utf-8",
     )
     if done.returncode:
         sys.exit(done.stderr)

@@ -26,7 +26,7 @@ def grid_osm(path: Path, target_edges: int) -> int:
     """A square grid of residential streets (~80 m blocks) with about target_edges edges."""
     side = max(2, round(math.sqrt(target_edges / 2)) + 1)
     step = 0.001
-    with path.open("w") as out:
+    with path.open("w", encoding="utf-8") as out:
         out.write('<?xml version="1.0"?>\n<osm version="0.6">\n')
         for i in range(side):
             for j in range(side):

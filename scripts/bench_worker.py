@@ -49,7 +49,8 @@ class Quiet:
 def per_call(folder: Path, calls: int) -> None:
     pairs = folder / "pairs.json"
     pairs.write_text(
-        json.dumps({"reference": ["11100", "12100"] * 100, "predicted": ["11100", "11100"] * 100})
+        json.dumps({"reference": ["11100", "12100"] * 100, "predicted": ["11100", "11100"] * 100}),
+        encoding="utf-8",
     )
     params = {"pairs": str(pairs)}
     started = time.perf_counter()
@@ -80,7 +81,7 @@ def per_call(folder: Path, calls: int) -> None:
 
 def first_torch_call(folder: Path, checkpoint: Path) -> None:
     locations = folder / "one.json"
-    locations.write_text(json.dumps([[[str(PHOTO)], None, None]]))
+    locations.write_text(json.dumps([[[str(PHOTO)], None, None]]), encoding="utf-8")
     params = {
         "locations": str(locations),
         "label_set": {"builtin": "urban_atlas_2018"},
@@ -121,7 +122,7 @@ def throughput(folder: Path, count: int, rounds: int) -> None:
 
     paths = make_panoramas(folder, count, 4096)
     locations_file = folder / "locations.json"
-    locations_file.write_text(json.dumps([[[p], None, None] for p in paths]))
+    locations_file.write_text(json.dumps([[[p], None, None] for p in paths]), encoding="utf-8")
     spec = {"name": "ViT-B-32", "pretrained": "", "checkpoint": "", "device": "cpu"}
     view = {"count": 4, "fov": 90.0, "pitch": 0.0, "centre_crop": False}
     params = {
@@ -138,7 +139,7 @@ def throughput(folder: Path, count: int, rounds: int) -> None:
     worker = Worker(sys.executable)
     # Both sides load the model and encode the labels once before timing.
     warm_up = dict(params, locations=str(folder / "warm.json"))
-    Path(warm_up["locations"]).write_text(json.dumps([[[paths[0]], None, None]]))
+    Path(warm_up["locations"]).write_text(json.dumps([[[paths[0]], None, None]]), encoding="utf-8")
     worker.run("classify", warm_up)
     classify_locations(
         [Location((paths[0],))],

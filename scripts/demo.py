@@ -50,7 +50,7 @@ GPKG = OUT / "rome_monti.gpkg"
 ENGINE_PYTHON = os.environ.setdefault(
     "MUS_ENGINE_PYTHON", str(ROOT / ".engine" / "env" / "bin" / "python")
 )
-# Indices in resources/labels/label_sets.toml (append-only, so they stay valid).
+# Indices in resources/labels/label_sets.json (append-only, so they stay valid).
 URBAN_ATLAS_SET, PROVINCES_SET, EUROPEAN_CAPITALS_SET, WORLD_CAPITALS_SET = 0, 8, 9, 10
 # Layer names short enough for a default Layers panel (about 22 characters at a layer's depth);
 # the groups say where the data come from.
@@ -77,7 +77,9 @@ def run_qgis_process(profile: Path, *args: str) -> str:
         "QGIS_PLUGINPATH": str(ROOT / "build" / "plugins"),
     }
     started = time.monotonic()
-    done = subprocess.run(["qgis_process.bin", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        ["qgis_process.bin", *args], env=env, capture_output=True, text=True, encoding="utf-8"
+    )
     if done.returncode != 0:
         sys.exit(f"qgis_process {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
     # What runs, and for how long: a newcomer sees the demo move (it takes minutes).
@@ -103,7 +105,9 @@ def survey_points(path: Path) -> int:
                 "properties": {"name": photo.stem, "bearing": 90.0},
             }
         )
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8"
+    )
     return len(features)
 
 
@@ -140,6 +144,7 @@ def weights_problem(name: str, tag: str, cache: Path) -> str:
         [ENGINE_PYTHON, "-c", code, name, tag, str(cache)],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -19,8 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from scripts.package import build_zip
 from tests.conftest import ENGINE_PYTHON
+
+if sys.platform == "win32":  # Xvfb, a window manager, process groups and /proc: X11 on POSIX
+    pytest.skip("the desktop tests drive an X11 desktop (Xvfb)", allow_module_level=True)
 
 SCREEN = "1600x1000x24"
 SESSION_VARIABLE = "MUS_DESKTOP_SESSION"
@@ -142,7 +148,9 @@ def start_xvfb(log: Path) -> tuple[subprocess.Popen, str]:
         os.close(read_end)
     if not number.strip().isdigit():
         stop(server)
-        raise RuntimeError(f"Xvfb did not start: {log.read_text(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"Xvfb did not start: {log.read_text(encoding='utf-8', errors='replace')[-2000:]}"
+        )
     return server, f":{int(number)}"
 
 
@@ -168,7 +176,7 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     try:  # a zombie is dead: its parent (QGIS) has gone
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return False
     return state != "Z"
@@ -208,7 +216,7 @@ def screenshot_x(display: str, target: Path) -> str:
 
 
 def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+    return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
 
 
 def session_environment(runtime: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 def read_only(folder: Path):
     """Make ``folder`` refuse new files while held, also for root (who ignores permissions:
     the folder is made immutable instead)."""
-    if os.geteuid() == 0:
+    if os.name == "posix" and os.geteuid() == 0:
         subprocess.run(["chattr", "+i", str(folder)], check=True)
         try:
             yield folder

@@ -86,6 +86,7 @@ def test_module_entry_point_lists_label_sets():
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
         check=True,
     )

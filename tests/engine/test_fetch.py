@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -302,13 +301,14 @@ def test_a_killed_fetch_leaves_no_corrupt_file_and_resumes(tmp_path):
             [sys.executable, "-c", script],
             stdout=subprocess.PIPE,
             text=True,
+            encoding="utf-8",
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert child.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 60
         while sum(fake.downloads.values()) < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
+        child.kill()  # SIGKILL on POSIX
         child.wait()
         time.sleep(0.5)  # the server finishes answering what was in flight at the kill
         before = Counter(fake.downloads)

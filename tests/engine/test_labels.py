@@ -33,7 +33,8 @@ def test_every_builtin_set_loads_with_templates_and_colours():
 
 def test_urban_atlas_set_matches_the_official_nomenclature():
     label_set = builtin_label_set("urban_atlas_2018")
-    with (SHARED_DATA / "labels" / "urban_atlas_2018_nomenclature.csv").open() as handle:
+    nomenclature = SHARED_DATA / "labels" / "urban_atlas_2018_nomenclature.csv"
+    with nomenclature.open(encoding="utf-8") as handle:
         official = list(csv.DictReader(handle))
     assert len(label_set) == 27
     assert [lab.code for lab in label_set.labels] == [row["code_2018"] for row in official]

@@ -49,7 +49,10 @@ def test_missing_and_mismatched_checkpoints(tmp_path, tiny_checkpoint):
     with pytest.raises(ModelError, match="does not exist"):
         load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", str(tmp_path / "nope.pt"), "cpu"))
     other = tmp_path / "other.json"
-    other.write_text(TINY_MODEL_CONFIG.read_text().replace('"embed_dim": 64', '"embed_dim": 32'))
+    other.write_text(
+        TINY_MODEL_CONFIG.read_text(encoding="utf-8").replace('"embed_dim": 64', '"embed_dim": 32'),
+        encoding="utf-8",
+    )
     with pytest.raises(ModelError, match="Could not create"):
         load_model(ModelSpec(str(other), "", str(tiny_checkpoint), "cpu"))
     junk = tmp_path / "junk.pt"

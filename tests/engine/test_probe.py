@@ -165,7 +165,7 @@ def test_a_damaged_or_missing_probe_file_is_refused(orthonormal_texts, tmp_path)
         load_probe(npz)
     with pytest.raises(ProbeError, match="does not exist"):
         load_probe(tmp_path / "nothing.npz")
-    (tmp_path / "text.npz").write_text("not a probe")
+    (tmp_path / "text.npz").write_text("not a probe", encoding="utf-8")
     with pytest.raises(ProbeError, match="cannot be read"):
         load_probe(tmp_path / "text.npz")
 

@@ -81,7 +81,7 @@ def kill_first_encoder_once_a_shard_is_written(shards: Path, killed: list[int]) 
             for entry in Path("/proc").iterdir():
                 try:
                     if entry.name.isdigit() and ENCODER_TITLE in (entry / "cmdline").read_bytes():
-                        os.kill(int(entry.name), signal.SIGKILL)
+                        os.kill(int(entry.name), getattr(signal, "SIGKILL", signal.SIGTERM))
                         killed.append(int(entry.name))
                         return
                 except OSError:

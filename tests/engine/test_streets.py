@@ -334,7 +334,7 @@ def test_place_and_polygon_together():
 def test_unreadable_files(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
-        path.write_text(content)
+        path.write_text(content, encoding="utf-8")
     with pytest.raises(OsmFileError, match=message):
         sample_street_centroids(StudyArea(osm_file=path))
 

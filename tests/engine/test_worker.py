@@ -145,6 +145,7 @@ def test_anything_printed_by_a_job_goes_to_stderr_not_into_the_protocol(tmp_path
     assert b"chatter on stdout" in err and b"raw bytes on fd 1" in err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="kills the worker with SIGKILL, a POSIX signal")
 def test_a_killed_worker_is_reported_with_its_signal(tmp_path):
     doomed = Worker(sys.executable)
     threading.Timer(0.5, os.kill, (doomed.pid, signal.SIGKILL)).start()

@@ -17,6 +17,7 @@ def engine_python(arguments: list[str]) -> str:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

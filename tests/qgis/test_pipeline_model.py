@@ -105,6 +105,7 @@ def test_pipeline_model_runs_from_qgis_process(write_osm, tmp_path, tiny_checkpo
             env=env,
             capture_output=True,
             text=True,
+            encoding="utf-8",
             timeout=300,
             cwd=ROOT,
         )

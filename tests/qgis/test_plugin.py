@@ -52,6 +52,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     ).stdout
@@ -121,7 +122,12 @@ def _qgis_process(profile: Path, *args: str) -> subprocess.CompletedProcess:
     }
     env.pop("QGIS_PLUGINPATH", None)
     return subprocess.run(
-        ["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=300
+        ["qgis_process.bin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=300,
     )
 
 
@@ -228,6 +234,7 @@ def run_demo(environment: dict) -> subprocess.CompletedProcess:
         [sys.executable, str(ROOT / "scripts" / "demo.py")],
         capture_output=True,
         text=True,
+        encoding="utf-8",
         # About 20 qgis_process steps, each starting QGIS and the engine's worker: over 10
         # minutes on a fresh 2-core machine running the other suite beside it.
         timeout=1800,

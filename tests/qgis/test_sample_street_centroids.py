@@ -152,7 +152,9 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(mus_provider, tmp_path, p
         "empty": _polygon_layer([]),
     }
     not_osm = tmp_path / "page.osm"
-    not_osm.write_text("<html><body>a web page saved under the wrong name</body></html>")
+    not_osm.write_text(
+        "<html><body>a web page saved under the wrong name</body></html>", encoding="utf-8"
+    )
     layers["not_osm"] = str(not_osm)
     parameters = {k: layers.get(v, v) if isinstance(v, str) else v for k, v in parameters.items()}
     output = tmp_path / "out.gpkg"

@@ -381,7 +381,7 @@ def test_a_cache_path_that_is_a_file_is_a_clear_error(tmp_path, tiny_checkpoint,
 
 def as_another_user() -> list[str]:
     """A prefix that runs a command as an unprivileged user: root ignores permission bits."""
-    if os.geteuid() != 0:
+    if os.name != "posix" or os.geteuid() != 0:
         return []
     if not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv (util-linux): no way to be refused a write")
@@ -407,6 +407,7 @@ def run_cli(args: list[str], home: Path) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(home), "HF_HUB_OFFLINE": "1"},
     )
@@ -440,7 +441,8 @@ def test_a_read_only_store_is_used_and_left_as_it_was(shared_tmp):
     assert f"The embedding store {store} is read-only" in done.stderr
     assert "new ones are computed but not saved" in done.stderr
     assert "prompts.sqlite" not in done.stderr
-    assert [line.split(",")[1] for line in out.read_text().splitlines()[1:]] == ["ok"] * 3
+    rows = out.read_text(encoding="utf-8").splitlines()[1:]
+    assert [line.split(",")[1] for line in rows] == ["ok"] * 3
     assert {p: p.read_bytes() for p in cache.rglob("*") if p.is_file()} == before
 
 
@@ -463,6 +465,7 @@ def test_a_read_only_folder_without_a_store_is_a_clear_error(shared_tmp):
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -235,7 +235,10 @@ def test_the_agreement_job_refuses_city_names_instead_of_a_kappa_of_zero(tmp_pat
     import json
 
     pairs = tmp_path / "pairs.json"
-    pairs.write_text(json.dumps({"reference": ["11100", "12100"], "predicted": ["Rome", "Paris"]}))
+    pairs.write_text(
+        json.dumps({"reference": ["11100", "12100"], "predicted": ["Rome", "Paris"]}),
+        encoding="utf-8",
+    )
     with pytest.raises(MusError, match=r"'Paris', 'Rome'\) are not Urban Atlas or CORINE"):
         JOBS["agreement"]({"pairs": str(pairs)}, LoggingProgress())
 

@@ -19,6 +19,7 @@ def setup_command(*arguments) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
         timeout=120,
     )
 
