@@ -11,6 +11,9 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONDONTWRITEBYTECODE := 1
 # QGIS (tests, demo, qgis_process) sends the engine's work to this Python.
 export MUS_ENGINE_PYTHON ?= $(CURDIR)/$(ENGINE_PY)
+# uv's cache for the engine's set-ups here (make install's, and the tests'): it outlives a clone.
+UV_CACHE ?= $(HOME)/.cache/mus_qgis/uv
+export MUS_UV_CACHE_DIR ?= $(UV_CACHE)
 
 .PHONY: install test test-engine test-qgis lint format demo bench package stage fresh-check clean
 
@@ -24,10 +27,14 @@ $(STAMP): requirements-dev.txt scripts/install_system.sh
 	touch $@
 
 # The engine's side: its own environment, made by the same code as the plugin's "Set up the
-# engine" (binary wheels only), plus the test tools and the optional Ray (its tests run here).
+# engine" (uv, binary wheels only), plus the test tools and the optional Ray (its tests run here).
+# Two choices differ from a user's automatic ones, for these build machines: Debian's Python as the
+# base (they cannot reach GitHub, where uv's standalone Pythons come from) and PyPI's torch build
+# (they cannot reach PyTorch's CPU index).
 $(ENGINE_STAMP): mus_qgis/engine/requirements.txt mus_qgis/engine/requirements-ray.txt \
-		requirements-engine-dev.txt $(STAMP)
+		requirements-engine-dev.txt resources/engine/uv.json $(STAMP)
 	/usr/bin/python3 -m mus_qgis.engine setup --root $(ENGINE) \
+		--base-python /usr/bin/python3 --torch default --cache-dir $(UV_CACHE) \
 		--extra-requirements requirements-engine-dev.txt \
 		--extra-requirements mus_qgis/engine/requirements-ray.txt
 	touch $@
@@ -50,11 +57,13 @@ test-qgis: install
 	mkdir -p .pytest-tmp
 	$(PY) -m pytest --basetemp=.pytest-tmp/qgis tests/qgis
 
-# ruff for style and errors; flake8 runs only flake8-qgis's QGS rules (QGIS API use, Qt 6 removals).
+# ruff for style and errors; flake8 runs only flake8-qgis's QGS rules (QGIS API use, Qt 6 removals);
+# check_portability: text opened without an encoding, POSIX-only calls no platform test guards.
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m flake8 .
+	$(PY) scripts/check_portability.py
 
 format: install
 	$(PY) -m ruff format .
@@ -76,8 +85,10 @@ bench: install
 	$(PY) scripts/bench_inspector.py
 	$(ENGINE_PY) scripts/bench_dreams.py
 
+# dist/mus_qgis.zip, then checked against the QGIS plugin repository's upload rules.
 package:
 	/usr/bin/python3 scripts/package.py
+	/usr/bin/python3 scripts/check_plugin_zip.py dist/mus_qgis.zip
 
 # The packaged plugin unpacked in build/plugins, for QGIS_PLUGINPATH.
 stage:

@@ -432,6 +432,10 @@ def cmd_setup(args) -> int:
         offline=args.offline,
         force=args.force,
         extra_requirements=args.extra_requirements or [],
+        index_url=args.index_url,
+        cache_dir=str(args.cache_dir or ""),
+        plan_only=args.plan,
+        python_version=args.python_version,
     )
     progress = LoggingProgress()
     logging.getLogger("mus_qgis").setLevel(logging.INFO)
@@ -440,7 +444,7 @@ def cmd_setup(args) -> int:
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(record["python"])
+    print(record.get("python") or "(plan only: nothing was installed)")
     return 0
 
 
@@ -507,9 +511,23 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser("setup", help="set up the engine environment in a folder")
     setup.add_argument("--root", type=Path, required=True, help="folder of the environment")
     setup.add_argument("--base-python", default="", help="Python to create it from")
-    setup.add_argument("--torch", default="auto", choices=("auto", "default", "cpu", "cuda"))
+    setup.add_argument(
+        "--torch",
+        default="auto",
+        help="auto, default (PyPI's build), cpu, cuda, or a build of PyTorch's index (cu128)",
+    )
     setup.add_argument("--torch-index", default="", help="package index for torch")
-    setup.add_argument("--wheel-folder", default="", help="a folder of wheels to install from")
+    setup.add_argument("--index-url", default="", help="package index (default: PyPI)")
+    setup.add_argument("--cache-dir", type=Path, default=None, help="uv's cache folder")
+    setup.add_argument(
+        "--python-version", default="", help="the standalone CPython to download (uv; 3.12)"
+    )
+    setup.add_argument(
+        "--plan", action="store_true", help="say what would be installed and its size, only"
+    )
+    setup.add_argument(
+        "--wheel-folder", default="", help="a folder (or find-links URL) of wheels to install from"
+    )
     setup.add_argument("--offline", action="store_true", help="only the wheel folder")
     setup.add_argument("--force", action="store_true", help="set up again even if unchanged")
     setup.add_argument(

@@ -20,6 +20,7 @@ from ..engine.worker.environment import (
     read_current,
     requirements_digest,
 )
+from ..engine.worker.machine import default_engine_folder, this_machine
 from ..engine.worker.server import DEFAULT_IDLE_TIMEOUT_S
 
 # Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
@@ -49,8 +50,9 @@ def setting(name: str, default=None):
 
 
 def default_engine_root() -> Path:
-    """Where the managed engine environment lives: the plugin's folder in the QGIS profile."""
-    return Path(QgsApplication.qgisSettingsDirPath()) / "mus_qgis" / "engine"
+    """Where the managed engine environment lives: the plugin's folder in the QGIS profile
+    (on Windows, the user's local application data: see ``default_engine_folder``)."""
+    return default_engine_folder(this_machine(), Path(QgsApplication.qgisSettingsDirPath()))
 
 
 def engine_root() -> Path:

@@ -37,10 +37,14 @@ def status_text(status: dict) -> str:
     environment = status.get("environment")
     if environment:
         lines.append(
-            f"Managed environment: {status['engine_root']} (made {environment.get('created')}, "
-            f"torch {environment.get('torch_build')}: {environment.get('torch_reason')}, "
+            f"Managed environment: {status['engine_root']} (made {environment.get('created')} "
+            f"by {environment.get('installer') or 'pip'}, "
             f"{_size(environment.get('size_bytes', 0))})"
         )
+        if environment.get("python_source"):
+            lines.append(f"Built on: {environment['python_source']}")
+        build = environment.get("torch_label") or environment.get("torch_build")
+        lines.append(f"PyTorch build: {build}, chosen because {environment.get('torch_reason')}")
     engine = status.get("engine")
     if not engine:
         lines.append(f"Engine: {status.get('problem', 'not reachable')}")
@@ -48,6 +52,13 @@ def status_text(status: dict) -> str:
     device = engine.get("device", {})
     lines.append(f"Python {engine['python_version']} on {engine['platform']}")
     lines.append(f"Device: {device.get('description') or device.get('device')}")
+    planned = (environment or {}).get("torch_device")
+    if planned in ("cuda", "mps") and device.get("device") == "cpu":
+        what = "a CUDA build" if planned == "cuda" else "the Apple GPU build"
+        lines.append(
+            f"Note: {what} is installed, but the engine sees no such device and runs on the CPU "
+            "(a missing or outdated driver, or a machine without that GPU)."
+        )
     if device.get("cuda_build"):
         lines.append(f"torch CUDA build: {device['cuda_build']}")
     packages = ", ".join(f"{k} {v}" for k, v in engine["packages"].items() if v)

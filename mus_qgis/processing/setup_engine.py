@@ -19,9 +19,10 @@ from .base import MusAlgorithm
 from .engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
 from .qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
 
+# In the order of TORCH_CHOICES (Processing stores the index).
 TORCH_LABELS = (
-    "Automatic: CUDA build with an NVIDIA GPU, else PyTorch's CPU build",
-    "PyPI's default build",
+    "Automatic: CUDA for an NVIDIA GPU, the Apple GPU on a Mac, else the CPU build",
+    "PyPI's default build (on Linux the CUDA build: about 3.3 GB)",
     "CPU build (PyTorch's index)",
     "CUDA build",
 )
@@ -41,12 +42,17 @@ class SetupEngine(MusAlgorithm):
         "dependencies, installed from binary wheels (nothing is compiled). Run it once; the "
         "other algorithms then send their work to an engine process started from it, so a "
         "crash or a large library there never touches QGIS.\n\n"
-        "It downloads about 1 GB with PyTorch's CPU build, or 3–6 GB with a CUDA build (chosen "
-        "automatically where an NVIDIA GPU is present), into the plugin's folder of your QGIS "
-        "profile unless you pick another. A new environment is built beside the old one, "
-        "checked (imports and a tiny model run), and only then put in use: a failed or "
-        "canceled set-up leaves the previous one working. Run again after a plugin upgrade; "
-        "if nothing changed it only checks the environment."
+        "It needs no Python of yours: it fetches the installer uv (18 MB) and a standalone "
+        "Python (about 30 MB) into the engine's folder. It then says which PyTorch build it "
+        "chose and why (a CUDA build for an NVIDIA GPU, the Apple GPU on a Mac with Apple "
+        "silicon, else the CPU build) and how much the whole download is, before it starts: "
+        "about 1 GB with the CPU build, 3–6 GB with a CUDA build. Everything goes into the "
+        "plugin's folder of your QGIS profile unless you pick another; delete that folder to "
+        "remove it all.\n\n"
+        "A new environment is built beside the old one, checked (imports and a tiny model "
+        "run), and only then put in use: a failed or canceled set-up leaves the previous one "
+        "working. Run again after a plugin upgrade; if nothing changed it only checks the "
+        "environment. 'Only say what would be installed' stops after the plan and the size."
     )
 
     FOLDER = "FOLDER"
@@ -56,6 +62,8 @@ class SetupEngine(MusAlgorithm):
     WHEEL_FOLDER = "WHEEL_FOLDER"
     OFFLINE = "OFFLINE"
     FORCE = "FORCE"
+    INDEX_URL = "INDEX_URL"
+    PLAN_ONLY = "PLAN_ONLY"
 
     def flags(self):
         """Not for models: it installs software, and one run at a time is enough."""
@@ -81,11 +89,23 @@ class SetupEngine(MusAlgorithm):
                 self.FORCE, self.tr("Set up again even if nothing changed"), defaultValue=False
             )
         )
+        self.add_parameter(
+            QgsProcessingParameterBoolean(
+                self.PLAN_ONLY,
+                self.tr("Only say what would be installed and how much it downloads"),
+                defaultValue=False,
+            )
+        )
         self.add_advanced_parameters(
             [
                 QgsProcessingParameterFile(
                     self.BASE_PYTHON,
-                    self.tr("Python to create the environment from (empty: found)"),
+                    self.tr("Python to create the environment from (empty: a standalone one)"),
+                    optional=True,
+                ),
+                QgsProcessingParameterString(
+                    self.INDEX_URL,
+                    self.tr("Package index (empty: PyPI, or the one pip or uv is told to use)"),
                     optional=True,
                 ),
                 QgsProcessingParameterString(
@@ -125,20 +145,23 @@ class SetupEngine(MusAlgorithm):
             wheel_folder=wheels,
             offline=offline,
             force=self.parameterAsBoolean(parameters, self.FORCE, context),
+            index_url=self.parameterAsString(parameters, self.INDEX_URL, context).strip(),
+            plan_only=self.parameterAsBoolean(parameters, self.PLAN_ONLY, context),
         )
         feedback.pushInfo(f"Engine environment folder: {root}")
         # Idle workers run the environment about to be replaced: stop them; running ones keep
         # theirs until their job ends (the set-up leaves it for the next one to remove).
-        client.POOL.shutdown()
+        if not options.plan_only:
+            client.POOL.shutdown()
         try:
             record = setup(
                 options, FeedbackProgress(feedback), in_use=client.POOL.environments_in_use()
             )
         except SetupError as exc:
             raise QgsProcessingException(str(exc)) from None
-        if folder:
+        if folder and not options.plan_only:
             _remember_folder(folder)
-        return {"PYTHON": record["python"], "RECORD": json.dumps(record, indent=2)}
+        return {"PYTHON": record.get("python", ""), "RECORD": json.dumps(record, indent=2)}
 
 
 def _remember_folder(folder: str) -> None:

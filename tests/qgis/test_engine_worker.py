@@ -14,7 +14,7 @@ from qgis import processing
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES, POOL
-from tests.conftest import AREZZO_PHOTOS, ROME_OSM, SHARED_DATA, TINY_MODEL_CONFIG
+from tests.conftest import AREZZO_PHOTOS, ROME_OSM, ROOT, SHARED_DATA, TINY_MODEL_CONFIG
 
 
 def _photos_layer(tmp_path):
@@ -157,6 +157,7 @@ def test_the_worker_stays_warm_between_runs(mus_provider, tmp_path, tiny_checkpo
     assert POOL.idle_pids() == warm
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="kills the worker with SIGKILL, a POSIX signal")
 def test_a_killed_worker_is_an_error_and_the_rerun_reuses_what_it_stored(
     mus_provider, tmp_path, tiny_checkpoint
 ):
@@ -218,3 +219,16 @@ def test_without_an_engine_every_algorithm_says_how_to_set_it_up(
         )
     status = processing.run("mus:enginestatus", {})
     assert "not set up" in status["TEXT"]
+
+
+def test_engine_status_names_the_torch_build_the_device_and_why(mus_provider, monkeypatch):
+    # The environment `make install` set up, found as the plugin finds its own managed one.
+    monkeypatch.setenv("MUS_ENGINE_PYTHON", "")
+    monkeypatch.setattr("mus_qgis.processing.engine.default_engine_root", lambda: ROOT / ".engine")
+    text = processing.run("mus:enginestatus", {})["TEXT"]
+    assert re.search(r"made \S+ by uv \d+\.\d+\.\d+", text), text
+    assert "Built on: the Python you named" in text  # make names Debian's Python
+    assert "PyTorch build: PyPI's Linux build (cu130), chosen because you chose PyPI's" in text
+    assert "Device: CPU" in text
+    # A CUDA build on a machine without an NVIDIA GPU: said, not left for the user to find.
+    assert "Note: a CUDA build is installed, but the engine sees no such device" in text

@@ -25,6 +25,11 @@ from pathlib import Path
 from .protocol import PROTOCOL_VERSION, decode, encode
 from .server import DEFAULT_IDLE_TIMEOUT_S
 
+# Decided once; the tests run the Windows branches on Linux by setting it to False.
+POSIX = not sys.platform.startswith("win")
+# subprocess.CREATE_NO_WINDOW, spelled out because only Windows' subprocess module has it: an
+# engine process started from QGIS (a GUI program) would otherwise open a console window.
+CREATE_NO_WINDOW = 0x08000000
 # The folder that holds the mus_qgis package: the worker imports the same engine code as QGIS.
 PLUGIN_PARENT = Path(__file__).resolve().parents[3]
 STARTUP_TIMEOUT_S = 120.0
@@ -129,9 +134,34 @@ def engine_command(python: str, *arguments: str) -> list[str]:
 def process_options() -> dict:
     """Popen options for engine processes: no console window on Windows; on POSIX a session of
     their own, so that a Ctrl-C meant for QGIS does not reach them and a group can be stopped."""
-    if sys.platform.startswith("win"):
-        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-    return {"start_new_session": True}
+    if POSIX:
+        return {"start_new_session": True}
+    return {"creationflags": CREATE_NO_WINDOW}
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """Kill a process started with :func:`process_options` and what it started, at once.
+
+    POSIX: its process group (its session's leader is the process itself). Windows has no
+    group to signal and ``Popen.kill`` ends only the process, so ``taskkill /T /F`` ends the
+    tree (data loaders, Ray's raylet), then ``kill`` makes sure of the process itself.
+    """
+    if process.poll() is not None:
+        return
+    if POSIX:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    else:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                creationflags=CREATE_NO_WINDOW,
+            )
+    with contextlib.suppress(OSError):
+        process.kill()
 
 
 def environment_folder(python: str) -> str:
@@ -228,8 +258,7 @@ class Worker:
         return time.monotonic() - self.last_used > max(0.0, self.idle_timeout_s - margin_s)
 
     def kill(self) -> None:
-        if self.alive():
-            self.process.kill()
+        kill_process_tree(self.process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
 
@@ -259,7 +288,7 @@ class Worker:
             how = f"was killed by {name}"
             if -code == getattr(signal, "SIGKILL", 9):
                 how += " (out of memory, or killed by hand)"
-        elif sys.platform.startswith("win") and code >= 0xC0000000:
+        elif not POSIX and code >= 0xC0000000:
             how = f"crashed with code {code:#010x}"  # an NTSTATUS, e.g. 0xc0000005 access violation
         else:
             how = f"exited with code {code}"

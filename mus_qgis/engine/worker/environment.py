@@ -1,18 +1,32 @@
 """The engine environment: a virtual environment with the engine's packages, set up by the plugin.
 
-Standard library only: QGIS's Python runs this to create the environment the worker runs in. The
-environment lives under a root folder (by default the plugin's folder in the QGIS profile)::
+Standard library only, Python 3.9+: QGIS's Python runs this to create the environment the worker
+runs in. Everything lives under one root folder (by default the plugin's folder in the QGIS
+profile), so that deleting it removes all the set-up made::
 
     ROOT/envs/engine-YYYYmmdd-HHMMSS/   one virtual environment per set-up
     ROOT/current.json                   which one is in use, its versions and how it was made
-    ROOT/env                            (POSIX) a link to the environment in use: its Python is
-                                        ROOT/env/bin/python for scripts and settings to name
+    ROOT/env                            (POSIX) a link to the environment in use
+    ROOT/tools/uv-VERSION/              the installer (uv) and the wheel it came from
+    ROOT/python/                        standalone CPython builds uv downloaded
+    ROOT/cache/uv/                      uv's cache (the environments' files are links into it)
 
-A set-up builds a new environment beside the one in use, verifies it (imports and a forward pass
-of a tiny CLIP model in the new Python), and only then switches ``current.json`` (and the link)
-with an atomic rename: a failed or canceled set-up leaves the previous environment in use. It
-installs from binary wheels only: outside QGIS's process no wheel can clash with QGIS's GEOS,
-PROJ, GDAL or LLVM, so nothing needs compiling.
+The set-up (:func:`setup`), with the default installer, uv:
+
+1. plans the PyTorch build for this machine and says which and why (:mod:`.torch_plan`);
+2. fetches the pinned uv and checks its digest (:mod:`.uv_tool`);
+3. takes a Python 3.11+: the one the user named, else a standalone CPython that uv downloads
+   once into ROOT/python (no Python needs to be installed first), else, when that download
+   fails, a Python 3.11+ this machine already has, said out loud;
+4. creates the environment beside the one in use, resolves the engine's pinned requirements into
+   a lock file, says how much that downloads, installs exactly the lock, and verifies the result
+   (imports and a forward pass of a tiny CLIP model in the new Python);
+5. only then switches ``current.json`` (and the link) with an atomic rename: a failed or
+   canceled set-up leaves the previous environment in use.
+
+It installs binary wheels only: outside QGIS's process no wheel can clash with QGIS's GEOS, PROJ,
+GDAL or LLVM, so nothing needs compiling. (The plugin's earlier set-up, a venv from a Python found
+here filled by pip, is measured against this one in scripts/bench_setup.py.)
 """
 
 from __future__ import annotations
@@ -22,47 +36,65 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..deps import REQUIREMENTS
-from .client import PLUGIN_PARENT, NullProgress, engine_command, process_options, worker_environment
-from .jobs import folder_size
+from ..progress import warn
+from . import client
+from .client import NullProgress, engine_command, process_options, worker_environment
+from .machine import (
+    Machine,
+    default_uv_cache,
+    environment_python,
+    executable_name,
+    path_too_long,
+    this_machine,
+)
+from .setup_commands import CANCELED, SetupCanceledError, SetupError, run_command
+from .torch_plan import TORCH_CHOICES, TorchPlan, plan_torch
+from .uv_tool import ensure_uv, is_url, package_index, pinned, remove_other_uv
 
-PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-TORCH_PACKAGES = ("torch", "torchvision")
-TORCH_CHOICES = ("auto", "default", "cpu", "cuda")
+__all__ = [
+    "TORCH_CHOICES",
+    "SetupCanceledError",
+    "SetupError",
+    "SetupOptions",
+    "current_python",
+    "read_current",
+    "setup",
+]
+
 CURRENT = "current.json"
 LOCK = ".setup.lock"
+# The resolution, twice over: as a PEP 751 lock (it carries each file's size, for the announcement)
+# and as pinned requirements with their hashes (what is installed: uv's cache serves those, while
+# it fetches a lock's file URLs anew every time, 3.3 GB for each set-up).
+LOCK_FILE = "pylock.engine.toml"
+PINS_FILE = "requirements.lock.txt"
 # The engine's pins (numpy 2.3, pandas 3.0, networkx 3.6) need Python 3.11 or newer.
 MIN_PYTHON = (3, 11)
-
-
-class SetupError(Exception):
-    """The engine environment could not be set up; the previous one (if any) stays in use."""
-
-
-class SetupCanceledError(SetupError):
-    """The user canceled the set-up."""
+# The standalone CPython uv downloads when the user names none: a release every pin has wheels for.
+MANAGED_PYTHON = "3.12"
+REPLACE_ATTEMPTS = 20
 
 
 @dataclass
 class SetupOptions:
     """How to set up the engine environment.
 
-    ``torch``: ``auto`` picks a CUDA build where an NVIDIA GPU is present, else PyTorch's CPU
-    build from PyTorch's own index when it answers (a few hundred MB instead of several GB), else
-    the default build; ``default`` takes PyPI's build, ``cpu`` and ``cuda`` force one.
-    ``torch_index`` overrides the index torch comes from. ``wheel_folder`` adds a local folder of
-    wheels; with ``offline`` nothing else is asked for (no index at all).
+    ``torch``: ``auto`` (see :mod:`.torch_plan`), ``default`` (PyPI's build), ``cpu``, ``cuda``,
+    or a build of PyTorch's index by name (``cu128``, ``rocm6.4``). ``torch_index`` names the
+    index torch comes from instead. ``base_python``: the Python to build on (empty: a standalone
+    CPython). ``index_url``: the package index (empty: PyPI, or the one uv or pip is told to
+    use here). ``wheel_folder`` adds a local folder of wheels; with ``offline`` nothing else is
+    asked for (a find-links URL works too). ``plan_only``: say what would be installed and how
+    much it downloads, then stop. ``python_version``: the standalone CPython to download.
     """
 
     root: Path
@@ -73,21 +105,16 @@ class SetupOptions:
     offline: bool = False
     force: bool = False
     extra_requirements: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TorchPlan:
-    build: str  # "cuda", "cpu" or "default"
-    index_url: str  # "" for the ordinary index
-    reason: str
+    index_url: str = ""
+    cache_dir: str = ""
+    plan_only: bool = False
+    python_version: str = MANAGED_PYTHON
 
 
 # -- where things are --------------------------------------------------------------------------
-def env_python(env_dir: Path) -> Path:
-    """The Python of a virtual environment, on this platform."""
-    if sys.platform.startswith("win"):
-        return env_dir / "Scripts" / "python.exe"
-    return env_dir / "bin" / "python"
+def env_python(env_dir: Path, machine: Machine | None = None) -> Path:
+    """The Python of a virtual environment, on this platform (or the ``machine`` given)."""
+    return environment_python(machine or this_machine(), Path(env_dir))
 
 
 def read_current(root: Path) -> dict | None:
@@ -99,16 +126,33 @@ def read_current(root: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
-def current_python(root: Path) -> str | None:
+def current_python(root: Path, machine: Machine | None = None) -> str | None:
     """The Python of the environment in use under ``root``, if it is there."""
     record = read_current(root)
     if record and record.get("env"):
-        python = env_python(Path(root) / record["env"])
+        python = env_python(Path(root) / record["env"], machine)
         if python.exists():
             return str(python)
     return None
 
 
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under a folder; links are not followed (a venv's python is one)."""
+    total = 0
+    for base, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(path):
+                    total += os.path.getsize(path)
+    return total
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
+
+
+# -- Pythons -----------------------------------------------------------------------------------
 def python_version(python: str) -> tuple[int, int] | None:
     """The (major, minor) version of a Python, or None if it does not run."""
     try:
@@ -116,6 +160,7 @@ def python_version(python: str) -> tuple[int, int] | None:
             [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True,
             text=True,
+            encoding="utf-8",
             timeout=30,
             check=False,
             env=worker_environment(),
@@ -127,103 +172,68 @@ def python_version(python: str) -> tuple[int, int] | None:
         return None
 
 
-def find_base_python(configured: str = "") -> str:
-    """A Python 3.11+ to create the environment from: the configured one, or the platform's."""
-    wanted = ".".join(map(str, MIN_PYTHON))
-    if configured:
-        if not Path(configured).is_file():
-            raise SetupError(
-                f"The Python {configured} given to create the engine from does not exist."
-            )
-        version = python_version(configured)
-        if version is None or version < MIN_PYTHON:
-            found = ".".join(map(str, version)) if version else "one that does not run"
-            raise SetupError(f"The Python {configured} is {found}; the engine needs {wanted}+.")
-        return configured
+def _wanted() -> str:
+    return ".".join(map(str, MIN_PYTHON))
+
+
+def named_python(configured: str) -> str:
+    """The Python the user named, if it can carry the engine; else a SetupError saying why."""
+    if not Path(configured).is_file():
+        raise SetupError(f"The Python {configured} given to create the engine from does not exist.")
+    version = python_version(configured)
+    if version is None or version < MIN_PYTHON:
+        found = ".".join(map(str, version)) if version else "one that does not run"
+        raise SetupError(f"The Python {configured} is {found}; the engine needs {_wanted()}+.")
+    return configured
+
+
+def system_python_candidates(machine: Machine) -> list[str]:
+    """Pythons this machine may already have, best first (not QGIS's own on macOS: a venv made
+    from the Python inside QGIS.app lacks parts of the standard library)."""
     candidates = []
-    if sys.platform.startswith("win"):
+    if machine.windows:
         # OSGeo4W and the standalone installer keep python.exe beside QGIS's Python library.
         prefix = Path(sys.base_prefix)
         candidates += [str(prefix / "python.exe"), str(prefix / "python3.exe")]
-    elif sys.platform == "darwin":
-        prefix = Path(sys.base_prefix)
-        candidates += [str(prefix / "bin" / "python3"), "/usr/local/bin/python3"]
-    else:
-        candidates += ["/usr/bin/python3"]
     # Inside QGIS sys.executable is QGIS itself; outside (make, a console) it is a Python.
-    if Path(sys.executable).name.lower().startswith("python"):
+    if Path(sys.executable).name.lower().startswith("python") and ".app/" not in sys.executable:
         candidates.append(sys.executable)
-    for name in ("python3.13", "python3.12", "python3.11", "python3", "python"):
-        candidates.append(shutil.which(name) or "")
+    names = ("python3.14", "python3.13", "python3.12", "python3.11", "python3", "python")
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        # Windows' "python.exe" in WindowsApps is a stub that opens the Store, not a Python.
+        if folder and "WindowsApps" not in folder:
+            candidates += [str(Path(folder) / executable_name(machine, n)) for n in names]
+    return list(dict.fromkeys(c for c in candidates if c and Path(c).is_file()))
+
+
+def search_system_python(machine: Machine | None = None) -> tuple[str, list[str]]:
+    """A Python 3.11+ this machine has (or ""), and the ones found too old, as "path (3.9)"."""
     too_old = []
-    for candidate in dict.fromkeys(c for c in candidates if c and Path(c).is_file()):
+    for candidate in system_python_candidates(machine or this_machine()):
         version = python_version(candidate)
         if version is not None and version >= MIN_PYTHON:
-            return candidate
+            return candidate, too_old
         if version is not None:
             too_old.append(f"{candidate} ({version[0]}.{version[1]})")
+    return "", too_old
+
+
+def find_base_python(configured: str = "", machine: Machine | None = None) -> str:
+    """A Python 3.11+ to create the environment from: the configured one, or one found here."""
+    if configured:
+        return named_python(configured)
+    found, too_old = search_system_python(machine)
+    if found:
+        return found
     seen = f" Found only: {', '.join(too_old)}." if too_old else ""
     raise SetupError(
-        f"No Python {wanted} or newer was found to create the engine environment from.{seen} "
+        f"No Python {_wanted()} or newer was found to create the engine environment from.{seen} "
         "Install one (python.org, or your system's packages) and name it in the set-up's "
         "advanced parameter."
     )
 
 
-def nvidia_gpus() -> list[str]:
-    """NVIDIA GPUs the driver reports (``nvidia-smi -L``), or none."""
-    tool = shutil.which("nvidia-smi")
-    if not tool:
-        return []
-    try:
-        out = subprocess.run(
-            [tool, "-L"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-            **process_options(),
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU")]
-
-
-def index_answers(url: str, timeout_s: float = 5.0) -> bool:
-    """Whether a package index answers for torch (a refused or closed network answers no)."""
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/torch/", timeout=timeout_s) as answer:
-            return answer.status == 200
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
-
-
-def plan_torch(options: SetupOptions) -> TorchPlan:
-    """Which torch build to install, from where, and why."""
-    if options.torch_index:
-        return TorchPlan("custom", options.torch_index, "the torch index set in the options")
-    choice = options.torch if options.torch in TORCH_CHOICES else "auto"
-    if options.offline:
-        return TorchPlan("default", "", "offline: the wheels in the local folder")
-    if choice == "default":
-        return TorchPlan("default", "", "the default build, as chosen")
-    gpus = nvidia_gpus() if choice in ("auto", "cuda") else []
-    if choice == "cuda" or gpus:
-        why = "chosen" if choice == "cuda" else f"an NVIDIA GPU is present ({gpus[0]})"
-        if sys.platform.startswith("linux"):
-            return TorchPlan("cuda", "", f"CUDA build (PyPI's Linux build): {why}")
-        return TorchPlan(
-            "default", "", f"{why}, but only Linux gets PyPI's CUDA build: set a torch index"
-        )
-    if sys.platform == "darwin":
-        return TorchPlan("default", "", "macOS: PyPI's build (CPU and Apple GPU)")
-    if index_answers(PYTORCH_CPU_INDEX):
-        return TorchPlan("cpu", PYTORCH_CPU_INDEX, "no NVIDIA GPU: PyTorch's CPU build")
-    return TorchPlan(
-        "default", "", "no NVIDIA GPU, but PyTorch's CPU index does not answer: default build"
-    )
-
-
+# -- requirements ------------------------------------------------------------------------------
 def requirement_lines(extra: list[str] | tuple = ()) -> list[str]:
     lines = []
     for path in [REQUIREMENTS, *extra]:
@@ -234,8 +244,17 @@ def requirement_lines(extra: list[str] | tuple = ()) -> list[str]:
     return lines
 
 
+def pinned_version(package: str) -> str:
+    for line in requirement_lines():
+        name, _, version = line.partition("==")
+        if name.strip().lower() == package:
+            return version.strip()
+    return ""
+
+
 def requirements_digest(options: SetupOptions) -> str:
-    """What identifies a set-up: requirements, torch choice and sources. Same digest, no redo."""
+    """What identifies a set-up: requirements, torch choice, installer and sources. Same
+    digest, no redo."""
     text = json.dumps(
         [
             requirement_lines(options.extra_requirements),
@@ -243,87 +262,16 @@ def requirements_digest(options: SetupOptions) -> str:
             options.torch_index,
             options.wheel_folder,
             options.offline,
+            options.base_python,
+            options.python_version,
         ]
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-# -- running commands ---------------------------------------------------------------------------
-def _run(command: list[str], progress, what: str, relay: bool = True) -> list[str]:
-    """Run a command, relaying its lines; stop it on cancel. Returns its output lines."""
-    posix = not sys.platform.startswith("win")
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=worker_environment(),  # not QGIS's PYTHONPATH: pip must see what the worker sees
-        cwd=str(PLUGIN_PARENT),
-        # On POSIX its own process group, so that a cancel also stops what it started (venv runs
-        # ensurepip as a child, which would otherwise go on writing into the folder).
-        **process_options(),
-    )
-    lines: list[str] = []
-
-    def read() -> None:
-        for raw in process.stdout:
-            line = raw.decode("utf-8", errors="replace").rstrip()
-            if line:
-                lines.append(line)
-                if relay and not line.startswith(" "):
-                    progress.info(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    while process.poll() is None:
-        if progress.is_canceled():
-            _stop(process, posix)
-            reader.join(timeout=5)
-            raise SetupCanceledError("The engine set-up was canceled; nothing was changed.")
-        time.sleep(0.2)
-    reader.join(timeout=5)
-    if process.returncode != 0:
-        tail = "\n".join(lines[-15:])
-        raise SetupError(f"{what} failed (exit code {process.returncode}):\n{tail}")
-    return lines
-
-
-def _stop(process: subprocess.Popen, posix: bool) -> None:
-    """Stop a command and everything it started; wait until they are gone."""
-    if posix:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-    else:
-        process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        if posix:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        process.kill()
-        process.wait(timeout=10)
-    if posix:  # children may outlive the leader for a moment
-        for _ in range(50):
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-
-
-def _pip_install(python: Path, arguments: list[str], options: SetupOptions) -> list[str]:
-    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
-    command += ["--only-binary=:all:", "--progress-bar", "off", "--no-input"]
-    if options.wheel_folder:
-        command += ["--find-links", options.wheel_folder]
-    if options.offline:
-        command.append("--no-index")
-    return command + arguments
-
-
 def verify(python: str, progress=None) -> dict:
     """Run the engine's self-test in ``python``; its report, or a SetupError saying what failed."""
-    lines = _run(
+    lines = run_command(
         engine_command(python, "selftest"),
         progress or NullProgress(),
         f"The engine's self-test in {python}",
@@ -340,6 +288,7 @@ def verify(python: str, progress=None) -> dict:
     raise SetupError(f"The engine's self-test in {python} said nothing readable:\n{tail}")
 
 
+# -- one set-up at a time, and the switch ----------------------------------------------------------
 class _SetupLock:
     """One set-up at a time per folder (the menu clicked twice, or the menu and Processing)."""
 
@@ -371,19 +320,20 @@ class _SetupLock:
                 with contextlib.suppress(OSError):
                     self.path.unlink()  # left by a set-up that was killed
                 continue
-            with os.fdopen(handle, "w") as out:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
                 out.write(str(os.getpid()))
             return
         raise SetupError(f"The set-up lock {self.path} cannot be taken.")
 
     def _holder_alive(self) -> bool:
         try:
-            pid = int(self.path.read_text().strip())
+            pid = int(self.path.read_text(encoding="utf-8").strip())
         except (OSError, ValueError):
             return False
         if pid == os.getpid():
             return True
-        if sys.platform.startswith("win"):
+        if not client.POSIX:
+            # Windows' os.kill(pid, 0) would end the process: trust a lock younger than a set-up.
             return time.time() - self.path.stat().st_mtime < 3 * 3600
         try:
             os.kill(pid, 0)
@@ -399,24 +349,45 @@ class _SetupLock:
         _SetupLock._held.release()
 
 
+def replace_file(source: Path, target: Path, attempts: int = REPLACE_ATTEMPTS) -> None:
+    """``os.replace``, patient with Windows: there a file another program holds open (a virus
+    scanner, an indexer, a second QGIS reading it) cannot be replaced until it lets go."""
+    for attempt in range(attempts):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+
+
 def _switch(root: Path, record: dict) -> None:
     """Make ``record`` the environment in use, atomically (a rename), then drop the others."""
     staged = root / f".{CURRENT}.{uuid.uuid4().hex}"
     staged.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    os.replace(staged, root / CURRENT)
-    if not sys.platform.startswith("win"):
+    try:
+        replace_file(staged, root / CURRENT)
+    except PermissionError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise SetupError(
+            f"{root / CURRENT} is held open by another program ({exc.strerror}), so the new "
+            "environment could not be put in use; the previous one stays. Close what holds it "
+            "(another QGIS, an editor) and set up again."
+        ) from None
+    if client.POSIX:
         # A link to the folder, not to the Python: a venv's Python finds its pyvenv.cfg one
         # level above the path it was started by, so ROOT/env/bin/python is the venv's.
         link = root / f".env.{uuid.uuid4().hex}"
-        if link.is_symlink() or link.exists():
-            link.unlink()
         os.symlink(record["env"], link)
         os.replace(link, root / "env")
 
 
 def remove_other_environments(root: Path, keep: str, in_use: set[str], progress) -> None:
-    """Remove the environments no longer in use; one a worker still runs from waits for the next
-    set-up (its lazy imports would fail half-way through a job)."""
+    """Remove the environments no longer in use. One a worker of this QGIS still runs from waits
+    for the next set-up (its lazy imports would fail half-way through a job); so does one that
+    another program holds (Windows refuses to move a folder with a running Python in it)."""
     for env_dir in sorted((root / "envs").glob("engine-*")):
         if env_dir.name == Path(keep).name:
             continue
@@ -425,39 +396,57 @@ def remove_other_environments(root: Path, keep: str, in_use: set[str], progress)
                 f"Keeping {env_dir} until its running job ends; the next set-up removes it"
             )
             continue
+        # Moved aside first, in one step: either it goes whole or it stays whole, never half.
+        trash = root / "envs" / f".removing-{env_dir.name}-{uuid.uuid4().hex[:6]}"
+        try:
+            os.replace(env_dir, trash)
+        except OSError:
+            progress.info(f"Keeping {env_dir}: a program still uses it; the next set-up removes it")
+            continue
         progress.info(f"Removing the previous environment {env_dir}")
-        shutil.rmtree(env_dir, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+    for leftover in (root / "envs").glob(".removing-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # -- the set-up ------------------------------------------------------------------------------------
-def setup(options: SetupOptions, progress, in_use: set[str] | None = None) -> dict:
+def setup(
+    options: SetupOptions,
+    progress,
+    in_use: set[str] | None = None,
+    machine: Machine | None = None,
+) -> dict:
     """Create, fill, verify and switch to a new engine environment; return its record.
 
     Idempotent: when the environment in use was made from the same requirements and choices and
     still passes its self-test, nothing is installed (unless ``force``). ``in_use``: environment
-    folders that running workers use, left in place.
+    folders that running workers use, left in place. ``machine``: this one unless a test
+    simulates another.
     """
     from ..errors import MusError
     from ..folders import writable_folder
 
-    if options.wheel_folder and not Path(options.wheel_folder).expanduser().is_dir():
+    wheels = options.wheel_folder
+    if wheels and not is_url(wheels) and not Path(wheels).expanduser().is_dir():
         raise SetupError(
             f"The wheel folder {options.wheel_folder} does not exist (or is not a folder): give "
             "the folder the wheels were downloaded into (pip download -d FOLDER ...)."
         )
+    if options.offline and not options.wheel_folder:
+        raise SetupError("An offline set-up needs a folder of wheels to install from.")
     try:
         root = writable_folder(Path(options.root).expanduser().resolve(), "engine folder")
     except MusError as exc:
         raise SetupError(f"{exc} Nothing was installed.") from None
     with _SetupLock(root):
-        return _setup(root, options, progress, in_use or set())
+        return _setup(root, options, progress, in_use or set(), machine or this_machine())
 
 
-def _setup(root: Path, options: SetupOptions, progress, in_use: set[str]) -> dict:
+def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machine: Machine) -> dict:
     digest = requirements_digest(options)
     record = read_current(root)
-    if record and not options.force and record.get("digest") == digest:
-        python = current_python(root)
+    if record and not options.force and not options.plan_only and record.get("digest") == digest:
+        python = current_python(root, machine)
         if python:
             try:
                 report = verify(python, progress)
@@ -471,56 +460,232 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str]) -> dic
                 progress.info(f"The engine environment is already set up: {python}")
                 progress.set_progress(100)
                 return {**record, "unchanged": True, "device": report.get("device", {})}
-    base = find_base_python(options.base_python)
-    plan = plan_torch(options)
-    progress.info(f"Base Python: {base}")
-    progress.info(f"torch: {plan.reason}")
+    if options.base_python:  # a wrong name is said before anything is fetched
+        named_python(options.base_python)
+    torch_version = pinned_version("torch")
+    plan = plan_torch(options.torch, machine, torch_version, options.torch_index, options.offline)
+    progress.info(f"This machine: {machine.describe()}")
+    progress.info(plan.describe(torch_version))
     env_dir = root / "envs" / time.strftime("engine-%Y%m%d-%H%M%S")
     if env_dir.exists():
         env_dir = env_dir.with_name(f"{env_dir.name}-{uuid.uuid4().hex[:8]}")
+    problem = path_too_long(machine, env_dir)
+    if problem:
+        raise SetupError(problem)
     env_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        progress.set_progress(2)
-        _run([base, "-m", "venv", str(env_dir)], progress, "Creating the virtual environment")
-        python = env_python(env_dir)
-        pins = {line.split("==")[0].lower(): line for line in requirement_lines()}
-        torch_pins = [pins[name] for name in TORCH_PACKAGES if name in pins]
-        progress.set_progress(5)
-        # The other pins constrain what torch pulls in (numpy), so nothing is installed twice.
-        arguments = [*torch_pins, "-c", str(REQUIREMENTS)]
-        if plan.index_url:
-            arguments += ["--index-url", plan.index_url]
-        if plan.build == "cpu":  # torch's own dependencies (numpy at its pin) from PyPI
-            arguments += ["--extra-index-url", "https://pypi.org/simple"]
-        _run(_pip_install(python, arguments, options), progress, "Installing torch")
-        progress.set_progress(55)
-        arguments = ["-r", str(REQUIREMENTS)]
-        for extra in options.extra_requirements:
-            arguments += ["-r", str(extra)]
-        _run(_pip_install(python, arguments, options), progress, "Installing the engine packages")
+        record = _build_with_uv(root, env_dir, options, plan, progress, machine)
+        if options.plan_only:
+            shutil.rmtree(env_dir, ignore_errors=True)
+            progress.set_progress(100)
+            return {**record, "plan_only": True, "unchanged": True}
         progress.set_progress(90)
         progress.info("Verifying the engine (imports, a tiny CLIP forward pass)")
+        python = env_python(env_dir, machine)
         report = verify(str(python), progress)
         if progress.is_canceled():  # the last moment a cancel can still change nothing
-            raise SetupCanceledError("The engine set-up was canceled; nothing was changed.")
-        record = {
-            "env": env_dir.relative_to(root).as_posix(),
-            "python": str(python),
-            "base_python": base,
-            "digest": digest,
-            "requirements": requirements_digest(SetupOptions(root)),
-            "torch_build": plan.build,
-            "torch_reason": plan.reason,
-            "torch_index": plan.index_url,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "packages": report.get("packages", {}),
-            "size_bytes": folder_size(env_dir),
-        }
+            raise SetupCanceledError(CANCELED)
+        record.update(
+            {
+                "env": env_dir.relative_to(root).as_posix(),
+                "python": str(python),
+                "digest": digest,
+                "requirements": requirements_digest(SetupOptions(root)),
+                "torch_build": plan.build,
+                "torch_reason": plan.reason,
+                "torch_index": plan.index_url,
+                "torch_device": plan.device,
+                "torch_label": plan.label,
+                "installer": f"uv {pinned()['version']}",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "packages": report.get("packages", {}),
+                "size_bytes": folder_size(env_dir),
+            }
+        )
         _switch(root, record)
     except BaseException:
         shutil.rmtree(env_dir, ignore_errors=True)
         raise
     remove_other_environments(root, record["env"], in_use, progress)
+    remove_other_uv(root)
     progress.set_progress(100)
     progress.info(f"The engine environment is ready: {python}")
     return {**record, "unchanged": False, "device": report.get("device", {})}
+
+
+# -- uv ------------------------------------------------------------------------------------------
+def uv_environment(root: Path, options: SetupOptions) -> dict[str, str]:
+    """What uv runs with: its cache and Pythons inside the engine folder, nothing written
+    elsewhere (no python3.12 on the user's PATH, no entry in Windows' registry), no user uv
+    configuration (the set-up's choices are the whole story), no progress bars in the log."""
+    env = worker_environment()
+    env.update(
+        {
+            "UV_CACHE_DIR": str(options.cache_dir or default_uv_cache(root)),
+            "UV_PYTHON_INSTALL_DIR": str(root / "python"),
+            "UV_PYTHON_INSTALL_BIN": "0",
+            "UV_PYTHON_INSTALL_REGISTRY": "0",
+            "UV_NO_CONFIG": "1",
+            "UV_NO_PROGRESS": "1",
+        }
+    )
+    # A mirror of python-build-standalone's releases, for networks that do not reach GitHub.
+    mirror = os.environ.get("MUS_PYTHON_MIRROR", "").strip()
+    if mirror:
+        env["UV_PYTHON_INSTALL_MIRROR"] = mirror
+    return env
+
+
+def uv_sources(options: SetupOptions, plan: TorchPlan) -> list[str]:
+    """Where uv takes packages from: the package index (or only the wheel folder, offline),
+    and PyTorch's index for the torch build the plan chose."""
+    sources = []
+    wheels = options.wheel_folder
+    if wheels:
+        sources += ["--find-links", wheels if is_url(wheels) else str(Path(wheels).expanduser())]
+    if options.offline:
+        return [*sources, "--no-index", "--offline"]
+    sources += ["--default-index", package_index(options.index_url)]
+    if plan.index_url:
+        # Best match across both: torch's "+cpu" (or "+cu128") release outranks PyPI's plain
+        # one, while packages PyTorch's index mirrors at other versions still come from PyPI.
+        sources += ["--index", plan.index_url, "--index-strategy", "unsafe-best-match"]
+    return sources
+
+
+def choose_python(uv: Path, root: Path, options: SetupOptions, progress, env) -> tuple[str, str]:
+    """The Python to build the environment on, and where it came from (said in the record)."""
+    if options.base_python:
+        return named_python(options.base_python), "the Python you named"
+    wanted = options.python_version or MANAGED_PYTHON
+    managed = f"standalone CPython {wanted} in {root / 'python'}"
+    find = [str(uv), "python", "find", wanted, "--managed-python", "--no-python-downloads"]
+    with contextlib.suppress(SetupError):
+        found = run_command(find, progress, "Finding a standalone Python", relay=False, env=env)
+        return found[-1].strip(), managed
+    reason = "an offline set-up downloads nothing"
+    if not options.offline:
+        progress.info(f"Downloading a standalone CPython {wanted} (about 30 MB, once)")
+        try:
+            run_command(
+                [str(uv), "python", "install", wanted],
+                progress,
+                "Downloading a standalone Python",
+                env=env,
+            )
+            found = run_command(find, progress, "Finding a standalone Python", relay=False, env=env)
+        except SetupCanceledError:
+            raise
+        except SetupError as exc:
+            reason = str(exc).splitlines()[-1].strip() or str(exc)
+        else:
+            return found[-1].strip(), managed
+    system, too_old = search_system_python()
+    if not system:
+        seen = f" (found only {', '.join(too_old)})" if too_old else ""
+        raise SetupError(
+            f"No Python {_wanted()}+ could be had for the engine: the standalone Python could "
+            f"not be downloaded ({reason}), and this machine has no Python {_wanted()} or "
+            f"newer{seen}. Nothing was installed, and the engine in use (if any) is unchanged. "
+            "What to do: check the network (behind a proxy, set HTTPS_PROXY for QGIS; the download "
+            "comes from GitHub, or from the mirror named by MUS_PYTHON_MIRROR); or install "
+            f"Python {_wanted()}+ (python.org) and name it in the set-up's advanced parameter "
+            "'Python to create the environment from'."
+        )
+    warn(
+        progress,
+        f"No standalone Python could be downloaded ({reason}); the engine is built on this "
+        f"machine's Python {system} instead.",
+    )
+    return system, f"this machine's Python {system} (the standalone download failed)"
+
+
+def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
+    progress.set_progress(2)
+    uv = ensure_uv(
+        root,
+        machine,
+        progress,
+        index=options.index_url,
+        wheel_folder=options.wheel_folder,
+        offline=options.offline,
+    )
+    env = uv_environment(root, options)
+    progress.set_progress(5)
+    base, base_source = choose_python(uv, root, options, progress, env)
+    progress.info(f"Python: {base} ({base_source})")
+    progress.set_progress(10)
+    create = [str(uv), "venv", str(env_dir), "--python", base]
+    if not options.offline:
+        create.append("--seed")  # pip inside, for anyone who adds a package by hand later
+    run_command(create, progress, "Creating the virtual environment", env=env)
+    python = env_python(env_dir, machine)
+    requirements = [str(REQUIREMENTS), *map(str, options.extra_requirements)]
+    sources = uv_sources(options, plan)
+    progress.info("Resolving the engine's packages")
+    lock, pins = resolve(uv, python, requirements, sources, env_dir, progress, env)
+    size = download_size(python, lock, progress, env)
+    progress.info(_size_message(size, plan))
+    record = {
+        "base_python": base,
+        "python_source": base_source,
+        "uv": pinned()["version"],
+        "download_bytes": size.get("bytes"),
+        "download_packages": size.get("packages"),
+    }
+    if options.plan_only:
+        return record
+    progress.set_progress(15)
+    progress.info("Installing (uv prints a line when it is done)")
+    run_command(
+        [str(uv), "pip", "install", "--python", str(python), "-r", str(pins), *sources],
+        progress,
+        "Installing the engine packages",
+        env=env,
+    )
+    return record
+
+
+def resolve(uv, python, requirements, sources, folder: Path, progress, env) -> tuple[Path, Path]:
+    """The requirements resolved for ``python`` from ``sources``, written into ``folder`` twice
+    (see PINS_FILE): the lock, and the pinned requirements with their hashes."""
+    lock, pins = folder / LOCK_FILE, folder / PINS_FILE
+    compile_ = [str(uv), "pip", "compile", *requirements, "--python", str(python), *sources]
+    compile_ += ["--no-header", "--quiet"]
+    for output, form in ((lock, "pylock.toml"), (pins, "requirements.txt")):
+        extra = ["--generate-hashes"] if form == "requirements.txt" else []
+        run_command(
+            [*compile_, "--format", form, "--output-file", str(output), *extra],
+            progress,
+            "Resolving the engine's packages",
+            env=env,
+        )
+    return lock, pins
+
+
+def download_size(python: Path, lock: Path, progress, env) -> dict:
+    script = Path(__file__).with_name("lock_size.py")
+    lines = run_command(
+        [str(python), str(script), str(lock)], progress, "Sizing the download", relay=False, env=env
+    )
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return {}
+
+
+def _size_message(size: dict, plan: TorchPlan) -> str:
+    if not size:
+        return "Download: its size could not be told."
+    largest = ", ".join(
+        f"{name} {megabytes(count)}" for name, _version, count in size.get("largest", [])[:3]
+    )
+    unknown = size.get("unknown") or []
+    text = (
+        f"Download: at most {megabytes(size['bytes'])} for {size['packages']} packages "
+        f"({largest}), with {plan.label or plan.build}; files already in the cache are not "
+        "downloaded again."
+    )
+    if unknown:
+        text += f" Not counted (the server did not say): {', '.join(unknown)}."
+    return text

@@ -8,7 +8,6 @@ a job pays only for what it uses.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ..deps import require
 from ..errors import MusError
+from .environment import folder_size
 
 JOBS: dict[str, Callable[[dict, object], dict]] = {}
 
@@ -100,18 +100,6 @@ def device_report() -> dict:
     return report
 
 
-def folder_size(folder: Path) -> int:
-    """Bytes of the files under a folder; links are not followed (a venv's python is one)."""
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with contextlib.suppress(OSError):
-                if not os.path.islink(path):
-                    total += os.path.getsize(path)
-    return total
-
-
 @job("status")
 def status(params: dict, progress) -> dict:
     """Python, packages, device, and the cache folders with their sizes."""
@@ -125,6 +113,8 @@ def status(params: dict, progress) -> dict:
         "packages": package_versions(),
         "device": device_report(),
         "worker_pid": os.getpid(),
+        # Which copy of the plugin the worker runs (a profile's, a checkout's): for bug reports.
+        "plugin_folder": str(Path(__file__).resolve().parents[2]),
     }
     cache = params.get("cache_dir")
     if cache:
