@@ -289,3 +289,37 @@ def test_the_cpu_build_comes_from_pytorchs_index_sized_before_it_downloads(
         check=True,
     )
     assert installed.stdout.strip() == "2.14.1+cpu"
+
+
+def test_offline_the_wheel_folder_alone_serves_uv_and_the_packages(
+    tmp_path, setup_services, real_uv_wheel
+):
+    """A machine without a network: uv's wheel and the packages' wheels copied into a folder."""
+    folder = tmp_path / "wheels for the offline machine"
+    folder.mkdir()
+    (folder / real_uv_wheel.name).write_bytes(real_uv_wheel.read_bytes())
+    for name, data in (tiny_wheel("mus-tiny", "1.0", 10_000), tiny_wheel("mus-tinier", "2.0")):
+        (folder / name).write_bytes(data)
+    setup_services.stop()  # nothing answers
+    root = tmp_path / "engine"
+    options = SetupOptions(root, wheel_folder=str(folder), offline=True, cache_dir=str(tmp_path))
+    progress = SetupProgress()
+    uv = ensure_uv(root, this_machine(), progress, wheel_folder=str(folder), offline=True)
+    env = uv_environment(root, options)
+    venv = tmp_path / "env"
+    base = os.path.realpath(sys.executable)
+    run_command([str(uv), "venv", str(venv), "--python", base], progress, "venv", env=env)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("mus-tiny==1.0\nmus-tinier==2.0\n", encoding="utf-8")
+    sources = uv_sources(options, plan_torch("auto", this_machine(), "2.14.1", offline=True))
+    assert sources[-2:] == ["--no-index", "--offline"] and str(folder) in sources
+    python = venv / "bin" / "python"
+    lock, pins = resolve(uv, python, [str(requirements)], sources, tmp_path, progress, env)
+    assert download_size(python, lock, progress, env)["bytes"] > 10_000  # sized from the files
+    run_command(
+        [str(uv), "pip", "install", "--python", str(python), "-r", str(pins), *sources],
+        progress,
+        "install",
+        env=env,
+    )
+    assert subprocess.run([str(python), "-c", "import mus_tiny, mus_tinier"]).returncode == 0

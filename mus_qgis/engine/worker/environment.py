@@ -597,7 +597,7 @@ def choose_python(uv: Path, root: Path, options: SetupOptions, progress, env) ->
         f"No standalone Python could be downloaded ({reason}); the engine is built on this "
         f"machine's Python {system} instead.",
     )
-    return system, f"this machine's Python {system} (the standalone download failed)"
+    return system, "this machine's Python (the standalone download failed)"
 
 
 def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
@@ -615,7 +615,7 @@ def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
     base, base_source = choose_python(uv, root, options, progress, env)
     progress.info(f"Python: {base} ({base_source})")
     progress.set_progress(10)
-    create = [str(uv), "venv", str(env_dir), "--python", base]
+    create = [str(uv), "venv", str(env_dir), "--python", base, "--quiet"]
     if not options.offline:
         create.append("--seed")  # pip inside, for anyone who adds a package by hand later
     run_command(create, progress, "Creating the virtual environment", env=env)
