@@ -24,7 +24,6 @@ from mus_qgis.engine.worker.environment import (
     SetupOptions,
     current_python,
     download_size,
-    find_base_python,
     read_current,
     resolve,
     setup,
@@ -33,6 +32,7 @@ from mus_qgis.engine.worker.environment import (
     verify,
 )
 from mus_qgis.engine.worker.machine import Machine, this_machine
+from mus_qgis.engine.worker.pythons import find_base_python
 from mus_qgis.engine.worker.setup_commands import run_command
 from mus_qgis.engine.worker.torch_plan import plan_torch
 from mus_qgis.engine.worker.uv_tool import ensure_uv

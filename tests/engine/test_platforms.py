@@ -32,7 +32,6 @@ from mus_qgis.engine.worker.environment import (
     remove_other_environments,
     replace_file,
     setup,
-    system_python_candidates,
 )
 from mus_qgis.engine.worker.machine import (
     Machine,
@@ -40,6 +39,7 @@ from mus_qgis.engine.worker.machine import (
     environment_python,
     path_too_long,
 )
+from mus_qgis.engine.worker.pythons import system_python_candidates
 from mus_qgis.engine.worker.setup_commands import SetupCanceledError, SetupError, run_command
 from tests.recorders import SetupProgress
 

@@ -36,8 +36,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -45,17 +43,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..deps import REQUIREMENTS
-from ..progress import warn
 from . import client
-from .client import NullProgress, engine_command, process_options, worker_environment
+from .client import NullProgress, engine_command, worker_environment
 from .machine import (
     Machine,
     default_uv_cache,
     environment_python,
-    executable_name,
     path_too_long,
     this_machine,
 )
+from .pythons import MANAGED_PYTHON, choose_python, named_python
 from .setup_commands import CANCELED, SetupCanceledError, SetupError, run_command
 from .torch_plan import TORCH_CHOICES, TorchPlan, plan_torch
 from .uv_tool import ensure_uv, is_url, package_index, pinned, remove_other_uv
@@ -77,10 +74,6 @@ LOCK = ".setup.lock"
 # it fetches a lock's file URLs anew every time, 3.3 GB for each set-up).
 LOCK_FILE = "pylock.engine.toml"
 PINS_FILE = "requirements.lock.txt"
-# The engine's pins (numpy 2.3, pandas 3.0, networkx 3.6) need Python 3.11 or newer.
-MIN_PYTHON = (3, 11)
-# The standalone CPython uv downloads when the user names none: a release every pin has wheels for.
-MANAGED_PYTHON = "3.12"
 REPLACE_ATTEMPTS = 20
 
 
@@ -150,87 +143,6 @@ def folder_size(folder: Path) -> int:
 
 def megabytes(count: int) -> str:
     return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.0f} MB"
-
-
-# -- Pythons -----------------------------------------------------------------------------------
-def python_version(python: str) -> tuple[int, int] | None:
-    """The (major, minor) version of a Python, or None if it does not run."""
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            timeout=30,
-            check=False,
-            env=worker_environment(),
-            **process_options(),
-        )
-        major, minor = out.stdout.strip().split(".")
-        return int(major), int(minor)
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None
-
-
-def _wanted() -> str:
-    return ".".join(map(str, MIN_PYTHON))
-
-
-def named_python(configured: str) -> str:
-    """The Python the user named, if it can carry the engine; else a SetupError saying why."""
-    if not Path(configured).is_file():
-        raise SetupError(f"The Python {configured} given to create the engine from does not exist.")
-    version = python_version(configured)
-    if version is None or version < MIN_PYTHON:
-        found = ".".join(map(str, version)) if version else "one that does not run"
-        raise SetupError(f"The Python {configured} is {found}; the engine needs {_wanted()}+.")
-    return configured
-
-
-def system_python_candidates(machine: Machine) -> list[str]:
-    """Pythons this machine may already have, best first (not QGIS's own on macOS: a venv made
-    from the Python inside QGIS.app lacks parts of the standard library)."""
-    candidates = []
-    if machine.windows:
-        # OSGeo4W and the standalone installer keep python.exe beside QGIS's Python library.
-        prefix = Path(sys.base_prefix)
-        candidates += [str(prefix / "python.exe"), str(prefix / "python3.exe")]
-    # Inside QGIS sys.executable is QGIS itself; outside (make, a console) it is a Python.
-    if Path(sys.executable).name.lower().startswith("python") and ".app/" not in sys.executable:
-        candidates.append(sys.executable)
-    names = ("python3.14", "python3.13", "python3.12", "python3.11", "python3", "python")
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        # Windows' "python.exe" in WindowsApps is a stub that opens the Store, not a Python.
-        if folder and "WindowsApps" not in folder:
-            candidates += [str(Path(folder) / executable_name(machine, n)) for n in names]
-    return list(dict.fromkeys(c for c in candidates if c and Path(c).is_file()))
-
-
-def search_system_python(machine: Machine | None = None) -> tuple[str, list[str]]:
-    """A Python 3.11+ this machine has (or ""), and the ones found too old, as "path (3.9)"."""
-    too_old = []
-    for candidate in system_python_candidates(machine or this_machine()):
-        version = python_version(candidate)
-        if version is not None and version >= MIN_PYTHON:
-            return candidate, too_old
-        if version is not None:
-            too_old.append(f"{candidate} ({version[0]}.{version[1]})")
-    return "", too_old
-
-
-def find_base_python(configured: str = "", machine: Machine | None = None) -> str:
-    """A Python 3.11+ to create the environment from: the configured one, or one found here."""
-    if configured:
-        return named_python(configured)
-    found, too_old = search_system_python(machine)
-    if found:
-        return found
-    seen = f" Found only: {', '.join(too_old)}." if too_old else ""
-    raise SetupError(
-        f"No Python {_wanted()} or newer was found to create the engine environment from.{seen} "
-        "Install one (python.org, or your system's packages) and name it in the set-up's "
-        "advanced parameter."
-    )
 
 
 # -- requirements ------------------------------------------------------------------------------
@@ -551,53 +463,6 @@ def uv_sources(options: SetupOptions, plan: TorchPlan) -> list[str]:
         # one, while packages PyTorch's index mirrors at other versions still come from PyPI.
         sources += ["--index", plan.index_url, "--index-strategy", "unsafe-best-match"]
     return sources
-
-
-def choose_python(uv: Path, root: Path, options: SetupOptions, progress, env) -> tuple[str, str]:
-    """The Python to build the environment on, and where it came from (said in the record)."""
-    if options.base_python:
-        return named_python(options.base_python), "the Python you named"
-    wanted = options.python_version or MANAGED_PYTHON
-    managed = f"standalone CPython {wanted} in {root / 'python'}"
-    find = [str(uv), "python", "find", wanted, "--managed-python", "--no-python-downloads"]
-    with contextlib.suppress(SetupError):
-        found = run_command(find, progress, "Finding a standalone Python", relay=False, env=env)
-        return found[-1].strip(), managed
-    reason = "an offline set-up downloads nothing"
-    if not options.offline:
-        progress.info(f"Downloading a standalone CPython {wanted} (about 30 MB, once)")
-        try:
-            run_command(
-                [str(uv), "python", "install", wanted],
-                progress,
-                "Downloading a standalone Python",
-                env=env,
-            )
-            found = run_command(find, progress, "Finding a standalone Python", relay=False, env=env)
-        except SetupCanceledError:
-            raise
-        except SetupError as exc:
-            reason = str(exc).splitlines()[-1].strip() or str(exc)
-        else:
-            return found[-1].strip(), managed
-    system, too_old = search_system_python()
-    if not system:
-        seen = f" (found only {', '.join(too_old)})" if too_old else ""
-        raise SetupError(
-            f"No Python {_wanted()}+ could be had for the engine: the standalone Python could "
-            f"not be downloaded ({reason}), and this machine has no Python {_wanted()} or "
-            f"newer{seen}. Nothing was installed, and the engine in use (if any) is unchanged. "
-            "What to do: check the network (behind a proxy, set HTTPS_PROXY for QGIS; the download "
-            "comes from GitHub, or from the mirror named by MUS_PYTHON_MIRROR); or install "
-            f"Python {_wanted()}+ (python.org) and name it in the set-up's advanced parameter "
-            "'Python to create the environment from'."
-        )
-    warn(
-        progress,
-        f"No standalone Python could be downloaded ({reason}); the engine is built on this "
-        f"machine's Python {system} instead.",
-    )
-    return system, "this machine's Python (the standalone download failed)"
 
 
 def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
