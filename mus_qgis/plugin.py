@@ -18,7 +18,12 @@ MENU = "&Multimodal Urban Studies"
 
 
 class LoggingFeedback(QgsProcessingFeedback):
-    """Feedback of a background run: its messages go to the Log Messages panel (tab mus_qgis)."""
+    """Feedback of a background run: its messages go to the Log Messages panel (tab mus_qgis);
+    the errors are kept too, for the message bar to say why a run failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
 
     def pushInfo(self, info):
         """Log an info line."""
@@ -26,6 +31,7 @@ class LoggingFeedback(QgsProcessingFeedback):
 
     def reportError(self, error, fatalError=False):  # noqa: N803 (Qt override)
         """Log an error line."""
+        self.errors.append(error)
         QgsMessageLog.logMessage(error, LOG_TAG, Qgis.MessageLevel.Warning)
 
 
@@ -146,7 +152,8 @@ class MusPlugin:
     def run_in_background(
         self, algorithm_id: str, parameters: dict, done
     ) -> QgsProcessingAlgRunnerTask:
-        """Run an algorithm as a QGIS task (progress in the status bar); ``done(ok, results)``."""
+        """Run an algorithm as a QGIS task (progress in the status bar); then
+        ``done(ok, results, feedback)``."""
         algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
         context = QgsProcessingContext()
         feedback = LoggingFeedback()
@@ -155,7 +162,7 @@ class MusPlugin:
 
         def finished(ok, results) -> None:
             self._running.pop(key, None)
-            done(ok, results)
+            done(ok, results, feedback)
 
         task.executed.connect(finished)
         self._running[key] = (task, context, feedback, algorithm)
@@ -163,30 +170,42 @@ class MusPlugin:
         return task
 
     def setup_engine(self) -> None:
-        """Set up the engine in the background; say on the message bar how it went."""
+        """Set up the engine in the background, with the choices the engine in use was made
+        with (none: the automatic ones); say on the message bar how it went, and why not."""
+        from qgis.gui import QgsMessageBarItem
+
+        from .engine.worker.environment import read_current
+        from .processing.engine import engine_root
+        from .processing.setup_engine import repeated_parameters
+
         bar = self.iface.messageBar()
-        bar.pushInfo(
+        working = QgsMessageBarItem(
             "Multimodal Urban Studies",
             "Setting up the engine in the background (a few minutes; progress in the task bar, "
             "details in Log Messages ▸ mus_qgis).",
+            Qgis.MessageLevel.Info,
         )
+        bar.pushItem(working)
 
-        def done(ok, results) -> None:
+        def done(ok, results, feedback) -> None:
+            bar.popWidget(working)
             if ok:
                 bar.pushSuccess("Multimodal Urban Studies", f"Engine ready: {results['PYTHON']}")
-            else:
-                bar.pushCritical(
-                    "Multimodal Urban Studies",
-                    "The engine set-up failed; the previous engine (if any) is still in use. "
-                    "See Log Messages ▸ mus_qgis.",
-                )
+                return
+            why = first_sentence(feedback.errors[-1]) if feedback.errors else ""
+            bar.pushCritical(
+                "Multimodal Urban Studies",
+                f"The engine set-up failed{': ' + why if why else ''}. The previous engine (if "
+                "any) is still in use; what to do is in Log Messages ▸ mus_qgis.",
+            )
 
-        self.run_in_background("mus:setupengine", {}, done)
+        parameters = repeated_parameters(read_current(engine_root()))
+        self.run_in_background("mus:setupengine", parameters, done)
 
     def show_engine_status(self) -> None:
         """Ask the engine for its status and show it in a dialog one can copy from."""
 
-        def done(ok, results) -> None:
+        def done(ok, results, _feedback) -> None:
             text = results.get("TEXT", "") if ok else "The status could not be read."
             self._show_text("Engine status", text)
 
@@ -224,3 +243,9 @@ class MusPlugin:
         dialog.resize(760, 420)
         self.status_dialog = dialog
         dialog.show()
+
+
+def first_sentence(text: str, limit: int = 240) -> str:
+    """The first sentence of a message, short enough for the message bar."""
+    sentence = text.strip().split(". ", 1)[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"

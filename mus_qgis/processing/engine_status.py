@@ -19,11 +19,12 @@ from .engine import configured_python, engine_root, run_job
 
 
 def _size(count: int) -> str:
+    """Decimal units, as the set-up counts its downloads."""
     value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
+        value /= 1000
     return f"{value:.1f} GB"
 
 
@@ -42,7 +43,8 @@ def status_text(status: dict) -> str:
             f"{_size(environment.get('size_bytes', 0))})"
         )
         if environment.get("python_source"):
-            lines.append(f"Built on: {environment['python_source']}")
+            base = environment.get("base_python", "")
+            lines.append(f"Built on: {base}, {environment['python_source']}")
         build = environment.get("torch_label") or environment.get("torch_build")
         lines.append(f"PyTorch build: {build}, chosen because {environment.get('torch_reason')}")
     engine = status.get("engine")

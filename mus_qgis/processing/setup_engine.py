@@ -21,8 +21,8 @@ from .qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
 
 # In the order of TORCH_CHOICES (Processing stores the index).
 TORCH_LABELS = (
-    "Automatic: CUDA for an NVIDIA GPU, the Apple GPU on a Mac, else the CPU build",
-    "PyPI's default build (on Linux the CUDA build: about 3.3 GB)",
+    "Automatic (recommended)",
+    "PyPI's build (on Linux: CUDA, 3.3 GB)",
     "CPU build (PyTorch's index)",
     "CUDA build",
 )
@@ -52,7 +52,14 @@ class SetupEngine(MusAlgorithm):
         "A new environment is built beside the old one, checked (imports and a tiny model "
         "run), and only then put in use: a failed or canceled set-up leaves the previous one "
         "working. Run again after a plugin upgrade; if nothing changed it only checks the "
-        "environment. 'Only say what would be installed' stops after the plan and the size."
+        "environment.\n\n"
+        "PyTorch build: 'Automatic' takes a CUDA build for an NVIDIA GPU (the newest its driver "
+        "runs), PyPI's build on a Mac with Apple silicon (it runs on the Apple GPU), else the "
+        "CPU build from PyTorch's own index; where that index cannot be reached it stops and "
+        "says so rather than download PyPI's Linux build, the CUDA build (3.3 GB), unasked. "
+        "'PyPI's build' takes that one.\n\n"
+        "'Only show the plan and download size' fetches uv and tries the standalone Python "
+        "(both needed to resolve the packages, about 50 MB), then stops before the packages."
     )
 
     FOLDER = "FOLDER"
@@ -74,7 +81,7 @@ class SetupEngine(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.FOLDER,
-                self.tr("Environment folder (empty: the plugin's folder in the QGIS profile)"),
+                self.tr("Environment folder (empty: the default)"),
                 behavior=FILE_FOLDER,
                 optional=True,
             )
@@ -92,7 +99,7 @@ class SetupEngine(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterBoolean(
                 self.PLAN_ONLY,
-                self.tr("Only say what would be installed and how much it downloads"),
+                self.tr("Only show the plan and download size"),
                 defaultValue=False,
             )
         )
@@ -100,12 +107,12 @@ class SetupEngine(MusAlgorithm):
             [
                 QgsProcessingParameterFile(
                     self.BASE_PYTHON,
-                    self.tr("Python to create the environment from (empty: a standalone one)"),
+                    self.tr("Python to build on (empty: a standalone one)"),
                     optional=True,
                 ),
                 QgsProcessingParameterString(
                     self.INDEX_URL,
-                    self.tr("Package index (empty: PyPI, or the one pip or uv is told to use)"),
+                    self.tr("Package index (empty: PyPI)"),
                     optional=True,
                 ),
                 QgsProcessingParameterString(
@@ -172,3 +179,26 @@ def _remember_folder(folder: str) -> None:
         return
     value = "" if str(default_engine_root()) == str(folder) else folder
     ProcessingConfig.setSettingValue(SETTING_FOLDER, value)
+
+
+def repeated_parameters(record: dict | None) -> dict:
+    """The set-up's parameters that repeat the choices an environment record was made with, so
+    that the menu's "Set up the engine" keeps them (and, when nothing changed, only checks)."""
+    options = (record or {}).get("options") or {}
+    parameters: dict = {}
+    torch = options.get("torch") or "auto"
+    if torch in TORCH_CHOICES:
+        parameters[SetupEngine.TORCH] = TORCH_CHOICES.index(torch)
+    elif record.get("torch_index"):  # a build named on the command line (cu128): its index
+        parameters[SetupEngine.TORCH_INDEX] = record["torch_index"]
+    for key, name in (
+        ("torch_index", SetupEngine.TORCH_INDEX),
+        ("index_url", SetupEngine.INDEX_URL),
+        ("wheel_folder", SetupEngine.WHEEL_FOLDER),
+        ("base_python", SetupEngine.BASE_PYTHON),
+    ):
+        if options.get(key):
+            parameters[name] = options[key]
+    if options.get("offline"):
+        parameters[SetupEngine.OFFLINE] = True
+    return parameters

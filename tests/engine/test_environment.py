@@ -32,7 +32,7 @@ from mus_qgis.engine.worker.environment import (
     verify,
 )
 from mus_qgis.engine.worker.machine import Machine, this_machine
-from mus_qgis.engine.worker.pythons import find_base_python
+from mus_qgis.engine.worker.pythons import download_failure, find_base_python
 from mus_qgis.engine.worker.setup_commands import run_command
 from mus_qgis.engine.worker.torch_plan import plan_torch
 from mus_qgis.engine.worker.uv_tool import ensure_uv
@@ -180,7 +180,7 @@ def test_from_nothing_but_a_server_to_a_working_engine_and_back_when_it_is_gone(
     message = the(messages, "error")
     assert code == 3 and "No Python 3.11+ could be had" in message
     assert "found only " in message and "old python/python3 (3.9)" in message
-    assert "install Python 3.11+" in message and "Python to create the environment from" in message
+    assert "install Python 3.11+" in message and "Python to build on" in message
     assert not (other / "current.json").exists()
     assert list((other / "envs").iterdir()) == []
 
@@ -323,3 +323,18 @@ def test_offline_the_wheel_folder_alone_serves_uv_and_the_packages(
         env=env,
     )
     assert subprocess.run([str(python), "-c", "import mus_tiny, mus_tinier"]).returncode == 0
+
+
+def test_a_failed_python_download_is_told_by_its_host_and_cause():
+    said_by_uv = (
+        "Downloading a standalone Python failed (exit code 1):\n"
+        "error: Failed to install cpython-3.12.16-linux-x86_64-gnu\n"
+        "  cause: Failed to download `https://github.com/astral-sh/python-build-standalone/"
+        "releases/download/20261110/cpython-3.12.16%2B20261110-x86_64-unknown-linux-gnu-"
+        "install_only_stripped.tar.gz`\n"
+        "  cause: failed to lookup address information: Name or service not known"
+    )
+    assert download_failure(said_by_uv) == (
+        "github.com did not serve it: failed to lookup address information: Name or service not "
+        "known"
+    )

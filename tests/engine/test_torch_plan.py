@@ -53,7 +53,8 @@ def test_an_unreachable_cpu_index_stops_before_any_download_instead_of_taking_cu
     message = str(refused.value)
     assert "download.pytorch.org" in message and "Name or service not known" in message
     assert "CUDA build" in message and "3.3 GB" in message  # what the silent fallback would cost
-    assert "PyPI's default build" in message and "HTTPS_PROXY" in message  # what to do
+    assert "PyPI's build" in message and "HTTPS_PROXY" in message  # what to do
+    assert "0 · Engine ▸ Set up the engine" in message and "TORCH=1" in message  # where
     assert "Nothing was downloaded" in message
 
 

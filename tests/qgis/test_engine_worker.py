@@ -227,8 +227,28 @@ def test_engine_status_names_the_torch_build_the_device_and_why(mus_provider, mo
     monkeypatch.setattr("mus_qgis.processing.engine.default_engine_root", lambda: ROOT / ".engine")
     text = processing.run("mus:enginestatus", {})["TEXT"]
     assert re.search(r"made \S+ by uv \d+\.\d+\.\d+", text), text
-    assert "Built on: the Python you named" in text  # make names Debian's Python
+    assert "Built on: /usr/bin/python3, the Python you named" in text  # as make names it
     assert "PyTorch build: PyPI's Linux build (cu130), chosen because you chose PyPI's" in text
     assert "Device: CPU" in text
     # A CUDA build on a machine without an NVIDIA GPU: said, not left for the user to find.
     assert "Note: a CUDA build is installed, but the engine sees no such device" in text
+
+
+def test_the_menu_repeats_the_choices_of_the_engine_in_use_and_says_why_it_failed():
+    from mus_qgis.plugin import first_sentence
+    from mus_qgis.processing.setup_engine import repeated_parameters
+
+    made_by_make = {
+        "options": {"torch": "default", "base_python": "/usr/bin/python3", "offline": False},
+        "torch_index": "",
+    }
+    assert repeated_parameters(made_by_make) == {"TORCH": 1, "BASE_PYTHON": "/usr/bin/python3"}
+    assert repeated_parameters(None) == {"TORCH": 0}  # no engine yet: the automatic choices
+    named_build = {"options": {"torch": "cu128"}, "torch_index": "https://x.org/whl/cu128"}
+    assert repeated_parameters(named_build) == {"TORCH_INDEX": "https://x.org/whl/cu128"}
+    message = (
+        "PyTorch's CPU build comes from PyTorch's own index, https://download.pytorch.org/whl/cpu, "
+        "which does not answer here ([Errno -2] Name or service not known). Nothing was downloaded."
+    )
+    assert first_sentence(message) == message.split(". Nothing")[0]
+    assert len(first_sentence("word " * 200)) <= 240

@@ -175,7 +175,7 @@ def requirements_digest(options: SetupOptions) -> str:
             options.wheel_folder,
             options.offline,
             options.base_python,
-            options.python_version,
+            options.python_version or MANAGED_PYTHON,
         ]
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -409,6 +409,16 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machin
                 "torch_device": plan.device,
                 "torch_label": plan.label,
                 "installer": f"uv {pinned()['version']}",
+                # What the menu's "Set up the engine" repeats (same choices, same digest).
+                "options": {
+                    "torch": options.torch,
+                    "torch_index": options.torch_index,
+                    "index_url": options.index_url,
+                    "wheel_folder": options.wheel_folder,
+                    "offline": options.offline,
+                    "base_python": options.base_python,
+                    "python_version": options.python_version,
+                },
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "packages": report.get("packages", {}),
                 "size_bytes": folder_size(env_dir),
@@ -478,7 +488,7 @@ def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
     env = uv_environment(root, options)
     progress.set_progress(5)
     base, base_source = choose_python(uv, root, options, progress, env)
-    progress.info(f"Python: {base} ({base_source})")
+    progress.info(f"Python: {base}, {base_source}")
     progress.set_progress(10)
     create = [str(uv), "venv", str(env_dir), "--python", base, "--quiet"]
     if not options.offline:

@@ -128,7 +128,7 @@ def choose_python(uv: Path, root: Path, options, progress, env) -> tuple[str, st
         except SetupCanceledError:
             raise
         except SetupError as exc:
-            reason = str(exc).splitlines()[-1].strip() or str(exc)
+            reason = download_failure(str(exc))
         else:
             return found[-1].strip(), managed
     system, too_old = search_system_python()
@@ -141,11 +141,26 @@ def choose_python(uv: Path, root: Path, options, progress, env) -> tuple[str, st
             "What to do: check the network (behind a proxy, set HTTPS_PROXY for QGIS; the download "
             "comes from GitHub, or from the mirror named by MUS_PYTHON_MIRROR); or install "
             f"Python {_wanted()}+ (python.org) and name it in the set-up's advanced parameter "
-            "'Python to create the environment from'."
+            "'Python to build on'."
         )
     warn(
         progress,
         f"No standalone Python could be downloaded ({reason}); the engine is built on this "
-        f"machine's Python {system} instead.",
+        f"machine's Python {system} instead, which serves as well: nothing needs doing. (Where "
+        "GitHub cannot be reached, MUS_PYTHON_MIRROR names a mirror of python-build-standalone.)",
     )
     return system, "this machine's Python (the standalone download failed)"
+
+
+def download_failure(text: str) -> str:
+    """What uv's failed Python download comes to, in a line: the host and uv's last cause."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = lines[-1] if lines else text
+    for prefix in ("cause:", "Caused by:", "error:"):
+        cause = cause[len(prefix) :].strip() if cause.startswith(prefix) else cause
+    for line in lines:
+        start = line.find("https://") if "https://" in line else line.find("http://")
+        if start >= 0:
+            host = line[start:].split("/")[2].rstrip("`'\"")
+            return f"{host} did not serve it: {cause}"
+    return cause

@@ -65,13 +65,16 @@ def run_command(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    while process.poll() is None:
-        if progress.is_canceled():
-            stop_process_tree(process)
-            reader.join(timeout=5)
-            raise SetupCanceledError(CANCELED)
-        time.sleep(0.2)
-    reader.join(timeout=5)
+    try:
+        while process.poll() is None:
+            if progress.is_canceled():
+                stop_process_tree(process)
+                reader.join(timeout=5)
+                raise SetupCanceledError(CANCELED)
+            time.sleep(0.2)
+        reader.join(timeout=5)
+    finally:
+        process.stdout.close()  # else a ResourceWarning in QGIS's Python log, one per command
     if process.returncode != 0:
         tail = "\n".join(lines[-15:])
         raise SetupError(f"{what} failed (exit code {process.returncode}):\n{tail}")

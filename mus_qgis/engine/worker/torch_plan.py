@@ -235,8 +235,10 @@ def _cpu_plan(choice: str, probe, why: str = "") -> TorchPlan:
             f"here ({problem}). Nothing was downloaded. The set-up does not fall back on PyPI's "
             "Linux build on its own: that is the CUDA build, about 3.3 GB to download and 6 GB "
             "on disk, which a machine without an NVIDIA GPU does not need. What to do: let QGIS "
-            "reach download.pytorch.org (behind a proxy, set HTTPS_PROXY); or choose \"PyPI's "
-            'default build" as the PyTorch build to take the CUDA build anyway (it runs on the '
-            "CPU too); or, offline, give a folder of wheels."
+            "reach download.pytorch.org (behind a proxy, set HTTPS_PROXY); or take the CUDA "
+            "build anyway (it runs on the CPU too): Processing Toolbox ▸ Multimodal Urban "
+            'Studies ▸ 0 · Engine ▸ Set up the engine, PyTorch build "PyPI\'s build" '
+            "(qgis_process: TORCH=1; command line: --torch default); or, offline, give a folder "
+            "of wheels."
         )
     return TorchPlan("cpu", index, why, "cpu", "CPU build")
