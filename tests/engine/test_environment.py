@@ -338,3 +338,13 @@ def test_a_failed_python_download_is_told_by_its_host_and_cause():
         "github.com did not serve it: failed to lookup address information: Name or service not "
         "known"
     )
+
+
+def test_uv_writes_only_into_the_engine_folder_and_trusts_the_systems_certificates(tmp_path):
+    env = uv_environment(tmp_path, SetupOptions(tmp_path))
+    assert env["UV_PYTHON_INSTALL_DIR"] == str(tmp_path / "python")
+    assert (env["UV_PYTHON_INSTALL_BIN"], env["UV_PYTHON_INSTALL_REGISTRY"]) == ("0", "0")
+    assert env["UV_NO_CONFIG"] == "1"
+    # Behind a proxy that inspects TLS (this build machine's network is one), uv's built-in
+    # authorities fail where the system's, which QGIS uses, succeed.
+    assert env["UV_SYSTEM_CERTS"] == "1"

@@ -439,7 +439,9 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machin
 def uv_environment(root: Path, options: SetupOptions) -> dict[str, str]:
     """What uv runs with: its cache and Pythons inside the engine folder, nothing written
     elsewhere (no python3.12 on the user's PATH, no entry in Windows' registry), no user uv
-    configuration (the set-up's choices are the whole story), no progress bars in the log."""
+    configuration (the set-up's choices are the whole story), no progress bars in the log, and
+    the system's certificates: a university's or company's proxy that inspects TLS has its
+    authority there (where QGIS's own downloads find it), not in uv's built-in list."""
     env = worker_environment()
     env.update(
         {
@@ -449,6 +451,7 @@ def uv_environment(root: Path, options: SetupOptions) -> dict[str, str]:
             "UV_PYTHON_INSTALL_REGISTRY": "0",
             "UV_NO_CONFIG": "1",
             "UV_NO_PROGRESS": "1",
+            "UV_SYSTEM_CERTS": "1",
         }
     )
     # A mirror of python-build-standalone's releases, for networks that do not reach GitHub.
