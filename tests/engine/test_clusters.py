@@ -37,6 +37,21 @@ def test_a_checkerboard_is_dispersed():
     assert not result.in_cluster.any()
 
 
+def test_a_label_with_fewer_same_label_neighbours_than_chance_is_no_local_cluster():
+    """The majority label around a regular lattice of the other: each of its features has 4
+    same-label neighbours of 8 where chance gives 6. The local test's alternative is 'more than
+    chance' (one-sided): none of them may come out significant, and the global test says
+    dispersed. (esda's own p_sim takes the observed tail: 60 of these features had p < 0.05.)"""
+    x, y, column, row = lattice(22)
+    labels = ((column % 2 == 0) & (row % 2 == 0)).astype(int)  # label 1 on every other node
+    result = label_clusters(x, y, labels, 2, permutations=199, kind="knn", k=8)
+    majority = result.labels[0]
+    assert majority.verdict == "dispersed" and majority.bw > majority.expected_bw
+    p = result.local_p[labels == 0]
+    assert np.isfinite(p).all() and (p < 0.05).sum() == 0
+    assert not result.in_cluster.any()
+
+
 def test_two_half_planes_are_clustered_and_their_cores_are_local_clusters():
     x, y, column, _ = lattice()
     labels = (column >= 6).astype(int)
@@ -103,9 +118,12 @@ def test_equal_to_pysal_on_the_same_weights():
     )
     ones = labels == 1
     np.testing.assert_array_equal(result.local_count[ones], local.LJC[ones])
-    np.testing.assert_array_equal(result.local_p[ones], local.p_sim[ones])
-    cut = esda.fdr(local.p_sim[ones][np.isfinite(local.p_sim[ones])], 0.05)
-    np.testing.assert_array_equal(result.in_cluster[ones], local.p_sim[ones] <= cut)
+    # The one-sided p-value, from the same simulations: at least as many same-label neighbours.
+    at_least = (local.rjoins >= local.LJC[:, None]).sum(axis=1)
+    one_sided = np.where(local.LJC > 0, (at_least + 1) / (PERMUTATIONS + 1), np.nan)
+    np.testing.assert_array_equal(result.local_p[ones], one_sided[ones])
+    cut = esda.fdr(one_sided[ones][np.isfinite(one_sided[ones])], 0.05)
+    np.testing.assert_array_equal(result.in_cluster[ones], one_sided[ones] <= cut)
     w.transform = "r"
     np.random.seed(3)
     moran = esda.Moran(scores, w, permutations=PERMUTATIONS)

@@ -222,18 +222,32 @@ def _join_counts(test: LabelTest, y, w, permutations: int, alpha: float, seed: i
 
 
 def _local_join_counts(y, w, permutations: int, seed: int):
+    """Each feature's local join count and its one-sided pseudo p-value: how often a random
+    relabelling of the others gives it at least as many same-label neighbours (the alternative
+    is "clustered": more same-label neighbours than chance).
+
+    esda's own p_sim takes whichever tail the observed count lies in (its "directed" default),
+    so a feature with fewer same-label neighbours than chance got a small p-value too, and a
+    dispersed label came out as clustered; the p-value is taken here from the simulations.
+    """
     import esda
     import numpy as np
 
     # Join_Counts_Local ignores its seed argument and draws a seed from NumPy's global generator.
     np.random.seed(seed)
     with warnings.catch_warnings():
-        # esda announces a change of its default alternative; the join count's is one-sided.
+        # esda announces a change of its default alternative; only its simulations are used.
         warnings.simplefilter("ignore", DeprecationWarning)
-        local = esda.Join_Counts_Local(connectivity=w, permutations=permutations, seed=seed).fit(
-            y, permutations=permutations
-        )
-    return np.asarray(local.LJC, float), np.asarray(local.p_sim, float)
+        local = esda.Join_Counts_Local(
+            connectivity=w, permutations=permutations, seed=seed, keep_simulations=True
+        ).fit(y, permutations=permutations)
+    observed = np.asarray(local.LJC, float)
+    simulated = np.asarray(local.rjoins, float)
+    at_least = (simulated >= observed[:, None]).sum(axis=1)
+    p_greater = (at_least + 1.0) / (permutations + 1.0)
+    # No same-label neighbour (or not the label): no cluster to test.
+    p_greater[(observed == 0) | (np.asarray(y) != 1)] = np.nan
+    return observed, p_greater
 
 
 def _fdr_significant(p, alpha: float):
