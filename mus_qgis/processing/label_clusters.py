@@ -499,7 +499,8 @@ def report_html(result, names, score_name, settings, layer_name, alpha) -> str:
         "clustered, more BB joins than chance (p: the share of permutations with at least as "
         "many); dispersed, more BW joins than chance. In local clusters: features whose local "
         "join count is above chance (one-sided: more same-label neighbours than chance), "
-        "after the false discovery rate cut-off.</p><table><tr><th class='l'>label</th><th>features</th><th>BB</th>"
+        "after the false discovery rate cut-off.</p>"
+        "<table><tr><th class='l'>label</th><th>features</th><th>BB</th>"
         "<th>expected BB</th><th>p (clustered)</th><th>BW</th><th>expected BW</th>"
         "<th>p (dispersed)</th><th>in local clusters</th><th class='l'>verdict</th></tr>"
     )
