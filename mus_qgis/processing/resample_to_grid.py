@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from functools import partial
 
 from qgis.core import (
@@ -197,7 +199,8 @@ class ResampleToGrid(MusAlgorithm):
             ys.append(point.y())
             texts.append(str(value))
             score = feature.attributes()[score_index] if score_index >= 0 else 1.0
-            scores.append(float(score) if score not in (None, "") else 0.0)
+            # NULL travels as NaN: the engine weighs it 0 and counts it 1 in a tie (the help).
+            scores.append(float(score) if score not in (None, "") else math.nan)
         if not texts:
             raise QgsProcessingException(
                 f"No point of '{source.sourceName()}' has both a location and a label in "

@@ -46,6 +46,18 @@ def test_weights_change_the_majority_and_ties_go_to_the_first_label():
     assert tie.label.tolist() == [0]
 
 
+def test_a_point_without_a_score_counts_one_in_the_tie_break_as_the_help_says():
+    # One point each: label 1's score 0.6, label 0's unknown (NULL). Counted 1, label 0 wins;
+    # counted 0 (as the code once did), label 1 would.
+    x, y = [5, 6], [5, 6]
+    tie = resample_to_grid(x, y, [0, 1], 2, 100.0, fill=False, scores=[float("nan"), 0.6])
+    assert tie.label.tolist() == [0]
+    # And against a score above 1 (a weight, not a probability), the known score wins.
+    assert resample_to_grid(
+        x, y, [0, 1], 2, 100.0, fill=False, scores=[float("nan"), 1.5]
+    ).label.tolist() == [1]
+
+
 def brute_force_squares(x, y, labels, size):
     cells = {}
     for px, py, lab in zip(x, y, labels, strict=True):

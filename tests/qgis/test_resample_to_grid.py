@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from qgis import processing
 from qgis.core import (
+    QgsApplication,
     QgsCategorizedSymbolRenderer,
     QgsExpression,
     QgsExpressionContext,
@@ -130,6 +131,26 @@ def test_weighted_by_score_and_hexagons(mus_provider):
     (cell,) = list(hexagons["OUTPUT"].getFeatures())
     assert len(cell.geometry().asPolygon()[0]) == 7
     assert cell.geometry().area() == pytest.approx(100 * 100, rel=1e-6)
+
+
+def test_a_point_with_a_null_score_counts_one_in_a_tie_as_the_help_says(mus_provider):
+    # Two points in one cell, one vote each: the tie goes to the higher total score, where a
+    # NULL score counts 1 (the help: "1 per point without one"), so Water's NULL beats 0.6.
+    from qgis.core import NULL
+
+    rows = [(291_010, 4_640_010, GREEN, 0.6), (291_020, 4_640_020, WATER, NULL)]
+    result = processing.run(
+        ALG,
+        {
+            "INPUT": labelled_points(rows),
+            "CELL_SIZE": 100,
+            "PROJECTED_CRS": "EPSG:32633",
+            "OUTPUT": "memory:",
+        },
+    )
+    assert [f["label"] for f in result["OUTPUT"].getFeatures()] == [WATER]
+    algorithm = QgsApplication.processingRegistry().algorithmById(ALG)
+    assert "1 per point without one" in algorithm.shortHelpString()
 
 
 def test_geographic_points_get_their_utm_zone(mus_provider):

@@ -130,7 +130,7 @@ def resample_to_grid(
     ``x``, ``y``: point coordinates in metres; ``labels``: each point's label index (negative
     for points without a label, which are ignored); ``weights``: optional per-point weights
     (e.g. scores) counted instead of occurrences; ``scores``: per-point scores that break ties
-    (default: the weights, else 1 per point); ``area``: a shapely polygon of the study area in
+    (default: the weights, else 1 per point; a NaN score counts 1); ``area``: a shapely polygon of the study area in
     the same CRS (default: the points' bounding box).
 
     Each cell overlapping the study area is in the grid (and each cell holding a point). An
@@ -158,7 +158,9 @@ def resample_to_grid(
     weights = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=np.float64)[keep]
     weights = np.nan_to_num(weights, nan=0.0)
     scores = weights if scores is None else np.asarray(scores, dtype=np.float64)[keep]
-    scores = np.nan_to_num(scores, nan=0.0)
+    # A point without a score counts 1 in the tie-break, as with no score field at all (the
+    # help says so): a NULL is an unknown score, not the lowest.
+    scores = np.nan_to_num(scores, nan=1.0)
     index_of, centres_of = (
         (_square_index, _square_centres) if shape == "square" else (_hex_index, _hex_centres)
     )
