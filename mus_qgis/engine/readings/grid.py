@@ -130,8 +130,8 @@ def resample_to_grid(
     ``x``, ``y``: point coordinates in metres; ``labels``: each point's label index (negative
     for points without a label, which are ignored); ``weights``: optional per-point weights
     (e.g. scores) counted instead of occurrences; ``scores``: per-point scores that break ties
-    (default: the weights, else 1 per point; a NaN score counts 1); ``area``: a shapely polygon of the study area in
-    the same CRS (default: the points' bounding box).
+    (default: the weights, else 1 per point; a NaN score counts 1); ``area``: a shapely polygon
+    of the study area in the same CRS (default: the points' bounding box).
 
     Each cell overlapping the study area is in the grid (and each cell holding a point). An
     observed cell takes its points' most frequent label; an empty cell (``fill``) takes the
