@@ -6,10 +6,12 @@ writers of a cluster would. Then, in a fresh process each (so its peak memory is
 own), ranks a 250-label set over every stored embedding through ``classify.rank_store``, the
 reading of ``rank`` and ``mus:ranklabels``: each embedding's first label, each label's mean
 probability, every vector checked. The text encoding is left aside (random unit text vectors):
-it is the same whatever the store holds. The 1,000,000 are ranked three times: first (each shard
-file's checksums are checked then, once), then again with the shards in the page cache, and,
-when this process may drop the cache (root), cold from disk, as after restarting the machine.
-Prints seconds and peak memory, and the matrix product alone for the same sizes.
+it is the same whatever the store holds. The 1,000,000 are ranked first (each shard file's
+checksums are checked then, once), then three times warm (the shards in the page cache) and three
+times cold. "Cold" means after ``sync; echo 1 > /proc/sys/vm/drop_caches`` (the kernel's page
+cache emptied, as after restarting the machine): this script does exactly that before each cold
+run, when it may (root); otherwise it says cold was not measured. Prints each run's seconds and
+peak memory, and the matrix product alone for the same sizes.
 
     .engine/env/bin/python scripts/bench_store.py [--rows 1000000] [--labels 250]
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 DIM = 512
 WRITERS = 16
 STUDY = 4_157  # the locations of "CLIP and the City"
+RUNS = 3  # warm and cold readings each: a claim must hold in every one
 IDENTITY, VIEWS = "ViT-B-32/synthetic", "views4-fov90-pitch0"
 
 
@@ -148,19 +151,15 @@ def main() -> None:
         )
         first = measure(big, args.labels)
         report("sharded store, first reading (checksums of every shard)", args.labels, first)
-        report(
-            "sharded store, later readings, in the page cache",
-            args.labels,
-            measure(big, args.labels),
-        )
-        if drop_page_cache():
-            report(
-                "sharded store, later readings, cold from disk",
-                args.labels,
-                measure(big, args.labels),
-            )
-        else:
-            print("later readings, cold from disk: not measured (dropping the cache needs root)")
+        for run in range(1, RUNS + 1):
+            warm = measure(big, args.labels)
+            report(f"later reading {run}, warm (in the page cache)", args.labels, warm)
+        for run in range(1, RUNS + 1):
+            if not drop_page_cache():
+                print("cold from disk: not measured (emptying the page cache needs root)")
+                break
+            cold = measure(big, args.labels)
+            report(f"later reading {run}, cold (after drop_caches)", args.labels, cold)
     print(f"(targets for {args.rows:,} embeddings: < 5 s, < 4 GiB)")
 
 

@@ -19,6 +19,7 @@ comes once even when two writers stored the same image.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -193,7 +194,11 @@ class ShardFolder:
     ):
         import pyarrow as pa
 
-        for path in self.shard_paths(dataset) if paths is None else paths:
+        paths = self.shard_paths(dataset) if paths is None else list(paths)
+        for number, path in enumerate(paths):
+            # The kernel reads the next file while this one is scored: cold from disk, the
+            # reading overlaps the arithmetic instead of waiting on each page as it is touched.
+            read_ahead(paths[number : number + 2])
             source, reader = self._open(path)
             try:
                 for index in range(reader.num_record_batches):
@@ -303,3 +308,26 @@ class ShardFolder:
                 seen.add(key)
                 mask[row] = True
         return mask
+
+
+def read_ahead(paths) -> None:
+    """Ask the kernel to read ``paths`` into its page cache, in the background (Linux's
+    posix_fadvise WILLNEED; elsewhere nothing: the memory map's own read-ahead serves)."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+
+    def advise_all() -> None:
+        for path in paths:
+            try:
+                handle = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                advise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(handle)
+
+    threading.Thread(target=advise_all, daemon=True, name="mus-shard-read-ahead").start()

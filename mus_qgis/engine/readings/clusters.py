@@ -6,7 +6,8 @@ joins: clustered) or less (BW joins: dispersed); the local join count (esda.Join
 says which features sit in such a cluster. For a numeric field (CLIP scores), global and local
 Moran's I (esda.Moran, esda.Moran_Local) give the hot and cold spots. Local p-values are many
 tests at once: a feature counts as significant only under the false discovery rate cut-off
-(Benjamini-Hochberg, esda.fdr) of its label's (or the score's) tests.
+(Benjamini-Hochberg) of its label's (or the score's) tests. A feature with no neighbour (an
+island of a distance band) has no local test.
 
 Neighbours (libpysal.weights): the k nearest features, or every feature within a distance band.
 Coordinates are metres in a projected CRS; the caller projects.
@@ -70,8 +71,10 @@ class ClusterResult:
     local_p: object
     in_cluster: object
     scores: ScoreTest | None = None
-    # Per feature: local Moran's I, two-sided pseudo p-value, quadrant (1 HH, 2 LH, 3 LL,
-    # 4 HL; 0 none), significant after FDR.
+    # Per feature: local Moran's I (PySAL's: (n - 1) z_i sum_j w_ij z_j / sum z^2, row-standardised
+    # w; Anselin's m2 = sum z^2 / n would give n / (n - 1) times it), two-sided pseudo p-value
+    # (NaN for an island), quadrant (1 HH, 2 LH, 3 LL, 4 HL; 0 none or an island), significant
+    # after FDR.
     local_i: object = None
     local_i_p: object = None
     quadrant: object = None
@@ -238,10 +241,19 @@ def _local_join_counts(y, w, permutations: int, seed: int):
     with warnings.catch_warnings():
         # esda announces a change of its default alternative; only its simulations are used.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # Islands kept (drop_islands=False): dropped, they shorten esda's counts, which then no
+        # longer align with the features (an IndexError in its simulations).
         local = esda.Join_Counts_Local(
-            connectivity=w, permutations=permutations, seed=seed, keep_simulations=True
+            connectivity=w,
+            permutations=permutations,
+            seed=seed,
+            keep_simulations=True,
+            drop_islands=False,
         ).fit(y, permutations=permutations)
     observed = np.asarray(local.LJC, float)
+    # Kept, an island is its own neighbour of weight 0, which esda counts as a join of the label
+    # with itself: it has none.
+    observed[_islands(w)] = 0
     simulated = np.asarray(local.rjoins, float)
     at_least = (simulated >= observed[:, None]).sum(axis=1)
     p_greater = (at_least + 1.0) / (permutations + 1.0)
@@ -250,17 +262,32 @@ def _local_join_counts(y, w, permutations: int, seed: int):
     return observed, p_greater
 
 
+def _islands(w):
+    """Per feature (the weights' order), whether it has no neighbour."""
+    import numpy as np
+
+    return np.array([w.cardinalities[i] == 0 for i in w.id_order], dtype=bool)
+
+
 def _fdr_significant(p, alpha: float):
-    """Which p-values pass the Benjamini-Hochberg cut-off at ``alpha`` (NaN never does)."""
-    import esda
+    """Which p-values pass the Benjamini-Hochberg cut-off at ``alpha`` (NaN never does): the
+    smallest k, where k is the largest rank whose p-value is at most k alpha / m.
+
+    Not esda.fdr: it asks for p strictly below k alpha / m, and permutation p-values, (j + 1) /
+    (R + 1), fall on that bound exactly (two of 50 tests at 0.001 and 0.002, alpha 0.05: both
+    pass Benjamini-Hochberg; esda.fdr let one through).
+    """
     import numpy as np
 
     p = np.asarray(p, float)
     finite = np.isfinite(p)
-    if not finite.any():
+    ordered = np.sort(p[finite])
+    m = len(ordered)
+    # A relative 1e-9 so that a p-value on the bound is not lost to rounding.
+    passing = np.flatnonzero(ordered <= alpha * np.arange(1, m + 1) / m * (1 + 1e-9))
+    if not len(passing):
         return np.zeros(len(p), dtype=bool)
-    cut = esda.fdr(p[finite], alpha)
-    return finite & (np.nan_to_num(p, nan=2.0) <= cut)
+    return finite & (np.nan_to_num(p, nan=2.0) <= ordered[passing[-1]])
 
 
 def _moran(result, x, y, scores, kind, k, distance_m, permutations, alpha, seed) -> None:
@@ -299,8 +326,14 @@ def _moran(result, x, y, scores, kind, k, distance_m, permutations, alpha, seed)
         local = esda.Moran_Local(values, w, permutations=permutations, seed=seed)
     result.local_i[rows] = local.Is
     # Folded like the global one: two-sided is twice it.
-    result.local_i_p[rows] = np.minimum(1.0, 2 * np.asarray(local.p_sim, float))
-    result.quadrant[rows] = local.q
+    local_p = np.minimum(1.0, 2 * np.asarray(local.p_sim, float))
+    quadrant = np.asarray(local.q)
+    # An island's I and every simulation of it are 0; esda's folding then reports the smallest
+    # p-value there is. It has no neighbour: no test, no quadrant.
+    island = _islands(w)
+    local_p[island], quadrant[island] = np.nan, 0
+    result.local_i_p[rows] = local_p
+    result.quadrant[rows] = quadrant
     result.hotspot[rows] = _fdr_significant(result.local_i_p[rows], alpha)
     test.local_significant = int(result.hotspot.sum())
 
