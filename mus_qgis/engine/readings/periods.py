@@ -84,7 +84,9 @@ def expected_periods(probabilities, years):
     mean[empty] = np.nan
     spread = np.sqrt(variance)
     spread[empty] = np.nan
-    return mean, spread, np.where(empty, np.nan, mass)
+    # The probability on dated labels is known wherever the row is: 0 where it all lies on
+    # undated labels (then no period), unknown only for a location without scores.
+    return mean, spread, np.where(np.isfinite(p).all(axis=1), mass, np.nan)
 
 
 def correlate_with_reference(

@@ -74,12 +74,17 @@ def rank_labels(
     for name, members in (groups or {}).items():
         indices = [position[m] for m in members]
         grouped.update(members)
+        # The members' mean probabilities summed; unknown (NaN) when none of them is known (a
+        # layer without probabilities), as the members' own are, rather than a 0 it does not
+        # have, which would also rank the group above a label it ties with.
+        member_means = mean_probability[indices]
+        group_mean = np.nansum(member_means) if np.isfinite(member_means).any() else np.nan
         entries.append(
             RankedLabel(
                 name,
                 int(counts[indices].sum()),
                 float(counts[indices].sum() / total),
-                float(np.nansum(mean_probability[indices])),
+                float(group_mean),
                 0,
                 name in targets or any(member in targets for member in members),
                 tuple(members),
