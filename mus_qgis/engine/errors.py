@@ -52,6 +52,10 @@ class MissingDependencyError(MusError, ImportError):
         )
 
 
+class LocalPhotosError(MusError, ValueError):
+    """The local photos' folder or CSV cannot be read at all (one bad photo costs only itself)."""
+
+
 class LabelSetError(MusError, ValueError):
     """A label set or a prompt template cannot be used (empty, duplicated labels, no {label})."""
 

@@ -30,7 +30,9 @@ from .classify_clip import (
 from .clip_parameters import ClipParameters
 from .engine import job_file, run_job
 from .qgis_enums import (
+    FIELD_NUMERIC,
     FIELD_STRING,
+    FILE_FOLDER,
     NUMBER_DOUBLE,
     VECTOR_POINT,
 )
@@ -56,9 +58,12 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         "label suffice. The embeddings are read from the store in the cache folder, found by "
         "each point's image paths: no image is read, and the model only encodes the prompts.\n\n"
         "The label set, model, weights and views are those the layer's run settings record; "
-        "a label file or checkpoint file must be given again. A label_user value that is not a "
-        "label of the set stops the run, naming it; fewer than two labels corrected too. A "
-        "corrected point without a stored embedding is left out of training and said.\n\n"
+        "a label file or checkpoint file must be given again. So are the fields of the image "
+        "paths, street bearing and panorama heading, and the folder relative paths start "
+        "from (advanced: each can be overridden, e.g. for a copy whose fields were renamed). "
+        "A label_user value that is not a label of the set stops the run, naming it; fewer "
+        "than two labels corrected too. A corrected point without a stored embedding is left "
+        "out of training and said.\n\n"
         "Accuracy: cross-validated on the corrected points (leave-one-out up to 40 points, "
         "else 5 stratified folds), beside zero-shot's on the same points, in the log and the "
         "report.\n\n"
@@ -95,7 +100,6 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                 optional=True,
             )
         )
-        self.add_parameter(self.image_field_parameter())
         self.add_parameter(self.top_k_parameter())
         self.add_advanced_parameters(
             [
@@ -107,9 +111,36 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                     minValue=1e-6,
                     maxValue=1e6,
                 ),
-                self.bearing_field_parameter("Street bearing field (as in the classification)"),
-                self.heading_field_parameter("Panorama heading field (as in the classification)"),
-                self.image_folder_parameter(),
+                # Empty: what the classification read (the run settings), as the inspector does.
+                QgsProcessingParameterField(
+                    self.IMAGE_FIELD,
+                    self.tr("Field with the image path(s) (empty: the classification's)"),
+                    parentLayerParameterName=self.INPUT,
+                    type=FIELD_STRING,
+                    optional=True,
+                ),
+                QgsProcessingParameterField(
+                    self.BEARING_FIELD,
+                    self.tr("Street bearing field (empty: the classification's)"),
+                    parentLayerParameterName=self.INPUT,
+                    type=FIELD_NUMERIC,
+                    optional=True,
+                ),
+                QgsProcessingParameterField(
+                    self.HEADING_FIELD,
+                    self.tr("Panorama heading field (empty: the classification's)"),
+                    parentLayerParameterName=self.INPUT,
+                    type=FIELD_NUMERIC,
+                    optional=True,
+                ),
+                QgsProcessingParameterFile(
+                    self.IMAGE_FOLDER,
+                    self.tr(
+                        "Folder that relative image paths start from (empty: the classification's)"
+                    ),
+                    behavior=FILE_FOLDER,
+                    optional=True,
+                ),
                 QgsProcessingParameterFile(
                     self.LABEL_FILE,
                     self.tr("Label file the classification used (when it was not built in)"),
@@ -183,7 +214,9 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             required=True,
             candidates=("label_user",),
         )
-        rows, features = self.locations(layer, parameters, context)
+        rows, features = self.locations(
+            layer, recorded_fields(self, parameters, settings, layer), context
+        )
         labels = [features_value(f, label_index) for f in features]
         ids = [str(f.id()) for f in features]
         points_file, output = job_file(".json"), job_file(".npz")
@@ -266,6 +299,28 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             context,
             replaced=lambda name: name.startswith("probe_"),
         )
+
+
+def recorded_fields(algorithm, parameters, settings: dict, layer) -> dict:
+    """``parameters`` with the image, bearing and heading fields and the image folder that the
+    classification read (its run settings, as the street inspector reads them) where none is
+    given: the stored embeddings are found by the same paths and views. A layer classified
+    before the settings recorded them: the classification's defaults."""
+    names = layer.fields().names()
+    given = dict(parameters)
+    for name, key, default in (
+        (algorithm.IMAGE_FIELD, "image_field", "image_paths"),
+        (algorithm.BEARING_FIELD, "bearing_field", "bearing"),
+        (algorithm.HEADING_FIELD, "heading_field", "image_heading"),
+        (algorithm.IMAGE_FOLDER, "image_folder", ""),
+    ):
+        if given.get(name) not in (None, "", []):
+            continue  # the user's override
+        recorded = settings.get(key)
+        if recorded is None:
+            recorded = default if name == algorithm.IMAGE_FIELD or default in names else ""
+        given[name] = recorded
+    return given
 
 
 def features_value(feature, index: int):

@@ -1,7 +1,8 @@
 """Fake Street View, Mapillary, KartaView and Panoramax servers on 127.0.0.1, with their real
 answers and failure modes (429 with Retry-After, 500, timeouts, truncated bodies, non-JSON,
 refused keys, Mapillary's transient code 4, expiring image URLs, grey placeholders, redirects to
-another host). Panoramax answers STAC items shaped like its published picture documents."""
+another host or to a host name that does not resolve). Panoramax answers STAC items shaped like
+its published picture documents."""
 
 from __future__ import annotations
 
@@ -94,6 +95,11 @@ class FakeImageryServices:
     def elsewhere(self) -> str:
         """The same server under another host name: "another host" for a redirect."""
         return f"http://localhost:{self.server.server_address[1]}"
+
+    @property
+    def unresolvable(self) -> str:
+        """A host name that never resolves (RFC 6761 reserves .invalid): a redirect to it."""
+        return f"http://nonexistent.invalid:{self.server.server_address[1]}"
 
     def __enter__(self) -> FakeImageryServices:
         self.thread.start()
@@ -198,6 +204,8 @@ class FakeImageryServices:
                     self._send(301, "text/html", b"", {"Location": self.path})
                 elif fault == "redirect-elsewhere":
                     self._send(302, "text/html", b"", {"Location": f"{fake.elsewhere}/login"})
+                elif fault == "redirect-unresolvable":
+                    self._send(302, "text/html", b"", {"Location": f"{fake.unresolvable}/gone"})
                 elif fault == "code4":
                     body = json.dumps(
                         {

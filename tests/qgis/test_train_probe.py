@@ -184,3 +184,67 @@ def test_a_layer_that_clip_classify_did_not_write_is_refused(mus_provider, tmp_p
             "mus:trainprobe",
             {"INPUT": photo_points(tmp_path), "OUTPUT": "memory:"},
         )
+
+
+def test_the_image_and_bearing_fields_come_from_the_run_settings(
+    mus_provider, tiny_checkpoint, tmp_path
+):
+    """CLIP-classify read the images from 'foto' and aimed the panorama along 'azimut' from its
+    heading 'prua': the probe finds the same stored embeddings without being told any of these
+    fields (the run settings say them); a field given is an override."""
+    layer = photo_points(tmp_path)
+    fields = layer.fields()
+    assert layer.dataProvider().renameAttributes(
+        {fields.lookupField("image_paths"): "foto", fields.lookupField("bearing"): "azimut"}
+    )
+    assert layer.dataProvider().addAttributes([make_field("prua", "double")])
+    layer.updateFields()
+    heading = layer.fields().lookupField("prua")
+    assert layer.dataProvider().changeAttributeValues(
+        {f.id(): {heading: 10.0} for f in layer.getFeatures()}
+    )
+    model = {
+        "MODEL": str(TINY_MODEL_CONFIG),
+        "CHECKPOINT": str(tiny_checkpoint),
+        "DEVICE": 1,
+        "CACHE_FOLDER": str(tmp_path / "cache"),
+    }
+    output = tmp_path / "classificato.gpkg"
+    processing.run(
+        "mus:classifyclip",
+        {
+            "INPUT": layer,
+            "IMAGE_FIELD": "foto",
+            "BEARING_FIELD": "azimut",
+            "HEADING_FIELD": "prua",
+            "LABEL_SET": 0,
+            "TOP_K": 2,
+            **model,
+            "OUTPUT": str(output),
+        },
+    )
+    classified = QgsVectorLayer(str(output), "classificato", "ogr")
+    settings = classification_settings(classified)
+    recorded = (settings["image_field"], settings["bearing_field"], settings["heading_field"])
+    assert recorded == ("foto", "azimut", "prua")
+    labels = _labels_of(builtin_label_sets()[0].name)
+    assert classified.dataProvider().addAttributes([make_field("label_user", "string")])
+    classified.updateFields()
+    index = classified.fields().lookupField("label_user")
+    pid = {f["pid"]: f.id() for f in classified.getFeatures()}
+    changes = {pid[point]: {index: labels[label]} for point, label in CORRECTIONS.items()}
+    assert classified.dataProvider().changeAttributeValues(changes)
+    probe = {k: v for k, v in model.items() if k != "MODEL"}
+    result = processing.run(
+        "mus:trainprobe", {"INPUT": str(output), **probe, "TOP_K": 2, "OUTPUT": "memory:"}
+    )
+    rows = {f["pid"]: f for f in result["OUTPUT"].getFeatures()}
+    # Every image found again in the store: the photos by 'foto', the panorama (5) by its views
+    # aimed along 'azimut' from 'prua' (without them, its views would be others, never stored).
+    assert [rows[p]["probe_status"] for p in range(6)] == ["ok"] * 6
+    assert "gone.jpg was never embedded" in rows[6]["probe_status"]
+    with pytest.raises(QgsProcessingException, match="no field 'nessuno' for the image paths"):
+        processing.run(
+            "mus:trainprobe",
+            {"INPUT": str(output), **probe, "IMAGE_FIELD": "nessuno", "OUTPUT": "memory:"},
+        )

@@ -188,7 +188,14 @@ def _create(spec: ModelSpec, device: str, checkpoint_id: str, cache_dir) -> Load
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"Could not create {spec.describe()}: {exc}") from exc
+        # open_clip's words for a bad checkpoint name its internals ("pop from empty list"):
+        # say what the file is instead, and which model its weights fit.
+        problem = ""
+        if spec.checkpoint:
+            from .checkpoints import checkpoint_problem
+
+            problem = checkpoint_problem(Path(spec.checkpoint), name)
+        raise ModelError(problem or f"Could not create {spec.describe()}: {exc}") from exc
     model.eval()
     preprocess = dict(model.visual.preprocess_cfg)
     if preprocess.get("resize_mode", "shortest") not in ("shortest", "squash"):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from ..errors import CanceledError, CredentialsError, MusError
+from ..errors import CanceledError, CredentialsError, LocalPhotosError, MusError
 from ..folders import refuse_a_file, writable_folder
 from ..progress import LoggingProgress, Progress, warn
 from .estimate import FetchEstimate, estimate_fetch
@@ -283,7 +283,7 @@ class _Pipeline:
                 if self.source.remote:
                     self.lookups.put(key, candidate)
                 self._succeeded()
-        except (CredentialsError, CanceledError):
+        except (CredentialsError, CanceledError, LocalPhotosError):  # they stop the whole run
             raise
         except Exception as exc:  # an odd answer costs this point, never the run
             self._failed(outcome, exc)

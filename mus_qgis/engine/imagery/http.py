@@ -1,8 +1,9 @@
 """HTTP for imagery services: retries with backoff, cancel within a second, secrets redacted.
 
 Retried: timeouts, dropped connections, 429 (honouring Retry-After), 5xx and answers a service
-marks as transient (Mapillary's code 4). Every message that can reach a user passes through
-:meth:`Http.redact`, so keys, tokens and signatures never appear in logs or errors.
+marks as transient (Mapillary's code 4). Not retried: a host name that does not resolve (a name
+the DNS does not know stays unknown on a second try). Every message that can reach a user passes
+through :meth:`Http.redact`, so keys, tokens and signatures never appear in logs or errors.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import random
 import re
+import socket
 import threading
 import time
 import uuid
@@ -237,6 +239,7 @@ class Http:
             )
         last_problem = ""
         hops = 0
+        redirected = ""  # who sent the request to the current URL, and how
         attempt = -1
         while (attempt := attempt + 1) < self.policy.attempts:
             if self.canceled():
@@ -258,6 +261,11 @@ class Http:
             try:
                 response = self._fetch(url, params, headers)
             except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                unresolved = _name_not_resolved(exc)
+                if unresolved is not None:
+                    raise ServiceError(
+                        self.redact(_unresolved_message(url, unresolved, redirected))
+                    ) from exc
                 last_problem = type(exc).__name__
                 self.sleep(self.policy.delay(attempt))
                 continue
@@ -285,6 +293,7 @@ class Http:
                 if (same_host or follow_redirects) and hops < 5:
                     hops += 1
                     attempt -= 1  # a hop is no failed attempt
+                    redirected = f"{urlsplit(url).hostname} (HTTP {response.status_code})"
                     url, params = target, None
                     continue
                 if hops >= 5:
@@ -328,6 +337,39 @@ class Http:
                     ) from None
                 self.sleep(self.policy.delay(attempt))
         raise ServiceError(self.redact(f"{url} keeps answering with something that is not JSON"))
+
+
+def _name_not_resolved(exc: BaseException) -> BaseException | None:
+    """The DNS failure behind a connection error (``socket.gaierror``, or urllib3's
+    ``NameResolutionError`` around it), or None when the error is another one, or the resolver
+    only failed for now ("Temporary failure in name resolution", EAI_AGAIN: worth a retry)."""
+    seen, found = set(), None
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror):
+            return None if exc.errno == getattr(socket, "EAI_AGAIN", -3) else exc
+        if type(exc).__name__ == "NameResolutionError":
+            found = exc  # the gaierror inside it, if any, decides
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+def _unresolved_message(url: str, exc: BaseException, redirected: str) -> str:
+    host = urlsplit(url).hostname or url
+    reason = exc.strerror if isinstance(exc, socket.gaierror) and exc.strerror else str(exc)
+    message = (
+        f"the host name {host} does not resolve ({reason}): {url} not fetched, and not retried "
+        "(a name the DNS does not know stays unknown on a second try)."
+    )
+    if redirected:
+        return (
+            f"{message} {redirected} redirected the request there: the image has moved to a "
+            "host this machine cannot find."
+        )
+    return (
+        f"{message} Check the service URL, and that this machine can look host names up (its "
+        "network, its DNS)."
+    )
 
 
 _ssl_contexts: list = []

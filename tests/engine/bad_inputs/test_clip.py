@@ -650,3 +650,146 @@ def test_cli_full_decode_flag(tmp_path, tiny_checkpoint):
     assert [p.name for p in tmp_path.rglob("views4-*.sqlite")] == [
         "views4-fov90-pitch0-full-decode.sqlite"
     ]
+
+
+# -- 9. checkpoint files: what the file is, and which model its weights fit ---------------------
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _safetensors(checkpoint: Path, path: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file(torch.load(checkpoint, weights_only=True), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (
+            lambda ck, d: _write(d / "vuoto.pt", b""),
+            "is empty (0 bytes): its download or copy did not finish. Download it again.",
+        ),
+        (
+            lambda ck, d: _write(d / "note.pt", b"weights: see the model page\n"),
+            "is a text file (it begins 'weights: see the model page'), not a PyTorch checkpoint.",
+        ),
+        (
+            lambda ck, d: _write(
+                d / "open_clip_pytorch_model.bin",
+                b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>",
+            ),
+            "is an HTML page, not a PyTorch checkpoint: a web page (a sign-in, error or download "
+            "page) was saved instead of the file.",
+        ),
+        (
+            lambda ck, d: _write(
+                d / "open_clip_model.safetensors",
+                b"version https://git-lfs.github.com/spec/v1\noid sha256:4b3c\nsize 605219813\n",
+            ),
+            "is a Git LFS pointer (a small text file that stands for the weights), not the weights",
+        ),
+        (
+            lambda ck, d: _write(d / "cut.pt", ck.read_bytes()[: ck.stat().st_size // 2]),
+            "is cut short or damaged (",
+        ),
+        (
+            lambda ck, d: _write(
+                d / "cut.safetensors",
+                _safetensors(ck, d / "whole.safetensors").read_bytes()[:-1000],
+            ),
+            "is cut short (",
+        ),
+        (
+            lambda ck, d: _write(d / "bytes.pt", bytes(range(256)) * 4),
+            "is not a PyTorch checkpoint: it is neither in PyTorch's format",
+        ),
+    ],
+    ids=["empty", "text", "html-page", "git-lfs-pointer", "truncated", "safetensors-cut", "junk"],
+)
+def test_a_checkpoint_file_that_is_not_one_says_what_it_is(tiny_checkpoint, tmp_path, make, says):
+    from mus_qgis.engine.clip.models import ModelSpec
+    from mus_qgis.engine.errors import ModelError
+
+    path = make(tiny_checkpoint, tmp_path)
+    with pytest.raises(ModelError) as raised:
+        load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", str(path), "cpu"))
+    assert str(raised.value).startswith(f"The checkpoint file {path} {says}"), str(raised.value)
+
+
+def test_a_safetensors_file_named_bin_is_told_to_be_renamed_and_then_loads(
+    tiny_checkpoint, tmp_path
+):
+    from mus_qgis.engine.clip.models import ModelSpec
+    from mus_qgis.engine.errors import ModelError
+
+    path = _safetensors(tiny_checkpoint, tmp_path / "open_clip_model.bin")
+    with pytest.raises(ModelError) as raised:
+        load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", str(path), "cpu"))
+    assert str(raised.value) == (
+        f"The checkpoint file {path} is a safetensors file, which open_clip reads only under a "
+        "name that ends in .safetensors: rename it to open_clip_model.safetensors."
+    )
+    renamed = path.rename(tmp_path / "open_clip_model.safetensors")
+    assert load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", str(renamed), "cpu")).model
+
+
+def test_a_checkpoint_of_another_architecture_names_the_one_it_fits(tiny_checkpoint, tmp_path):
+    """The tiny checkpoint given with a second tiny config whose image tower is twice as wide,
+    and with ViT-B-32: each message says what the weights are, where the model differs, and
+    which architecture open_clip knows they fit."""
+    import open_clip
+
+    from mus_qgis.engine.clip.models import ModelSpec
+    from mus_qgis.engine.errors import ModelError
+
+    open_clip.add_model_config(TINY_MODEL_CONFIG)  # mus-tiny-vit, known as a user's config is
+    wide = tmp_path / "mus-tiny-wide.json"
+    config = TINY_MODEL_CONFIG.read_text(encoding="utf-8")
+    wide.write_text(
+        config.replace('64,\n        "head_width"', '128,\n        "head_width"'), encoding="utf-8"
+    )
+    with pytest.raises(ModelError) as raised:
+        load_model(ModelSpec(str(wide), "", str(tiny_checkpoint), "cpu"))
+    assert str(raised.value) == (
+        f"The checkpoint file {tiny_checkpoint} holds the weights of another architecture than "
+        "mus-tiny-wide: a ViT image tower of width 64, 2 layers, 32-pixel patches, 224-pixel "
+        "images (mus-tiny-wide: width 128), a text tower of width 64, 2 layers, 77 tokens, a "
+        "vocabulary of 49,408, embeddings of 64 numbers. It fits open_clip's mus-tiny-vit: give "
+        "that as the model (MODEL in QGIS, --model on the command line), or a checkpoint of "
+        "mus-tiny-wide."
+    )
+    with pytest.raises(ModelError) as raised:
+        load_model(ModelSpec("ViT-B-32", "", str(tiny_checkpoint), "cpu"))
+    message = str(raised.value)
+    assert "(ViT-B-32: width 768, 12 layers)" in message and "(ViT-B-32: 512 numbers)" in message
+    assert "It fits open_clip's mus-tiny-vit: give that as the model" in message
+    for internal in ("pos_embed", "pop from empty list", "size mismatch"):
+        assert internal not in message
+
+
+def test_a_checkpoint_that_fits_no_known_model_says_so(tmp_path):
+    import json
+
+    import torch
+    from open_clip.model import CLIP
+
+    from mus_qgis.engine.clip.models import ModelSpec
+    from mus_qgis.engine.errors import ModelError
+
+    config = json.loads(TINY_MODEL_CONFIG.read_text(encoding="utf-8"))
+    config["vision_cfg"]["layers"] = 3  # an architecture of its own, registered nowhere
+    checkpoint = tmp_path / "own.pt"
+    torch.save(CLIP(**config).state_dict(), checkpoint)
+    with pytest.raises(ModelError) as raised:
+        load_model(ModelSpec(str(TINY_MODEL_CONFIG), "", str(checkpoint), "cpu"))
+    message = str(raised.value)
+    assert message.startswith(
+        f"The checkpoint file {checkpoint} holds the weights of another architecture than "
+        "mus-tiny-vit: a ViT image tower of width 64, 3 layers, 32-pixel patches, 224-pixel "
+        "images (mus-tiny-vit: 2 layers)"
+    ), message
+    assert "No model open_clip knows here has these shapes: give the architecture" in message

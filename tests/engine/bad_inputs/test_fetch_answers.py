@@ -14,7 +14,7 @@ import pytest
 
 from mus_qgis.engine.errors import CanceledError, CredentialsError, MusError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
-from mus_qgis.engine.imagery.http import RetryPolicy
+from mus_qgis.engine.imagery.http import Http, RetryPolicy
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.grid import resample_to_grid
@@ -252,6 +252,51 @@ def test_a_redirect_to_another_host_costs_its_point_and_no_key_goes_there(tmp_pa
     assert [o.status for o in outcomes[1:]] == ["ok"] * 2
 
 
+def test_a_thumbnail_redirected_to_a_host_name_that_does_not_resolve_is_not_retried(
+    tmp_path, monkeypatch
+):
+    """A name the DNS does not know will not be known on a retry: one attempt, a quick failure
+    that says so, the rest of the run fetched. ``.invalid`` never resolves (RFC 6761); the test
+    answers for the resolver as a resolver does (EAI_NONAME), so no query leaves the machine."""
+    import socket
+    import time
+
+    asked = []
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if str(host).endswith(".invalid"):
+            asked.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    backoff = []
+    pause = Http.sleep
+
+    def sleep(self, seconds):
+        backoff.append(seconds)
+        pause(self, seconds)
+
+    monkeypatch.setattr(Http, "sleep", sleep)
+    images = grid_images(2)
+    # Retries as a user's run makes them (full jitter up to 0.5 s, 1 s, 2 s, ... per attempt).
+    patient = RetryPolicy(attempts=6, base_delay=0.5, max_delay=4.0, timeout=5.0)
+    with FakeImageryServices(images) as fake:
+        fake.faults["mly-thumb"] = ["redirect-unresolvable"]
+        started = time.monotonic()
+        points = points_on(images)[:2]
+        outcomes = run(fake, "mapillary", tmp_path, points, policy=patient, concurrency=1)
+        took = time.monotonic() - started
+    assert asked == ["nonexistent.invalid"] and backoff == []  # one attempt, no wait
+    status = outcomes[0].status  # a panorama's four views, all from the one thumbnail
+    assert status.startswith("error: 4 of 4 files missing (first failure: the host name "), status
+    assert "nonexistent.invalid does not resolve (Name or service not known)" in status
+    assert "not retried" in status and "127.0.0.1 (HTTP 302) redirected the request" in status
+    assert outcomes[0].paths == [] and outcomes[1].status == "ok"
+    assert took < 30  # a bound, not a measurement (six attempts slept up to 15.5 s more)
+
+
 # -- Panoramax answers that are not what a search should be ------------------------------------
 @pytest.mark.parametrize(
     ("fault", "first_status"),
@@ -438,3 +483,18 @@ def test_a_server_trickling_its_answer_is_cut_off_at_the_deadline(tmp_path):
     assert outcomes[0].status.startswith("error:") and "TimeoutError" in outcomes[0].status
     assert outcomes[1].status == "ok"
     assert took < 10  # not the 20 s the answer would take (a bound, not a measurement)
+
+
+def test_a_resolver_that_fails_only_for_now_is_retried_one_that_knows_no_such_name_is_not():
+    import socket
+
+    from mus_qgis.engine.imagery.http import _name_not_resolved
+
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    for_now = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    assert _name_not_resolved(ConnectionError("x")) is None
+    assert _name_not_resolved(unknown) is unknown
+    assert _name_not_resolved(for_now) is None  # retried with the other transient failures
+    wrapped = OSError("connection failed")
+    wrapped.__cause__ = unknown
+    assert _name_not_resolved(wrapped) is unknown

@@ -5,12 +5,16 @@ copied: the output points at the photos where they are.
 
 A photo that cannot be used (no GPS position, an empty or damaged file, one too large to decode
 safely under Pillow's limit) is never offered; the run logs how many were set aside for each reason,
-and a point whose only photos nearby were unusable says so in its status.
+and a point whose only photos nearby were unusable says so in its status. A photo without a GPS
+position belongs to no point: a point with no photo near it says that the folder holds such photos,
+and what places them (a CSV). A folder or CSV that cannot be read at all (a CSV that is not UTF-8,
+or without its columns) stops the run with a :class:`LocalPhotosError`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import threading
 from collections import Counter
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from ...errors import MusError
+from ...errors import LocalPhotosError
 from ...progress import LoggingProgress, warn
 from ..http import DECODE_DAMAGED, DECODE_MISSING, DECODE_TOO_LARGE, decode_problem
 from ..panorama import is_equirectangular, xmp_heading
@@ -34,6 +38,10 @@ TRUNCATED = DECODE_DAMAGED
 TOO_LARGE = DECODE_TOO_LARGE
 NOT_AN_IMAGE = "not an image Pillow can read"
 MISSING = DECODE_MISSING
+PLACE_BY_CSV = (
+    "place such photos with a CSV of lon, lat, path (given instead of the folder), or use photos "
+    "taken with GPS on"
+)
 
 
 @dataclass(frozen=True)
@@ -68,14 +76,18 @@ class LocalPhotos(ImagerySource):
         self.unusable: list[UnusablePhoto] = []
         self._decodes: dict[str, str] = {}  # path -> "" (decodes) or why not
         self._why_none: dict[int, str] = {}
+        self._no_gps = 0  # photos of the folder that have no GPS position, so no place
         self._lock = threading.Lock()
 
     def index(self) -> list[Candidate]:
         with self._lock:
             if self._index is None:
                 if not self.location:
-                    raise MusError("Local photos need a folder of geotagged images or a CSV.")
+                    raise LocalPhotosError(
+                        "Local photos need a folder of geotagged images or a CSV."
+                    )
                 self._index, self.unusable = _read_index(Path(self.location))
+                self._no_gps = sum(1 for photo in self.unusable if photo.reason == NO_GPS)
                 self._report_unusable()
             return self._index
 
@@ -89,7 +101,8 @@ class LocalPhotos(ImagerySource):
         warn(
             progress,
             f"Local photos: {len(self.unusable)} of {total} photos in {self.location} cannot be "
-            f"used and are left out ({reasons}). First: {self.unusable[0].path}",
+            f"used and are left out ({reasons}). First: {self.unusable[0].path}"
+            + (f". Photos without a GPS position: {PLACE_BY_CSV}." if self._no_gps else ""),
         )
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
@@ -116,14 +129,30 @@ class LocalPhotos(ImagerySource):
             if not reason:
                 return photo
             unusable[reason] += 1
+        why = ""
         if unusable:
             count = sum(unusable.values())
             reasons = "; ".join(f"{reason}: {n}" for reason, n in unusable.most_common())
+            why = (
+                f"{count} photo{'s' if count > 1 else ''} within {radius_m:g} m unusable "
+                f"({reasons})"
+            )
+        elif self._no_gps:
+            # Such a photo may be this point's: say so, and what places it.
+            n = self._no_gps
+            gps = (
+                f"{n} photo{'s' if n > 1 else ''} of the folder {'have' if n > 1 else 'has'} no "
+                f"GPS position in {'their' if n > 1 else 'its'} EXIF"
+            )
+            where = (
+                f"no photo within {radius_m:g} m; {gps}"
+                if self._index
+                else f"no photo of the folder can be placed: {gps}"
+            )
+            why = f"{where}; {PLACE_BY_CSV}"
+        if why:
             with self._lock:
-                self._why_none[point.key] = (
-                    f"{count} photo{'s' if count > 1 else ''} within {radius_m:g} m unusable "
-                    f"({reasons})"
-                )
+                self._why_none[point.key] = why
         return None
 
     def why_none(self, point: FetchPoint) -> str:
@@ -150,7 +179,7 @@ class LocalPhotos(ImagerySource):
 
 def _read_index(location: Path) -> tuple[list[Candidate], list[UnusablePhoto]]:
     if not location.exists():
-        raise MusError(f"The local photo location {location} does not exist.")
+        raise LocalPhotosError(f"The local photo location {location} does not exist.")
     if location.is_file():
         return _read_csv(location)
     photos, unusable = [], []
@@ -165,26 +194,55 @@ def _read_index(location: Path) -> tuple[list[Candidate], list[UnusablePhoto]]:
 
 def _read_csv(path: Path) -> tuple[list[Candidate], list[UnusablePhoto]]:
     photos, unusable = [], []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        rows = csv.DictReader(handle)
-        names = {name.lower().strip(): name for name in rows.fieldnames or []}
-        lon_name = names.get("lon") or names.get("longitude") or names.get("x")
-        lat_name = names.get("lat") or names.get("latitude") or names.get("y")
-        path_name = names.get("path") or names.get("file") or names.get("image")
-        if not (lon_name and lat_name and path_name):
-            raise MusError(f"{path} needs columns lon, lat and path.")
-        for row in rows:
-            try:
-                lon, lat = float(row[lon_name]), float(row[lat_name])
-            except (TypeError, ValueError):
-                continue
-            image = Path(row[path_name])
-            image = image if image.is_absolute() else path.parent / image
-            try:
-                photos.append(_read_photo(image, (lon, lat)))
-            except _Unusable as exc:
-                unusable.append(UnusablePhoto(str(image), exc.reason, lon, lat))
+    data = path.read_bytes()
+    try:
+        # UTF-8, with or without the byte-order mark that Excel's "CSV UTF-8" writes. No other
+        # encoding is guessed: a wrong guess would garble the paths, and every photo would be
+        # "not found" for a reason the user could not see.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LocalPhotosError(_not_utf8(path, data, exc)) from None
+    rows = csv.DictReader(io.StringIO(text, newline=""))
+    names = {name.lower().strip(): name for name in rows.fieldnames or []}
+    lon_name = names.get("lon") or names.get("longitude") or names.get("x")
+    lat_name = names.get("lat") or names.get("latitude") or names.get("y")
+    path_name = names.get("path") or names.get("file") or names.get("image")
+    if not (lon_name and lat_name and path_name):
+        raise LocalPhotosError(f"{path} needs columns lon, lat and path.")
+    for row in rows:
+        try:
+            lon, lat = float(row[lon_name]), float(row[lat_name])
+        except (TypeError, ValueError):
+            continue
+        image = Path(row[path_name])
+        image = image if image.is_absolute() else path.parent / image
+        try:
+            photos.append(_read_photo(image, (lon, lat)))
+        except _Unusable as exc:
+            unusable.append(UnusablePhoto(str(image), exc.reason, lon, lat))
     return photos, unusable
+
+
+def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> str:
+    """What a CSV that is not UTF-8 is, likely, and how to save it as UTF-8."""
+    line = data.count(b"\n", 0, exc.start) + 1
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        likely = ": it is UTF-16 text, as Excel's 'Unicode Text' writes it"
+    else:
+        try:
+            data.decode("cp1252")
+            likely = (
+                ": it is likely Windows-1252 or Latin-1 text, as Excel's 'CSV (Comma "
+                "delimited)' writes it"
+            )
+        except UnicodeDecodeError:
+            likely = ""
+    return (
+        f"The local photos CSV {path} is not UTF-8 text (line {line}: byte "
+        f"0x{data[exc.start]:02x}, {exc.reason}){likely}. Save it as UTF-8 (Excel: 'CSV UTF-8 "
+        "(Comma delimited)'; LibreOffice: character set 'Unicode (UTF-8)') and run again: its "
+        "paths must be read exactly to find the photos."
+    )
 
 
 def _read_photo(path: Path, position: tuple[float, float] | None = None) -> Candidate:
