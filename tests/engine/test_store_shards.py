@@ -10,9 +10,9 @@ import pyarrow.feather as feather
 import pytest
 
 from mus_qgis.engine.clip.labels import builtin_label_set
-from mus_qgis.engine.clip.rescore import rank_chunks
+from mus_qgis.engine.clip.rescore import BLOCK_ROWS, rank_chunks, rank_chunks_by_set
 from mus_qgis.engine.clip.scoring import score
-from mus_qgis.engine.clip.store import EmbeddingStore
+from mus_qgis.engine.clip.store import EmbeddingStore, row_norms
 from mus_qgis.engine.clip.views import ImageFacts
 from mus_qgis.engine.errors import EmbeddingStoreError
 
@@ -157,3 +157,77 @@ def test_the_store_reads_in_bounded_chunks_sqlite_first_damage_named(store):
     np.testing.assert_array_equal(chunks[0][1][0], vectors[0])  # the SQLite row wins
     damaged = {key: why for _, _, found in chunks for key, why in found.items()}
     assert list(damaged) == ["d"] and damaged["d"].startswith("not unit length")
+
+
+def softmax_by_definition(logits):
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_ranking_across_blocks_within_a_chunk_is_the_softmax_by_definition():
+    # One chunk larger than BLOCK_ROWS (so it is scored in three blocks), two label sets; the
+    # reference is the definition in float64, the whole matrix at once.
+    vectors = unit_rows(2 * BLOCK_ROWS + 1_000, dim=32, seed=5)
+    small, large = unit_rows(3, dim=32, seed=6), unit_rows(40, dim=32, seed=7)
+    rankings = rank_chunks_by_set([vectors], [small, large], 50.0)
+    for texts, ranking in zip((small, large), rankings):
+        logits = vectors.astype(np.float64) @ texts.T.astype(np.float64) * 50.0
+        reference = softmax_by_definition(logits)
+        assert ranking.count == len(vectors) and not ranking.damaged
+        near_tie = np.sort(logits, axis=1)[:, -1] - np.sort(logits, axis=1)[:, -2] < 1e-4
+        agree = ranking.first == logits.argmax(axis=1)
+        assert agree[~near_tie].all()
+        np.testing.assert_allclose(ranking.mean_probability, reference.mean(axis=0), atol=1e-6)
+        assert ranking.probability_sum.sum() == pytest.approx(len(vectors), rel=1e-6)
+
+
+def test_unchecked_chunks_leave_out_what_is_not_a_unit_vector():
+    vectors = unit_rows(10, seed=8)
+    vectors[2] = np.nan
+    vectors[5] *= 2.0
+    ranking = rank_chunks([vectors, unit_rows(3, dim=8)], unit_rows(4, seed=9), 100.0)
+    assert ranking.count == 8 and ranking.damaged == 2 + 3  # and a chunk of another length
+
+
+def test_a_set_of_shards_repeating_no_key_is_remembered_until_it_changes(store, monkeypatch):
+    store.shards.write_matrix(["a", "b"], unit_rows(2), 1)
+    store.shards.write_matrix(["c"], unit_rows(1, seed=1), 1)
+    assert sorted(key for key, _, _ in rows_of(store)) == ["a", "b", "c"]
+    # Remembered: the next reading does not read every key to look for repeats.
+    read_keys = []
+    looked = store.shards.first_occurrences
+    monkeypatch.setattr(store.shards, "first_occurrences", lambda: read_keys.append(1) or looked())
+    assert len(rows_of(store)) == 3 and read_keys == []
+    # A third writer stores "b" again: the files changed, so repeats are looked for (and the
+    # copy dropped) at once.
+    store.shards.write_matrix(["b", "d"], unit_rows(2, seed=2), 1)
+    assert sorted(key for key, _, _ in rows_of(store)) == ["a", "b", "c", "d"]
+    assert read_keys == [1]
+
+
+def rows_of(store):
+    return [
+        (key, row, chunk_damaged)
+        for keys, matrix, chunk_damaged in store.iter_chunks(rows=2)
+        for key, row in zip(keys if isinstance(keys, list) else keys.to_pylist(), matrix)
+    ]
+
+
+def test_row_norms_split_between_threads_are_numpys(store):
+    matrix = unit_rows(10_001, dim=8, seed=11)
+    matrix[7_000] = np.inf
+    matrix[9_999] *= 3.0
+    norms = row_norms(matrix)
+    np.testing.assert_allclose(norms, np.linalg.norm(matrix.astype(np.float64), axis=1), rtol=1e-6)
+    # A whole-store reading names the damaged rows of the second half as of the first.
+    matrix[12] = np.nan
+    store.shards.write_matrix([f"k{i:05d}" for i in range(len(matrix))], matrix, 1)
+    damaged = {}
+    for _, trusted, chunk_damaged in store.iter_chunks(rows=65_536):
+        damaged.update(chunk_damaged)
+        assert len(trusted) == len(matrix) - 3
+    assert damaged == {
+        "k00012": "not a finite vector",
+        "k07000": "not a finite vector",
+        "k09999": "not unit length (norm 3)",
+    }

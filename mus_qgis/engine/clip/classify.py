@@ -348,7 +348,7 @@ def rank_store(store, text_sets: list, logit_scale: float, progress: Progress):
     damaged keys found ({key: why}; their rows are left out of the rankings)."""
     damaged: dict[str, str] = {}
     matrices = _checked_matrices(store, damaged, progress)
-    return rank_chunks_by_set(matrices, text_sets, logit_scale), damaged
+    return rank_chunks_by_set(matrices, text_sets, logit_scale, checked=True), damaged
 
 
 def _checked_matrices(store, damaged: dict[str, str], progress: Progress):

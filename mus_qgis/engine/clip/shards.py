@@ -19,7 +19,6 @@ comes once even when two writers stored the same image.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -195,10 +194,10 @@ class ShardFolder:
         import pyarrow as pa
 
         paths = self.shard_paths(dataset) if paths is None else list(paths)
-        for number, path in enumerate(paths):
-            # The kernel reads the next file while this one is scored: cold from disk, the
-            # reading overlaps the arithmetic instead of waiting on each page as it is touched.
-            read_ahead(paths[number : number + 2])
+        for path in paths:
+            # Memory-mapped, and read in the order of the file: the kernel's own read-ahead
+            # serves a cold reading (a thread reading the next file ahead, and posix_fadvise,
+            # were each measured slower: they take the processor from the arithmetic).
             source, reader = self._open(path)
             try:
                 for index in range(reader.num_record_batches):
@@ -265,16 +264,20 @@ class ShardFolder:
                 records[path] = (size, mtime, ImageFacts(digest, kind, width, height, heading))
         return records
 
-    def iter_chunks(self, batch_rows: int = ROW_GROUP_ROWS) -> Iterator[tuple[list, object]]:
+    def iter_chunks(
+        self, batch_rows: int = ROW_GROUP_ROWS, first_rows="find"
+    ) -> Iterator[tuple[list, object]]:
         """(Arrow array of keys, N×D float32 matrix) per chunk of every stored vector.
 
-        Memory stays at one chunk (plus every key, once, to drop a key a second writer also
-        stored). The caller checks each vector's length, finiteness and unit length.
+        ``first_rows``: the mask of each key's first row (``first_occurrences``), None when no
+        key repeats, or "find" to work it out here. Memory stays at one chunk (plus every key,
+        once, to drop a key a second writer also stored). The caller checks each vector's
+        length, finiteness and unit length.
         """
         import numpy as np
         import pyarrow as pa
 
-        first = self._first_occurrences()
+        first = self.first_occurrences() if isinstance(first_rows, str) else first_rows
         start = 0
         for batch in self._batches("embeddings", ["key", "vector"], batch_rows):
             count = batch.num_rows
@@ -284,50 +287,50 @@ class ShardFolder:
                 batch = batch.filter(pa.array(keep))
             vectors = batch.column(1)
             dim = vectors.type.list_size
-            flat = vectors.values.to_numpy(zero_copy_only=False)
+            flat = _float_values(vectors.values)
             flat = flat[vectors.offset * dim : (vectors.offset + len(vectors)) * dim]
             yield batch.column(0), np.asarray(flat, dtype=np.float32).reshape(-1, dim)
 
-    def _first_occurrences(self):
+    def fingerprint(self) -> str:
+        """Which embedding files the folder holds, by name, size, modification time, inode and
+        device: what a reading remembered of them holds while this is unchanged."""
+        import hashlib
+
+        digest = hashlib.blake2b(digest_size=16)
+        for path in self.shard_paths("embeddings"):
+            stat = path.stat()
+            facts = (path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+            digest.update(repr(facts).encode())
+        return digest.hexdigest()
+
+    def first_occurrences(self):
         """A mask of each key's first row over all shards, or None when no key repeats."""
         import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
 
         paths = self.shard_paths("embeddings")
         if len(paths) < 2:
             return None  # one writer's file holds each key once
-        keys = pa.chunked_array([b.column(0) for b in self._batches("embeddings", ["key"])])
-        if pc.count_distinct(keys).as_py() == len(keys):
+        keys: list[str] = []
+        for batch in self._batches("embeddings", ["key"]):
+            keys.extend(batch.column(0).to_pylist())
+        if len(set(keys)) == len(keys):
             return None
         # Two writers stored the same image (rare): keep its first row.
         seen: set[str] = set()
         mask = np.zeros(len(keys), dtype=bool)
-        for row, key in enumerate(keys.to_pylist()):
+        for row, key in enumerate(keys):
             if key not in seen:
                 seen.add(key)
                 mask[row] = True
         return mask
 
 
-def read_ahead(paths) -> None:
-    """Ask the kernel to read ``paths`` into its page cache, in the background (Linux's
-    posix_fadvise WILLNEED; elsewhere nothing: the memory map's own read-ahead serves)."""
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is None:
-        return
+def _float_values(values):
+    """A float32 Arrow array as numpy, its own buffer where it has no nulls (pyarrow's
+    ``to_numpy`` imports pandas even then: over a second on a first reading)."""
+    import numpy as np
 
-    def advise_all() -> None:
-        for path in paths:
-            try:
-                handle = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                advise(handle, 0, 0, os.POSIX_FADV_WILLNEED)
-            except OSError:
-                pass
-            finally:
-                os.close(handle)
-
-    threading.Thread(target=advise_all, daemon=True, name="mus-shard-read-ahead").start()
+    if values.null_count or values.type.bit_width != 32:
+        return values.to_numpy(zero_copy_only=False)  # damaged: the checks name the rows
+    data = np.frombuffer(values.buffers()[1], dtype=np.float32)
+    return data[values.offset : values.offset + len(values)]
