@@ -106,9 +106,9 @@ def main() -> None:
 
     provider = MusProvider()  # kept: the registry does not own a Python provider
     assert QgsApplication.processingRegistry().addProvider(provider)
+    from mus_qgis.bridge.engine import plugin_cache_dir
     from mus_qgis.inspector import dock as dock_module
     from mus_qgis.inspector.view_scores import run_view_scores, view_scores_job
-    from mus_qgis.processing.base import plugin_cache_dir
 
     with tempfile.TemporaryDirectory() as folder:
         layer, panoramas = classified_layer(Path(folder))

@@ -27,8 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mus_qgis.engine.jobs import registered  # noqa: E402
 from mus_qgis.engine.worker.client import Worker  # noqa: E402
-from mus_qgis.engine.worker.jobs import JOBS  # noqa: E402
+
+JOBS = registered()
 from scripts.bench_classify import make_panoramas  # noqa: E402
 
 TINY = ROOT / "tests" / "assets" / "mus-tiny-vit.json"

@@ -38,15 +38,15 @@ def build():
     )
     from qgis.PyQt.QtCore import QPointF
 
-    from mus_qgis.engine.clip.labels import builtin_label_sets
-    from mus_qgis.engine.dreams.pipeline import DEFAULT_DREAM_MODEL
-    from mus_qgis.engine.imagery.sources import imagery_sources
-    from mus_qgis.processing.qgis_enums import (
+    from mus_qgis.bridge.qgis_enums import (
         FILE_FOLDER,
         NUMBER_DOUBLE,
         NUMBER_INTEGER,
         PARAMETER_OPTIONAL,
     )
+    from mus_qgis.engine.clip.labels import builtin_label_sets
+    from mus_qgis.engine.dreams.pipeline import DEFAULT_DREAM_MODEL
+    from mus_qgis.engine.imagery.sources import imagery_sources
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(

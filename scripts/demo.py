@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import closing
 from functools import partial
 from pathlib import Path
@@ -40,12 +39,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OGR_SQLITE_JOURNAL", "DELETE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scripts.demo_outputs import GPKG, OUT, layer, run_qgis_process, table  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data"
 OSM_FILE = SHARED / "osm" / "rome_monti_2016.osm"
 PHOTOS = SHARED / "images"
 SURVEY_FOLDER = PHOTOS / "arezzo"
-OUT = Path(os.environ.get("MUS_DEMO_OUTPUT") or ROOT / "demo_output")
-GPKG = OUT / "rome_monti.gpkg"
 # The engine's Python (the Makefile sets it): qgis_process sends the algorithms' work there.
 ENGINE_PYTHON = os.environ.setdefault(
     "MUS_ENGINE_PYTHON", str(ROOT / ".engine" / "env" / "bin" / "python")
@@ -67,25 +67,6 @@ SPATIAL_LAYERS = {
 # offline covers Narva, and a comparison no point falls in is refused.
 COMPARISON_LAYERS = ("urban_atlas_agreement", "urban_atlas")
 NETWORK_LAYER = "Street network"
-
-
-def run_qgis_process(profile: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "QGIS_CUSTOM_CONFIG_PATH": str(profile),
-        "QGIS_PLUGINPATH": str(ROOT / "build" / "plugins"),
-    }
-    started = time.monotonic()
-    done = subprocess.run(
-        ["qgis_process.bin", *args], env=env, capture_output=True, text=True, encoding="utf-8"
-    )
-    if done.returncode != 0:
-        sys.exit(f"qgis_process {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}")
-    # What runs, and for how long: a newcomer sees the demo move (it takes minutes).
-    step = next((arg for arg in args if arg.startswith("mus:")), " ".join(args[:2]))
-    print(f"  qgis_process {step}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
-    return done.stdout
 
 
 def survey_points(path: Path) -> int:
@@ -168,14 +149,6 @@ def service_urls() -> list[str]:
     """Sampling parameters for other Overpass / Nominatim servers (a mirror, a local instance)."""
     urls = {"OVERPASS_URL": "MUS_OVERPASS_URL", "NOMINATIM_URL": "MUS_NOMINATIM_URL"}
     return [f"{name}={os.environ[var]}" for name, var in urls.items() if os.environ.get(var)]
-
-
-def table(name: str) -> str:
-    return f"OUTPUT=ogr:dbname='{GPKG}' table=\"{name}\" (geom)"
-
-
-def layer(name: str) -> str:
-    return f"{GPKG}|layername={name}"
 
 
 def run_pipeline(profile: Path) -> dict:
@@ -306,7 +279,7 @@ def street_network(online: bool):
         QgsVectorLayer,
     )
 
-    from mus_qgis.processing.qgis_enums import make_field
+    from mus_qgis.bridge.qgis_enums import make_field
 
     if online:
         return None
@@ -365,8 +338,9 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
 
     app = QgsApplication([], False)
     app.initQgis()
+    from mus_qgis.bridge.layer_settings import classification_settings
     from mus_qgis.engine.clip.labels import builtin_label_set
-    from mus_qgis.processing.classify_clip import classification_settings, style_classified_layer
+    from mus_qgis.processing.classify_clip import style_classified_layer
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer
     from mus_qgis.processing.resample_to_grid import style_grid_layer
@@ -480,13 +454,12 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
 def style_reading_layer(name: str, vector, urban_atlas) -> None:
     """Each reading in the style its algorithm gives it when QGIS loads its output (qgis_process
     loads nothing, so the demo applies it)."""
-    import statistics
-
-    from mus_qgis.processing.classify_clip import classification_settings, style_classified_layer
+    from mus_qgis.bridge.layer_settings import classification_settings
+    from mus_qgis.processing.classify_clip import style_classified_layer
     from mus_qgis.processing.dream_streets import style_dream_layer
     from mus_qgis.processing.label_boundaries import style_boundary_layer
     from mus_qgis.processing.label_clusters import label_colours, style_cluster_layer
-    from mus_qgis.processing.label_periods import YEAR_COLOURS, style_period_layer
+    from mus_qgis.processing.label_periods import period_breaks, style_period_layer
     from mus_qgis.processing.mainstream_image import style_mainstream_layer
 
     if name == "label_boundaries":
@@ -497,11 +470,10 @@ def style_reading_layer(name: str, vector, urban_atlas) -> None:
         style_cluster_layer(vector, names, label_colours(names), kind="point")
     elif name == "architect_periods":
         values = (f["year"] for f in vector.getFeatures())
-        years = sorted(v for v in values if isinstance(v, (int, float)))  # not NULL
+        years = [float(v) for v in values if isinstance(v, (int, float))]  # not NULL
         if len(years) < 2:
             return
-        cuts = statistics.quantiles(years, n=len(YEAR_COLOURS), method="inclusive")
-        style_period_layer(vector, [years[0], *cuts, years[-1]])
+        style_period_layer(vector, period_breaks(years))
     elif name == "probe_labels":
         settings = classification_settings(vector)
         style_classified_layer(vector, urban_atlas, settings, field="probe_label_1")

@@ -32,7 +32,7 @@ FIGURES = {
 def export_figures(model_parameters: list[str], untrained: bool, online: bool) -> Path:
     """Run the figures' classifications and mus:exportfigures through qgis_process; print what
     was written. Returns the figures' folder."""
-    from scripts.demo import GPKG, OUT, layer, run_qgis_process, table
+    from scripts.demo_outputs import GPKG, OUT, layer, run_qgis_process, table
 
     folder = OUT / "figures"
     with tempfile.TemporaryDirectory(prefix="mus_demo_profile_") as name:

@@ -152,8 +152,8 @@ def shots_inspector():
     """The street inspector on the demo's classified layer, at its least certain point."""
     import qgis.utils
 
+    from mus_qgis.bridge.layer_settings import classification_settings
     from mus_qgis.inspector.point import is_classified
-    from mus_qgis.processing.classify_clip import classification_settings
 
     # The layer CLIP-classify made (its run settings say how), not a reading that copied its
     # fields (the clusters keep label_1 too).

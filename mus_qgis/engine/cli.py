@@ -406,7 +406,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_selftest(_args) -> int:
-    from .worker.jobs import selftest
+    from .status import selftest
 
     # The last line is the report as JSON: the set-up reads it.
     print(json.dumps(selftest({}, None)))
@@ -414,7 +414,7 @@ def cmd_selftest(_args) -> int:
 
 
 def cmd_status(args) -> int:
-    from .worker.jobs import status
+    from .status import status
 
     print(json.dumps(status({"cache_dir": str(args.cache_dir)}, None), indent=2))
     return 0

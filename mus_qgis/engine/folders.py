@@ -3,6 +3,7 @@ path that is a file or cannot be written gives one clear message instead of a tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -44,3 +45,15 @@ def writable_folder(path: str | Path, what: str) -> Path:
         if probe.exists():
             os.remove(probe)
     return folder
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under a folder; links are not followed (a venv's python is one)."""
+    total = 0
+    for base, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with contextlib.suppress(OSError):
+                if not os.path.islink(path):
+                    total += os.path.getsize(path)
+    return total

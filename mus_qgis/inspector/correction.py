@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from qgis.core import NULL
 
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import make_field
 from ..engine.clip.labels import builtin_label_set
 from ..engine.errors import MusError
-from ..processing.classify_clip import classification_settings
-from ..processing.qgis_enums import make_field
 
 LABEL_USER = "label_user"
 

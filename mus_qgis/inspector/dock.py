@@ -22,8 +22,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..bridge.layer_settings import classification_settings
 from ..engine.errors import MusError
-from ..processing.classify_clip import classification_settings
 from .correction import LABEL_USER, label_choices, set_user_label
 from .point import LOWEST_MARGIN, InspectedPoint, read_point, step_order
 from .thumbnails import Prefetch, thumbnail

@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 from qgis.core import NULL, QgsFeatureRequest
 
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import NO_GEOMETRY_REQUEST
 from ..engine.clip.embedding import parse_image_paths
-from ..processing.classify_clip import classification_settings
-from ..processing.qgis_enums import NO_GEOMETRY_REQUEST
 
 # Where each imagery source shows an image by its id (the fetch algorithm's source and image_id).
 IMAGE_PAGES = {

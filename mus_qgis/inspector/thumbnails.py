@@ -16,7 +16,7 @@ from qgis.core import QgsApplication, QgsTask
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QImage, QImageReader
 
-from ..processing.base import plugin_cache_dir
+from ..bridge.engine import plugin_cache_dir
 
 QUALITY = 85
 

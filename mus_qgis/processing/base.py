@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from qgis.core import (
-    QgsApplication,
     QgsCsException,
     QgsFeature,
     QgsFeatureSink,
@@ -27,9 +26,9 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
+from ..bridge.qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
 from ..engine.resources import resource_path
 from ..engine.sequences import zip_same_length
-from .qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
 
@@ -139,7 +138,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def require_engine() -> None:
         """Stop at once, saying how to set one up, when there is no engine to send the work to
         (before reading any input: a layer read for nothing is time lost)."""
-        from .engine import engine_python
+        from ..bridge.engine import engine_python
 
         engine_python()
 
@@ -396,7 +395,7 @@ def dot_symbol(colour: str, size: float = 1.2, sized_by: str = "", largest: floa
     across the layer's range (1.2 to ``largest`` mm), as in the study's dot maps."""
     from qgis.core import QgsMarkerSymbol, QgsProperty
 
-    from .qgis_enums import SYMBOL_SIZE
+    from ..bridge.qgis_enums import SYMBOL_SIZE
 
     symbol = QgsMarkerSymbol.createSimple(
         {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
@@ -412,14 +411,6 @@ def dot_symbol(colour: str, size: float = 1.2, sized_by: str = "", largest: floa
             SYMBOL_SIZE, QgsProperty.fromExpression(expression)
         )
     return symbol
-
-
-def plugin_cache_dir(*parts: str) -> Path:
-    """The plugin's cache folder in the QGIS profile (downloads, embeddings); created on demand."""
-    folder = Path(QgsApplication.qgisSettingsDirPath()) / "cache" / "mus_qgis"
-    folder = folder.joinpath(*parts)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def project_in_place(geometry, transform, what: str) -> None:

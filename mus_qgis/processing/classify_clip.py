@@ -24,15 +24,15 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
+    NUMBER_INTEGER,
+    VECTOR_POINT,
+)
 from ..engine.errors import MusError
 from ..engine.resources import resource_path
 from .base import MusAlgorithm, dot_symbol, legend_text, style_on_load
 from .clip_parameters import ClipParameters
-from .engine import job_file, run_job
-from .qgis_enums import (
-    NUMBER_INTEGER,
-    VECTOR_POINT,
-)
 
 NO_LABEL_COLOUR = "#b4b4b4"
 
@@ -221,20 +221,6 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
 def _number(value):
     number = float(value)
     return None if number != number else number
-
-
-def classification_settings(layer) -> dict:
-    """The run settings this algorithm left on a layer (as written by style_classified_layer and
-    _layer_metadata); {} for a layer it did not make."""
-    settings = layer.customProperty("mus_qgis/classification")
-    if not settings:
-        keywords = layer.metadata().keywords().get("mus_qgis") or []
-        settings = keywords[0] if keywords else ""
-    try:
-        value = json.loads(settings) if settings else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _layer_metadata(settings: dict) -> QgsLayerMetadata:

@@ -10,10 +10,16 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..bridge.engine import plugin_cache_dir
+from ..bridge.qgis_enums import (
+    FIELD_NUMERIC,
+    FIELD_STRING,
+    FILE_FOLDER,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+)
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
-from .base import plugin_cache_dir
-from .qgis_enums import FIELD_NUMERIC, FIELD_STRING, FILE_FOLDER, NUMBER_DOUBLE, NUMBER_INTEGER
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (

@@ -22,11 +22,11 @@ from qgis.core import (
     QgsSpatialIndex,
 )
 
+from ..bridge.engine import job_file, run_job
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
 from ..engine.reports import report_start
 from .base import MusAlgorithm, find_field, legend_text, style_on_load
-from .classify_clip import classification_settings
-from .engine import job_file, run_job
-from .qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")

@@ -15,9 +15,7 @@ from qgis.core import (
     QgsProviderRegistry,
 )
 
-from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
-from .classify_clip import html_safe_json
-from .qgis_enums import (
+from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     FIELD_STRING,
     FILE_FOLDER,
@@ -25,6 +23,8 @@ from .qgis_enums import (
     NUMBER_INTEGER,
     VECTOR_POINT,
 )
+from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
+from .classify_clip import html_safe_json
 
 
 class DreamParameters:

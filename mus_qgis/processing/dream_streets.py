@@ -18,15 +18,15 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
+    NUMBER_DOUBLE,
+    VECTOR_POINT,
+)
 from ..engine.errors import MusError
 from .base import MusAlgorithm, dot_symbol, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
-from .engine import job_file, run_job
-from .qgis_enums import (
-    NUMBER_DOUBLE,
-    VECTOR_POINT,
-)
 
 # (label shown, engine's views); Processing stores the index: append only.
 DREAM_VIEWS = (("The location's first view", "first"), ("Every view of a panorama", "all"))

@@ -12,10 +12,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
 )
 
+from ..bridge.engine import configured_python, engine_root, plugin_cache_dir, run_job
 from ..engine.resources import plugin_version
 from ..engine.worker.environment import read_current
-from .base import MusAlgorithm, plugin_cache_dir
-from .engine import configured_python, engine_root, run_job
+from .base import MusAlgorithm
 
 
 def _size(count: int) -> str:

@@ -14,8 +14,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from .base import MusAlgorithm
-from .qgis_enums import (
+from ..bridge.qgis_enums import (
     ALGORITHM_NO_THREADING,
     NUMBER_INTEGER,
     VECTOR_ANY_GEOMETRY,
@@ -23,6 +22,7 @@ from .qgis_enums import (
     VECTOR_POINT,
     VECTOR_POLYGON,
 )
+from .base import MusAlgorithm
 
 
 class ExportFigures(MusAlgorithm):

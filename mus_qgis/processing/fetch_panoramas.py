@@ -30,9 +30,8 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
-from .base import MusAlgorithm, plugin_cache_dir, qgis_proxies, style_on_load
-from .engine import job_file, run_job
-from .qgis_enums import (
+from ..bridge.engine import job_file, plugin_cache_dir, run_job
+from ..bridge.qgis_enums import (
     DATE_ONLY,
     FIELD_NUMERIC,
     FILE_FOLDER,
@@ -41,6 +40,7 @@ from .qgis_enums import (
     VECTOR_POINT,
     make_field,
 )
+from .base import MusAlgorithm, qgis_proxies, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.

@@ -45,18 +45,19 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QFile, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QFont, QFontMetricsF
 
-from ..engine.clip.labels import builtin_label_set, generated_palette
-from ..engine.errors import LabelSetError
-from ..engine.reports import model_words
-from .base import dot_symbol
-from .classify_clip import NO_LABEL_COLOUR, classification_settings, style_classified_layer
-from .qgis_enums import (
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import (
     LEGEND_HIDDEN,
     LEGEND_SUBGROUP,
     LEGEND_SYMBOL_LABEL,
     LEGEND_TITLE,
     NO_GEOMETRY_REQUEST,
 )
+from ..engine.clip.labels import builtin_label_set, generated_palette
+from ..engine.errors import LabelSetError
+from ..engine.reports import model_words
+from .base import dot_symbol
+from .classify_clip import NO_LABEL_COLOUR, style_classified_layer
 from .rank_labels import set_title
 from .resample_to_grid import style_grid_layer
 

@@ -21,10 +21,8 @@ from qgis.core import (
     QgsUnitTypes,
 )
 
-from .base import MusAlgorithm, project_in_place, style_on_load
-from .engine import job_file, run_job
-from .label_clusters import permutations_parameter
-from .qgis_enums import (
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
     STROKE_WIDTH,
@@ -34,6 +32,8 @@ from .qgis_enums import (
     WKB_LINESTRING,
     make_field,
 )
+from .base import MusAlgorithm, project_in_place, style_on_load
+from .label_clusters import permutations_parameter
 
 OUTPUT_FIELDS = (
     ("label_a", "string"),

@@ -22,12 +22,9 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
-from ..engine.reports import report_start
-from ..engine.sequences import zip_same_length
-from .base import MusAlgorithm, metric_crs, style_on_load
-from .classify_clip import classification_settings
-from .engine import job_file, run_job
-from .qgis_enums import (
+from ..bridge.engine import job_file, run_job
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
@@ -35,6 +32,9 @@ from .qgis_enums import (
     WKB_NO_GEOMETRY,
     make_field,
 )
+from ..engine.reports import report_start
+from ..engine.sequences import zip_same_length
+from .base import MusAlgorithm, metric_crs, style_on_load
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from functools import partial
 
 from qgis.core import (
@@ -19,17 +20,17 @@ from qgis.core import (
     QgsRendererRange,
 )
 
-from ..engine.clip.labels import builtin_label_sets
-from ..engine.errors import MusError
-from .base import metric_crs, style_on_load
-from .classify_clip import ClassifyClip
-from .engine import job_file, run_job
-from .label_clusters import fields_keeping, permutations_parameter
-from .qgis_enums import (
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     NUMBER_DOUBLE,
     VECTOR_ANY_GEOMETRY,
 )
+from ..engine.clip.labels import builtin_label_sets
+from ..engine.errors import MusError
+from .base import metric_crs, style_on_load
+from .classify_clip import ClassifyClip
+from .label_clusters import fields_keeping, permutations_parameter
 
 OUTPUT_FIELDS = (
     ("label_1", "string"),
@@ -205,9 +206,7 @@ class LabelPeriods(ClassifyClip):
                 RHO=correlation["rho"], P_VALUE=correlation["p_value"], PAIRS=correlation["pairs"]
             )
         if len(years):
-            breaks = [
-                float(b) for b in np.quantile(years, np.linspace(0, 1, len(YEAR_COLOURS) + 1))
-            ]
+            breaks = period_breaks([float(year) for year in years])
             style_on_load(context, dest_id, partial(style_period_layer, breaks=breaks))
         return outputs
 
@@ -298,6 +297,16 @@ def _metric_xy(geometries, source_crs, crs, context):
 def _number(value):
     number = float(value)
     return None if number != number else number
+
+
+def period_breaks(years: list[float]) -> list[float]:
+    """The class breaks of a period layer's legend: the years' quantiles, one class a colour
+    (linear interpolation between the closest ranks, as NumPy's default quantile)."""
+    ordered = sorted(years)
+    if len(ordered) < 2:
+        return [ordered[0]] * (len(YEAR_COLOURS) + 1) if ordered else []
+    cuts = statistics.quantiles(ordered, n=len(YEAR_COLOURS), method="inclusive")
+    return [ordered[0], *cuts, ordered[-1]]
 
 
 def style_period_layer(layer, breaks) -> None:

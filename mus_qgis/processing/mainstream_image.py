@@ -19,16 +19,16 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
+    NUMBER_INTEGER,
+    VECTOR_POINT,
+)
 from ..engine.errors import MusError
 from ..engine.sequences import zip_same_length
 from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
-from .engine import job_file, run_job
-from .qgis_enums import (
-    NUMBER_INTEGER,
-    VECTOR_POINT,
-)
 
 OUTPUT_FIELDS = (
     ("ms_image", "double"),

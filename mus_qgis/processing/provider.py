@@ -5,13 +5,18 @@ from __future__ import annotations
 from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..bridge.engine import (
+    DEFAULT_IDLE_MINUTES,
+    SETTING_FOLDER,
+    SETTING_IDLE_MINUTES,
+    SETTING_PYTHON,
+)
 from ..engine.resources import plugin_version, resource_path
 from ..engine.worker import client
 from .base import release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
 from .dream_streets import DreamStreets
-from .engine import DEFAULT_IDLE_MINUTES, SETTING_FOLDER, SETTING_IDLE_MINUTES, SETTING_PYTHON
 from .engine_status import EngineStatus
 from .export_figures import ExportFigures
 from .fetch_panoramas import FetchPanoramas

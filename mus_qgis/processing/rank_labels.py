@@ -17,13 +17,13 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..bridge.engine import job_file, run_job
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
 from ..engine.clip.labels import builtin_label_sets
 from ..engine.reports import report_start
 from .base import MusAlgorithm
-from .classify_clip import classification_settings
 from .clip_parameters import ClipParameters
-from .engine import job_file, run_job
-from .qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),

@@ -26,12 +26,8 @@ from qgis.core import (
     QgsRendererCategory,
 )
 
-from ..engine.clip.labels import builtin_label_sets
-from ..engine.readings.grid import SHAPES
-from ..engine.sequences import zip_same_length
-from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
-from .engine import job_file, run_job
-from .qgis_enums import (
+from ..bridge.engine import job_file, run_job
+from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     NO_GEOMETRY_REQUEST,
     NUMBER_DOUBLE,
@@ -40,6 +36,10 @@ from .qgis_enums import (
     WKB_POLYGON,
     make_field,
 )
+from ..engine.clip.labels import builtin_label_sets
+from ..engine.readings.grid import SHAPES
+from ..engine.sequences import zip_same_length
+from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
 
 OUTPUT_FIELDS = (
     ("cell", "string"),

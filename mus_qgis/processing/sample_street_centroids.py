@@ -25,11 +25,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ..engine.resources import plugin_version, resource_path
-from ..engine.streets.street_classes import MAX_MERGE_DISTANCE_M, street_classes
-from .base import LOG_TAG, MusAlgorithm, plugin_cache_dir, project_in_place, style_on_load
-from .engine import job_file, run_job
-from .qgis_enums import (
+from ..bridge.engine import job_file, plugin_cache_dir, run_job
+from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS,
     VECTOR_POINT,
@@ -37,6 +34,9 @@ from .qgis_enums import (
     WKB_POINT,
     make_field,
 )
+from ..engine.resources import plugin_version, resource_path
+from ..engine.streets.street_classes import MAX_MERGE_DISTANCE_M, street_classes
+from .base import LOG_TAG, MusAlgorithm, project_in_place, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 

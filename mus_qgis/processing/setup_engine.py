@@ -13,11 +13,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..bridge.engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
+from ..bridge.qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
 from ..engine.worker import client
 from ..engine.worker.environment import TORCH_CHOICES, SetupError, SetupOptions, setup
 from .base import MusAlgorithm
-from .engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
-from .qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
 
 # In the order of TORCH_CHOICES (Processing stores the index).
 TORCH_LABELS = (

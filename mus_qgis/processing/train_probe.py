@@ -19,23 +19,23 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..engine.clip.models import DEVICES
-from .base import MusAlgorithm, style_on_load
-from .classify_clip import (
-    _number,
-    _save_metadata,
-    classification_settings,
-    style_classified_layer,
-)
-from .clip_parameters import ClipParameters
-from .engine import job_file, run_job
-from .qgis_enums import (
+from ..bridge.engine import job_file, run_job
+from ..bridge.layer_settings import classification_settings
+from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     FIELD_STRING,
     FILE_FOLDER,
     NUMBER_DOUBLE,
     VECTOR_POINT,
 )
+from ..engine.clip.models import DEVICES
+from .base import MusAlgorithm, style_on_load
+from .classify_clip import (
+    _number,
+    _save_metadata,
+    style_classified_layer,
+)
+from .clip_parameters import ClipParameters
 
 DEFAULT_REGULARISATION = 0.3  # the engine's probe.DEFAULT_REGULARISATION (QGIS imports no torch)
 

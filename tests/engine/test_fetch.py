@@ -19,45 +19,8 @@ from mus_qgis.engine.imagery.http import Http, RetryPolicy, image_decodes
 from mus_qgis.engine.imagery.sources import imagery_sources
 from mus_qgis.engine.imagery.sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
 from tests.conftest import IMAGES, PANORAMAS, ROOT
-from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
-
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=1.0)
-
-
-def http_for(credentials: Credentials | None = None, policy: RetryPolicy = FAST) -> Http:
-    credentials = credentials or Credentials()
-    return Http(secrets=[credentials.key, credentials.secret], policy=policy)
-
-
-def points_on(images, offset_m: float = 5.0) -> list[FetchPoint]:
-    """A point a few metres east of each image, plus one far from any, plus a second point on
-    the first image (two points resolving to one panorama)."""
-    shift = offset_m / 111_320.0 / 0.75
-    points = [FetchPoint(i, im.lon + shift, im.lat, 90.0) for i, im in enumerate(images)]
-    points.append(FetchPoint(900, 12.0, 41.0, None))
-    points.append(FetchPoint(901, images[0].lon - shift, images[0].lat, 0.0))
-    return points
-
-
-def settings_for(fake, source: str, **kwargs) -> tuple[FetchSettings, Credentials | None]:
-    urls = {
-        "streetview": fake.streetview_url,
-        "mapillary": fake.mapillary_url,
-        "kartaview": fake.kartaview_url,
-        "panoramax": fake.panoramax_url,
-    }
-    credentials = {
-        "streetview": Credentials(GOOD_KEY, ""),
-        "mapillary": Credentials(GOOD_TOKEN),
-    }.get(source)
-    return FetchSettings(source, url=urls[source], **kwargs), credentials
-
-
-def run(fake, source, cache, points, progress=None, policy=FAST, **kwargs):
-    settings, credentials = settings_for(fake, source, **kwargs)
-    return fetch_imagery(
-        points, settings, cache, credentials, progress, http=http_for(credentials, policy)
-    )
+from tests.engine.helpers import FAST, http_for, points_on, run
+from tests.fakes.imagery_services import GOOD_KEY, FakeImageryServices, grid_images
 
 
 def test_every_source_is_registered_from_its_own_module():

@@ -7,7 +7,7 @@ import pytest
 from mus_qgis.engine.errors import MusError
 from mus_qgis.engine.imagery.sources.base import JPEG_BYTES_PER_PIXEL, Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
-from tests.engine.test_fetch import http_for, points_on, run, settings_for
+from tests.engine.helpers import http_for, points_on, run, settings_for
 from tests.fakes.imagery_services import FakeImageryServices, grid_images
 
 

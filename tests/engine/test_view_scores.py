@@ -13,8 +13,10 @@ from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.engine.clip.view_scores import NOT_STORED, score_views, view_setting_from_key
 from mus_qgis.engine.errors import EmbeddingStoreError, MusError
 from mus_qgis.engine.imagery.panorama import ViewSetting
-from mus_qgis.engine.worker.jobs import JOBS
+from mus_qgis.engine.jobs import registered
 from tests.conftest import AREZZO_PHOTOS, PANORAMAS
+
+JOBS = registered()
 
 
 @pytest.fixture(scope="module")

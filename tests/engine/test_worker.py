@@ -118,7 +118,8 @@ def test_anything_printed_by_a_job_goes_to_stderr_not_into_the_protocol(tmp_path
     """A library that prints (to sys.stdout or to fd 1) must not garble the protocol."""
     launcher = (
         "import os, sys\n"
-        "from mus_qgis.engine.worker import jobs, server\n"
+        "from mus_qgis.engine import jobs\n"
+        "from mus_qgis.engine.worker import server\n"
         "def noisy(params, progress):\n"
         "    print('chatter on stdout', flush=True)\n"
         "    os.write(1, b'raw bytes on fd 1\\n')\n"

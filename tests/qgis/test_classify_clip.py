@@ -8,9 +8,6 @@ import pytest
 from qgis import processing
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
-    QgsFeature,
-    QgsGeometry,
-    QgsPointXY,
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
@@ -19,33 +16,10 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from tests.conftest import AREZZO_PHOTOS, PANORAMAS, TINY_MODEL_CONFIG
-from tests.qgis.helpers import RecordingFeedback
+from tests.conftest import TINY_MODEL_CONFIG
+from tests.qgis.helpers import RecordingFeedback, photo_points
 
 ALG = "mus:classifyclip"
-
-
-def photo_points(tmp_path) -> QgsVectorLayer:
-    """Points as the fetch algorithm writes them: image paths, bearing, one missing image."""
-    layer = QgsVectorLayer(
-        "Point?crs=EPSG:4326&field=pid:integer&field=image_paths:string"
-        "&field=bearing:double&field=status:string",
-        "points",
-        "memory",
-    )
-    rows = [(str(p), 10.0 * i) for i, p in enumerate(AREZZO_PHOTOS[:4])]
-    rows.append((f"{AREZZO_PHOTOS[4]};{AREZZO_PHOTOS[5]}", 0.0))
-    rows.append((str(PANORAMAS[0]), 45.0))
-    rows.append((str(tmp_path / "gone.jpg"), 0.0))
-    rows.append((None, None))
-    features = []
-    for index, (paths, bearing) in enumerate(rows):
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(11.88 + index * 1e-4, 43.467)))
-        feature.setAttributes([index, paths, bearing, "fetched"])
-        features.append(feature)
-    assert layer.dataProvider().addFeatures(features)[0]
-    return layer
 
 
 def test_classifies_every_point_and_keeps_the_ones_without_image(

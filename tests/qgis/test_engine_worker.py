@@ -211,7 +211,7 @@ def test_without_an_engine_every_algorithm_says_how_to_set_it_up(
 ):
     monkeypatch.setenv("MUS_ENGINE_PYTHON", "")
     monkeypatch.setattr(
-        "mus_qgis.processing.engine.default_engine_root", lambda: tmp_path / "no-engine"
+        "mus_qgis.bridge.engine.default_engine_root", lambda: tmp_path / "no-engine"
     )
     with pytest.raises(QgsProcessingException, match="mus:setupengine"):
         processing.run(
@@ -224,7 +224,7 @@ def test_without_an_engine_every_algorithm_says_how_to_set_it_up(
 def test_engine_status_names_the_torch_build_the_device_and_why(mus_provider, monkeypatch):
     # The environment `make install` set up, found as the plugin finds its own managed one.
     monkeypatch.setenv("MUS_ENGINE_PYTHON", "")
-    monkeypatch.setattr("mus_qgis.processing.engine.default_engine_root", lambda: ROOT / ".engine")
+    monkeypatch.setattr("mus_qgis.bridge.engine.default_engine_root", lambda: ROOT / ".engine")
     text = processing.run("mus:enginestatus", {})["TEXT"]
     assert re.search(r"made \S+ by uv \d+\.\d+\.\d+", text), text
     assert "Built on: /usr/bin/python3, the Python you named" in text  # as make names it

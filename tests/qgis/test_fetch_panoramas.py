@@ -7,11 +7,6 @@ import csv
 import pytest
 from qgis import processing
 from qgis.core import (
-    QgsApplication,
-    QgsAuthMethodConfig,
-    QgsFeature,
-    QgsGeometry,
-    QgsPointXY,
     QgsProcessingException,
     QgsProject,
     QgsVectorLayer,
@@ -19,40 +14,10 @@ from qgis.core import (
 
 from tests.conftest import IMAGES, TINY_MODEL_CONFIG
 from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
-from tests.qgis.helpers import RecordingFeedback
+from tests.qgis.helpers import RecordingFeedback, auth_config, point_layer
 
 ALG = "mus:fetchpanoramas"
 SECRET = "c2VjcmV0LXNpZ25pbmc="
-
-
-def point_layer(coordinates, bearing=90.0, with_empty=False) -> QgsVectorLayer:
-    layer = QgsVectorLayer(
-        "Point?crs=EPSG:4326&field=name:string&field=bearing:double", "pts", "memory"
-    )
-    features = []
-    for index, (lon, lat) in enumerate(coordinates):
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(lon, lat)))
-        feature.setAttributes([f"p{index}", bearing])
-        features.append(feature)
-    if with_empty:
-        feature = QgsFeature(layer.fields())
-        feature.setAttributes(["no geometry", None])
-        features.append(feature)
-    assert layer.dataProvider().addFeatures(features)[0]
-    return layer
-
-
-def auth_config(key: str, secret: str = "") -> str:
-    manager = QgsApplication.authManager()
-    if not manager.masterPasswordIsSet():
-        assert manager.setMasterPassword("mus-test-master", True)
-    config = QgsAuthMethodConfig("Basic")
-    config.setName(f"test {key[:4]}")
-    config.setConfig("username", key)
-    config.setConfig("password", secret)
-    assert manager.storeAuthenticationConfig(config)[0]
-    return config.id()
 
 
 def test_street_view_with_an_auth_config_and_nothing_secret_left(mus_provider, tmp_path):

@@ -212,7 +212,7 @@ def test_a_failed_run_lets_go_of_its_layers(mus_provider, tmp_path):
     from qgis.core import QgsProcessingException, QgsVectorLayer
 
     from mus_qgis.processing.base import release_failed_runs
-    from tests.qgis.test_classify_clip import photo_points
+    from tests.qgis.helpers import photo_points
 
     path = str(tmp_path / "plain.gpkg")
     run("native:savefeatures", {"INPUT": photo_points(tmp_path), "OUTPUT": path})

@@ -142,7 +142,7 @@ def test_the_qt_modules_are_found_by_their_imports():
         "mus_qgis.processing.provider",
         "mus_qgis.processing.base",
         "mus_qgis.processing.figures",
-        "mus_qgis.processing.qgis_enums",
+        "mus_qgis.bridge.qgis_enums",
     }
     assert expected <= set(found), found
     assert not any(".engine" in name for name in found), found  # the engine never imports Qt

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-ENUMS_MODULE = ROOT / "mus_qgis" / "processing" / "qgis_enums.py"
+ENUMS_MODULE = ROOT / "mus_qgis" / "bridge" / "qgis_enums.py"
 
 
 def qgis_side_files() -> list[Path]:
@@ -182,7 +182,7 @@ def test_each_enum_value_comes_from_the_newest_home_this_qgis_has():
                 if problem:
                     found.append(f"line {node.lineno}: {problem}")
     assert found == [], "\n".join(found)
-    from mus_qgis.processing import qgis_enums
+    from mus_qgis.bridge import qgis_enums
 
     for name in ("VECTOR_POINT", "NUMBER_DOUBLE", "WKB_POINT", "SYMBOL_FILL_COLOR"):
         assert is_enum_member(getattr(qgis_enums, name)), name
@@ -191,7 +191,7 @@ def test_each_enum_value_comes_from_the_newest_home_this_qgis_has():
 def test_fields_get_a_type_this_qgis_accepts():
     """QVariant.Type before QGIS 3.38, QMetaType.Type after (the only one on Qt 6): the same
     numbers, and QGIS reads them as the intended field types."""
-    from mus_qgis.processing.qgis_enums import make_field
+    from mus_qgis.bridge.qgis_enums import make_field
 
     # QMetaType/QVariant numbers: Int 2, LongLong 4, Double 6, QString 10.
     for kind, number in (("int", 2), ("int64", 4), ("double", 6), ("string", 10)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from qgis import processing
 from qgis.core import (
@@ -265,3 +266,13 @@ def test_periods_from_the_architects_and_spearman_with_reference_years(
             "mus:labelperiods",
             {"INPUT": points, **tiny_parameters, "LABEL_SET": 0, "OUTPUT": "memory:"},
         )
+
+
+def test_period_breaks_are_numpys_quantiles():
+    from mus_qgis.processing.label_periods import YEAR_COLOURS, period_breaks
+
+    years = [float(y) for y in np.random.default_rng(3).integers(1400, 1950, 37)]
+    expected = np.quantile(years, np.linspace(0, 1, len(YEAR_COLOURS) + 1))
+    np.testing.assert_allclose(period_breaks(years), expected)
+    assert period_breaks([1747.0]) == [1747.0] * (len(YEAR_COLOURS) + 1)
+    assert period_breaks([]) == []

@@ -16,12 +16,11 @@ import pytest
 from qgis import processing
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
+from mus_qgis.bridge.layer_settings import classification_settings
+from mus_qgis.bridge.qgis_enums import make_field
 from mus_qgis.engine.clip.labels import builtin_label_sets
-from mus_qgis.processing.classify_clip import classification_settings
-from mus_qgis.processing.qgis_enums import make_field
 from tests.conftest import TINY_MODEL_CONFIG
-from tests.qgis.helpers import RecordingFeedback
-from tests.qgis.test_classify_clip import photo_points
+from tests.qgis.helpers import RecordingFeedback, photo_points
 
 CORRECTIONS = {0: 1, 1: 1, 2: 4, 3: 4, 5: 1}  # point → index of its right label in the set
 

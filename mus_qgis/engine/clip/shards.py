@@ -26,6 +26,7 @@ from pathlib import Path
 from ..deps import require
 from ..errors import EmbeddingStoreError
 from ..sequences import zip_same_length
+from .checksums import vector_checksum
 from .views import ImageFacts
 
 ROW_GROUP_ROWS = 65_536  # one chunk of re-scoring: 128 MiB of 512-value vectors
@@ -94,8 +95,6 @@ class ShardFolder:
         require("pyarrow")
         import numpy as np
         import pyarrow as pa
-
-        from .store import vector_checksum
 
         matrix = np.ascontiguousarray(matrix, dtype="<f4")
         count, dim = matrix.shape

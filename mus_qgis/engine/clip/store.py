@@ -24,7 +24,6 @@ this machine (``verify_shards``), not at every reading.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import sqlite3
 import time
@@ -34,6 +33,7 @@ from urllib.parse import quote
 
 from ..errors import EmbeddingStoreError
 from ..progress import check_canceled
+from .checksums import vector_checksum
 from .shards import ROW_GROUP_ROWS, ShardFolder, shard_folder_of
 from .views import ImageFacts
 
@@ -59,13 +59,6 @@ WHERE_TO_CHOOSE = "CACHE_FOLDER in QGIS, --cache-dir on the command line"
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
-
-
-def vector_checksum(key: str, views: int, blob: bytes) -> str:
-    """Ties a vector's bytes to its key and view count: an edited, swapped or cut vector fails."""
-    digest = hashlib.blake2b(f"{key}\0{views}\0".encode(), digest_size=16)
-    digest.update(blob)
-    return digest.hexdigest()
 
 
 def damaged_store_error(path: Path, exc: Exception) -> EmbeddingStoreError:

@@ -1,11 +1,12 @@
-"""The worker's dream jobs (registered when ``worker.jobs`` imports this module)."""
+"""The dreams' jobs: streets re-imagined, and a city's mainstream image."""
 
 from __future__ import annotations
 
 import json
 
+from ..clip.jobs import label_set_from_spec, model_and_view
 from ..deps import require
-from ..worker.jobs import _label_set, _model_and_view, job
+from ..jobs import job
 
 
 def _dream_inputs(params: dict):
@@ -25,12 +26,12 @@ def dream_streets_job(params: dict, progress) -> dict:
         rows = json.load(handle)
     locations = [DreamLocation(tuple(p), b, h, label) for p, b, h, label in rows]
     settings, dream_model = _dream_inputs(params)
-    spec, view = _model_and_view(params)
+    spec, view = model_and_view(params)
     run = dream_streets(
         locations,
         settings,
         dream_model,
-        _label_set(params["label_set"]),
+        label_set_from_spec(params["label_set"]),
         spec,
         view,
         params["cache_dir"],
@@ -56,7 +57,7 @@ def mainstream_image_job(params: dict, progress) -> dict:
         rows = json.load(handle)
     locations = [Location(tuple(p), b, h) for p, b, h in rows]
     settings, dream_model = _dream_inputs(params)
-    spec, view = _model_and_view(params)
+    spec, view = model_and_view(params)
     run = mainstream_image(
         locations,
         list(params["cities"]),

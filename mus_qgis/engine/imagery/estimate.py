@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .cache_paths import image_folder_name
 from .sources.base import FetchPoint, ImagerySource
 
 
@@ -62,8 +63,6 @@ def estimate_fetch(
 ) -> FetchEstimate:
     """Count what fetching ``points`` with ``settings`` will ask of ``source``; ``lookups`` is the
     run's lookup cache, ``root`` the source's cache folder."""
-    from .fetch import _safe
-
     # A price set by the user is a paid source's rate: a free source stays free.
     price = source.price_per_1000
     if price is not None and price_per_1000 is not None:
@@ -80,7 +79,7 @@ def estimate_fetch(
         if candidate and candidate.image_id not in images:
             images[candidate.image_id] = (candidate, point, candidate.is_panorama)
     for candidate, point, is_panorama in images.values():
-        if candidate is not None and _all_cached(source, candidate, point, settings, root, _safe):
+        if candidate is not None and _all_cached(source, candidate, point, settings, root):
             estimate.images_cached += 1
             continue
         image_requests, other_requests, size = source.fetch_cost(settings.plan, is_panorama)
@@ -92,10 +91,10 @@ def estimate_fetch(
     return estimate
 
 
-def _all_cached(source, candidate, point, settings, root, safe) -> bool:
+def _all_cached(source, candidate, point, settings, root) -> bool:
     try:
         planned, _ = source.planned_files(
-            candidate, point, settings.plan, root / safe(candidate.image_id)
+            candidate, point, settings.plan, root / image_folder_name(candidate.image_id)
         )
     except Exception:
         return False  # a plan the source cannot make is no cached image

@@ -8,7 +8,6 @@ and asks the network only for what is missing. A refused key stops the run at th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from ..errors import CanceledError, CredentialsError, LocalPhotosError, MusError
 from ..folders import refuse_a_file, writable_folder
 from ..progress import LoggingProgress, Progress, warn
+from .cache_paths import image_folder_name
 from .estimate import FetchEstimate, estimate_fetch
 from .http import Http, image_decodes
 from .sources import imagery_sources
@@ -305,7 +305,7 @@ class _Pipeline:
         """What the cache already holds for an image, and the fetch tasks for the rest."""
         point, candidate = self.points[index], self.candidates[index]
         outcome = self.outcomes[point.key]
-        folder = self.root / _safe(candidate.image_id)
+        folder = self.root / image_folder_name(candidate.image_id)
         try:
             planned, headings = self.source.planned_files(
                 candidate, point, self.settings.plan, folder
@@ -340,7 +340,7 @@ class _Pipeline:
     def _fetch(self, index: int, path, heading) -> None:
         point, candidate = self.points[index], self.candidates[index]
         outcome = self.outcomes[point.key]
-        folder = self.root / _safe(candidate.image_id)
+        folder = self.root / image_folder_name(candidate.image_id)
         if self._not_tried(outcome):
             return
         try:
@@ -382,16 +382,6 @@ def describe_failure(exc: BaseException, redact) -> str:
     if isinstance(exc, MusError):
         return f"error: {redact(str(exc))}"
     return f"error: unexpected answer ({type(exc).__name__}: {redact(str(exc))[:200]})"
-
-
-def _safe(image_id: str) -> str:
-    """A folder name for an image id (ids of local photos are paths)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in image_id)[-80:]
-    return (
-        cleaned
-        if cleaned == image_id
-        else f"{cleaned}-{hashlib.sha1(image_id.encode()).hexdigest()[:8]}"
-    )
 
 
 class _Lookups:

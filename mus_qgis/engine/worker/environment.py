@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..deps import REQUIREMENTS
+from ..folders import folder_size
 from . import client
 from .client import NullProgress, engine_command, worker_environment
 from .machine import (
@@ -127,18 +128,6 @@ def current_python(root: Path, machine: Machine | None = None) -> str | None:
         if python.exists():
             return str(python)
     return None
-
-
-def folder_size(folder: Path) -> int:
-    """Bytes of the files under a folder; links are not followed (a venv's python is one)."""
-    total = 0
-    for base, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(base, name)
-            with contextlib.suppress(OSError):
-                if not os.path.islink(path):
-                    total += os.path.getsize(path)
-    return total
 
 
 def megabytes(count: int) -> str:

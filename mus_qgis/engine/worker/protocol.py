@@ -47,3 +47,7 @@ def decode(line: bytes | str) -> dict | None:
     except ValueError:
         return None
     return message if isinstance(message, dict) and "type" in message else None
+
+
+# A worker idle this long exits, freeing the memory a loaded model holds (a setting in QGIS).
+DEFAULT_IDLE_TIMEOUT_S = 15 * 60

@@ -17,11 +17,10 @@ import traceback
 
 from ..errors import CanceledError, MusError, secret_redactor
 from ..resources import plugin_version
-from .protocol import PROTOCOL_VERSION, decode, encode
+from .protocol import DEFAULT_IDLE_TIMEOUT_S, PROTOCOL_VERSION, decode, encode
 
 log = logging.getLogger("mus_qgis")
 
-DEFAULT_IDLE_TIMEOUT_S = 15 * 60
 # Progress is sent at most this often (a batch loop may report thousands of times).
 PROGRESS_INTERVAL_S = 0.2
 
@@ -148,7 +147,9 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
             "version": plugin_version(),
         }
     )
-    from .jobs import JOBS
+    from ..jobs import registered
+
+    known_jobs = registered()
 
     while True:
         try:
@@ -164,7 +165,7 @@ def serve(idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S) -> int:
         progress = JobProgress(channel, job_id, cancel, redact)
         forward.progress = progress
         try:
-            run = JOBS.get(str(message.get("job")))
+            run = known_jobs.get(str(message.get("job")))
             if run is None:
                 raise MusError(f"The engine has no job {message.get('job')!r}.")
             if cancel.is_set():

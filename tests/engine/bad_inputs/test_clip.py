@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import struct
 import subprocess
 import tempfile
-import zlib
 from contextlib import closing
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from mus_qgis.engine.errors import EmbeddingStoreError, LabelSetError, MusError
 from mus_qgis.engine.imagery.panorama import ViewSetting
 from mus_qgis.engine.progress import LoggingProgress
 from tests.conftest import AREZZO_PHOTOS, ENGINE_PYTHON, ROOT, TINY_MODEL_CONFIG
+from tests.engine.helpers import png_claiming
 
 LABELS = "european_capitals"
 PHOTOS = AREZZO_PHOTOS[:3]
@@ -543,21 +542,6 @@ def test_html_in_labels_is_kept_as_text(tmp_path):
 
 
 # -- 7. images reaching the classifier ---------------------------------------------------------
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims a huge size (a decompression bomb; no pixels needed)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0"))
-        + chunk(b"IEND", b"")
-    )
 
 
 def write_image(folder: Path, name: str) -> Path:

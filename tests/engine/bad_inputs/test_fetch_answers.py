@@ -19,7 +19,7 @@ from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.worker.server import _error_message, job_secret_redactor
-from tests.engine.test_fetch import http_for, points_on, run
+from tests.engine.helpers import http_for, points_on, run
 from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
 from tests.folders import read_only
 

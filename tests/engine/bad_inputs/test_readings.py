@@ -17,11 +17,13 @@ import pytest
 import shapely
 
 from mus_qgis.engine.errors import CanceledError, LabelSetError, MusError, StudyAreaError
+from mus_qgis.engine.jobs import registered
 from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.agreement import agreement, land_use_code_problem
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.readings.ranking import rank_labels
-from mus_qgis.engine.worker.jobs import JOBS
+
+JOBS = registered()
 
 
 # -- the grid: an independent reading of the stated rule ---------------------------------------

@@ -14,7 +14,7 @@ from mus_qgis.engine.errors import CredentialsError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
 from mus_qgis.engine.progress import LoggingProgress
-from tests.engine.test_fetch import http_for, points_on
+from tests.engine.helpers import http_for, points_on
 from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
 
 SIGNING_SECRET = "c2lnbmluZy1zZWNyZXQtZm9yLXRlc3Rz"

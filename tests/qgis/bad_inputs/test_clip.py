@@ -254,7 +254,7 @@ def test_hostile_label_text_never_becomes_live_html(
 
 # -- images ------------------------------------------------------------------------------------
 def test_bad_images_cost_their_point_only(mus_provider, tiny_parameters, photos, tmp_path):
-    from tests.engine.bad_inputs.test_clip import png_claiming
+    from tests.engine.helpers import png_claiming
 
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")

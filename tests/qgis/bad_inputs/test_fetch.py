@@ -18,8 +18,7 @@ from qgis.core import (
 )
 
 from tests.fakes.imagery_services import FakeImageryServices, grid_images
-from tests.qgis.helpers import RecordingFeedback
-from tests.qgis.test_fetch_panoramas import auth_config, point_layer
+from tests.qgis.helpers import RecordingFeedback, auth_config, point_layer
 
 ALG = "mus:fetchpanoramas"
 STREETVIEW, MAPILLARY, KARTAVIEW, LOCAL, PANORAMAX = range(5)

@@ -12,8 +12,7 @@ from qgis import processing
 from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
 
 from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
-from tests.qgis.helpers import RecordingFeedback
-from tests.qgis.test_fetch_panoramas import auth_config, point_layer
+from tests.qgis.helpers import RecordingFeedback, auth_config, point_layer
 
 SIGNING_SECRET = "c2VjcmV0LWluLXRoZS1wcm9maWxl"
 ROUTE_FAULTS = {

@@ -21,7 +21,7 @@ from ..engine.worker.environment import (
     requirements_digest,
 )
 from ..engine.worker.machine import default_engine_folder, this_machine
-from ..engine.worker.server import DEFAULT_IDLE_TIMEOUT_S
+from ..engine.worker.protocol import DEFAULT_IDLE_TIMEOUT_S
 
 # Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
 SETTING_PYTHON = "MUS_ENGINE_PYTHON"
@@ -152,3 +152,11 @@ def run_job(job: str, params: dict, feedback) -> dict:
 def job_file(suffix: str) -> str:
     """A new file name in Processing's temporary folder, for a job's input or output."""
     return str(Path(QgsProcessingUtils.tempFolder()) / f"mus-{uuid.uuid4().hex}{suffix}")
+
+
+def plugin_cache_dir(*parts: str) -> Path:
+    """The plugin's cache folder in the QGIS profile (downloads, embeddings); created on demand."""
+    folder = Path(QgsApplication.qgisSettingsDirPath()) / "cache" / "mus_qgis"
+    folder = folder.joinpath(*parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

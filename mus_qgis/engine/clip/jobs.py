@@ -1,0 +1,148 @@
+"""CLIP's jobs: classify, train a probe, score one point's views; and the inputs other
+domains' jobs share (a label set, a model and view setting from a job's parameters)."""
+
+from __future__ import annotations
+
+import json
+
+from ..deps import require
+from ..errors import MusError
+from ..jobs import job
+
+
+def label_set_from_spec(spec: dict):
+    from .labels import builtin_label_set, read_label_file
+
+    templates = spec.get("templates") or None
+    if spec.get("file"):
+        return read_label_file(spec["file"], templates)
+    return builtin_label_set(spec["builtin"], templates)
+
+
+def model_and_view(params: dict):
+    from ..clip.models import ModelSpec
+    from ..imagery.panorama import ViewSetting
+
+    return ModelSpec(**params["model"]), ViewSetting(**params["view"])
+
+
+@job("classify")
+def classify(params: dict, progress) -> dict:
+    """Classify locations' images; scores go to a NumPy file, row for row with the input."""
+    require("numpy", "PIL", "torch", "open_clip")
+    import numpy as np
+
+    from ..clip.classify import classify_locations
+    from ..clip.embedding import Location
+
+    with open(params["locations"], encoding="utf-8") as handle:
+        rows = json.load(handle)
+    locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    spec, view = model_and_view(params)
+    probe = None
+    if params.get("probe"):
+        from ..clip.probe import load_probe
+
+        probe = load_probe(params["probe"])
+    try:
+        run = classify_locations(
+            locations,
+            label_set_from_spec(params["label_set"]),
+            spec,
+            view,
+            int(params["top_k"]),
+            params["cache_dir"],
+            progress,
+            int(params["batch_size"]),
+            fast_decode=not params.get("full_decode", False),
+            probe=probe,
+        )
+    except ValueError as exc:  # a setting the engine refuses (e.g. a view it cannot cut)
+        raise MusError(str(exc)) from exc
+    scores = run.scores
+    np.savez(
+        params["output"],
+        top_index=scores.top_index,
+        cosine=scores.cosine,
+        probability=scores.probability,
+        margin=scores.margin,
+        images_used=np.asarray(run.embeddings.images_used, dtype=np.int64),
+        status=np.asarray(run.embeddings.status, dtype=str),
+    )
+    return {
+        "output": params["output"],
+        "metadata": run.metadata,
+        "untrained": bool(run.model.untrained),
+        "counts": run.embeddings.counts,
+    }
+
+
+@job("train_probe")
+def train_probe_job(params: dict, progress) -> dict:
+    """Train a probe on a classified layer's corrected points and score every point with it;
+    the scores go to a NumPy file, row for row with the input."""
+    require("numpy", "torch", "open_clip")
+    import numpy as np
+
+    from ..clip.embedding import Location
+    from ..clip.teach import classification_of, train_and_rescore
+
+    with open(params["points"], encoding="utf-8") as handle:
+        points = json.load(handle)
+    settings = params["settings"]
+    label_set, spec, view, fast_decode = classification_of(
+        settings, params.get("label_file", ""), params.get("checkpoint", ""), params["device"]
+    )
+    run = train_and_rescore(
+        [Location(tuple(paths), bearing, heading) for paths, bearing, heading in points["rows"]],
+        points["labels"],
+        points["ids"],
+        label_set,
+        spec,
+        view,
+        params["cache_dir"],
+        fast_decode,
+        float(params["regularisation"]),
+        int(params["top_k"]),
+        params.get("probe") or None,
+        settings.get("model_identity", ""),
+        progress,
+    )
+    np.savez(
+        params["output"],
+        top_index=run.top_index,
+        probability=run.probability,
+        margin=run.margin,
+        status=np.asarray(run.status, dtype=str),
+        scored_by=np.asarray(run.scored_by, dtype=str),
+    )
+    return {
+        "output": params["output"],
+        "probe": str(run.probe_path),
+        "report": run.report,
+        "summary": run.probe.summary() | {"file": str(run.probe_path)},
+    }
+
+
+@job("view_scores")
+def view_scores_job(params: dict, progress) -> dict:
+    """Each view's top labels and the pooled ones, from the stores a classification filled."""
+    require("numpy")
+    from ..clip.embedding import Location
+    from ..clip.view_scores import score_views
+
+    with open(params["locations"], encoding="utf-8") as handle:
+        rows = json.load(handle)
+    locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    readings = score_views(
+        locations,
+        label_set_from_spec(params["label_set"]),
+        params["model_identity"],
+        params["store"],
+        params["cache_dir"],
+        float(params["logit_scale"]),
+        int(params.get("top_k", 3)),
+    )
+    with open(params["output"], "w", encoding="utf-8") as handle:
+        json.dump(readings, handle)
+    return {"output": params["output"], "count": len(readings)}

@@ -1,0 +1,435 @@
+"""The readings' jobs: rank, grid, agreement, and reading the city (clusters, discontinuities,
+periods: PySAL, scipy). Inputs and outputs are NumPy and JSON files that the QGIS side writes
+and reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..clip.jobs import label_set_from_spec, model_and_view
+from ..deps import require
+from ..errors import MusError
+from ..jobs import job
+from ..progress import warn
+
+
+def _ranked_rows(ranked) -> list[dict]:
+    return [
+        {
+            "rank": entry.rank,
+            "label": entry.label,
+            "first_places": entry.first_places,
+            "share": entry.share,
+            "mean_probability": entry.mean_probability,
+            "target": bool(entry.target),
+            "members": list(entry.members),
+        }
+        for entry in ranked
+    ]
+
+
+def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress, mean=None):
+    """Rank with the targets and groups that belong to this label set; say what was left out."""
+    from ..readings.ranking import rank_labels
+
+    present = set(labels)
+    wanted_targets = [t for t in targets if t in present]
+    wanted_groups = {
+        name: members for name, members in groups.items() if all(m in present for m in members)
+    }
+    if len(wanted_targets) + len(wanted_groups) < len(targets) + len(groups):
+        progress.info(f"{set_name}: labels not in this set are left out of targets and groups.")
+    return rank_labels(labels, first, probabilities, wanted_targets, wanted_groups, mean)
+
+
+def _check_targets_known(targets, groups, universes, progress, strict=True) -> None:
+    """A target or group found in no label set ranked is a typo: an error when nothing asked
+    for is found anywhere (the ranking would mark nothing), else a warning naming each. Not
+    ``strict`` (targets the user left at their suggested default): a warning only."""
+    from ..errors import LabelSetError
+    from ..readings.ranking import available_labels
+
+    everywhere = {label for _, labels in universes for label in labels}
+    lost_targets = [t for t in targets if t not in everywhere and t not in groups]
+    lost_groups = [
+        name for name, members in groups.items() if not all(m in everywhere for m in members)
+    ]
+    if not lost_targets and not lost_groups:
+        return
+    lost = [repr(t) for t in lost_targets] + [f"group {g!r}" for g in lost_groups]
+    sets = " ".join(f"{name}: {available_labels(labels)}" for name, labels in universes)
+    message = (
+        f"Not a label of any label set ranked: {', '.join(lost)}. {sets} Check the spelling "
+        "(labels are case-sensitive)."
+    )
+    if strict and len(lost_targets) + len(lost_groups) == len(targets) + len(groups):
+        raise LabelSetError(message)
+    warn(progress, message)
+
+
+@job("rank")
+def rank(params: dict, progress) -> dict:
+    """Rank labels of classified layers (arrays in NumPy files) and of label sets over the store."""
+    require("numpy")
+    import numpy as np
+
+    from ..readings.ranking import parse_groups
+
+    targets = list(params.get("targets") or [])
+    groups = parse_groups(params.get("groups") or [])
+    sections = []
+    universes = []  # (set name, labels) of every set ranked, to name what a target may be
+    for layer in params.get("layers") or []:
+        arrays = np.load(layer["arrays"], allow_pickle=False)
+        probabilities = arrays["probabilities"] if layer.get("has_probabilities") else None
+        universes.append((layer["set_name"], list(layer["labels"])))
+        ranked = _rank_in_set(
+            layer["set_name"],
+            layer["labels"],
+            arrays["first"],
+            probabilities,
+            targets,
+            groups,
+            progress,
+        )
+        sections.append({"set_name": layer["set_name"], "entries": _ranked_rows(ranked)})
+    untrained = ""
+    model_used: dict = {}
+    stored = params.get("stored")
+    if stored and stored.get("label_sets"):
+        require("torch", "open_clip")
+        from ..clip.classify import UNTRAINED_WARNING, rank_stored_embeddings
+
+        label_sets = [label_set_from_spec(spec) for spec in stored["label_sets"]]
+        spec, view = model_and_view(stored)
+        result = rank_stored_embeddings(
+            label_sets, spec, view, stored["cache_dir"], progress=progress
+        )
+        untrained = UNTRAINED_WARNING if result.model.untrained else ""
+        model_used = {
+            "model": spec.name,
+            "pretrained": spec.pretrained,
+            "checkpoint": Path(spec.checkpoint).name if spec.checkpoint else "",
+            "untrained": bool(result.model.untrained),
+        }
+        for label_set, ranking in zip(label_sets, result.rankings, strict=True):
+            set_name = f"{label_set.name} (all {result.count} stored images)"
+            title = f"{label_set.title or label_set.name} (all {result.count} stored images)"
+            universes.append((set_name, list(label_set.texts)))
+            ranked = _rank_in_set(
+                set_name,
+                label_set.texts,
+                ranking.first,
+                None,
+                targets,
+                groups,
+                progress,
+                ranking.mean_probability,
+            )
+            sections.append({"set_name": set_name, "title": title, "entries": _ranked_rows(ranked)})
+    _check_targets_known(
+        targets, groups, universes, progress, strict=params.get("strict_targets", True)
+    )
+    # The warning itself, so that the QGIS side need not import the CLIP modules to word it.
+    return {"sections": sections, "untrained_warning": untrained, "model": model_used}
+
+
+@job("grid")
+def grid(params: dict, progress) -> dict:
+    """A void-free label grid from labelled points; cells go to a NumPy file."""
+    require("numpy", "shapely")
+    import numpy as np
+    import shapely
+
+    from ..readings.grid import resample_to_grid
+
+    arrays = np.load(params["points"], allow_pickle=False)
+    area = shapely.from_wkt(params["area_wkt"]) if params.get("area_wkt") else None
+    try:
+        result = resample_to_grid(
+            arrays["x"],
+            arrays["y"],
+            arrays["label"],
+            int(params["n_labels"]),
+            float(params["cell_size"]),
+            params["shape"],
+            weights=arrays["weight"] if params.get("weighted") else None,
+            scores=arrays["weight"],  # the points' scores break ties
+            area=area,
+            progress=progress,
+        )
+    except ValueError as exc:
+        raise MusError(str(exc)) from exc
+    rings = np.asarray([result.polygon(row) for row in range(len(result.label))], dtype=float)
+    np.savez(
+        params["output"],
+        index=np.asarray(result.index),
+        label=np.asarray(result.label),
+        points=np.asarray(result.points),
+        share=np.asarray(result.share, dtype=float),
+        entropy=np.asarray(result.entropy, dtype=float),
+        filled=np.asarray(result.filled),
+        fill_distance=np.asarray(result.fill_distance),
+        rings=rings.reshape(len(result.label), -1, 2),
+    )
+    return {"output": params["output"], "cells": len(result.label)}
+
+
+@job("agreement")
+def agreement_job(params: dict, progress) -> dict:
+    """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
+    require("numpy")
+    from ..clip.labels import builtin_label_set
+    from ..readings.agreement import agreement, land_use_code_problem
+
+    with open(params["pairs"], encoding="utf-8") as handle:
+        pairs = json.load(handle)
+    known = {str(code) for code in pairs["reference"]}
+    for legend in ("urban_atlas_2018", "corine_land_cover"):
+        known |= {label.code for label in builtin_label_set(legend).labels if label.code}
+    error, warning = land_use_code_problem(pairs["predicted"], known)
+    if error:
+        raise MusError(error)
+    if warning:
+        warn(progress, warning)
+    result = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
+    return {
+        "classes": list(result.classes),
+        "matrix": [[int(v) for v in row] for row in result.matrix],
+        "overall_accuracy": float(result.overall_accuracy),
+        "kappa": float(result.kappa),
+        "precision": [float(v) for v in result.precision],
+        "recall": [float(v) for v in result.recall],
+        "f1": [float(v) for v in result.f1],
+        "support": [int(v) for v in result.support],
+        "total": int(result.total),
+    }
+
+
+def _float(value: float):
+    """JSON has no NaN: None instead."""
+    return None if value != value else float(value)
+
+
+@job("clusters")
+def clusters(params: dict, progress) -> dict:
+    """Join counts per label and Moran's I of a score; per-feature results to a NumPy file."""
+    require("numpy", "libpysal", "esda")
+    import numpy as np
+
+    from ..readings.clusters import label_clusters
+
+    with np.load(params["features"], allow_pickle=False) as arrays:
+        data = dict(arrays)
+    result = label_clusters(
+        data["x"],
+        data["y"],
+        data["label"],
+        int(params["n_labels"]),
+        data.get("score"),
+        kind=params["kind"],
+        k=int(params.get("k", 8)),
+        distance_m=float(params.get("distance_m", 0.0)),
+        permutations=int(params["permutations"]),
+        alpha=float(params["alpha"]),
+        seed=int(params.get("seed", 0)),
+        progress=progress,
+    )
+    n = len(data["label"])
+    np.savez(
+        params["output"],
+        local_count=result.local_count,
+        local_p=result.local_p,
+        in_cluster=result.in_cluster,
+        local_i=result.local_i if result.local_i is not None else np.full(n, np.nan),
+        local_i_p=result.local_i_p if result.local_i_p is not None else np.full(n, np.nan),
+        quadrant=result.quadrant if result.quadrant is not None else np.zeros(n, dtype=int),
+        hotspot=result.hotspot if result.hotspot is not None else np.zeros(n, dtype=bool),
+    )
+    for note in result.notes:
+        warn(progress, note)
+    scores = None
+    if result.scores is not None:
+        s = result.scores
+        scores = {
+            "count": s.count,
+            "moran_i": _float(s.moran_i),
+            "expected_i": _float(s.expected_i),
+            "z_sim": _float(s.z_sim),
+            "p_value": _float(s.p_value),
+            "local_significant": s.local_significant,
+            "verdict": s.verdict,
+        }
+    return {
+        "output": params["output"],
+        "neighbours": result.neighbours,
+        "notes": result.notes,
+        "labels": [
+            {
+                "label": t.label,
+                "count": t.count,
+                "bb": _float(t.bb),
+                "expected_bb": _float(t.expected_bb),
+                "p_clustered": _float(t.p_clustered),
+                "bw": _float(t.bw),
+                "expected_bw": _float(t.expected_bw),
+                "p_dispersed": _float(t.p_dispersed),
+                "local_significant": t.local_significant,
+                "verdict": t.verdict,
+            }
+            for t in result.labels
+        ],
+        "scores": scores,
+    }
+
+
+@job("boundaries")
+def boundaries(params: dict, progress) -> dict:
+    """Discontinuity lines of a label grid and, with a reference, their alignment with it."""
+    require("numpy", "shapely", "libpysal")
+    import numpy as np
+    import shapely
+
+    from ..readings.boundaries import alignment_test, label_boundaries, shares_from_points
+
+    with np.load(params["cells"], allow_pickle=False) as arrays:
+        data = dict(arrays)
+    shares = None
+    if "point_label" in data:
+        shares = shares_from_points(
+            data["rings"],
+            data["point_x"],
+            data["point_y"],
+            data["point_label"],
+            data["label"],
+            int(params["n_labels"]),
+        )
+    result = label_boundaries(
+        data["rings"], data["label"], shares=shares, majority_share=data["share"]
+    )
+    lines = [
+        {
+            "wkt": line["geometry"].wkt,
+            "labels": list(line["labels"]),
+            "length_m": line["length_m"],
+            "strength": line["strength"],
+            "edges": line["edges"],
+        }
+        for line in result.lines
+    ]
+    with open(params["output"], "w", encoding="utf-8") as handle:
+        json.dump(lines, handle)
+    answer = {
+        "output": params["output"],
+        "edges": len(result.edges),
+        "neighbour_pairs": result.neighbour_pairs,
+        "total_length": result.total_length,
+        "alignment": None,
+    }
+    reference = params.get("reference_wkt") or []
+    if reference and not result.edges:
+        warn(progress, "No two neighbouring cells differ in label: no alignment to test.")
+    elif reference:
+        rings = data["rings"]
+        extent = (
+            float(rings[..., 0].min()),
+            float(rings[..., 1].min()),
+            float(rings[..., 0].max()),
+            float(rings[..., 1].max()),
+        )
+        aligned = alignment_test(
+            result.edges,
+            [shapely.from_wkt(text) for text in reference],
+            float(params["buffer_m"]),
+            extent,
+            int(params["permutations"]),
+            int(params.get("seed", 0)),
+            progress,
+        )
+        answer["alignment"] = {
+            "observed": aligned.observed,
+            "expected": aligned.expected,
+            "p_value": aligned.p_value,
+            "permutations": aligned.permutations,
+            "buffer_m": aligned.buffer_m,
+        }
+    return answer
+
+
+@job("periods")
+def periods(params: dict, progress) -> dict:
+    """Each location's expected year from every label's probability (the images' embeddings are
+    scored again from the store, so the whole probability vector is there, not only the top k);
+    with reference years, Spearman's rho and its permutation p-value."""
+    require("numpy", "scipy", "PIL", "torch", "open_clip")
+    import numpy as np
+
+    from ..clip.classify import classify_locations
+    from ..clip.embedding import Location
+    from ..readings.periods import correlate_with_reference, expected_periods, label_years
+
+    label_set = label_set_from_spec(params["label_set"])
+    years = label_years(label_set)  # a set without dates stops here, before the model loads
+    with open(params["locations"], encoding="utf-8") as handle:
+        rows = json.load(handle)
+    locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    spec, view = model_and_view(params)
+    try:
+        run = classify_locations(
+            locations,
+            label_set,
+            spec,
+            view,
+            1,
+            params["cache_dir"],
+            progress,
+            fast_decode=not params.get("full_decode", False),
+        )
+    except ValueError as exc:
+        raise MusError(str(exc)) from exc
+    mean, spread, dated = expected_periods(run.scores.all_probability, years)
+    n = len(locations)
+    nearest = distance = np.full(n, np.nan)
+    correlation = None
+    if params.get("reference"):
+        with np.load(params["points"], allow_pickle=False) as points:
+            x, y = points["x"], points["y"]
+        with np.load(params["reference"], allow_pickle=False) as reference:
+            found = correlate_with_reference(
+                mean,
+                x,
+                y,
+                reference["x"],
+                reference["y"],
+                reference["year"],
+                float(params.get("max_distance_m", 0.0)),
+                int(params["permutations"]),
+                int(params.get("seed", 0)),
+            )
+        nearest, distance = found.nearest_year, found.distance_m
+        correlation = {
+            "rho": found.rho,
+            "p_value": found.p_value,
+            "pairs": found.pairs,
+            "permutations": found.permutations,
+        }
+    np.savez(
+        params["output"],
+        year=mean,
+        spread=spread,
+        dated=dated,
+        top_index=run.scores.top_index[:, 0],
+        probability=run.scores.probability[:, 0],
+        status=np.asarray(run.embeddings.status, dtype=str),
+        nearest_year=nearest,
+        distance=distance,
+    )
+    return {
+        "output": params["output"],
+        "correlation": correlation,
+        "untrained": bool(run.model.untrained),
+        "metadata": run.metadata,
+        "dated_labels": int(sum(y == y for y in years)),
+        "labels": len(years),
+    }

@@ -1,0 +1,66 @@
+"""Helpers the engine's tests share: fetch runs against the fake services, crafted files."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
+from mus_qgis.engine.imagery.http import Http, RetryPolicy
+from mus_qgis.engine.imagery.sources.base import Credentials, FetchPoint
+from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN
+
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=1.0)
+
+
+def http_for(credentials: Credentials | None = None, policy: RetryPolicy = FAST) -> Http:
+    credentials = credentials or Credentials()
+    return Http(secrets=[credentials.key, credentials.secret], policy=policy)
+
+
+def points_on(images, offset_m: float = 5.0) -> list[FetchPoint]:
+    """A point a few metres east of each image, plus one far from any, plus a second point on
+    the first image (two points resolving to one panorama)."""
+    shift = offset_m / 111_320.0 / 0.75
+    points = [FetchPoint(i, im.lon + shift, im.lat, 90.0) for i, im in enumerate(images)]
+    points.append(FetchPoint(900, 12.0, 41.0, None))
+    points.append(FetchPoint(901, images[0].lon - shift, images[0].lat, 0.0))
+    return points
+
+
+def settings_for(fake, source: str, **kwargs) -> tuple[FetchSettings, Credentials | None]:
+    urls = {
+        "streetview": fake.streetview_url,
+        "mapillary": fake.mapillary_url,
+        "kartaview": fake.kartaview_url,
+        "panoramax": fake.panoramax_url,
+    }
+    credentials = {
+        "streetview": Credentials(GOOD_KEY, ""),
+        "mapillary": Credentials(GOOD_TOKEN),
+    }.get(source)
+    return FetchSettings(source, url=urls[source], **kwargs), credentials
+
+
+def run(fake, source, cache, points, progress=None, policy=FAST, **kwargs):
+    settings, credentials = settings_for(fake, source, **kwargs)
+    return fetch_imagery(
+        points, settings, cache, credentials, progress, http=http_for(credentials, policy)
+    )
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims a huge size (a decompression bomb; no pixels needed)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
