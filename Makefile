@@ -33,7 +33,7 @@ $(STAMP): requirements-dev.txt scripts/install_system.sh
 # (they cannot reach PyTorch's CPU index).
 $(ENGINE_STAMP): mus_qgis/engine/requirements.txt mus_qgis/engine/requirements-ray.txt \
 		requirements-engine-dev.txt resources/engine/uv.json $(STAMP)
-	/usr/bin/python3 -m mus_qgis.engine setup --root $(ENGINE) \
+	/usr/bin/python3 -m mus_qgis.bridge setup --root $(ENGINE) \
 		--base-python /usr/bin/python3 --torch default --cache-dir $(UV_CACHE) \
 		--extra-requirements requirements-engine-dev.txt \
 		--extra-requirements mus_qgis/engine/requirements-ray.txt

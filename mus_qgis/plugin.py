@@ -64,7 +64,7 @@ class MusPlugin:
         from qgis.PyQt.QtGui import QIcon
         from qgis.PyQt.QtWidgets import QAction
 
-        from .engine.resources import resource_path
+        from .shared.resources import resource_path
 
         self.initProcessing()
         if self.iface is None:
@@ -174,7 +174,7 @@ class MusPlugin:
         with (none: the automatic ones); say on the message bar how it went, and why not."""
         from qgis.gui import QgsMessageBarItem
 
-        from .engine.worker.environment import read_current
+        from .bridge.environment import read_current
         from .processing.engine import engine_root
         from .processing.setup_engine import repeated_parameters
 
@@ -218,7 +218,7 @@ class MusPlugin:
         from processing.modeler.ModelerDialog import ModelerDialog
         from qgis.core import QgsProcessingModelAlgorithm
 
-        from .engine.resources import resource_path
+        from .shared.resources import resource_path
 
         model = QgsProcessingModelAlgorithm()
         if not model.fromFile(str(resource_path("models", "mus_pipeline.model3"))):

@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mus_qgis.engine.clip.embedding import Location, embed_locations
-from mus_qgis.engine.clip.labels import Label, LabelSet
 from mus_qgis.engine.clip.models import ModelSpec, load_model
 from mus_qgis.engine.clip.scoring import score
 from mus_qgis.engine.clip.store import EmbeddingStore
 from mus_qgis.engine.imagery.panorama import ViewSetting
+from mus_qgis.shared.labels import Label, LabelSet
 
 SOURCE = (
     Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mus_qgis.engine.dreams.generate import DreamMaker, DreamSettings, dream_key
 from mus_qgis.engine.dreams.pipeline import DreamModelSpec, load_dream_pipeline
 from mus_qgis.engine.dreams.tiny import write_tiny_pipeline
-from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.shared.progress import LoggingProgress
 
 
 def timed(maker: DreamMaker, jobs) -> float:

@@ -59,11 +59,11 @@ def run(size: int, dim: int, labels: int, per_label: int) -> dict:
     import numpy as np
 
     from mus_qgis.engine.clip.embedding import Location
-    from mus_qgis.engine.clip.labels import Label, LabelSet
     from mus_qgis.engine.clip.probe import Probe, cross_validate, fit_weights
     from mus_qgis.engine.clip.teach import rescore, stored_vectors
     from mus_qgis.engine.imagery.panorama import ViewSetting
-    from mus_qgis.engine.progress import LoggingProgress
+    from mus_qgis.shared.labels import Label, LabelSet
+    from mus_qgis.shared.progress import LoggingProgress
 
     rng = np.random.default_rng(0)
     texts = np.linalg.qr(rng.normal(size=(dim, labels)))[0].T.astype(np.float32)

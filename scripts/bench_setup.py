@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mus_qgis.bridge.environment import SetupOptions, megabytes, setup  # noqa: E402
 from mus_qgis.engine.deps import REQUIREMENTS  # noqa: E402
-from mus_qgis.engine.worker.environment import SetupOptions, megabytes, setup  # noqa: E402
 
 
 class Quiet:

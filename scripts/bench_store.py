@@ -81,7 +81,7 @@ def score_store(root: Path, labels: int) -> dict:
 
     from mus_qgis.engine.clip.classify import rank_store
     from mus_qgis.engine.clip.store import EmbeddingStore
-    from mus_qgis.engine.progress import LoggingProgress
+    from mus_qgis.shared.progress import LoggingProgress
 
     texts = np.random.default_rng(3).standard_normal((labels, DIM), dtype=np.float32)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)

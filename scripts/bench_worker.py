@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mus_qgis.bridge.client import Worker  # noqa: E402
 from mus_qgis.engine.jobs import registered  # noqa: E402
-from mus_qgis.engine.worker.client import Worker  # noqa: E402
 
 JOBS = registered()
 from scripts.bench_classify import make_panoramas  # noqa: E402
@@ -118,9 +118,9 @@ def first_torch_call(folder: Path, checkpoint: Path) -> None:
 def throughput(folder: Path, count: int, rounds: int) -> None:
     from mus_qgis.engine.clip.classify import classify_locations
     from mus_qgis.engine.clip.embedding import Location
-    from mus_qgis.engine.clip.labels import builtin_label_set
     from mus_qgis.engine.clip.models import ModelSpec
     from mus_qgis.engine.imagery.panorama import ViewSetting
+    from mus_qgis.shared.labels import builtin_label_set
 
     paths = make_panoramas(folder, count, 4096)
     locations_file = folder / "locations.json"

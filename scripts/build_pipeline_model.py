@@ -44,9 +44,9 @@ def build():
         NUMBER_INTEGER,
         PARAMETER_OPTIONAL,
     )
-    from mus_qgis.engine.clip.labels import builtin_label_sets
     from mus_qgis.engine.dreams.pipeline import DEFAULT_DREAM_MODEL
     from mus_qgis.engine.imagery.sources import imagery_sources
+    from mus_qgis.shared.labels import builtin_label_sets
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
     model.setHelpContent(

@@ -339,12 +339,12 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     app = QgsApplication([], False)
     app.initQgis()
     from mus_qgis.bridge.layer_settings import classification_settings
-    from mus_qgis.engine.clip.labels import builtin_label_set
     from mus_qgis.processing.classify_clip import style_classified_layer
     from mus_qgis.processing.compare_urban_atlas import style_reference_layer
     from mus_qgis.processing.fetch_panoramas import style_fetch_layer
     from mus_qgis.processing.resample_to_grid import style_grid_layer
     from mus_qgis.processing.sample_street_centroids import style_street_centroids
+    from mus_qgis.shared.labels import builtin_label_set
 
     urban_atlas = builtin_label_set("urban_atlas_2018")
     provinces = builtin_label_set("italian_provinces")

@@ -17,7 +17,7 @@ CORRECTED = 8
 
 def demo_labels() -> tuple[str, str]:
     """Two Urban Atlas 2018 labels, as the set spells them, to alternate over the points."""
-    from mus_qgis.engine.clip.labels import builtin_label_set
+    from mus_qgis.shared.labels import builtin_label_set
 
     texts = builtin_label_set("urban_atlas_2018").texts
     return texts[0], next(text for text in texts if text.lower().startswith("green urban"))

@@ -321,14 +321,14 @@ def mus_look():
         "label_sets": sorted({str(f["label_set"]) for f in rows}),
         "top": [[str(f["label"]), f["rank"], f["share"]] for f in rows[:3]],
     }
-    from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES  # the installed plugin's
+    from mus_qgis.bridge.client import ENGINE_ONLY_MODULES  # the installed plugin's
 
     mus_state["engine_packages_imported"] = [m for m in ENGINE_ONLY_MODULES if m in sys.modules]
     with open("/proc/self/maps", encoding="utf-8") as maps:
         libraries = {line.split()[-1] for line in maps if "/" in line}
     mus_state["libllvm"] = sorted(p for p in libraries if "libLLVM" in p)
     mus_state["mesa"] = sorted(p for p in libraries if "_dri.so" in p or "GLX_mesa" in p)
-    from mus_qgis.engine.worker.client import POOL
+    from mus_qgis.bridge.client import POOL
 
     mus_state["worker_pids"] = POOL.idle_pids() + POOL.busy_pids()
     mus_state["visible_windows"] = [

@@ -139,8 +139,8 @@ def mus_start():
 def mus_open():
     """The classified layer, styled as CLIP-classify styles it, and the inspector turned on."""
     from mus_qgis.bridge.layer_settings import classification_settings
-    from mus_qgis.engine.clip.labels import builtin_label_set
     from mus_qgis.processing.classify_clip import style_classified_layer
+    from mus_qgis.shared.labels import builtin_label_set
 
     layer = QgsVectorLayer(MUS_SESSION["classified"], "Classified street images", "ogr")
     settings = classification_settings(layer)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingUtils
 
-from ..engine.worker import client
-from ..engine.worker.environment import (
+from ..shared.protocol import DEFAULT_IDLE_TIMEOUT_S
+from . import client
+from .environment import (
     SetupOptions,
     current_python,
     read_current,
     requirements_digest,
 )
-from ..engine.worker.machine import default_engine_folder, this_machine
-from ..engine.worker.protocol import DEFAULT_IDLE_TIMEOUT_S
+from .machine import default_engine_folder, this_machine
 
 # Provider settings (Processing ▸ Options ▸ Providers ▸ Multimodal Urban Studies).
 SETTING_PYTHON = "MUS_ENGINE_PYTHON"

@@ -6,7 +6,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "worker":
     # The worker imports only its loop at start, so that it answers "ready" at once.
     import argparse
 
-    from .worker.protocol import DEFAULT_IDLE_TIMEOUT_S
+    from ..shared.protocol import DEFAULT_IDLE_TIMEOUT_S
     from .worker.server import serve
 
     parser = argparse.ArgumentParser(prog="python -m mus_qgis.engine worker")

@@ -6,7 +6,6 @@ python -m mus_qgis.engine score --labels urban_atlas_2018 [IMAGES...] --out scor
 python -m mus_qgis.engine rank --labels world_capitals --targets Rome \\
     --group "Rome + Vatican City = Rome; Vatican City"
 python -m mus_qgis.engine labelsets | models | download --model M --pretrained TAG
-python -m mus_qgis.engine setup --root FOLDER     (the engine environment, as mus:setupengine)
 python -m mus_qgis.engine status | selftest       (what the engine runs on; is it whole?)
 python -m mus_qgis.engine worker                   (the process QGIS sends jobs to)
 """
@@ -21,6 +20,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..shared.errors import MusError
+from ..shared.labels import builtin_label_set, builtin_label_sets, read_label_file
+from ..shared.progress import LoggingProgress
 from .clip.classify import (
     UNTRAINED_WARNING,
     check_cache_dir,
@@ -33,11 +35,8 @@ from .clip.classify import (
     report_notes,
 )
 from .clip.embedding import Location, embed_locations
-from .clip.labels import builtin_label_set, builtin_label_sets, read_label_file
 from .clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, load_model
-from .errors import MusError
 from .imagery.panorama import ViewSetting
-from .progress import LoggingProgress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 
@@ -420,34 +419,6 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_setup(args) -> int:
-    from .worker.environment import SetupError, SetupOptions, setup
-
-    options = SetupOptions(
-        root=args.root,
-        base_python=args.base_python,
-        torch=args.torch,
-        torch_index=args.torch_index,
-        wheel_folder=args.wheel_folder,
-        offline=args.offline,
-        force=args.force,
-        extra_requirements=args.extra_requirements or [],
-        index_url=args.index_url,
-        cache_dir=str(args.cache_dir or ""),
-        plan_only=args.plan,
-        python_version=args.python_version,
-    )
-    progress = LoggingProgress()
-    logging.getLogger("mus_qgis").setLevel(logging.INFO)
-    try:
-        record = setup(options, progress)
-    except SetupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(record.get("python") or "(plan only: nothing was installed)")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mus_qgis.engine",
@@ -508,32 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="Python, packages, device and caches, as JSON")
     status.add_argument("--cache-dir", type=Path, default=None)
     status.set_defaults(run=cmd_status)
-    setup = commands.add_parser("setup", help="set up the engine environment in a folder")
-    setup.add_argument("--root", type=Path, required=True, help="folder of the environment")
-    setup.add_argument("--base-python", default="", help="Python to create it from")
-    setup.add_argument(
-        "--torch",
-        default="auto",
-        help="auto, default (PyPI's build), cpu, cuda, or a build of PyTorch's index (cu128)",
-    )
-    setup.add_argument("--torch-index", default="", help="package index for torch")
-    setup.add_argument("--index-url", default="", help="package index (default: PyPI)")
-    setup.add_argument("--cache-dir", type=Path, default=None, help="uv's cache folder")
-    setup.add_argument(
-        "--python-version", default="", help="the standalone CPython to download (uv; 3.12)"
-    )
-    setup.add_argument(
-        "--plan", action="store_true", help="say what would be installed and its size, only"
-    )
-    setup.add_argument(
-        "--wheel-folder", default="", help="a folder (or find-links URL) of wheels to install from"
-    )
-    setup.add_argument("--offline", action="store_true", help="only the wheel folder")
-    setup.add_argument("--force", action="store_true", help="set up again even if unchanged")
-    setup.add_argument(
-        "--extra-requirements", action="append", help="another requirements file to install"
-    )
-    setup.set_defaults(run=cmd_setup)
     return parser
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from pathlib import Path
+
+from ..shared.resources import ENGINE_REQUIREMENTS
 
 # Import name -> name on PyPI, where they differ.
 _PYPI_NAMES = {"open_clip": "open_clip_torch", "PIL": "pillow", "sklearn": "scikit-learn"}
 
-REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
+REQUIREMENTS = ENGINE_REQUIREMENTS
 
 
 def _pinned(pypi_name: str) -> str:
@@ -39,6 +40,6 @@ def require(*modules: str) -> None:
         except ImportError:
             missing.append(_PYPI_NAMES.get(module, module))
     if missing:
-        from .errors import MissingDependencyError
+        from ..shared.errors import MissingDependencyError
 
         raise MissingDependencyError(missing, install_command(missing))

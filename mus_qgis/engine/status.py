@@ -9,8 +9,8 @@ import platform
 import sys
 from pathlib import Path
 
-from .errors import MusError
-from .folders import folder_size
+from ..shared.errors import MusError
+from ..shared.folders import folder_size
 from .jobs import job
 
 REPORTED_PACKAGES = (
@@ -83,7 +83,7 @@ def device_report() -> dict:
 @job("status")
 def status(params: dict, progress) -> dict:
     """Python, packages, device, and the cache folders with their sizes."""
-    from .resources import plugin_version
+    from ..shared.resources import plugin_version
 
     report = {
         "engine_python": sys.executable,

@@ -10,8 +10,8 @@ from qgis.core import NULL
 
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import make_field
-from ..engine.clip.labels import builtin_label_set
-from ..engine.errors import MusError
+from ..shared.errors import MusError
+from ..shared.labels import builtin_label_set
 
 LABEL_USER = "label_user"
 

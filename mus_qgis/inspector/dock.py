@@ -23,7 +23,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..bridge.layer_settings import classification_settings
-from ..engine.errors import MusError
+from ..shared.errors import MusError
 from .correction import LABEL_USER, label_choices, set_user_label
 from .point import LOWEST_MARGIN, InspectedPoint, read_point, step_order
 from .thumbnails import Prefetch, thumbnail

@@ -14,10 +14,10 @@ from qgis.core import QgsApplication, QgsTask
 from ..bridge.engine import job_file, plugin_cache_dir, run_job
 from ..bridge.layer_settings import classification_settings
 from ..engine.clip.classify import store_key
-from ..engine.clip.labels import builtin_label_set
 from ..engine.clip.view_scores import view_setting_from_key
-from ..engine.errors import MusError
-from ..engine.sequences import zip_same_length
+from ..shared.errors import MusError
+from ..shared.labels import builtin_label_set
+from ..shared.sequences import zip_same_length
 from .point import logit_scale_of, point_of
 
 

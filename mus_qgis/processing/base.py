@@ -27,8 +27,8 @@ from qgis.PyQt.QtCore import QCoreApplication, QThread
 from qgis.PyQt.QtGui import QIcon
 
 from ..bridge.qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
-from ..engine.resources import resource_path
-from ..engine.sequences import zip_same_length
+from ..shared.resources import resource_path
+from ..shared.sequences import zip_same_length
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
 

@@ -29,8 +29,8 @@ from ..bridge.qgis_enums import (
     NUMBER_INTEGER,
     VECTOR_POINT,
 )
-from ..engine.errors import MusError
-from ..engine.resources import resource_path
+from ..shared.errors import MusError
+from ..shared.resources import resource_path
 from .base import MusAlgorithm, dot_symbol, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 

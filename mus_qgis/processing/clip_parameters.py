@@ -18,8 +18,8 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
 )
-from ..engine.clip.labels import builtin_label_sets
 from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from ..shared.labels import builtin_label_sets
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (
@@ -80,7 +80,7 @@ class ClipParameters:
 
     def label_set(self, parameters, context):
         """The label set as an engine job names it, and read here for the labels and colours."""
-        from ..engine.clip.labels import builtin_label_set, parse_templates, read_label_file
+        from ..shared.labels import builtin_label_set, parse_templates, read_label_file
 
         text = self.parameterAsString(parameters, self.TEMPLATES, context)
         templates = parse_templates(text) if text.strip() else None

@@ -295,7 +295,7 @@ def _code(value) -> str:
 
 def _legend(codes):
     """The built-in label set whose codes these are (Urban Atlas: 5 digits, CORINE: 3)."""
-    from ..engine.clip.labels import builtin_label_set
+    from ..shared.labels import builtin_label_set
 
     lengths = {len(code) for code in codes if code}
     name = LEGENDS.get(lengths.pop()) if len(lengths) == 1 else None

@@ -23,7 +23,7 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     VECTOR_POINT,
 )
-from ..engine.errors import MusError
+from ..shared.errors import MusError
 from .base import MusAlgorithm, dot_symbol, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings

@@ -13,8 +13,8 @@ from qgis.core import (
 )
 
 from ..bridge.engine import configured_python, engine_root, plugin_cache_dir, run_job
-from ..engine.resources import plugin_version
-from ..engine.worker.environment import read_current
+from ..bridge.environment import read_current
+from ..shared.resources import plugin_version
 from .base import MusAlgorithm
 
 

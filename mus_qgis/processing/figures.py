@@ -53,9 +53,9 @@ from ..bridge.qgis_enums import (
     LEGEND_TITLE,
     NO_GEOMETRY_REQUEST,
 )
-from ..engine.clip.labels import builtin_label_set, generated_palette
-from ..engine.errors import LabelSetError
 from ..engine.reports import model_words
+from ..shared.errors import LabelSetError
+from ..shared.labels import builtin_label_set, generated_palette
 from .base import dot_symbol
 from .classify_clip import NO_LABEL_COLOUR, style_classified_layer
 from .rank_labels import set_title
@@ -603,7 +603,7 @@ def _style_points(layer, settings: dict) -> None:
     unknown set gets generated colours over the labels it holds."""
     label_set = _label_set(settings.get("label_set", ""))
     if label_set is None:
-        from ..engine.clip.labels import Label, LabelSet
+        from ..shared.labels import Label, LabelSet
 
         found = sorted(_values(layer, "label_1"))
         colours = generated_palette(len(found))

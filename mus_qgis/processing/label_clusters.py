@@ -33,7 +33,7 @@ from ..bridge.qgis_enums import (
     make_field,
 )
 from ..engine.reports import report_start
-from ..engine.sequences import zip_same_length
+from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, metric_crs, style_on_load
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
@@ -425,7 +425,7 @@ def _number(value):
 def label_colours(names) -> list[str]:
     """Colours of the first built-in label set holding every label (the official Urban Atlas
     palette for a land-use grid), else generated ones."""
-    from ..engine.clip.labels import builtin_label_set, builtin_label_sets, generated_palette
+    from ..shared.labels import builtin_label_set, builtin_label_sets, generated_palette
 
     for entry in builtin_label_sets():
         label_set = builtin_label_set(entry.name)

@@ -26,8 +26,8 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     VECTOR_ANY_GEOMETRY,
 )
-from ..engine.clip.labels import builtin_label_sets
-from ..engine.errors import MusError
+from ..shared.errors import MusError
+from ..shared.labels import builtin_label_sets
 from .base import metric_crs, style_on_load
 from .classify_clip import ClassifyClip
 from .label_clusters import fields_keeping, permutations_parameter

@@ -24,8 +24,8 @@ from ..bridge.qgis_enums import (
     NUMBER_INTEGER,
     VECTOR_POINT,
 )
-from ..engine.errors import MusError
-from ..engine.sequences import zip_same_length
+from ..shared.errors import MusError
+from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
@@ -172,7 +172,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         return outputs
 
     def _cities(self, parameters, context) -> list[str]:
-        from ..engine.clip.labels import read_label_file
+        from ..shared.labels import read_label_file
 
         path = self.parameterAsFile(parameters, self.CITY_FILE, context)
         if path:

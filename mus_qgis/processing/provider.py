@@ -5,14 +5,14 @@ from __future__ import annotations
 from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..bridge import client
 from ..bridge.engine import (
     DEFAULT_IDLE_MINUTES,
     SETTING_FOLDER,
     SETTING_IDLE_MINUTES,
     SETTING_PYTHON,
 )
-from ..engine.resources import plugin_version, resource_path
-from ..engine.worker import client
+from ..shared.resources import plugin_version, resource_path
 from .base import release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas

@@ -20,8 +20,8 @@ from qgis.core import (
 from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
-from ..engine.clip.labels import builtin_label_sets
 from ..engine.reports import report_start
+from ..shared.labels import builtin_label_sets
 from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
 
@@ -141,8 +141,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
             )
         targets_text = self.parameterAsString(parameters, self.TARGETS, context)
         targets = [t.strip() for t in targets_text.split(",") if t.strip()]
-        from ..engine.errors import MusError
         from ..engine.readings.ranking import parse_groups
+        from ..shared.errors import MusError
 
         group_lines = self.parameterAsString(parameters, self.GROUPS, context).splitlines()
         try:
@@ -257,8 +257,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         }
 
     def _stored_label_sets(self, parameters, context) -> list:
-        from ..engine.clip.labels import read_label_file
-        from ..engine.errors import MusError
+        from ..shared.errors import MusError
+        from ..shared.labels import read_label_file
 
         entries = builtin_label_sets()
         # QGIS 3.22 reads an absent optional multiple enum as [0]: absent means none here.
@@ -281,8 +281,8 @@ def _text(value) -> str:
 
 def set_title(name: str) -> str:
     """A built-in label set's title ('Italian provinces'), else the name as given."""
-    from ..engine.clip.labels import builtin_label_set
-    from ..engine.errors import LabelSetError
+    from ..shared.errors import LabelSetError
+    from ..shared.labels import builtin_label_set
 
     try:
         return builtin_label_set(name).title or name
@@ -292,8 +292,8 @@ def set_title(name: str) -> str:
 
 def _label_universe(layer, rows) -> tuple[str, list[str]]:
     """The layer's label set (from the run settings it carries) or the labels it contains."""
-    from ..engine.clip.labels import builtin_label_set
-    from ..engine.errors import LabelSetError
+    from ..shared.errors import LabelSetError
+    from ..shared.labels import builtin_label_set
 
     seen = sorted({_text(v) for row in rows for v in row if _text(v)})
     try:

@@ -36,9 +36,9 @@ from ..bridge.qgis_enums import (
     WKB_POLYGON,
     make_field,
 )
-from ..engine.clip.labels import builtin_label_sets
 from ..engine.readings.grid import SHAPES
-from ..engine.sequences import zip_same_length
+from ..shared.labels import builtin_label_sets
+from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
 
 OUTPUT_FIELDS = (
@@ -254,7 +254,7 @@ class ResampleToGrid(MusAlgorithm):
         )
 
     def _palette(self, texts, parameters, context):
-        from ..engine.clip.labels import builtin_label_set, generated_palette
+        from ..shared.labels import builtin_label_set, generated_palette
 
         index = self.parameterAsEnum(parameters, self.LABEL_SET, context)
         found = sorted(set(texts))

@@ -13,10 +13,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..bridge import client
 from ..bridge.engine import SETTING_FOLDER, FeedbackProgress, default_engine_root, engine_root
+from ..bridge.environment import TORCH_CHOICES, SetupError, SetupOptions, setup
 from ..bridge.qgis_enums import ALGORITHM_HIDE_FROM_MODELER, FILE_FOLDER
-from ..engine.worker import client
-from ..engine.worker.environment import TORCH_CHOICES, SetupError, SetupOptions, setup
 from .base import MusAlgorithm
 
 # In the order of TORCH_CHOICES (Processing stores the index).

@@ -330,7 +330,7 @@ def features_value(feature, index: int):
 
 def _label_set_of(settings: dict, parameters, algorithm, context):
     """The label set the classification used (for label texts, codes and colours)."""
-    from ..engine.clip.labels import builtin_label_set, read_label_file
+    from ..shared.labels import builtin_label_set, read_label_file
 
     templates = settings.get("templates") or None
     path = algorithm.parameterAsFile(parameters, algorithm.LABEL_FILE, context)

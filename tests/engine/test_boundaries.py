@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import shapely
 
-from mus_qgis.engine.errors import MusError
 from mus_qgis.engine.readings.boundaries import (
     alignment_test,
     label_boundaries,
     shares_from_points,
 )
 from mus_qgis.engine.readings.grid import resample_to_grid
+from mus_qgis.shared.errors import MusError
 
 
 def square_rings(columns: int, rows: int, size: float = 100.0):

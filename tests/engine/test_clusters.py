@@ -7,8 +7,8 @@ import libpysal
 import numpy as np
 import pytest
 
-from mus_qgis.engine.errors import MusError
 from mus_qgis.engine.readings.clusters import label_clusters
+from mus_qgis.shared.errors import MusError
 
 PERMUTATIONS = 99
 

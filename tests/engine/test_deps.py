@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from mus_qgis.engine.deps import install_command, require
-from mus_qgis.engine.errors import MissingDependencyError
+from mus_qgis.shared.errors import MissingDependencyError
 
 
 def test_require_names_every_missing_package_and_how_to_get_it(monkeypatch):

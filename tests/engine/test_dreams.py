@@ -14,12 +14,12 @@ from PIL import Image
 
 from mus_qgis.engine.clip.classify import classify_locations
 from mus_qgis.engine.clip.embedding import Location
-from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.engine.dreams.generate import DreamSettings
 from mus_qgis.engine.dreams.pipeline import DreamModelSpec
 from mus_qgis.engine.dreams.streets import NO_LABEL, DreamLocation, dream_streets
-from mus_qgis.engine.errors import ModelError, SettingError
 from mus_qgis.engine.imagery.panorama import ViewSetting
+from mus_qgis.shared.errors import ModelError, SettingError
+from mus_qgis.shared.labels import builtin_label_set
 from tests.conftest import AREZZO_PHOTOS, PANORAMAS
 
 SETTINGS = DreamSettings(prompt="a street in {label}", strength=0.5, steps=2, size=64, seed=7)

@@ -13,12 +13,12 @@ from PIL import Image
 
 from mus_qgis.engine.clip.classify import classify_locations
 from mus_qgis.engine.clip.embedding import Location, embed_locations
-from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.scoring import label_embeddings, score
 from mus_qgis.engine.clip.store import EmbeddingStore
-from mus_qgis.engine.errors import CanceledError
 from mus_qgis.engine.imagery.panorama import ViewSetting, perspective_views
+from mus_qgis.shared.errors import CanceledError
+from mus_qgis.shared.labels import builtin_label_set
 from tests.conftest import AREZZO_PHOTOS, IMAGES, PANORAMAS
 
 
@@ -177,7 +177,7 @@ def test_a_changed_file_is_read_again(tiny, tmp_path):
 
 
 def test_a_store_of_another_model_or_view_setting_is_refused(tiny, tmp_path):
-    from mus_qgis.engine.errors import EmbeddingStoreError
+    from mus_qgis.shared.errors import EmbeddingStoreError
 
     EmbeddingStore(tmp_path / "s.sqlite", tiny.identity, "views4-fov90-pitch0").close()
     with pytest.raises(EmbeddingStoreError, match="not 'centre-crop'"):

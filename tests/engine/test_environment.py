@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.worker.environment import (
+from mus_qgis.bridge.environment import (
     SetupError,
     SetupOptions,
     current_python,
@@ -31,11 +31,11 @@ from mus_qgis.engine.worker.environment import (
     uv_sources,
     verify,
 )
-from mus_qgis.engine.worker.machine import Machine, this_machine
-from mus_qgis.engine.worker.pythons import download_failure, find_base_python
-from mus_qgis.engine.worker.setup_commands import run_command
-from mus_qgis.engine.worker.torch_plan import plan_torch
-from mus_qgis.engine.worker.uv_tool import ensure_uv
+from mus_qgis.bridge.machine import Machine, this_machine
+from mus_qgis.bridge.pythons import download_failure, find_base_python
+from mus_qgis.bridge.setup_commands import run_command
+from mus_qgis.bridge.torch_plan import plan_torch
+from mus_qgis.bridge.uv_tool import ensure_uv
 from tests.conftest import ROOT
 from tests.fakes.setup_services import tiny_wheel
 from tests.recorders import SetupProgress
@@ -43,7 +43,7 @@ from tests.recorders import SetupProgress
 # A QGIS's process as the set-up meets it: the progress it reports, one JSON line each.
 DRIVER = """
 import json, sys
-from mus_qgis.engine.worker.environment import SetupError, SetupOptions, setup
+from mus_qgis.bridge.environment import SetupError, SetupOptions, setup
 
 class Progress:
     def __init__(self, cancel_on):

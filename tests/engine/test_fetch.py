@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.errors import CanceledError, CredentialsError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.http import Http, RetryPolicy, image_decodes
 from mus_qgis.engine.imagery.sources import imagery_sources
 from mus_qgis.engine.imagery.sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
+from mus_qgis.shared.errors import CanceledError, CredentialsError
 from tests.conftest import IMAGES, PANORAMAS, ROOT
 from tests.engine.helpers import FAST, http_for, points_on, run
 from tests.fakes.imagery_services import GOOD_KEY, FakeImageryServices, grid_images
@@ -183,7 +183,7 @@ def test_date_window_and_street_view_without_whole_panoramas(tmp_path):
 
 
 def test_empty_point_list_and_unknown_source(tmp_path):
-    from mus_qgis.engine.errors import MusError
+    from mus_qgis.shared.errors import MusError
 
     assert fetch_imagery([], FetchSettings("kartaview"), tmp_path) == []
     with pytest.raises(MusError, match="Unknown imagery source"):

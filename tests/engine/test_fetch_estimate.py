@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mus_qgis.engine.errors import MusError
 from mus_qgis.engine.imagery.sources.base import JPEG_BYTES_PER_PIXEL, Credentials, ViewPlan
-from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.shared.errors import MusError
+from mus_qgis.shared.progress import LoggingProgress
 from tests.engine.helpers import http_for, points_on, run, settings_for
 from tests.fakes.imagery_services import FakeImageryServices, grid_images
 

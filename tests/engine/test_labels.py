@@ -6,7 +6,8 @@ import csv
 
 import pytest
 
-from mus_qgis.engine.clip.labels import (
+from mus_qgis.shared.errors import LabelSetError
+from mus_qgis.shared.labels import (
     Label,
     LabelSet,
     builtin_label_set,
@@ -15,7 +16,6 @@ from mus_qgis.engine.clip.labels import (
     parse_templates,
     read_label_file,
 )
-from mus_qgis.engine.errors import LabelSetError
 from tests.conftest import SHARED_DATA
 
 

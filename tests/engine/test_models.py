@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mus_qgis.engine.clip.models import ModelSpec, load_model, resolve_device
-from mus_qgis.engine.errors import ModelError
+from mus_qgis.shared.errors import ModelError
 from tests.conftest import TINY_MODEL_CONFIG
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from shapely.geometry import box
 
-from mus_qgis.engine.errors import DownloadError, StudyAreaError
 from mus_qgis.engine.streets.centroids import StudyArea, sample_street_centroids
 from mus_qgis.engine.streets.osm_source import NetworkServices
+from mus_qgis.shared.errors import DownloadError, StudyAreaError
 from tests.conftest import ROME_OSM
 from tests.fakes.osm_services import KNOWN_PLACE, ROME_BBOX, FakeOsmServices
 

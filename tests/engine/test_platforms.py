@@ -24,23 +24,23 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.worker import client, environment
-from mus_qgis.engine.worker.client import EngineCanceledError, Worker
-from mus_qgis.engine.worker.environment import (
+from mus_qgis.bridge import client, environment
+from mus_qgis.bridge.client import EngineCanceledError, Worker
+from mus_qgis.bridge.environment import (
     SetupOptions,
     current_python,
     remove_other_environments,
     replace_file,
     setup,
 )
-from mus_qgis.engine.worker.machine import (
+from mus_qgis.bridge.machine import (
     Machine,
     default_engine_folder,
     environment_python,
     path_too_long,
 )
-from mus_qgis.engine.worker.pythons import system_python_candidates
-from mus_qgis.engine.worker.setup_commands import SetupCanceledError, SetupError, run_command
+from mus_qgis.bridge.pythons import system_python_candidates
+from mus_qgis.bridge.setup_commands import SetupCanceledError, SetupError, run_command
 from tests.recorders import SetupProgress
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="simulates Windows on POSIX")

@@ -14,7 +14,6 @@ import pytest
 
 from mus_qgis.engine.clip.classify import classify_locations, embedding_cache_dir, store_key
 from mus_qgis.engine.clip.embedding import Location
-from mus_qgis.engine.clip.labels import DEFAULT_TEMPLATES, Label, LabelSet, builtin_label_set
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.probe import (
     Probe,
@@ -35,6 +34,7 @@ from mus_qgis.engine.clip.teach import (
 )
 from mus_qgis.engine.clip.views import ImageFacts
 from mus_qgis.engine.imagery.panorama import ViewSetting
+from mus_qgis.shared.labels import DEFAULT_TEMPLATES, Label, LabelSet, builtin_label_set
 from tests.conftest import AREZZO_PHOTOS
 
 LABELS = LabelSet(

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from scipy import optimize, special
 from sklearn import metrics, model_selection
 
-from mus_qgis.engine.clip.labels import DEFAULT_TEMPLATES, Label, LabelSet
 from mus_qgis.engine.clip.probe import Probe, cross_validate, fit_weights, stratified_folds
+from mus_qgis.shared.labels import DEFAULT_TEMPLATES, Label, LabelSet
 
 LABELS = LabelSet(
     "independent_streets",

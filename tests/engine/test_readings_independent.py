@@ -29,7 +29,6 @@ from pyproj import Geod, Transformer
 from scipy import stats
 from sklearn import metrics
 
-from mus_qgis.engine.errors import LabelSetError, MusError
 from mus_qgis.engine.readings.agreement import agreement
 from mus_qgis.engine.readings.boundaries import (
     alignment_test,
@@ -39,6 +38,7 @@ from mus_qgis.engine.readings.boundaries import (
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.readings.periods import correlate_with_reference, expected_periods
 from mus_qgis.engine.readings.ranking import rank_labels
+from mus_qgis.shared.errors import LabelSetError, MusError
 
 EXACT = 1e-9  # relative tolerance where the answer is exact (sums in another order differ)
 # Small property runs: the whole file stays within seconds on two cores.

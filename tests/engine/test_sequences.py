@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mus_qgis.engine.sequences import _zip_same_length_before_3_10, zip_same_length
+from mus_qgis.shared.sequences import _zip_same_length_before_3_10, zip_same_length
 
 CASES = [
     ([1, 2], "ab"),

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow.feather as feather
 import pytest
 
-from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.engine.clip.rescore import BLOCK_ROWS, rank_chunks, rank_chunks_by_set
 from mus_qgis.engine.clip.scoring import score
 from mus_qgis.engine.clip.store import EmbeddingStore, row_norms
 from mus_qgis.engine.clip.views import ImageFacts
-from mus_qgis.engine.errors import EmbeddingStoreError
+from mus_qgis.shared.errors import EmbeddingStoreError
+from mus_qgis.shared.labels import builtin_label_set
 
 IDENTITY, VIEWS = "ViT-B-32/test", "views4-fov90-pitch0"
 

@@ -11,14 +11,14 @@ import pytest
 import shapely
 from shapely.geometry import LineString, Polygon, box
 
-from mus_qgis.engine.errors import (
+from mus_qgis.engine.streets.centroids import DEFAULT_CLASSES, StudyArea, sample_street_centroids
+from mus_qgis.shared.errors import (
     CanceledError,
     CrsError,
     NoStreetsError,
     OsmFileError,
     StudyAreaError,
 )
-from mus_qgis.engine.streets.centroids import DEFAULT_CLASSES, StudyArea, sample_street_centroids
 from tests.conftest import ROME_OSM, SHARED_DATA
 from tests.osm_reference import count_segments, read_ways, street_area_classes
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from mus_qgis.engine.worker.machine import Machine
-from mus_qgis.engine.worker.setup_commands import SetupError
-from mus_qgis.engine.worker.torch_plan import (
+from mus_qgis.bridge.machine import Machine
+from mus_qgis.bridge.setup_commands import SetupError
+from mus_qgis.bridge.torch_plan import (
     NvidiaGpu,
     builds,
     cuda_build_for,

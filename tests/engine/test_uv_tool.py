@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mus_qgis.engine.worker.machine import Machine, this_machine
-from mus_qgis.engine.worker.setup_commands import SetupError
-from mus_qgis.engine.worker.uv_tool import (
+from mus_qgis.bridge.machine import Machine, this_machine
+from mus_qgis.bridge.setup_commands import SetupError
+from mus_qgis.bridge.uv_tool import (
     ensure_uv,
     installed_uv,
     package_index,
@@ -59,7 +59,7 @@ def test_uv_comes_from_the_index_checked_and_is_fetched_once(
     tmp_path, setup_services, monkeypatch, index_speaks_json
 ):
     if not index_speaks_json:  # an index that only serves PEP 503 HTML (a plain mirror)
-        monkeypatch.setattr("mus_qgis.engine.worker.uv_tool.SIMPLE_JSON", "application/x-none")
+        monkeypatch.setattr("mus_qgis.bridge.uv_tool.SIMPLE_JSON", "application/x-none")
     progress = SetupProgress()
     binary = ensure_uv(tmp_path, this_machine(), progress, index=setup_services.index_url)
     assert binary == installed_uv(tmp_path, this_machine())

@@ -9,11 +9,11 @@ import pytest
 
 from mus_qgis.engine.clip.classify import classify_locations, store_key
 from mus_qgis.engine.clip.embedding import Location
-from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.engine.clip.view_scores import NOT_STORED, score_views, view_setting_from_key
-from mus_qgis.engine.errors import EmbeddingStoreError, MusError
 from mus_qgis.engine.imagery.panorama import ViewSetting
 from mus_qgis.engine.jobs import registered
+from mus_qgis.shared.errors import EmbeddingStoreError, MusError
+from mus_qgis.shared.labels import builtin_label_set
 from tests.conftest import AREZZO_PHOTOS, PANORAMAS
 
 JOBS = registered()

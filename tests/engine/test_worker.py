@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mus_qgis.engine.worker.client import (
+from mus_qgis.bridge.client import (
     PLUGIN_PARENT,
     EngineCanceledError,
     EngineDiedError,
@@ -21,7 +21,7 @@ from mus_qgis.engine.worker.client import (
     WorkerPool,
     worker_environment,
 )
-from mus_qgis.engine.worker.protocol import decode, encode
+from mus_qgis.shared.protocol import decode, encode
 from tests.conftest import ROME_OSM
 
 

@@ -13,7 +13,7 @@ import pytest
 from qgis import processing
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from mus_qgis.engine.worker.client import ENGINE_ONLY_MODULES, POOL
+from mus_qgis.bridge.client import ENGINE_ONLY_MODULES, POOL
 from tests.conftest import AREZZO_PHOTOS, ROME_OSM, ROOT, SHARED_DATA, TINY_MODEL_CONFIG
 
 

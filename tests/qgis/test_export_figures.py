@@ -166,13 +166,13 @@ def test_every_figure_is_written_as_png_and_pdf(exported):
 
 
 def test_legends_list_the_classes_present(study):
-    from mus_qgis.engine.clip.labels import builtin_label_set
     from mus_qgis.processing.figures import (
         FigureInputs,
         landuse_figure,
         legend_texts,
         planning_figure,
     )
+    from mus_qgis.shared.labels import builtin_label_set
 
     layer = QgsVectorLayer(study["landuse"], "land use", "ogr")
     figure = landuse_figure(FigureInputs(landuse=layer, grid=QgsVectorLayer(study["grid"])))

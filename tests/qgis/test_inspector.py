@@ -19,12 +19,12 @@ from qgis.PyQt.QtCore import QEvent, QPoint, Qt
 from qgis.PyQt.QtGui import QKeyEvent
 
 from mus_qgis.bridge.layer_settings import classification_settings
-from mus_qgis.engine.clip.labels import builtin_label_set
 from mus_qgis.inspector.correction import LABEL_USER, label_choices, set_user_label
 from mus_qgis.inspector.dock import ORDER_LOWEST_MARGIN, InspectorDock
 from mus_qgis.inspector.map_tool import InspectorMapTool
 from mus_qgis.inspector.point import read_point, step_order
 from mus_qgis.processing.classify_clip import style_classified_layer
+from mus_qgis.shared.labels import builtin_label_set
 from tests.conftest import AREZZO_PHOTOS
 
 

@@ -315,11 +315,11 @@ def test_qgis_side_needs_nothing_newer_than_python_3_9(qgis_side_modules, mus_pr
         "mus_qgis.processing.provider",
         "mus_qgis.processing.figures",  # imported only when Export figures runs
         "mus_qgis.inspector.dock",  # imported only when the inspector opens
-        "mus_qgis.engine.worker.client",
-        "mus_qgis.engine.worker.environment",
-        "mus_qgis.engine.worker.protocol",
-        "mus_qgis.engine.clip.labels",
-        "mus_qgis.engine.sequences",
+        "mus_qgis.bridge.client",
+        "mus_qgis.bridge.environment",
+        "mus_qgis.shared.protocol",
+        "mus_qgis.shared.labels",
+        "mus_qgis.shared.sequences",
     }
     assert expected | algorithm_modules <= names, sorted(expected | algorithm_modules - names)
     started = time.perf_counter()
@@ -333,7 +333,7 @@ def test_qgis_side_needs_nothing_newer_than_python_3_9(qgis_side_modules, mus_pr
 
 def test_the_checker_names_what_python_3_9_lacks(tmp_path):
     """labels.py as it was: tomllib, zip(strict=True) and a bare := in a subscript put back."""
-    source = (PLUGIN / "engine" / "clip" / "labels.py").read_text(encoding="utf-8")
+    source = (PLUGIN / "shared" / "labels.py").read_text(encoding="utf-8")
     copy = (tmp_path / "labels.py").resolve()
     copy.write_text(source, encoding="utf-8")
     assert python39_violations([copy]) == []  # its parenthesised := included
@@ -430,8 +430,8 @@ for name in request["modules"]:
         report["not_imported"].append(f"{name}: {traceback.format_exc(limit=-3)}")
     else:
         report["imported"].append(name)
-if "mus_qgis.engine.clip.labels" in sys.modules:
-    labels = sys.modules["mus_qgis.engine.clip.labels"]
+if "mus_qgis.shared.labels" in sys.modules:
+    labels = sys.modules["mus_qgis.shared.labels"]
     report["label_sets"] = [entry.name for entry in labels.builtin_label_sets()]
 json.dump(report, sys.stdout)
 """
@@ -468,11 +468,19 @@ def test_qgis_side_compiles_and_imports_on_old_python(version, qgis_side_modules
     report = json.loads(done.stdout)
     assert report["not_compiled"] == [], "\n".join(report["not_compiled"])
     assert report["not_imported"] == [], "\n".join(report["not_imported"])
-    # The engine modules QGIS imports need only the standard library (README, "For developers"),
-    # so every one of them is imported here; the plugin's own need QGIS.
-    engine = {name for name in qgis_side_modules if name.startswith("mus_qgis.engine")}
+    # The engine, shared and bridge modules QGIS imports need only the standard library (README,
+    # "For developers"), so every one of them is imported here; the plugin's own need QGIS (and
+    # so do the bridge's run_job, layer settings and enums).
+    qgis_bridge = {"mus_qgis.bridge.engine", "mus_qgis.bridge.layer_settings"}
+    qgis_bridge.add("mus_qgis.bridge.qgis_enums")
+    standalone = ("mus_qgis.engine", "mus_qgis.shared", "mus_qgis.bridge")
+    engine = {
+        name
+        for name in qgis_side_modules
+        if name.startswith(standalone) and name not in qgis_bridge
+    }
     assert engine <= set(report["imported"]), {n: report["needs"].get(n) for n in engine}
-    from mus_qgis.engine.clip.labels import builtin_label_sets
+    from mus_qgis.shared.labels import builtin_label_sets
 
     assert report["label_sets"] == [entry.name for entry in builtin_label_sets()]
     print(f"imported {len(report['imported'])} of {len(qgis_side_modules)}")

@@ -18,7 +18,7 @@ from qgis.core import QgsProcessingException, QgsVectorLayer
 
 from mus_qgis.bridge.layer_settings import classification_settings
 from mus_qgis.bridge.qgis_enums import make_field
-from mus_qgis.engine.clip.labels import builtin_label_sets
+from mus_qgis.shared.labels import builtin_label_sets
 from tests.conftest import TINY_MODEL_CONFIG
 from tests.qgis.helpers import RecordingFeedback, photo_points
 
@@ -53,7 +53,7 @@ def classified(mus_provider, tiny_checkpoint, tmp_path_factory):
 
 
 def _labels_of(name: str) -> list[str]:
-    from mus_qgis.engine.clip.labels import builtin_label_set
+    from mus_qgis.shared.labels import builtin_label_set
 
     return builtin_label_set(name).texts
 

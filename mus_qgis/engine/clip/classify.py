@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EmbeddingStoreError, MusError
+from ...shared.errors import EmbeddingStoreError, MusError
+from ...shared.labels import LabelSet
+from ...shared.progress import LoggingProgress, Progress, check_canceled, warn
+from ...shared.resources import plugin_version
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled, warn
-from ..resources import plugin_version
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
-from .labels import LabelSet
 from .models import LoadedModel, ModelSpec, load_model
 from .rescore import StoreRanking, rank_chunks_by_set
 from .scoring import Scores, concatenated_scores, label_embeddings, score

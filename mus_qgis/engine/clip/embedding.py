@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
-from ..errors import CanceledError
+from ...shared.errors import CanceledError
+from ...shared.progress import LoggingProgress, Progress
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress
 from .views import embedding_key, prepare_image
 
 DEFAULT_BATCH_SIZE = 32

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+from ...shared.errors import MusError
 from ..deps import require
-from ..errors import MusError
 from ..jobs import job
 
 
 def label_set_from_spec(spec: dict):
-    from .labels import builtin_label_set, read_label_file
+    from ...shared.labels import builtin_label_set, read_label_file
 
     templates = spec.get("templates") or None
     if spec.get("file"):
@@ -20,8 +20,8 @@ def label_set_from_spec(spec: dict):
 
 
 def model_and_view(params: dict):
-    from ..clip.models import ModelSpec
     from ..imagery.panorama import ViewSetting
+    from .models import ModelSpec
 
     return ModelSpec(**params["model"]), ViewSetting(**params["view"])
 
@@ -32,8 +32,8 @@ def classify(params: dict, progress) -> dict:
     require("numpy", "PIL", "torch", "open_clip")
     import numpy as np
 
-    from ..clip.classify import classify_locations
-    from ..clip.embedding import Location
+    from .classify import classify_locations
+    from .embedding import Location
 
     with open(params["locations"], encoding="utf-8") as handle:
         rows = json.load(handle)
@@ -41,7 +41,7 @@ def classify(params: dict, progress) -> dict:
     spec, view = model_and_view(params)
     probe = None
     if params.get("probe"):
-        from ..clip.probe import load_probe
+        from .probe import load_probe
 
         probe = load_probe(params["probe"])
     try:
@@ -84,8 +84,8 @@ def train_probe_job(params: dict, progress) -> dict:
     require("numpy", "torch", "open_clip")
     import numpy as np
 
-    from ..clip.embedding import Location
-    from ..clip.teach import classification_of, train_and_rescore
+    from .embedding import Location
+    from .teach import classification_of, train_and_rescore
 
     with open(params["points"], encoding="utf-8") as handle:
         points = json.load(handle)
@@ -128,8 +128,8 @@ def train_probe_job(params: dict, progress) -> dict:
 def view_scores_job(params: dict, progress) -> dict:
     """Each view's top labels and the pooled ones, from the stores a classification filled."""
     require("numpy")
-    from ..clip.embedding import Location
-    from ..clip.view_scores import score_views
+    from .embedding import Location
+    from .view_scores import score_views
 
     with open(params["locations"], encoding="utf-8") as handle:
         rows = json.load(handle)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MusError
+from ...shared.errors import MusError
 from .embedding import Location, parse_image_paths
 
 TABLE_SUFFIXES = {".gpkg", ".csv", ".parquet"}

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MusError
-from .labels import LabelSet
+from ...shared.errors import MusError
+from ...shared.labels import LabelSet
 from .scoring import Scores, scores_from_logits
 
 PROBE_FORMAT = 1

@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import MusError
+from ...shared.errors import MusError
+from ...shared.progress import LoggingProgress, Progress, check_canceled
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled
 from .classify import embedding_cache_dir, model_cache_dir, store_key
 from .embedding import Location, image_tasks, resolve_from_store
 from .models import ModelSpec, load_model

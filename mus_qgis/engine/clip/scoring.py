@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..sequences import zip_same_length
-from .labels import LabelSet
+from ...shared.labels import LabelSet
+from ...shared.sequences import zip_same_length
 
 
 @dataclass

@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from ...shared.errors import EmbeddingStoreError
+from ...shared.sequences import zip_same_length
 from ..deps import require
-from ..errors import EmbeddingStoreError
-from ..sequences import zip_same_length
 from .checksums import vector_checksum
 from .views import ImageFacts
 

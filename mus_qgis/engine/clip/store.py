@@ -31,8 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
-from ..errors import EmbeddingStoreError
-from ..progress import check_canceled
+from ...shared.errors import EmbeddingStoreError
+from ...shared.progress import check_canceled
 from .checksums import vector_checksum
 from .shards import ROW_GROUP_ROWS, ShardFolder, shard_folder_of
 from .views import ImageFacts

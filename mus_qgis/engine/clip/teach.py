@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...shared.labels import LabelSet
+from ...shared.progress import LoggingProgress, Progress, check_canceled, warn
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled, warn
 from ..readings.ranking import available_labels
 from .classify import model_cache_dir, open_stores, report_notes, store_key
 from .embedding import Location
-from .labels import LabelSet
 from .models import ModelSpec, load_model
 from .probe import DEFAULT_REGULARISATION, Probe, ProbeError, cross_validate, fit_weights
 from .scoring import label_embeddings, scores_from_logits
@@ -332,8 +332,8 @@ def classification_of(
     a checkpoint file must be given again (the settings keep only their names), and is checked
     against what the settings recorded.
     """
-    from ..errors import LabelSetError
-    from .labels import builtin_label_set, read_label_file
+    from ...shared.errors import LabelSetError
+    from ...shared.labels import builtin_label_set, read_label_file
 
     if not settings or "label_set_hash" not in settings:
         raise ProbeError(

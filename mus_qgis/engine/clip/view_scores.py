@@ -11,11 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import EmbeddingStoreError, MusError
+from ...shared.errors import EmbeddingStoreError, MusError
+from ...shared.labels import LabelSet
 from ..imagery.panorama import ViewSetting
 from .classify import check_cache_dir, embedding_cache_dir
 from .embedding import Location
-from .labels import LabelSet
 from .scoring import score
 from .store import EmbeddingStore, TextStore, slug
 from .views import embedding_key

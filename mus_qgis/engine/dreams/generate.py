@@ -15,9 +15,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import CanceledError, MusError, SettingError
-from ..folders import writable_folder
-from ..progress import Progress
+from ...shared.errors import CanceledError, MusError, SettingError
+from ...shared.folders import writable_folder
+from ...shared.progress import Progress
 
 PLACEHOLDER = "{label}"
 VIEW_MODES = ("first", "all")

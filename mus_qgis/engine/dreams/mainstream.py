@@ -13,16 +13,16 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...shared.errors import LabelSetError, SettingError
+from ...shared.labels import PLACEHOLDER as LABEL_PLACEHOLDER
+from ...shared.labels import Label, LabelSet
+from ...shared.progress import LoggingProgress, Progress, check_canceled
+from ...shared.resources import plugin_version
 from ..clip.classify import classify_locations
 from ..clip.embedding import Location
-from ..clip.labels import PLACEHOLDER as LABEL_PLACEHOLDER
-from ..clip.labels import Label, LabelSet
 from ..clip.models import ModelSpec
-from ..errors import LabelSetError, SettingError
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled
 from ..reports import report_start
-from ..resources import plugin_version
 from .generate import DreamSettings, derived_seed, dream_key, open_maker
 from .pipeline import DreamModelSpec
 

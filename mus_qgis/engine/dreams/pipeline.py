@@ -15,8 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...shared.errors import ModelError
 from ..deps import require
-from ..errors import ModelError
 
 # A distilled one-step model: one step at 512×512, a few seconds a dream on a CPU (README: licence).
 DEFAULT_DREAM_MODEL = "stabilityai/sd-turbo"

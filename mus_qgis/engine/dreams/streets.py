@@ -12,14 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from ...shared.labels import LabelSet
+from ...shared.progress import LoggingProgress, Progress, check_canceled
+from ...shared.resources import plugin_version
 from ..clip.classify import classify_locations
 from ..clip.embedding import Location
-from ..clip.labels import LabelSet
 from ..clip.models import ModelSpec
 from ..clip.views import prepare_image
 from ..imagery.panorama import ViewSetting
-from ..progress import LoggingProgress, Progress, check_canceled
-from ..resources import plugin_version
 from .generate import DreamSettings, derived_seed, dream_key, open_maker
 from .pipeline import DreamModelSpec
 

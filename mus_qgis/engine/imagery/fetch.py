@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from ..errors import CanceledError, CredentialsError, LocalPhotosError, MusError
-from ..folders import refuse_a_file, writable_folder
-from ..progress import LoggingProgress, Progress, warn
+from ...shared.errors import CanceledError, CredentialsError, LocalPhotosError, MusError
+from ...shared.folders import refuse_a_file, writable_folder
+from ...shared.progress import LoggingProgress, Progress, warn
 from .cache_paths import image_folder_name
 from .estimate import FetchEstimate, estimate_fetch
 from .http import Http, image_decodes

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from ...shared.errors import CanceledError, CredentialsError, ServiceError, secret_redactor
+from ...shared.progress import Progress
 from ..deps import require
-from ..errors import CanceledError, CredentialsError, ServiceError, secret_redactor
-from ..progress import Progress
 
 _SECRET_PARAMS = re.compile(
     r"((?:key|signature|access_token|token|client_secret)=)[^&\s'\"]+", re.I

@@ -14,8 +14,8 @@ def fetch_imagery_job(params: dict, progress) -> dict:
     require("PIL", "numpy")
     from datetime import date
 
-    from ..imagery.fetch import FetchSettings, fetch_imagery
-    from ..imagery.sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
+    from .fetch import FetchSettings, fetch_imagery
+    from .sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
 
     with open(params["points"], encoding="utf-8") as handle:
         points = [FetchPoint(*row) for row in json.load(handle)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..sequences import zip_same_length
+from ...shared.sequences import zip_same_length
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import MusError
+from ...shared.errors import MusError
 
 
 @dataclass
@@ -218,7 +218,7 @@ def alignment_test(
     import shapely
     from shapely import affinity
 
-    from ..progress import check_canceled
+    from ...shared.progress import check_canceled
 
     if not (buffer_m > 0 and math.isfinite(buffer_m)):
         raise MusError(f"The buffer must be a positive number of metres, not {buffer_m}.")

@@ -19,7 +19,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
-from ..errors import MusError
+from ...shared.errors import MusError
 
 WEIGHT_KINDS = ("knn", "distance")
 HOTSPOT_NAMES = {
@@ -137,7 +137,7 @@ def label_clusters(
     """
     import numpy as np
 
-    from ..progress import check_canceled
+    from ...shared.progress import check_canceled
 
     if not 0 < alpha < 1:
         raise MusError(f"The significance level must be between 0 and 1, not {alpha}.")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import MusError, StudyAreaError
-from ..progress import check_canceled
+from ...shared.errors import MusError, StudyAreaError
+from ...shared.progress import check_canceled
 
 SHAPES = ("square", "hexagon")
 # More cells than a map can draw or a reader can use; a 1 m grid over a city is refused.

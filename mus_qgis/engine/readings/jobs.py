@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ...shared.errors import MusError
+from ...shared.progress import warn
 from ..clip.jobs import label_set_from_spec, model_and_view
 from ..deps import require
-from ..errors import MusError
 from ..jobs import job
-from ..progress import warn
 
 
 def _ranked_rows(ranked) -> list[dict]:
@@ -31,7 +31,7 @@ def _ranked_rows(ranked) -> list[dict]:
 
 def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress, mean=None):
     """Rank with the targets and groups that belong to this label set; say what was left out."""
-    from ..readings.ranking import rank_labels
+    from .ranking import rank_labels
 
     present = set(labels)
     wanted_targets = [t for t in targets if t in present]
@@ -47,8 +47,8 @@ def _check_targets_known(targets, groups, universes, progress, strict=True) -> N
     """A target or group found in no label set ranked is a typo: an error when nothing asked
     for is found anywhere (the ranking would mark nothing), else a warning naming each. Not
     ``strict`` (targets the user left at their suggested default): a warning only."""
-    from ..errors import LabelSetError
-    from ..readings.ranking import available_labels
+    from ...shared.errors import LabelSetError
+    from .ranking import available_labels
 
     everywhere = {label for _, labels in universes for label in labels}
     lost_targets = [t for t in targets if t not in everywhere and t not in groups]
@@ -74,7 +74,7 @@ def rank(params: dict, progress) -> dict:
     require("numpy")
     import numpy as np
 
-    from ..readings.ranking import parse_groups
+    from .ranking import parse_groups
 
     targets = list(params.get("targets") or [])
     groups = parse_groups(params.get("groups") or [])
@@ -142,7 +142,7 @@ def grid(params: dict, progress) -> dict:
     import numpy as np
     import shapely
 
-    from ..readings.grid import resample_to_grid
+    from .grid import resample_to_grid
 
     arrays = np.load(params["points"], allow_pickle=False)
     area = shapely.from_wkt(params["area_wkt"]) if params.get("area_wkt") else None
@@ -180,8 +180,8 @@ def grid(params: dict, progress) -> dict:
 def agreement_job(params: dict, progress) -> dict:
     """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
     require("numpy")
-    from ..clip.labels import builtin_label_set
-    from ..readings.agreement import agreement, land_use_code_problem
+    from ...shared.labels import builtin_label_set
+    from .agreement import agreement, land_use_code_problem
 
     with open(params["pairs"], encoding="utf-8") as handle:
         pairs = json.load(handle)
@@ -218,7 +218,7 @@ def clusters(params: dict, progress) -> dict:
     require("numpy", "libpysal", "esda")
     import numpy as np
 
-    from ..readings.clusters import label_clusters
+    from .clusters import label_clusters
 
     with np.load(params["features"], allow_pickle=False) as arrays:
         data = dict(arrays)
@@ -291,7 +291,7 @@ def boundaries(params: dict, progress) -> dict:
     import numpy as np
     import shapely
 
-    from ..readings.boundaries import alignment_test, label_boundaries, shares_from_points
+    from .boundaries import alignment_test, label_boundaries, shares_from_points
 
     with np.load(params["cells"], allow_pickle=False) as arrays:
         data = dict(arrays)
@@ -367,7 +367,7 @@ def periods(params: dict, progress) -> dict:
 
     from ..clip.classify import classify_locations
     from ..clip.embedding import Location
-    from ..readings.periods import correlate_with_reference, expected_periods, label_years
+    from .periods import correlate_with_reference, expected_periods, label_years
 
     label_set = label_set_from_spec(params["label_set"])
     years = label_years(label_set)  # a set without dates stops here, before the model loads

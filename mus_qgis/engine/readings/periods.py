@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import LabelSetError, MusError
+from ...shared.errors import LabelSetError, MusError
 
 YEAR_COLUMNS = (("year",), ("born", "died"), ("start", "end"))
 # A label with a birth year and no death year (a living architect) is dated to the middle of an

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import LabelSetError
+from ...shared.errors import LabelSetError
 
 
 @dataclass

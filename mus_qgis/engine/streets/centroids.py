@@ -26,8 +26,8 @@ import pandas as pd
 import pyproj
 import shapely
 
-from ..errors import CrsError, NoStreetsError, SettingError, StudyAreaError
-from ..progress import LoggingProgress, Progress, check_canceled
+from ...shared.errors import CrsError, NoStreetsError, SettingError, StudyAreaError
+from ...shared.progress import LoggingProgress, Progress, check_canceled
 from .osm_source import (
     REVERSE_OF_ONE_WAY,
     NetworkServices,

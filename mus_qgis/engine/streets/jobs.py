@@ -14,8 +14,8 @@ def sample_streets(params: dict, progress) -> dict:
     require("shapely", "osmnx", "geopandas", "pyogrio", "osmium")
     import shapely
 
-    from ..streets.centroids import StudyArea, sample_street_centroids
-    from ..streets.osm_source import NetworkServices
+    from .centroids import StudyArea, sample_street_centroids
+    from .osm_source import NetworkServices
 
     services = NetworkServices(**params["services"])
     polygon = shapely.from_wkt(params["polygon_wkt"]) if params.get("polygon_wkt") else None

@@ -24,8 +24,8 @@ import networkx as nx
 import osmnx as ox
 import requests
 
-from ..errors import DownloadError, OsmFileError, StudyAreaError
-from ..progress import LoggingProgress, Progress, warn
+from ...shared.errors import DownloadError, OsmFileError, StudyAreaError
+from ...shared.progress import LoggingProgress, Progress, warn
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry

@@ -15,9 +15,9 @@ import threading
 import time
 import traceback
 
-from ..errors import CanceledError, MusError, secret_redactor
-from ..resources import plugin_version
-from .protocol import DEFAULT_IDLE_TIMEOUT_S, PROTOCOL_VERSION, decode, encode
+from ...shared.errors import CanceledError, MusError, secret_redactor
+from ...shared.protocol import DEFAULT_IDLE_TIMEOUT_S, PROTOCOL_VERSION, decode, encode
+from ...shared.resources import plugin_version
 
 log = logging.getLogger("mus_qgis")
 

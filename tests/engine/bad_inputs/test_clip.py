@@ -26,13 +26,13 @@ from mus_qgis.engine.clip.classify import (
     store_key,
 )
 from mus_qgis.engine.clip.embedding import Location
-from mus_qgis.engine.clip.labels import builtin_label_set, read_label_file
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.store import EmbeddingStore
 from mus_qgis.engine.clip.views import decoded_photo
-from mus_qgis.engine.errors import EmbeddingStoreError, LabelSetError, MusError
 from mus_qgis.engine.imagery.panorama import ViewSetting
-from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.shared.errors import EmbeddingStoreError, LabelSetError, MusError
+from mus_qgis.shared.labels import builtin_label_set, read_label_file
+from mus_qgis.shared.progress import LoggingProgress
 from tests.conftest import AREZZO_PHOTOS, ENGINE_PYTHON, ROOT, TINY_MODEL_CONFIG
 from tests.engine.helpers import png_claiming
 
@@ -453,7 +453,7 @@ def test_a_read_only_folder_without_a_store_is_a_clear_error(shared_tmp):
     code = (
         "import sys\n"
         "from mus_qgis.engine.clip.store import EmbeddingStore\n"
-        "from mus_qgis.engine.errors import EmbeddingStoreError\n"
+        "from mus_qgis.shared.errors import EmbeddingStoreError\n"
         "try:\n"
         f"    EmbeddingStore.under({str(cache)!r}, 'model', 'views4')\n"
         "except EmbeddingStoreError as exc:\n"
@@ -696,7 +696,7 @@ def _safetensors(checkpoint: Path, path: Path) -> Path:
 )
 def test_a_checkpoint_file_that_is_not_one_says_what_it_is(tiny_checkpoint, tmp_path, make, says):
     from mus_qgis.engine.clip.models import ModelSpec
-    from mus_qgis.engine.errors import ModelError
+    from mus_qgis.shared.errors import ModelError
 
     path = make(tiny_checkpoint, tmp_path)
     with pytest.raises(ModelError) as raised:
@@ -708,7 +708,7 @@ def test_a_safetensors_file_named_bin_is_told_to_be_renamed_and_then_loads(
     tiny_checkpoint, tmp_path
 ):
     from mus_qgis.engine.clip.models import ModelSpec
-    from mus_qgis.engine.errors import ModelError
+    from mus_qgis.shared.errors import ModelError
 
     path = _safetensors(tiny_checkpoint, tmp_path / "open_clip_model.bin")
     with pytest.raises(ModelError) as raised:
@@ -728,7 +728,7 @@ def test_a_checkpoint_of_another_architecture_names_the_one_it_fits(tiny_checkpo
     import open_clip
 
     from mus_qgis.engine.clip.models import ModelSpec
-    from mus_qgis.engine.errors import ModelError
+    from mus_qgis.shared.errors import ModelError
 
     open_clip.add_model_config(TINY_MODEL_CONFIG)  # mus-tiny-vit, known as a user's config is
     wide = tmp_path / "mus-tiny-wide.json"
@@ -762,7 +762,7 @@ def test_a_checkpoint_that_fits_no_known_model_says_so(tmp_path):
     from open_clip.model import CLIP
 
     from mus_qgis.engine.clip.models import ModelSpec
-    from mus_qgis.engine.errors import ModelError
+    from mus_qgis.shared.errors import ModelError
 
     config = json.loads(TINY_MODEL_CONFIG.read_text(encoding="utf-8"))
     config["vision_cfg"]["layers"] = 3  # an architecture of its own, registered nowhere

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.errors import CanceledError, CredentialsError, MusError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.http import Http, RetryPolicy
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
-from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.worker.server import _error_message, job_secret_redactor
+from mus_qgis.shared.errors import CanceledError, CredentialsError, MusError
+from mus_qgis.shared.progress import LoggingProgress
 from tests.engine.helpers import http_for, points_on, run
 from tests.fakes.imagery_services import GOOD_TOKEN, FakeImageryServices, grid_images
 from tests.folders import read_only

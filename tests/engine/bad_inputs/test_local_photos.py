@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mus_qgis.engine.errors import LocalPhotosError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.sources.base import FetchPoint
 from mus_qgis.engine.imagery.sources.local_photos import gps_position
-from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.shared.errors import LocalPhotosError
+from mus_qgis.shared.progress import LoggingProgress
 from tests.conftest import AREZZO_PHOTOS, PANORAMAS
 
 EMPTY = "empty file (0 bytes)"

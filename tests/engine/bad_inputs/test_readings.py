@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import shapely
 
-from mus_qgis.engine.errors import CanceledError, LabelSetError, MusError, StudyAreaError
 from mus_qgis.engine.jobs import registered
-from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.readings.agreement import agreement, land_use_code_problem
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.engine.readings.ranking import rank_labels
+from mus_qgis.shared.errors import CanceledError, LabelSetError, MusError, StudyAreaError
+from mus_qgis.shared.progress import LoggingProgress
 
 JOBS = registered()
 

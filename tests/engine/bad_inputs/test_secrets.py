@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mus_qgis.engine.errors import CredentialsError
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.sources.base import Credentials, ViewPlan
-from mus_qgis.engine.progress import LoggingProgress
+from mus_qgis.shared.errors import CredentialsError
+from mus_qgis.shared.progress import LoggingProgress
 from tests.engine.helpers import http_for, points_on
 from tests.fakes.imagery_services import GOOD_KEY, GOOD_TOKEN, FakeImageryServices, grid_images
 

@@ -15,7 +15,7 @@ from tests.folders import read_only
 
 def setup_command(*arguments) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mus_qgis.engine", "setup", *arguments],
+        [sys.executable, "-m", "mus_qgis.bridge", "setup", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,

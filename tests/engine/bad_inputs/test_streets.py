@@ -16,9 +16,9 @@ import pytest
 import shapely
 from shapely.geometry import box
 
-from mus_qgis.engine.errors import CrsError, OsmFileError, SettingError, StudyAreaError
-from mus_qgis.engine.progress import LoggingProgress
 from mus_qgis.engine.streets.centroids import StudyArea, sample_street_centroids
+from mus_qgis.shared.errors import CrsError, OsmFileError, SettingError, StudyAreaError
+from mus_qgis.shared.progress import LoggingProgress
 from tests.conftest import ROME_OSM, SHARED_DATA, osm_xml
 
 # A residential street of three nodes ~100 m apart along latitude 45, and a square piazza north of
@@ -299,7 +299,7 @@ def test_unicode_and_spaces_in_the_path_work(tmp_path):
 
 
 def test_a_study_area_polygon_far_from_the_files_streets(tmp_path):
-    from mus_qgis.engine.errors import NoStreetsError
+    from mus_qgis.shared.errors import NoStreetsError
 
     elsewhere = box(12.0, 41.0, 12.01, 41.01)
     with pytest.raises(NoStreetsError, match=r"no streets of the classes .*choose other"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from ...sequences import zip_same_length
+from ....shared.sequences import zip_same_length
 from ..http import Http
 
 JPEG_BYTES_PER_PIXEL = 0.15
@@ -116,14 +116,14 @@ class ImagerySource:
         self.location = location  # a folder or CSV, for sources that read local files
         address = urlsplit(self.url)
         if self.remote and (address.scheme not in ("http", "https") or not address.hostname):
-            from ...errors import MusError
+            from ....shared.errors import MusError
 
             raise MusError(
                 f"The service URL {self.url!r} is not a web address: it starts with https:// "
                 "(or http://) and names a host; leave it empty for the service's own."
             )
         if check_key and self.needs_key and not self.credentials.key:
-            from ...errors import CredentialsError
+            from ....shared.errors import CredentialsError
 
             raise CredentialsError(
                 f"{self.title} needs a key or token: set one in the authentication configuration."
@@ -158,7 +158,7 @@ class ImagerySource:
     ) -> tuple[list[Path], list[float]]:
         """Download one image file and save it as planned (whole, or cut into views). For key-less
         downloads only: a CDN or an instance may send the request on to another host."""
-        from ...errors import ServiceError
+        from ....shared.errors import ServiceError
 
         paths, headings = self.planned_files(candidate, point, plan, folder)
         if all(path.exists() for path in paths):
@@ -257,7 +257,7 @@ def cut_views(image_bytes: bytes, candidate: Candidate, headings: list[float], p
 def require_image(data: bytes, content_type: str = "") -> None:
     """Stop a download whose answer is not a whole image (an empty body, an HTML page served as
     the image, a truncated file, a decompression bomb) before anything is written."""
-    from ...errors import ServiceError
+    from ....shared.errors import ServiceError
     from ..http import image_decodes
 
     if not data:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from ...errors import LocalPhotosError
-from ...progress import LoggingProgress, warn
+from ....shared.errors import LocalPhotosError
+from ....shared.progress import LoggingProgress, warn
 from ..http import DECODE_DAMAGED, DECODE_MISSING, DECODE_TOO_LARGE, decode_problem
 from ..panorama import is_equirectangular, xmp_heading
 from .base import Candidate, DateWindow, FetchPoint, ImagerySource, ViewPlan, distance_m

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import ServiceError
+from ....shared.errors import ServiceError
 from .base import (
     Candidate,
     DateWindow,

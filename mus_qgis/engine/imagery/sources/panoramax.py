@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ...errors import ServiceError
+from ....shared.errors import ServiceError
 from .base import (
     JPEG_BYTES_PER_PIXEL,
     Candidate,

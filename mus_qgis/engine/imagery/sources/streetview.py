@@ -15,7 +15,7 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from ...errors import CredentialsError, ServiceError
+from ....shared.errors import CredentialsError, ServiceError
 from ..http import write_atomic
 from .base import (
     JPEG_BYTES_PER_PIXEL,

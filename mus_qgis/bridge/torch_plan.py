@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..resources import resource_path
+from ..shared.resources import resource_path
 from .client import process_options
 from .machine import Machine
 from .setup_commands import SetupError

@@ -7,6 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
+# What the engine's environment installs: read by its set-up (the bridge) and by the engine.
+ENGINE_REQUIREMENTS = PLUGIN_DIR / "engine" / "requirements.txt"
 
 
 def _first_existing(name: str) -> Path:

@@ -42,8 +42,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..deps import REQUIREMENTS
-from ..folders import folder_size
+from ..shared.folders import folder_size
+from ..shared.resources import ENGINE_REQUIREMENTS
 from . import client
 from .client import NullProgress, engine_command, worker_environment
 from .machine import (
@@ -137,7 +137,7 @@ def megabytes(count: int) -> str:
 # -- requirements ------------------------------------------------------------------------------
 def requirement_lines(extra: list[str] | tuple = ()) -> list[str]:
     lines = []
-    for path in [REQUIREMENTS, *extra]:
+    for path in [ENGINE_REQUIREMENTS, *extra]:
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             spec = line.split("#", 1)[0].strip()
             if spec and not spec.startswith("-"):
@@ -324,8 +324,8 @@ def setup(
     folders that running workers use, left in place. ``machine``: this one unless a test
     simulates another.
     """
-    from ..errors import MusError
-    from ..folders import writable_folder
+    from ..shared.errors import MusError
+    from ..shared.folders import writable_folder
 
     wheels = options.wheel_folder
     if wheels and not is_url(wheels) and not Path(wheels).expanduser().is_dir():
@@ -487,7 +487,7 @@ def _build_with_uv(root, env_dir, options, plan, progress, machine) -> dict:
         create.append("--seed")  # pip inside, for anyone who adds a package by hand later
     run_command(create, progress, "Creating the virtual environment", env=env)
     python = env_python(env_dir, machine)
-    requirements = [str(REQUIREMENTS), *map(str, options.extra_requirements)]
+    requirements = [str(ENGINE_REQUIREMENTS), *map(str, options.extra_requirements)]
     sources = uv_sources(options, plan)
     progress.info("Resolving the engine's packages")
     lock, pins = resolve(uv, python, requirements, sources, env_dir, progress, env)

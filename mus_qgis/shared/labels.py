@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import LabelSetError
-from ..resources import resource_path
+from .errors import LabelSetError
+from .resources import resource_path
 
 PLACEHOLDER = "{label}"
 DEFAULT_TEMPLATES = ("a panoramic street image of {label}",)

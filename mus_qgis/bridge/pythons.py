@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..progress import warn
+from ..shared.progress import warn
 from .client import process_options, worker_environment
 from .machine import Machine, executable_name, this_machine
 from .setup_commands import SetupCanceledError, SetupError, run_command

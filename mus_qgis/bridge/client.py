@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from .protocol import DEFAULT_IDLE_TIMEOUT_S, PROTOCOL_VERSION, decode, encode
+from ..shared.protocol import DEFAULT_IDLE_TIMEOUT_S, PROTOCOL_VERSION, decode, encode
 
 # Decided once; the tests run the Windows branches on Linux by setting it to False.
 POSIX = not sys.platform.startswith("win")

@@ -26,7 +26,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..resources import resource_path
+from ..shared.resources import resource_path
 from .machine import Machine, executable_name
 from .setup_commands import CANCELED, SetupCanceledError, SetupError, run_command
 
