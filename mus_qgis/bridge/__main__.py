@@ -32,7 +32,8 @@ def cmd_setup(args) -> int:
         wheel_folder=args.wheel_folder,
         offline=args.offline,
         force=args.force,
-        extra_requirements=args.extra_requirements or [],
+        # Relative to where the command was typed: the set-up runs its tools elsewhere.
+        extra_requirements=[str(Path(f).resolve()) for f in args.extra_requirements or []],
         index_url=args.index_url,
         cache_dir=str(args.cache_dir or default_cache_dir()),
         plan_only=args.plan,

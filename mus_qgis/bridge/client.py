@@ -30,7 +30,7 @@ POSIX = not sys.platform.startswith("win")
 # engine process started from QGIS (a GUI program) would otherwise open a console window.
 CREATE_NO_WINDOW = 0x08000000
 # The folder that holds the mus_qgis package: the worker imports the same engine code as QGIS.
-PLUGIN_PARENT = Path(__file__).resolve().parents[3]
+PLUGIN_PARENT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120.0
 # After a cancel the worker has this long to stop on its own before it is killed.
 CANCEL_GRACE_S = 3.0

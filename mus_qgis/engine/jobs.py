@@ -10,6 +10,7 @@ name up in ``registered()``. Heavy packages are imported inside the jobs, so a w
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 
@@ -27,14 +28,25 @@ JOB_MODULES = (
 )
 
 
-def job(name: str):
-    """Register a function as the job ``name``."""
+def job(name: str, params: type | None = None, result: type | None = None):
+    """Register a function as the job ``name``. With ``params`` and ``result`` (``shared.schemas``
+    classes) the function takes the parameters as that dataclass and returns that dataclass; the
+    worker still sends and receives plain JSON."""
 
     def register(function):
         known = JOBS.get(name)
         if known is not None and known.__qualname__ != function.__qualname__:
             raise RuntimeError(f"Two jobs are named {name!r}: {known} and {function}")
-        JOBS[name] = function
+        run = function
+        if params is not None or result is not None:
+
+            @functools.wraps(function)
+            def run(raw: dict, progress) -> dict:
+                answer = function(params.from_dict(raw) if params else raw, progress)
+                return answer.to_dict() if result is not None else answer
+
+        run.params, run.result = params, result
+        JOBS[name] = run
         return function
 
     return register

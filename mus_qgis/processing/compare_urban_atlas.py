@@ -26,6 +26,7 @@ from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
 from ..engine.reports import report_start
+from ..shared.schemas import AgreementParams, AgreementResult
 from .base import MusAlgorithm, find_field, legend_text, style_on_load
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
@@ -200,7 +201,8 @@ class CompareUrbanAtlas(MusAlgorithm):
         pairs = job_file(".json")
         with open(pairs, "w", encoding="utf-8") as handle:
             json.dump({"reference": truths, "predicted": guesses}, handle)
-        result = _agreement(run_job("agreement", {"pairs": pairs}, feedback))
+        answer = run_job("agreement", AgreementParams(pairs).to_dict(), feedback)
+        result = AgreementResult.from_dict(answer)
         # An empty comparison never gets here: the agreement job refuses it, with the reason.
         feedback.pushInfo(
             f"{result.total} points compared: overall accuracy "
@@ -267,25 +269,6 @@ class CompareUrbanAtlas(MusAlgorithm):
         return dest_id
 
 
-def _agreement(answer: dict):
-    """The engine's agreement answer with its tables as arrays, as the report reads them."""
-    import numpy as np
-
-    from ..engine.readings.agreement import Agreement
-
-    size = len(answer["classes"])
-    return Agreement(
-        answer["classes"],
-        np.asarray(answer["matrix"], dtype=np.int64).reshape(size, size),
-        answer["overall_accuracy"],
-        answer["kappa"],
-        np.asarray(answer["precision"], dtype=float),
-        np.asarray(answer["recall"], dtype=float),
-        np.asarray(answer["f1"], dtype=float),
-        np.asarray(answer["support"], dtype=np.int64),
-    )
-
-
 def _code(value) -> str:
     if value is None or str(value) in ("", "NULL"):
         return ""
@@ -339,7 +322,7 @@ def _report_html(result, legend, runs: list[dict]) -> str:
     parts.append("</tr>")
     for i, code in enumerate(result.classes):
         cells = "".join(
-            f"<td class='{'d' if i == j else ''}'>{result.matrix[i, j]}</td>"
+            f"<td class='{'d' if i == j else ''}'>{result.matrix[i][j]}</td>"
             for j in range(len(result.classes))
         )
         parts.append(f"<tr><td class='l'>{name(code)}</td>{cells}</tr>")

@@ -41,7 +41,6 @@ ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.clip.view_scores",
     "mus_qgis.engine.dreams.pipeline",
     "mus_qgis.engine.imagery.sources",
-    "mus_qgis.engine.readings.agreement",
     "mus_qgis.engine.readings.clusters",
     "mus_qgis.engine.readings.grid",
     "mus_qgis.engine.readings.periods",
@@ -245,3 +244,11 @@ def test_only_the_domains_declare_jobs():
         if re.search(r"^@job\(", path.read_text("utf-8"), re.MULTILINE)
     }
     assert declares == declaring
+
+
+def test_the_worker_imports_the_same_plugin_as_qgis():
+    """The worker is started with the folder above ``mus_qgis`` on its path (moving the client
+    to another depth once pointed it one folder too high, and every worker failed to start)."""
+    from mus_qgis.bridge import client
+
+    assert (client.PLUGIN_PARENT / "mus_qgis" / "__init__.py").resolve() == (PLUGIN / "__init__.py")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ...shared.errors import MusError
 from ...shared.progress import warn
+from ...shared.schemas import AgreementParams, AgreementResult
 from ..clip.jobs import label_set_from_spec, model_and_view
 from ..deps import require
 from ..jobs import job
@@ -176,14 +177,14 @@ def grid(params: dict, progress) -> dict:
     return {"output": params["output"], "cells": len(result.label)}
 
 
-@job("agreement")
-def agreement_job(params: dict, progress) -> dict:
+@job("agreement", params=AgreementParams, result=AgreementResult)
+def agreement_job(params: AgreementParams, progress) -> AgreementResult:
     """Agreement of predicted codes with reference codes (confusion matrix, accuracy, kappa)."""
     require("numpy")
     from ...shared.labels import builtin_label_set
     from .agreement import agreement, land_use_code_problem
 
-    with open(params["pairs"], encoding="utf-8") as handle:
+    with open(params.pairs, encoding="utf-8") as handle:
         pairs = json.load(handle)
     known = {str(code) for code in pairs["reference"]}
     for legend in ("urban_atlas_2018", "corine_land_cover"):
@@ -193,18 +194,17 @@ def agreement_job(params: dict, progress) -> dict:
         raise MusError(error)
     if warning:
         warn(progress, warning)
-    result = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
-    return {
-        "classes": list(result.classes),
-        "matrix": [[int(v) for v in row] for row in result.matrix],
-        "overall_accuracy": float(result.overall_accuracy),
-        "kappa": float(result.kappa),
-        "precision": [float(v) for v in result.precision],
-        "recall": [float(v) for v in result.recall],
-        "f1": [float(v) for v in result.f1],
-        "support": [int(v) for v in result.support],
-        "total": int(result.total),
-    }
+    found = agreement(pairs["reference"], pairs["predicted"], pairs.get("classes"))
+    return AgreementResult(
+        classes=list(found.classes),
+        matrix=found.matrix.tolist(),
+        overall_accuracy=float(found.overall_accuracy),
+        kappa=float(found.kappa),
+        precision=found.precision.tolist(),
+        recall=found.recall.tolist(),
+        f1=found.f1.tolist(),
+        support=found.support.tolist(),
+    )
 
 
 def _float(value: float):
