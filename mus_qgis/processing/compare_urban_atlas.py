@@ -25,7 +25,7 @@ from qgis.core import (
 from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
-from ..engine.reports import report_start
+from ..shared.reports import report_start
 from ..shared.schemas import AgreementParams, AgreementResult
 from .base import MusAlgorithm, find_field, legend_text, style_on_load
 

@@ -53,9 +53,9 @@ from ..bridge.qgis_enums import (
     LEGEND_TITLE,
     NO_GEOMETRY_REQUEST,
 )
-from ..engine.reports import model_words
 from ..shared.errors import LabelSetError
 from ..shared.labels import builtin_label_set, generated_palette
+from ..shared.reports import model_words
 from .base import dot_symbol
 from .classify_clip import NO_LABEL_COLOUR, style_classified_layer
 from .rank_labels import set_title

@@ -32,7 +32,7 @@ from ..bridge.qgis_enums import (
     WKB_NO_GEOMETRY,
     make_field,
 )
-from ..engine.reports import report_start
+from ..shared.reports import report_start
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, metric_crs, style_on_load
 

@@ -20,8 +20,8 @@ from qgis.core import (
 from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
-from ..engine.reports import report_start
 from ..shared.labels import builtin_label_sets
+from ..shared.reports import report_start
 from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
 

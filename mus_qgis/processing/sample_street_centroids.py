@@ -34,8 +34,8 @@ from ..bridge.qgis_enums import (
     WKB_POINT,
     make_field,
 )
-from ..engine.streets.street_classes import MAX_MERGE_DISTANCE_M, street_classes
 from ..shared.resources import plugin_version, resource_path
+from ..shared.street_classes import MAX_MERGE_DISTANCE_M, street_classes
 from .base import LOG_TAG, MusAlgorithm, project_in_place, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")

@@ -45,8 +45,8 @@ ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.readings.grid",
     "mus_qgis.engine.readings.periods",
     "mus_qgis.engine.readings.ranking",
-    "mus_qgis.engine.reports",
-    "mus_qgis.engine.streets.street_classes",
+    "mus_qgis.shared.reports",
+    "mus_qgis.shared.street_classes",
 }
 
 

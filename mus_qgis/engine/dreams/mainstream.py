@@ -17,12 +17,12 @@ from ...shared.errors import LabelSetError, SettingError
 from ...shared.labels import PLACEHOLDER as LABEL_PLACEHOLDER
 from ...shared.labels import Label, LabelSet
 from ...shared.progress import LoggingProgress, Progress, check_canceled
+from ...shared.reports import report_start
 from ...shared.resources import plugin_version
 from ..clip.classify import classify_locations
 from ..clip.embedding import Location
 from ..clip.models import ModelSpec
 from ..imagery.panorama import ViewSetting
-from ..reports import report_start
 from .generate import DreamSettings, derived_seed, dream_key, open_maker
 from .pipeline import DreamModelSpec
 

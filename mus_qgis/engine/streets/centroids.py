@@ -28,6 +28,7 @@ import shapely
 
 from ...shared.errors import CrsError, NoStreetsError, SettingError, StudyAreaError
 from ...shared.progress import LoggingProgress, Progress, check_canceled
+from ...shared.street_classes import MAX_MERGE_DISTANCE_M, reference_study_classes
 from .osm_source import (
     REVERSE_OF_ONE_WAY,
     NetworkServices,
@@ -35,7 +36,6 @@ from .osm_source import (
     graph_from_osm_file,
     graph_from_overpass,
 )
-from .street_classes import MAX_MERGE_DISTANCE_M, reference_study_classes
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry

@@ -6,7 +6,7 @@ import csv
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ...shared.resources import resource_path
+from .resources import resource_path
 
 # The largest merge distance sampling takes (here, free of heavy imports, for the QGIS parameter
 # too): beyond it a city keeps a handful of points, so a larger value is a slip of the unit.
