@@ -11,7 +11,7 @@ from qgis.core import NULL, QgsFeatureRequest
 
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import NO_GEOMETRY_REQUEST
-from ..engine.clip.embedding import parse_image_paths
+from ..shared.image_paths import parse_image_paths
 
 # Where each imagery source shows an image by its id (the fetch algorithm's source and image_id).
 IMAGE_PAGES = {

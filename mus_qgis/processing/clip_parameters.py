@@ -18,7 +18,7 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
 )
-from ..engine.clip.models import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from ..shared.labels import builtin_label_sets
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
@@ -143,7 +143,7 @@ class ClipParameters:
     def locations(self, source, parameters, context):
         """Each feature's (image paths, bearing, heading), as the engine reads locations, and
         the features in the same order."""
-        from ..engine.clip.embedding import parse_image_paths
+        from ..shared.image_paths import parse_image_paths
 
         path_index = self.field_index(
             source, parameters, self.IMAGE_FIELD, context, what="image paths", required=True

@@ -23,7 +23,7 @@ from ..bridge.qgis_enums import (
     NUMBER_INTEGER,
     VECTOR_POINT,
 )
-from ..engine.dreams.pipeline import DEFAULT_DREAM_MODEL
+from ..shared.defaults import DEFAULT_DREAM_MODEL
 from .classify_clip import html_safe_json
 
 

@@ -443,7 +443,7 @@ class FetchPanoramas(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        from ..engine.clip.embedding import PATH_SEPARATOR
+        from ..shared.image_paths import PATH_SEPARATOR
 
         for feature in features:
             outcome = by_key.get(feature.id())

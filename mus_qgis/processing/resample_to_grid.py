@@ -36,7 +36,7 @@ from ..bridge.qgis_enums import (
     WKB_POLYGON,
     make_field,
 )
-from ..engine.readings.grid import SHAPES
+from ..shared.defaults import GRID_SHAPES as SHAPES
 from ..shared.labels import builtin_label_sets
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load

@@ -28,7 +28,7 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     VECTOR_POINT,
 )
-from ..engine.clip.models import DEVICES
+from ..shared.defaults import DEVICES
 from .base import MusAlgorithm, style_on_load
 from .classify_clip import (
     _number,

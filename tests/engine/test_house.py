@@ -36,13 +36,9 @@ QGIS_SIDE = ("mus_qgis.plugin", "mus_qgis.processing", "mus_qgis.inspector", "mu
 # ``shared`` one by one; the list may shrink, never grow.
 ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.clip.classify",
-    "mus_qgis.engine.clip.embedding",
-    "mus_qgis.engine.clip.models",
     "mus_qgis.engine.clip.view_scores",
-    "mus_qgis.engine.dreams.pipeline",
     "mus_qgis.engine.imagery.sources",
     "mus_qgis.engine.readings.clusters",
-    "mus_qgis.engine.readings.grid",
     "mus_qgis.engine.readings.periods",
     "mus_qgis.engine.readings.ranking",
     "mus_qgis.shared.reports",

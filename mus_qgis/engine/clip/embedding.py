@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ...shared.errors import CanceledError
+from ...shared.image_paths import PATH_SEPARATOR, parse_image_paths  # noqa: F401  (the engine's readers import them from here)
 from ...shared.progress import LoggingProgress, Progress
 from ..imagery.panorama import ViewSetting
 from .views import embedding_key, prepare_image
@@ -53,25 +54,6 @@ class ImageTask:
     key: str = ""
     status: str = "pending"
     stored_key: str = ""  # the key the store gave it, kept when a damaged vector is redone
-
-
-PATH_SEPARATOR = ";"
-
-
-def parse_image_paths(value, base_folder: str | None = None) -> tuple[str, ...]:
-    """The image paths in a field value: one path, or several joined by ``;``.
-
-    Relative paths are taken relative to ``base_folder`` when one is given.
-    """
-    if value is None:
-        return ()
-    text = str(value).strip()
-    if not text or text.upper() == "NULL":
-        return ()
-    paths = [part.strip() for part in text.split(PATH_SEPARATOR) if part.strip()]
-    if base_folder:
-        paths = [p if os.path.isabs(p) else os.path.join(base_folder, p) for p in paths]
-    return tuple(paths)
 
 
 def default_workers() -> int:

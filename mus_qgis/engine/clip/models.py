@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ...shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
 from ...shared.errors import ModelError
 from ..deps import require
 
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 _KEEP_MODELS = 2
 _UNTRAINED_SEED = 0
 

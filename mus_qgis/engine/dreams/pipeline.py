@@ -15,11 +15,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...shared.defaults import DEFAULT_DREAM_MODEL
 from ...shared.errors import ModelError
 from ..deps import require
 
 # A distilled one-step model: one step at 512×512, a few seconds a dream on a CPU (README: licence).
-DEFAULT_DREAM_MODEL = "stabilityai/sd-turbo"
 _KEEP = 2
 _loaded: OrderedDict = OrderedDict()
 _lock = threading.Lock()

@@ -19,10 +19,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...shared.defaults import GRID_SHAPES
 from ...shared.errors import MusError, StudyAreaError
 from ...shared.progress import check_canceled
 
-SHAPES = ("square", "hexagon")
+SHAPES = GRID_SHAPES
 # More cells than a map can draw or a reader can use; a 1 m grid over a city is refused.
 MAX_CELLS = 1_000_000
 # Empty cells filled per step: bounds the memory of the nearest-cell search and lets a cancel
