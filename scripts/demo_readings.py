@@ -67,8 +67,7 @@ def print_readings(results: dict, out: Path, random_weights: bool) -> None:
     """What each reading found, what it means and what it does not."""
     import csv
 
-    from mus_qgis.engine.readings.periods import label_years
-    from mus_qgis.shared.labels import builtin_label_set
+    from mus_qgis.shared.labels import builtin_label_set, label_years
 
     with (out / "label_clusters.csv").open(encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["test"] == "join count"]

@@ -308,7 +308,8 @@ def cmd_score(args) -> int:
 
 def cmd_rank(args) -> int:
     """Rank every label over all stored embeddings, with exact mean probabilities."""
-    from .readings.ranking import parse_groups, rank_labels
+    from ..shared.labels import parse_groups
+    from .readings.ranking import rank_labels
 
     label_set = _label_set(args)
     groups = parse_groups(args.group or [])

@@ -144,7 +144,7 @@ class LabelPeriods(ClassifyClip):
         self.require_engine()
         import numpy as np
 
-        from ..engine.readings.periods import label_years
+        from ..shared.labels import label_years
 
         source = self.required_source(parameters, self.INPUT, context)
         try:

@@ -141,8 +141,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
             )
         targets_text = self.parameterAsString(parameters, self.TARGETS, context)
         targets = [t.strip() for t in targets_text.split(",") if t.strip()]
-        from ..engine.readings.ranking import parse_groups
         from ..shared.errors import MusError
+        from ..shared.labels import parse_groups
 
         group_lines = self.parameterAsString(parameters, self.GROUPS, context).splitlines()
         try:

@@ -12,6 +12,7 @@ import colorsys
 import csv
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -283,3 +284,53 @@ def _csv_labels(text: str) -> list[tuple[int, Label]]:
             )
         )
     return labels
+
+
+# -- a label set's years (the periods' reading) and groups (the ranking's) -------------------
+YEAR_COLUMNS = (("year",), ("born", "died"), ("start", "end"))
+# A label with a birth year and no death year (a living architect) is dated to the middle of an
+# 80-year life: born + 40.
+HALF_LIFE_YEARS = 40
+
+
+def year_of(value) -> float:
+    try:
+        return float(value) if value not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def label_years(label_set) -> list[float]:
+    """Each label's year (NaN where the set gives none); a set with no year is refused."""
+    years = []
+    for label in label_set.labels:
+        year = math.nan
+        for columns in YEAR_COLUMNS:
+            values = [year_of(label.extra.get(column)) for column in columns]
+            if all(not math.isnan(v) for v in values):
+                year = sum(values) / len(values)
+                break
+        born = year_of(label.extra.get("born"))
+        if math.isnan(year) and not math.isnan(born):
+            year = born + HALF_LIFE_YEARS
+        years.append(year)
+    if all(math.isnan(y) for y in years):
+        raise LabelSetError(
+            f"The label set {label_set.title or label_set.name!r} has no dates: give a set with a "
+            "'year' column, or 'born' and 'died', or 'start' and 'end' (e.g. the Italian "
+            "architects)."
+        )
+    return years
+
+
+def parse_groups(lines: Iterable[str]) -> dict[str, list[str]]:
+    """Groups written one a line as ``name = label; label`` (blank lines skipped)."""
+    groups = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        if "=" not in line:
+            raise LabelSetError(f"Write each group as 'name = label; label', not {line.strip()!r}.")
+        name, members = line.split("=", 1)
+        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
+    return groups

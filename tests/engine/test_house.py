@@ -39,8 +39,6 @@ ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.clip.view_scores",
     "mus_qgis.engine.imagery.sources",
     "mus_qgis.engine.readings.clusters",
-    "mus_qgis.engine.readings.periods",
-    "mus_qgis.engine.readings.ranking",
     "mus_qgis.shared.reports",
     "mus_qgis.shared.street_classes",
 }

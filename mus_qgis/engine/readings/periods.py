@@ -20,12 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ...shared.errors import LabelSetError, MusError
-
-YEAR_COLUMNS = (("year",), ("born", "died"), ("start", "end"))
-# A label with a birth year and no death year (a living architect) is dated to the middle of an
-# 80-year life: born + 40.
-HALF_LIFE_YEARS = 40
+from ...shared.errors import MusError
+from ...shared.labels import label_years, year_of  # noqa: F401  (the readings' own name for them)
 
 
 @dataclass
@@ -36,36 +32,6 @@ class Correlation:
     permutations: int
     nearest_year: object  # float N, NaN where no reference within reach
     distance_m: object  # float N
-
-
-def label_years(label_set) -> list[float]:
-    """Each label's year (NaN where the set gives none); a set with no year is refused."""
-    years = []
-    for label in label_set.labels:
-        year = math.nan
-        for columns in YEAR_COLUMNS:
-            values = [_year(label.extra.get(column)) for column in columns]
-            if all(not math.isnan(v) for v in values):
-                year = sum(values) / len(values)
-                break
-        born = _year(label.extra.get("born"))
-        if math.isnan(year) and not math.isnan(born):
-            year = born + HALF_LIFE_YEARS
-        years.append(year)
-    if all(math.isnan(y) for y in years):
-        raise LabelSetError(
-            f"The label set {label_set.title or label_set.name!r} has no dates: give a set with a "
-            "'year' column, or 'born' and 'died', or 'start' and 'end' (e.g. the Italian "
-            "architects)."
-        )
-    return years
-
-
-def _year(value) -> float:
-    try:
-        return float(value) if value not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
 
 
 def expected_periods(probabilities, years):

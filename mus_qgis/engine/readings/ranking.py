@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...shared.errors import LabelSetError
+from ...shared.labels import parse_groups  # noqa: F401  (the ranking's own name for it)
 
 
 @dataclass
@@ -118,16 +119,3 @@ def available_labels(labels: Sequence[str], groups: dict | None = None, shown: i
     if groups:
         sentence += f" The groups are: {', '.join(groups)}."
     return sentence
-
-
-def parse_groups(lines: Iterable[str]) -> dict[str, list[str]]:
-    """Groups written one a line as ``name = label; label`` (blank lines skipped)."""
-    groups = {}
-    for line in lines:
-        if not line.strip():
-            continue
-        if "=" not in line:
-            raise LabelSetError(f"Write each group as 'name = label; label', not {line.strip()!r}.")
-        name, members = line.split("=", 1)
-        groups[name.strip()] = [m.strip() for m in members.split(";") if m.strip()]
-    return groups
