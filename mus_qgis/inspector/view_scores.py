@@ -13,8 +13,6 @@ from qgis.core import QgsApplication, QgsTask
 
 from ..bridge.engine import job_file, plugin_cache_dir, run_job
 from ..bridge.layer_settings import classification_settings
-from ..engine.clip.classify import store_key
-from ..engine.clip.view_scores import view_setting_from_key
 from ..shared.errors import MusError
 from ..shared.labels import builtin_label_set
 from ..shared.sequences import zip_same_length
@@ -40,7 +38,6 @@ def view_scores_job(layer) -> dict:
     logit_scale = logit_scale_of(layer, settings)
     if logit_scale is None:
         raise MusError("The layer holds no scores to read the model's logit scale from.")
-    setting = view_setting_from_key(settings.get("views", ""))
     fids, rows = [], []
     for feature in layer.getFeatures():  # one pass over the layer, not one query a point
         point = point_of(feature, settings)
@@ -55,7 +52,8 @@ def view_scores_job(layer) -> dict:
             "locations": locations,
             "label_set": {"builtin": name, "templates": settings.get("templates") or None},
             "model_identity": settings["model_identity"],
-            "store": store_key(setting, settings.get("jpeg_draft_decode", True)),
+            "views": settings.get("views", ""),
+            "fast_decode": bool(settings.get("jpeg_draft_decode", True)),
             "cache_dir": settings.get("cache_folder") or str(plugin_cache_dir()),
             "logit_scale": logit_scale,
             "top_k": int(settings.get("top_k") or 3),

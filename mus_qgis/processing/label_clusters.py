@@ -321,8 +321,6 @@ class LabelClusters(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, name))
-        from ..engine.readings.clusters import hotspot_name
-
         for row, feature in enumerate(features):
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
@@ -333,7 +331,7 @@ class LabelClusters(MusAlgorithm):
                 _number(local["local_p"][row]),
                 _number(local["local_i"][row]),
                 _number(local["local_i_p"][row]),
-                hotspot_name(local["quadrant"][row], bool(local["hotspot"][row]))
+                str(local["hotspot_name"][row])
                 if _number(local["local_i"][row]) is not None
                 else None,
             ]

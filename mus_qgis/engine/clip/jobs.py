@@ -128,17 +128,20 @@ def train_probe_job(params: dict, progress) -> dict:
 def view_scores_job(params: dict, progress) -> dict:
     """Each view's top labels and the pooled ones, from the stores a classification filled."""
     require("numpy")
+    from .classify import store_key
     from .embedding import Location
-    from .view_scores import score_views
+    from .view_scores import score_views, view_setting_from_key
 
     with open(params["locations"], encoding="utf-8") as handle:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
+    # The run settings' view setting and decode name the store the classification filled.
+    store = store_key(view_setting_from_key(params["views"]), params.get("fast_decode", True))
     readings = score_views(
         locations,
         label_set_from_spec(params["label_set"]),
         params["model_identity"],
-        params["store"],
+        store,
         params["cache_dir"],
         float(params["logit_scale"]),
         int(params.get("top_k", 3)),

@@ -218,7 +218,8 @@ def clusters(params: dict, progress) -> dict:
     require("numpy", "libpysal", "esda")
     import numpy as np
 
-    from .clusters import label_clusters
+    from ...shared.sequences import zip_same_length
+    from .clusters import hotspot_name, label_clusters
 
     with np.load(params["features"], allow_pickle=False) as arrays:
         data = dict(arrays)
@@ -237,6 +238,8 @@ def clusters(params: dict, progress) -> dict:
         progress=progress,
     )
     n = len(data["label"])
+    quadrant = result.quadrant if result.quadrant is not None else np.zeros(n, dtype=int)
+    hotspot = result.hotspot if result.hotspot is not None else np.zeros(n, dtype=bool)
     np.savez(
         params["output"],
         local_count=result.local_count,
@@ -244,8 +247,13 @@ def clusters(params: dict, progress) -> dict:
         in_cluster=result.in_cluster,
         local_i=result.local_i if result.local_i is not None else np.full(n, np.nan),
         local_i_p=result.local_i_p if result.local_i_p is not None else np.full(n, np.nan),
-        quadrant=result.quadrant if result.quadrant is not None else np.zeros(n, dtype=int),
-        hotspot=result.hotspot if result.hotspot is not None else np.zeros(n, dtype=bool),
+        quadrant=quadrant,
+        hotspot=hotspot,
+        # The words the layer shows ("high-high", …, "not significant"), named here, where the
+        # statistic is.
+        hotspot_name=np.asarray(
+            [hotspot_name(q, bool(h)) for q, h in zip_same_length(quadrant, hotspot)], dtype=str
+        ),
     )
     for note in result.notes:
         warn(progress, note)
