@@ -31,9 +31,9 @@ HEAVY |= {"diffusers", "transformers", "numpy", "pandas", "scipy", "sklearn", "e
 HEAVY |= {"PIL", "pyarrow", "ray", "requests"}
 QT = {"qgis", "PyQt5", "PyQt6", "sip"}
 QGIS_SIDE = ("mus_qgis.plugin", "mus_qgis.processing", "mus_qgis.inspector", "mus_qgis.bridge")
-# Engine modules whose constants or small pure functions the QGIS side still imports (each imports
-# nothing heavy at module level, which the test below checks): a known debt, to move into
-# ``shared`` one by one; the list may shrink, never grow.
+# The one engine module the QGIS side reads: the imagery sources' registry (titles, prices), which
+# finds each source by scanning its package and imports nothing heavy at module level (checked
+# below). The list may shrink, never grow: a new need belongs in ``shared``.
 ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.imagery.sources",
     "mus_qgis.shared.reports",
