@@ -36,8 +36,6 @@ QGIS_SIDE = ("mus_qgis.plugin", "mus_qgis.processing", "mus_qgis.inspector", "mu
 # below). The list may shrink, never grow: a new need belongs in ``shared``.
 ENGINE_MODULES_THE_QGIS_SIDE_READS = {
     "mus_qgis.engine.imagery.sources",
-    "mus_qgis.shared.reports",
-    "mus_qgis.shared.street_classes",
 }
 
 
