@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from functools import partial
 
@@ -300,23 +301,41 @@ def _number(value):
 
 
 def period_breaks(years: list[float]) -> list[float]:
-    """The class breaks of a period layer's legend: the years' quantiles, one class a colour
-    (linear interpolation between the closest ranks, as NumPy's default quantile)."""
+    """The class breaks of a period layer's legend, in whole years: the years' quantiles (one
+    class a colour; linear interpolation between the closest ranks, as NumPy's default), rounded,
+    each once. Many labels share a year (an architect's works), so quantiles often coincide: a
+    class is never repeated ("1747 – 1747" twice), there are fewer classes instead."""
     ordered = sorted(years)
-    if len(ordered) < 2:
-        return [ordered[0]] * (len(YEAR_COLOURS) + 1) if ordered else []
+    if not ordered:
+        return []
+    low, high = float(math.floor(ordered[0])), float(math.ceil(ordered[-1]))
+    if len(ordered) < 2 or low == high:
+        return [low, high]
     cuts = statistics.quantiles(ordered, n=len(YEAR_COLOURS), method="inclusive")
-    return [ordered[0], *cuts, ordered[-1]]
+    inner = sorted({float(round(cut)) for cut in cuts} - {low, high})
+    return [low, *(cut for cut in inner if low < cut < high), high]
+
+
+def period_classes(breaks: list[float]) -> list[tuple[float, float, str, str]]:
+    """(low, high, colour, legend text) per class: colours spread from the earliest to the
+    latest of ``YEAR_COLOURS`` whatever the number of classes."""
+    count = len(breaks) - 1
+    classes = []
+    for i in range(count):
+        low, high = breaks[i], breaks[i + 1]
+        shade = round(i * (len(YEAR_COLOURS) - 1) / (count - 1)) if count > 1 else -1
+        text = f"{low:.0f}" if low == high else f"{low:.0f} – {high:.0f}"
+        classes.append((low, high, YEAR_COLOURS[shade], text))
+    return classes
 
 
 def style_period_layer(layer, breaks) -> None:
     """Graduated colours by expected year, quantile classes, early light to late dark."""
     ranges = []
-    for i, colour in enumerate(YEAR_COLOURS):
-        low, high = breaks[i], breaks[i + 1]
+    for low, high, colour, text in period_classes(breaks):
         symbol = QgsMarkerSymbol.createSimple(
             {"name": "circle", "color": colour, "outline_color": "#606060", "size": "2.6"}
         )
-        ranges.append(QgsRendererRange(low, high, symbol, f"{low:.0f} – {high:.0f}"))
+        ranges.append(QgsRendererRange(low, high, symbol, text))
     layer.setRenderer(QgsGraduatedSymbolRenderer("year", ranges))
     layer.triggerRepaint()

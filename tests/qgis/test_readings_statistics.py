@@ -268,11 +268,22 @@ def test_periods_from_the_architects_and_spearman_with_reference_years(
         )
 
 
-def test_period_breaks_are_numpys_quantiles():
-    from mus_qgis.processing.label_periods import YEAR_COLOURS, period_breaks
+def test_period_legend_classes_are_numpys_quantiles_in_whole_years_never_repeated():
+    from mus_qgis.processing.label_periods import YEAR_COLOURS, period_breaks, period_classes
 
     years = [float(y) for y in np.random.default_rng(3).integers(1400, 1950, 37)]
-    expected = np.quantile(years, np.linspace(0, 1, len(YEAR_COLOURS) + 1))
-    np.testing.assert_allclose(period_breaks(years), expected)
-    assert period_breaks([1747.0]) == [1747.0] * (len(YEAR_COLOURS) + 1)
+    breaks = period_breaks(years)
+    quantiles = np.quantile(years, np.linspace(0, 1, len(YEAR_COLOURS) + 1))
+    np.testing.assert_allclose(breaks[1:-1], np.round(quantiles[1:-1]))
+    assert breaks[0] <= min(years) and breaks[-1] >= max(years)
+    # An architect's works: most labels share a few years, so quantiles coincide.
+    clustered = [1747.0] * 20 + [1750.4] * 10 + [1812.0] * 5
+    for case in (years, clustered, [1747.0] * 6, [1747.0]):
+        classes = period_classes(period_breaks(case))
+        texts = [text for _, _, _, text in classes]
+        assert len(texts) == len(set(texts)) >= 1, texts
+        assert all(low <= high for low, high, _, _ in classes)
+        assert classes[-1][2] == YEAR_COLOURS[-1]  # the latest class in the darkest colour
+        assert all(any(low <= y <= high for low, high, _, _ in classes) for y in case)
+    assert [text for *_, text in period_classes(period_breaks([1747.0] * 6))] == ["1747"]
     assert period_breaks([]) == []
