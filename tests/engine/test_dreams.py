@@ -193,3 +193,36 @@ def test_the_mainstream_prompt_needs_a_city(tiny_spec, tmp_path):
         city_prompts(["Rome"], "a street")
     with pytest.raises(SettingError, match="No city given"):
         city_prompts(["  "], "a street in {city}")
+
+
+@pytest.mark.parametrize("views", [1, 3, 7, 30])
+def test_the_mainstream_report_never_shows_a_view_as_both_most_and_least_typical(tmp_path, views):
+    import re
+
+    import numpy as np
+
+    from mus_qgis.engine.dreams.mainstream import SHOWN, MainstreamRun, write_report
+
+    scores = np.random.default_rng(views).random((views, 1)).astype(np.float32)
+    run = MainstreamRun(
+        cities=["Rome"],
+        prompts=["a street in Rome"],
+        gallery=[[]],
+        text_cosine=scores,
+        image_cosine=scores,
+        status=["ok"] * views,
+        paths=[(f"/photos/view{row}.jpg",) for row in range(views)],
+    )
+    page = write_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
+    most, least = page.split("<h3>Least mainstream")
+
+    def shown(html: str) -> list[str]:
+        figures = re.findall(r"<figure.*?</figure>", html, re.S)
+        return [re.search(r"view(\d+)\.jpg", figure)[1] for figure in figures]
+
+    most, least = shown(most.split("<h3>Most mainstream")[1]), shown(least)
+    assert not set(most) & set(least)
+    assert len(most) + len(least) == min(views, 2 * SHOWN)
+    ranked = [str(row) for row in np.argsort(-scores[:, 0])]
+    assert most == ranked[: len(most)]  # the highest scores, highest first
+    assert least == ranked[::-1][: len(least)]  # the lowest, lowest first

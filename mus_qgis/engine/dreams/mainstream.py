@@ -150,14 +150,18 @@ def _at_least_two(cities: list[str]) -> list[str]:
 
 def write_report(run: MainstreamRun, path: str | Path, untrained_note: str = "") -> Path:
     """An HTML page: each city's generated gallery, the 12 most and 12 least mainstream real
-    views side by side (by the first city's image score), and the scores' distribution."""
+    views side by side (by the first city's image score; never one view in both), and the
+    scores' distribution."""
     import numpy as np
 
     path = Path(path)
     scores = run.image_cosine[:, 0]
     valid = [row for row in range(len(scores)) if np.isfinite(scores[row])]
     ordered = sorted(valid, key=lambda row: -float(scores[row]))
-    most, least = ordered[:SHOWN], ordered[::-1][:SHOWN]
+    # Up to 12 each side, never one view on both: with fewer than 24 views the top half is the
+    # most mainstream and the rest the least.
+    top = min(SHOWN, (len(ordered) + 1) // 2)
+    most, least = ordered[:top], ordered[top:][::-1][:SHOWN]
     meta = run.metadata
     clip = dict(meta.get("clip") or {})
     if untrained_note:
@@ -188,7 +192,9 @@ def write_report(run: MainstreamRun, path: str | Path, untrained_note: str = "")
     )
     parts.append("<div class='side'>")
     for title, rows in (("Most mainstream", most), ("Least mainstream", least)):
-        parts.append(f"<div><h3>{title}</h3>")
+        parts.append(f"<div><h3>{title} ({len(rows)})</h3>")
+        if not rows:
+            parts.append("<p>(too few views with a score to show apart)</p>")
         for row in rows:
             first = run.paths[row][0] if run.paths[row] else ""
             parts.append(_figure(first, f"#{row + 1}: {float(scores[row]):.3f}"))
