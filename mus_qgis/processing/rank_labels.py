@@ -329,20 +329,21 @@ def _report_html(sections, runs: list[dict]) -> str:
         )
         for entry in shown:
             width = int(300 * entry.share / top)
-            mean = (
-                ""
-                if entry.mean_probability != entry.mean_probability
-                else (f"{entry.mean_probability:.3f}")
-            )
+            mean_probability = entry.mean_probability
+            unknown = mean_probability is None or mean_probability != mean_probability
+            mean = "" if unknown else f"{mean_probability:.3f}"
             parts.append(
                 f"<tr class='{'target' if entry.target else ''}'><td>{entry.rank}</td>"
                 f"<td>{html.escape(entry.label)}</td><td>{entry.first_places}</td>"
                 f"<td>{entry.share:.1%}</td><td><div class='bar' style='width:{width}px'></div>"
                 f"</td><td>{mean}</td></tr>"
             )
+        groups = sum(1 for entry in ranked if entry.members)
+        counted = f"{len(ranked) - groups} labels" + (
+            f" and {groups} group{'s' if groups > 1 else ''}" if groups else ""
+        )
         parts.append(
-            f"</table><p>{len(ranked)} labels; the first {REPORT_ROWS} and the targets "
-            "are shown.</p>"
+            f"</table><p>{counted}; the first {REPORT_ROWS} and the targets are shown.</p>"
         )
     parts.append("</body></html>")
     return "".join(parts)

@@ -162,3 +162,28 @@ def test_ranking_needs_layers_or_stored_label_sets(mus_provider, tmp_path, tiny_
                 "OUTPUT": "memory:",
             },
         )
+
+
+def test_the_report_counts_the_labels_shown_apart_from_groups():
+    from types import SimpleNamespace
+
+    from mus_qgis.processing.rank_labels import _report_html
+
+    def entry(label, rank, members=(), mean=0.1):
+        return SimpleNamespace(
+            label=label,
+            first_places=1,
+            share=0.02,
+            mean_probability=mean,
+            rank=rank,
+            target=False,
+            members=members,
+        )
+
+    ranked = [entry(f"state {i}", i + 1) for i in range(44)]
+    ranked.append(entry("Rome + Vatican City", 45, ("Italy", "Vatican City"), mean=None))
+    page = _report_html([("Sovereign states", ranked)], [])
+    assert "44 labels and 1 group;" in page
+    assert "45 labels" not in page
+    page = _report_html([("Sovereign states", ranked[:44])], [])
+    assert "44 labels;" in page
