@@ -113,6 +113,13 @@ SOURCE_SKIP_GEOMETRY_VALIDITY_CHECKS = newest(
 )
 
 # Geometry types (Qgis.WkbType since 3.30).
+# A layer's geometry type (QgsVectorLayer.geometryType()).
+GEOMETRY_POINT = newest(
+    lambda: Qgis.GeometryType.Point, lambda: QgsWkbTypes.GeometryType.PointGeometry
+)
+GEOMETRY_POLYGON = newest(
+    lambda: Qgis.GeometryType.Polygon, lambda: QgsWkbTypes.GeometryType.PolygonGeometry
+)
 WKB_POINT = newest(lambda: Qgis.WkbType.Point, lambda: QgsWkbTypes.Type.Point)
 WKB_POLYGON = newest(lambda: Qgis.WkbType.Polygon, lambda: QgsWkbTypes.Type.Polygon)
 WKB_LINESTRING = newest(lambda: Qgis.WkbType.LineString, lambda: QgsWkbTypes.Type.LineString)

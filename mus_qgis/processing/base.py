@@ -413,6 +413,23 @@ def dot_symbol(colour: str, size: float = 1.2, sized_by: str = "", largest: floa
     return symbol
 
 
+def first_layer_with(fields: tuple[str, ...], geometry=None) -> str | None:
+    """The id of the first vector layer of the open project, in the Layers panel's order, that
+    has every one of ``fields`` (and that geometry type, when given): a dialog's default input,
+    so that it opens on a layer it can read rather than on whichever layer comes first."""
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    for node in QgsProject.instance().layerTreeRoot().findLayers():
+        layer = node.layer()
+        if not isinstance(layer, QgsVectorLayer) or not layer.isValid():
+            continue
+        if geometry is not None and layer.geometryType() != geometry:
+            continue
+        if all(layer.fields().lookupField(name) >= 0 for name in fields):
+            return layer.id()
+    return None
+
+
 def project_in_place(geometry, transform, what: str) -> None:
     """Transform ``geometry`` in place; a failure stops the run with a message naming ``what``
     (coordinates outside the layer's CRS, most often a layer whose CRS is set wrong)."""

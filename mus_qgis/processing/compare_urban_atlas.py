@@ -24,10 +24,10 @@ from qgis.core import (
 
 from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
-from ..bridge.qgis_enums import VECTOR_POINT, VECTOR_POLYGON, make_field
+from ..bridge.qgis_enums import GEOMETRY_POINT, VECTOR_POINT, VECTOR_POLYGON, make_field
 from ..shared.reports import report_start
 from ..shared.schemas import AgreementParams, AgreementResult
-from .base import MusAlgorithm, find_field, legend_text, style_on_load
+from .base import MusAlgorithm, find_field, first_layer_with, legend_text, style_on_load
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -73,6 +73,7 @@ class CompareUrbanAtlas(MusAlgorithm):
                 self.INPUT,
                 self.tr("Points classified with the Urban Atlas or CORINE labels"),
                 [VECTOR_POINT],
+                defaultValue=first_layer_with(("label_1",), GEOMETRY_POINT),
             )
         )
         self.add_parameter(

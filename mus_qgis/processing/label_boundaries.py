@@ -23,6 +23,7 @@ from qgis.core import (
 
 from ..bridge.engine import job_file, run_job
 from ..bridge.qgis_enums import (
+    GEOMETRY_POLYGON,
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
     STROKE_WIDTH,
@@ -32,7 +33,7 @@ from ..bridge.qgis_enums import (
     WKB_LINESTRING,
     make_field,
 )
-from .base import MusAlgorithm, project_in_place, style_on_load
+from .base import MusAlgorithm, first_layer_with, project_in_place, style_on_load
 from .label_clusters import permutations_parameter
 
 OUTPUT_FIELDS = (
@@ -88,7 +89,12 @@ class LabelBoundaries(MusAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
         self.add_parameter(
-            QgsProcessingParameterFeatureSource(self.INPUT, self.tr("Label grid"), [VECTOR_POLYGON])
+            QgsProcessingParameterFeatureSource(
+                self.INPUT,
+                self.tr("Label grid"),
+                [VECTOR_POLYGON],
+                defaultValue=first_layer_with(("label", "share"), GEOMETRY_POLYGON),
+            )
         )
         self.add_parameter(
             QgsProcessingParameterField(

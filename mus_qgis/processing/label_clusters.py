@@ -34,7 +34,7 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.reports import report_start
 from ..shared.sequences import zip_same_length
-from .base import MusAlgorithm, metric_crs, style_on_load
+from .base import MusAlgorithm, first_layer_with, metric_crs, style_on_load
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (
@@ -115,7 +115,10 @@ class LabelClusters(MusAlgorithm):
         """Declare the parameters."""
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Classified points or label grid"), [VECTOR_ANY_GEOMETRY]
+                self.INPUT,
+                self.tr("Classified points or label grid"),
+                [VECTOR_ANY_GEOMETRY],
+                defaultValue=first_layer_with(("label_1",)) or first_layer_with(("label",)),
             )
         )
         self.add_parameter(

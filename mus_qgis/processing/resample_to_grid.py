@@ -29,6 +29,7 @@ from qgis.core import (
 from ..bridge.engine import job_file, run_job
 from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
+    GEOMETRY_POINT,
     NO_GEOMETRY_REQUEST,
     NUMBER_DOUBLE,
     VECTOR_POINT,
@@ -39,7 +40,14 @@ from ..bridge.qgis_enums import (
 from ..shared.defaults import GRID_SHAPES as SHAPES
 from ..shared.labels import builtin_label_sets
 from ..shared.sequences import zip_same_length
-from .base import MusAlgorithm, legend_text, metric_crs, project_in_place, style_on_load
+from .base import (
+    MusAlgorithm,
+    first_layer_with,
+    legend_text,
+    metric_crs,
+    project_in_place,
+    style_on_load,
+)
 
 OUTPUT_FIELDS = (
     ("cell", "string"),
@@ -98,7 +106,10 @@ class ResampleToGrid(MusAlgorithm):
         """Declare the parameters."""
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
-                self.INPUT, self.tr("Classified points"), [VECTOR_POINT]
+                self.INPUT,
+                self.tr("Classified points"),
+                [VECTOR_POINT],
+                defaultValue=first_layer_with(("label_1",), GEOMETRY_POINT),
             )
         )
         self.add_parameter(

@@ -25,11 +25,12 @@ from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     FIELD_STRING,
     FILE_FOLDER,
+    GEOMETRY_POINT,
     NUMBER_DOUBLE,
     VECTOR_POINT,
 )
 from ..shared.defaults import DEVICES
-from .base import MusAlgorithm, style_on_load
+from .base import MusAlgorithm, first_layer_with, style_on_load
 from .classify_clip import (
     _number,
     _save_metadata,
@@ -87,7 +88,10 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         """Declare the parameters."""
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
-                self.INPUT, self.tr("Classified points (CLIP-classify output)"), [VECTOR_POINT]
+                self.INPUT,
+                self.tr("Classified points (CLIP-classify output)"),
+                [VECTOR_POINT],
+                defaultValue=first_layer_with(("label_1",), GEOMETRY_POINT),
             )
         )
         self.add_parameter(

@@ -52,3 +52,36 @@ def test_distances_show_whole_metres(mus_provider):
 def test_rank_labels_has_no_target_unless_one_is_given(mus_provider):
     algorithm = QgsApplication.processingRegistry().algorithmById("mus:ranklabels")
     assert not algorithm.parameterDefinition("TARGETS").defaultValue()
+
+
+def test_reading_dialogs_open_on_a_layer_they_can_read(mus_provider):
+    """The first layer of the project may be anything (streets, a basemap's points): each
+    reading's input defaults to the first layer that has the fields it reads."""
+    from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
+
+    project = QgsProject.instance()
+    streets = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "streets", "memory")
+    classified = QgsVectorLayer(
+        "Point?crs=EPSG:4326&field=label_1:string&field=prob_1:double", "classified", "memory"
+    )
+    grid = QgsVectorLayer(
+        "Polygon?crs=EPSG:3857&field=label:string&field=share:double", "grid", "memory"
+    )
+    project.addMapLayers([streets, classified, grid])
+    try:
+        registry = QgsApplication.processingRegistry()
+        expected = {
+            "mus:labelclusters": classified.id(),
+            "mus:resampletogrid": classified.id(),
+            "mus:compareurbanatlas": classified.id(),
+            "mus:trainprobe": classified.id(),
+            "mus:labelboundaries": grid.id(),
+        }
+        for algorithm_id, layer_id in expected.items():
+            algorithm = registry.createAlgorithmById(algorithm_id)
+            assert algorithm.parameterDefinition("INPUT").defaultValue() == layer_id, algorithm_id
+    finally:
+        project.removeAllMapLayers()
+    # With no such layer, no default: the dialog asks.
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("mus:labelclusters")
+    assert algorithm.parameterDefinition("INPUT").defaultValue() is None
