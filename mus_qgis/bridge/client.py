@@ -194,7 +194,10 @@ class Worker:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
         self._messages: queue.Queue = queue.Queue()
         self._send_lock = threading.Lock()
-        threading.Thread(target=self._read_stdout, daemon=True, name="mus-engine-out").start()
+        self._stdout_reader = threading.Thread(
+            target=self._read_stdout, daemon=True, name="mus-engine-out"
+        )
+        self._stdout_reader.start()
         self._stderr_reader = threading.Thread(
             target=self._read_stderr, daemon=True, name="mus-engine-err"
         )
@@ -260,6 +263,7 @@ class Worker:
         kill_process_tree(self.process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
+        self._release_pipes()
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -270,6 +274,20 @@ class Worker:
                 self.process.wait(timeout=timeout_s)
             except (EngineDiedError, OSError, subprocess.TimeoutExpired):
                 self.kill()
+        self._release_pipes()
+
+    def _release_pipes(self) -> None:
+        """Close the pipes once their readers have seen the end (a pipe left open is a
+        ResourceWarning in every headless run's output, qgis_process's included)."""
+        if self.process.poll() is None:
+            return  # still running: the pipes are in use
+        for reader in (self._stdout_reader, self._stderr_reader):
+            reader.join(timeout=1)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            reader_done = not (self._stdout_reader.is_alive() or self._stderr_reader.is_alive())
+            if pipe is not None and (pipe is self.process.stdin or reader_done):
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
 
     def _death_notice(self, when: str) -> str:
         try:

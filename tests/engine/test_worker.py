@@ -222,3 +222,12 @@ def test_a_worker_about_to_idle_out_is_not_given_a_job():
     time.sleep(1.0)
     assert pool.run(sys.executable, "status", {}, idle_timeout_s=30.5)["worker_pid"] != first
     pool.shutdown()
+
+
+def test_a_closed_or_killed_worker_leaves_no_pipe_open():
+    """An open pipe is a ResourceWarning printed at the end of every qgis_process run."""
+    for end in ("close", "kill"):
+        worker = Worker(sys.executable)
+        getattr(worker, end)()
+        pipes = (worker.process.stdin, worker.process.stdout, worker.process.stderr)
+        assert all(pipe.closed for pipe in pipes), end
