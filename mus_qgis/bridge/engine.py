@@ -93,16 +93,28 @@ def idle_timeout_s() -> float:
         return DEFAULT_IDLE_MINUTES * 60
 
 
-class FeedbackProgress:
-    """The engine's progress channel over a Processing feedback object."""
+# The engine's job is most of an algorithm's work, not all of it: reading its answer into the
+# output layer and styling it follow. The job's 100 % shows as this much, so that the bar reaches
+# 100 % only when the algorithm ends (it stood at 100 % for seconds while features were written).
+ENGINE_SHARE = 90.0
 
-    def __init__(self, feedback) -> None:
+
+class FeedbackProgress:
+    """The engine's progress channel over a Processing feedback object: scaled to the job's
+    share of the algorithm, and never going back."""
+
+    def __init__(self, feedback, share: float = ENGINE_SHARE) -> None:
         from qgis.core import QgsProcessingFeedback
 
         self._feedback = feedback or QgsProcessingFeedback()
+        self._share = share
+        self._shown = 0.0
 
     def set_progress(self, percent: float) -> None:
-        self._feedback.setProgress(percent)
+        shown = min(max(float(percent), 0.0), 100.0) * self._share / 100.0
+        if shown > self._shown:
+            self._shown = shown
+            self._feedback.setProgress(shown)
 
     def is_canceled(self) -> bool:
         return self._feedback.isCanceled()

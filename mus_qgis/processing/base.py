@@ -76,7 +76,10 @@ def releasing_failures(method):
     def run(self, parameters, context, feedback):
         release_failed_runs()
         try:
-            return method(self, parameters, context, feedback)
+            result = method(self, parameters, context, feedback)
+            if method.__name__ == "processAlgorithm" and feedback is not None:
+                feedback.setProgress(100)  # the run's end, and only then (see ENGINE_SHARE)
+            return result
         except QgsProcessingException as exc:
             message = str(exc)
         del self, parameters, context, feedback

@@ -196,3 +196,29 @@ def test_cancel_is_honoured(mus_provider, tmp_path, tiny_parameters):
             {"INPUT": photo_points(tmp_path), **tiny_parameters, "OUTPUT": "memory:"},
             feedback=feedback,
         )
+
+
+def test_progress_never_goes_back_and_reaches_100_only_at_the_end(
+    mus_provider, tmp_path, tiny_parameters
+):
+    """The bar stood at 100 % while the algorithm still wrote and styled its output (seconds
+    on a large layer): whatever the algorithm says after the engine's job must come before 100."""
+    events: list[tuple[str, object]] = []
+
+    class Recording(RecordingFeedback):
+        def pushInfo(self, info):
+            if not info.startswith("Results:"):  # QGIS's own line, once the algorithm returned
+                events.append(("log", info))
+            super().pushInfo(info)
+
+    feedback = Recording()
+    feedback.progressChanged.connect(lambda percent: events.append(("progress", percent)))
+    processing.run(
+        ALG,
+        {"INPUT": photo_points(tmp_path), **tiny_parameters, "OUTPUT": "memory:"},
+        feedback=feedback,
+    )
+    shown = [value for kind, value in events if kind == "progress"]
+    assert shown and shown == sorted(shown), shown
+    assert any(0 < percent < 100 for percent in shown)  # the engine's own steps were shown
+    assert events[-1] == ("progress", 100) and shown.count(100) == 1, events[-6:]
