@@ -137,8 +137,10 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterEnum(
                 self.SOURCE,
                 self.tr("Imagery source"),
-                options=[cls.title for cls in imagery_sources().values()],
-                defaultValue=1,
+                options=[source_option(cls) for cls in imagery_sources().values()],
+                # Panoramax: open imagery that needs no key (Mapillary, the default before,
+                # needs a token that a new user must first make an authentication for).
+                defaultValue=list(imagery_sources()).index("panoramax"),
             )
         )
         self.add_parameter(
@@ -501,3 +503,8 @@ def style_fetch_layer(layer) -> None:
         categories.append(QgsRendererCategory(value, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer(STATUS_KIND, categories))
     layer.triggerRepaint()
+
+
+def source_option(source) -> str:
+    """A source's entry in the dialog's list, saying when it needs a key."""
+    return f"{source.title} (needs a key)" if source.needs_key else source.title

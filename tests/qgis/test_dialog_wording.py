@@ -85,3 +85,17 @@ def test_reading_dialogs_open_on_a_layer_they_can_read(mus_provider):
     # With no such layer, no default: the dialog asks.
     algorithm = QgsApplication.processingRegistry().createAlgorithmById("mus:labelclusters")
     assert algorithm.parameterDefinition("INPUT").defaultValue() is None
+
+
+def test_fetch_defaults_to_a_source_that_needs_no_key_and_names_those_that_do(mus_provider):
+    from mus_qgis.engine.imagery.sources import imagery_sources
+
+    definition = QgsApplication.processingRegistry().algorithmById("mus:fetchpanoramas")
+    source = definition.parameterDefinition("SOURCE")
+    options, default = source.options(), source.defaultValue()
+    chosen = list(imagery_sources().values())[default]
+    assert not chosen.needs_key and chosen.name != "local"  # and needs no folder either
+    assert [option.endswith("(needs a key)") for option in options] == [
+        cls.needs_key for cls in imagery_sources().values()
+    ]
+    assert "Mapillary (needs a key)" in options and "Panoramax" in options
