@@ -401,8 +401,9 @@ def exercise_algorithms(run: Run, plugin) -> None:
 
 
 def exercise_drawing(run: Run, layer_class, images: list[str]) -> None:
+    from mus_qgis.bridge import qgis_enums
     from mus_qgis.inspector import thumbnails
-    from mus_qgis.processing import figures, qgis_enums
+    from mus_qgis.processing import figures
     from mus_qgis.processing.mainstream_image import style_mainstream_layer
     from mus_qgis.processing.resample_to_grid import style_grid_layer
 

@@ -58,6 +58,9 @@ class Accepting(metaclass=_AcceptingType):
     def __getitem__(self, key):  # a map QGIS returns (parameter metadata)
         return type(self)()
 
+    def __iter__(self):  # a list QGIS returns (a project's layers): empty; without this,
+        return iter(())  # iterating would go through __getitem__ for ever
+
     def __setitem__(self, key, value) -> None:
         pass
 
