@@ -67,7 +67,7 @@ def test_reading_dialogs_open_on_a_layer_they_can_read(mus_provider):
     grid = QgsVectorLayer(
         "Polygon?crs=EPSG:3857&field=label:string&field=share:double", "grid", "memory"
     )
-    project.addMapLayers([streets, classified, grid])
+    assert len(project.addMapLayers([streets, classified, grid])) == 3
     try:
         registry = QgsApplication.processingRegistry()
         expected = {
