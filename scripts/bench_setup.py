@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mus_qgis.bridge.environment import SetupOptions, megabytes, setup  # noqa: E402
-from mus_qgis.engine.deps import REQUIREMENTS  # noqa: E402
+from mus_qgis.shared.resources import ENGINE_REQUIREMENTS  # noqa: E402
 
 
 class Quiet:
@@ -83,10 +83,10 @@ def earlier_path(python: str, folder: Path) -> dict:
     subprocess.run([python, "-m", "venv", str(venv)], check=True, env=env)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
     pip += ["--only-binary=:all:", "--progress-bar", "off", "-q"]
-    pins = [line for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines()]
+    pins = [line for line in ENGINE_REQUIREMENTS.read_text(encoding="utf-8").splitlines()]
     torch = [p for p in pins if p.startswith(("torch==", "torchvision=="))]
-    subprocess.run([*pip, *torch, "-c", str(REQUIREMENTS)], check=True, env=env)
-    subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True, env=env)
+    subprocess.run([*pip, *torch, "-c", str(ENGINE_REQUIREMENTS)], check=True, env=env)
+    subprocess.run([*pip, "-r", str(ENGINE_REQUIREMENTS)], check=True, env=env)
     return {}
 
 

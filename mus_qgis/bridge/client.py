@@ -281,11 +281,14 @@ class Worker:
         ResourceWarning in every headless run's output, qgis_process's included)."""
         if self.process.poll() is None:
             return  # still running: the pipes are in use
-        for reader in (self._stdout_reader, self._stderr_reader):
+        with contextlib.suppress(OSError, ValueError):
+            self.process.stdin.close()
+        for pipe, reader in (
+            (self.process.stdout, self._stdout_reader),
+            (self.process.stderr, self._stderr_reader),
+        ):
             reader.join(timeout=1)
-        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
-            reader_done = not (self._stdout_reader.is_alive() or self._stderr_reader.is_alive())
-            if pipe is not None and (pipe is self.process.stdin or reader_done):
+            if not reader.is_alive():  # closing a pipe under a reading thread is not safe
                 with contextlib.suppress(OSError, ValueError):
                     pipe.close()
 

@@ -11,13 +11,11 @@ from ..shared.resources import ENGINE_REQUIREMENTS
 # Import name -> name on PyPI, where they differ.
 _PYPI_NAMES = {"open_clip": "open_clip_torch", "PIL": "pillow", "sklearn": "scikit-learn"}
 
-REQUIREMENTS = ENGINE_REQUIREMENTS
-
 
 def _pinned(pypi_name: str) -> str:
     """The requirement line for a package as the engine pins it, or the bare name."""
     wanted = pypi_name.lower().replace("-", "_")
-    for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+    for line in ENGINE_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
         spec = line.split("#", 1)[0].strip()
         match = re.match(r"([A-Za-z0-9_.\-]+)", spec)
         if match and match.group(1).lower().replace("-", "_") == wanted:

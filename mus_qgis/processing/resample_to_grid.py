@@ -37,7 +37,7 @@ from ..bridge.qgis_enums import (
     WKB_POLYGON,
     make_field,
 )
-from ..shared.defaults import GRID_SHAPES as SHAPES
+from ..shared.defaults import GRID_SHAPES
 from ..shared.labels import builtin_label_sets
 from ..shared.sequences import zip_same_length
 from .base import (
@@ -133,7 +133,7 @@ class ResampleToGrid(MusAlgorithm):
         )
         self.add_parameter(
             QgsProcessingParameterEnum(
-                self.SHAPE, self.tr("Cell shape"), options=list(SHAPES), defaultValue=0
+                self.SHAPE, self.tr("Cell shape"), options=list(GRID_SHAPES), defaultValue=0
             )
         )
         self.add_parameter(
@@ -234,7 +234,7 @@ class ResampleToGrid(MusAlgorithm):
                 "points": points_file,
                 "n_labels": len(names),
                 "cell_size": self.parameterAsDouble(parameters, self.CELL_SIZE, context),
-                "shape": SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
+                "shape": GRID_SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
                 "weighted": weighted,
                 "area_wkt": area.asWkt() if area is not None else "",
                 "output": output,

@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from mus_qgis.engine.readings.periods import (
-    correlate_with_reference,
-    expected_periods,
-    label_years,
-)
+from mus_qgis.engine.readings.periods import correlate_with_reference, expected_periods
 from mus_qgis.shared.errors import LabelSetError, MusError
-from mus_qgis.shared.labels import Label, LabelSet, builtin_label_set
+from mus_qgis.shared.labels import Label, LabelSet, builtin_label_set, label_years
 
 
 def test_the_architects_carry_years_and_the_middle_of_the_life_is_the_label_year():

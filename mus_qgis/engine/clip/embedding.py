@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ...shared.errors import CanceledError
-from ...shared.image_paths import PATH_SEPARATOR, parse_image_paths  # noqa: F401  (the engine's readers import them from here)
 from ...shared.progress import LoggingProgress, Progress
 from ..imagery.panorama import ViewSetting
 from .views import embedding_key, prepare_image

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...shared.errors import MusError
-from .embedding import Location, parse_image_paths
+from ...shared.image_paths import parse_image_paths
+from .embedding import Location
 
 TABLE_SUFFIXES = {".gpkg", ".csv", ".parquet"}
 

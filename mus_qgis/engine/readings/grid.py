@@ -23,7 +23,6 @@ from ...shared.defaults import GRID_SHAPES
 from ...shared.errors import MusError, StudyAreaError
 from ...shared.progress import check_canceled
 
-SHAPES = GRID_SHAPES
 # More cells than a map can draw or a reader can use; a 1 m grid over a city is refused.
 MAX_CELLS = 1_000_000
 # Empty cells filled per step: bounds the memory of the nearest-cell search and lets a cancel
@@ -148,8 +147,8 @@ def resample_to_grid(
     """
     import numpy as np
 
-    if shape not in SHAPES:
-        raise ValueError(f"The grid shape must be one of {', '.join(SHAPES)}, not {shape!r}.")
+    if shape not in GRID_SHAPES:
+        raise ValueError(f"The grid shape must be one of {', '.join(GRID_SHAPES)}, not {shape!r}.")
     if not (cell_size > 0 and math.isfinite(cell_size)):
         raise ValueError(f"The cell size must be a positive number of metres, not {cell_size!r}.")
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

@@ -75,7 +75,7 @@ def rank(params: dict, progress) -> dict:
     require("numpy")
     import numpy as np
 
-    from .ranking import parse_groups
+    from ...shared.labels import parse_groups
 
     targets = list(params.get("targets") or [])
     groups = parse_groups(params.get("groups") or [])
@@ -373,9 +373,10 @@ def periods(params: dict, progress) -> dict:
     require("numpy", "scipy", "PIL", "torch", "open_clip")
     import numpy as np
 
+    from ...shared.labels import label_years
     from ..clip.classify import classify_locations
     from ..clip.embedding import Location
-    from .periods import correlate_with_reference, expected_periods, label_years
+    from .periods import correlate_with_reference, expected_periods
 
     label_set = label_set_from_spec(params["label_set"])
     years = label_years(label_set)  # a set without dates stops here, before the model loads

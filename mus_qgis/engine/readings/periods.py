@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 from ...shared.errors import MusError
-from ...shared.labels import label_years, year_of  # noqa: F401  (the readings' own name for them)
 
 
 @dataclass

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...shared.errors import LabelSetError
-from ...shared.labels import parse_groups  # noqa: F401  (the ranking's own name for it)
 
 
 @dataclass
