@@ -13,7 +13,9 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingUtils
 
+from ..shared.errors import MusError
 from ..shared.protocol import DEFAULT_IDLE_TIMEOUT_S
+from ..shared.schemas import Schema
 from . import client
 from .environment import (
     SetupOptions,
@@ -142,13 +144,17 @@ def warn_if_outdated(feedback) -> None:
         )
 
 
-def run_job(job: str, params: dict, feedback) -> dict:
-    """Run one engine job in a (warm) worker; any failure is a QgsProcessingException."""
+def run_job(job: str, params: Schema, feedback, result: type[Schema]) -> Schema:
+    """Run one engine job in a (warm) worker: its parameters go as plain JSON, its answer comes
+    back as the job's ``result`` schema. Any failure is a QgsProcessingException."""
     python = engine_python()
     if feedback is not None:
         warn_if_outdated(feedback)
     try:
-        return client.POOL.run(python, job, params, FeedbackProgress(feedback), idle_timeout_s())
+        answer = client.POOL.run(
+            python, job, params.to_dict(), FeedbackProgress(feedback), idle_timeout_s()
+        )
+        return result.from_dict(answer)
     except client.EngineJobError as exc:
         if exc.user_error:
             raise QgsProcessingException(str(exc)) from None
@@ -157,7 +163,7 @@ def run_job(job: str, params: dict, feedback) -> dict:
         raise QgsProcessingException(
             f"The engine failed ({exc.error}): {exc}. The log above has its traceback."
         ) from None
-    except client.EngineError as exc:
+    except (client.EngineError, MusError) as exc:
         raise QgsProcessingException(str(exc)) from None
 
 

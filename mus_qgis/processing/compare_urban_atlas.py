@@ -26,7 +26,7 @@ from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import GEOMETRY_POINT, VECTOR_POINT, VECTOR_POLYGON, make_field
 from ..shared.reports import report_start
-from ..shared.schemas import AgreementParams, AgreementResult
+from ..shared.schemas.readings import AgreementParams, AgreementResult
 from .base import MusAlgorithm, find_field, first_layer_with, legend_text, style_on_load
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
@@ -202,8 +202,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         pairs = job_file(".json")
         with open(pairs, "w", encoding="utf-8") as handle:
             json.dump({"reference": truths, "predicted": guesses}, handle)
-        answer = run_job("agreement", AgreementParams(pairs).to_dict(), feedback)
-        result = AgreementResult.from_dict(answer)
+        result = run_job("agreement", AgreementParams(pairs), feedback, AgreementResult)
         # An empty comparison never gets here: the agreement job refuses it, with the reason.
         feedback.pushInfo(
             f"{result.total} points compared: overall accuracy "

@@ -36,6 +36,7 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.resources import plugin_version, resource_path
 from ..shared.street_classes import MAX_MERGE_DISTANCE_M, street_classes
+from ..shared.schemas.streets import OsmServices, SampleStreetsParams, SampleStreetsResult
 from .base import LOG_TAG, MusAlgorithm, project_in_place, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
@@ -209,40 +210,39 @@ class SampleStreetCentroids(MusAlgorithm):
         output = job_file(".gpkg")
         result = run_job(
             "sample_streets",
-            {
-                "place": self.parameterAsString(parameters, self.PLACE, context).strip(),
-                "polygon_wkt": polygon.asWkt() if polygon is not None else "",
-                "osm_file": self.parameterAsFile(parameters, self.OSM_FILE, context),
-                "classes": classes,
-                "merge_distance_m": self.parameterAsDouble(
-                    parameters, self.MERGE_DISTANCE, context
-                ),
-                "projected_crs": crs.toWkt() if crs.isValid() else "",
-                "services": {
-                    "cache_dir": str(plugin_cache_dir("osmnx")),
-                    "user_agent": f"mus_qgis/{plugin_version()} "
+            SampleStreetsParams(
+                place=self.parameterAsString(parameters, self.PLACE, context).strip(),
+                polygon_wkt=polygon.asWkt() if polygon is not None else "",
+                osm_file=self.parameterAsFile(parameters, self.OSM_FILE, context),
+                classes=classes,
+                merge_distance_m=self.parameterAsDouble(parameters, self.MERGE_DISTANCE, context),
+                projected_crs=crs.toWkt() if crs.isValid() else "",
+                services=OsmServices(
+                    cache_dir=str(plugin_cache_dir("osmnx")),
+                    user_agent=f"mus_qgis/{plugin_version()} "
                     "(QGIS plugin for Multimodal Urban Studies)",
-                    "overpass_url": self.parameterAsString(parameters, self.OVERPASS_URL, context)
+                    overpass_url=self.parameterAsString(parameters, self.OVERPASS_URL, context)
                     or None,
-                    "nominatim_url": self.parameterAsString(parameters, self.NOMINATIM_URL, context)
+                    nominatim_url=self.parameterAsString(parameters, self.NOMINATIM_URL, context)
                     or None,
-                },
-                "output": output,
-            },
+                ),
+                output=output,
+            ),
             feedback,
+            SampleStreetsResult,
         )
-        for highway, count in sorted(result["excluded_by_class"].items(), key=lambda kv: -kv[1]):
+        for highway, count in sorted(result.excluded_by_class.items(), key=lambda kv: -kv[1]):
             feedback.pushInfo(f"  excluded {highway}: {count}")
-        dest_id = self._write(f"{output}|layername={result['layer']}", parameters, context)
+        dest_id = self._write(f"{output}|layername={result.layer}", parameters, context)
         style_on_load(context, dest_id, style_street_centroids)
         return {
             self.OUTPUT: dest_id,
-            "SEGMENTS_FOUND": result["segments_total"],
-            "SEGMENTS_SELECTED": result["segments_selected"],
-            "SEGMENTS_EXCLUDED": result["segments_excluded"],
-            "AREAS_SAMPLED": result["areas_selected"],
-            "LOCATIONS": result["locations"],
-            "DIRECTED_EDGES": result["directed_edges"],
+            "SEGMENTS_FOUND": result.segments_total,
+            "SEGMENTS_SELECTED": result.segments_selected,
+            "SEGMENTS_EXCLUDED": result.segments_excluded,
+            "AREAS_SAMPLED": result.areas_selected,
+            "LOCATIONS": result.locations,
+            "DIRECTED_EDGES": result.directed_edges,
         }
 
     def _area_polygon(self, parameters, context) -> QgsGeometry | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mus_qgis.engine.jobs import registered
 from mus_qgis.shared.errors import MusError
-from mus_qgis.shared.schemas import AgreementParams, AgreementResult
+from mus_qgis.shared.schemas.readings import AgreementParams, AgreementResult
 
 counts = st.integers(0, 1_000)
 shares = st.floats(0, 1) | st.just(math.nan)

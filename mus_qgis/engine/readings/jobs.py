@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...shared.errors import MusError
 from ...shared.progress import warn
-from ...shared.schemas import AgreementParams, AgreementResult
+from ...shared.schemas.readings import AgreementParams, AgreementResult
 from ..clip.jobs import label_set_from_spec, model_and_view
 from ..deps import require
 from ..jobs import job
