@@ -153,9 +153,9 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             "classify",
             {
                 "locations": locations_file,
-                "label_set": label_spec,
-                "model": self.model_spec(parameters, context),
-                "view": self.view_setting(parameters, context),
+                "label_set": label_spec.to_dict(),
+                "model": self.model_spec(parameters, context).to_dict(),
+                "view": self.view_setting(parameters, context).to_dict(),
                 "top_k": self.parameterAsInt(parameters, self.TOP_K, context),
                 "cache_dir": self.cache_folder(parameters, context),
                 "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),

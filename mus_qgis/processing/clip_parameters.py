@@ -19,6 +19,7 @@ from ..bridge.qgis_enums import (
     NUMBER_INTEGER,
 )
 from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from ..shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
 from ..shared.labels import builtin_label_sets
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
@@ -79,16 +80,17 @@ class ClipParameters:
         )
 
     def label_set(self, parameters, context):
-        """The label set as an engine job names it, and read here for the labels and colours."""
+        """The label set as a job names it (a ``LabelSetChoice``), and read here for the labels
+        and colours."""
         from ..shared.labels import builtin_label_set, parse_templates, read_label_file
 
         text = self.parameterAsString(parameters, self.TEMPLATES, context)
         templates = parse_templates(text) if text.strip() else None
         path = self.parameterAsFile(parameters, self.LABEL_FILE, context)
         if path:
-            return {"file": path, "templates": templates}, read_label_file(path, templates)
+            return LabelSetChoice(file=path, templates=templates), read_label_file(path, templates)
         name = builtin_label_sets()[self.parameterAsEnum(parameters, self.LABEL_SET, context)].name
-        return {"builtin": name, "templates": templates}, builtin_label_set(name, templates)
+        return LabelSetChoice(builtin=name, templates=templates), builtin_label_set(name, templates)
 
     def top_k_parameter(self):
         return QgsProcessingParameterNumber(
@@ -231,27 +233,26 @@ class ClipParameters:
             optional=True,
         )
 
-    def model_spec(self, parameters, context) -> dict:
-        """The engine's ``ModelSpec`` fields, as a job sends them."""
-        return {
-            "name": self.parameterAsString(parameters, self.MODEL, context).strip()
-            or DEFAULT_MODEL,
-            "pretrained": self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
-            "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context),
-            "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-        }
+    def model_spec(self, parameters, context) -> ModelChoice:
+        """The model a job is to use."""
+        return ModelChoice(
+            name=self.parameterAsString(parameters, self.MODEL, context).strip() or DEFAULT_MODEL,
+            pretrained=self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
+            checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context),
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+        )
 
-    def view_setting(self, parameters, context) -> dict:
-        """The engine's ``ViewSetting`` fields, as a job sends them."""
+    def view_setting(self, parameters, context) -> ViewChoice:
+        """How a job is to cut each image into views."""
         _, count, fov, centre_crop = VIEW_CHOICES[
             self.parameterAsEnum(parameters, self.VIEWS, context)
         ]
-        return {
-            "count": count,
-            "fov": fov,
-            "pitch": self.parameterAsDouble(parameters, self.PITCH, context),
-            "centre_crop": centre_crop,
-        }
+        return ViewChoice(
+            count=count,
+            fov=fov,
+            pitch=self.parameterAsDouble(parameters, self.PITCH, context),
+            centre_crop=centre_crop,
+        )
 
     def cache_folder(self, parameters, context) -> str:
         folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)

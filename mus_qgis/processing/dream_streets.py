@@ -165,7 +165,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         locations_file, output = job_file(".json"), job_file(".json")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(rows, handle)
-        model = self.model_spec(parameters, context)
+        model = self.model_spec(parameters, context).to_dict()
         views = DREAM_VIEWS[self.parameterAsEnum(parameters, self.DREAM_VIEWS, context)][1]
         result = run_job(
             "dream_streets",
@@ -179,9 +179,9 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
                     views=views,
                 ),
                 "dream_model": self.dream_model_spec(parameters, context, model["device"]),
-                "label_set": label_spec,
+                "label_set": label_spec.to_dict(),
                 "model": model,
-                "view": self.view_setting(parameters, context),
+                "view": self.view_setting(parameters, context).to_dict(),
                 "cache_dir": self.cache_folder(parameters, context),
                 "output": output,
             },

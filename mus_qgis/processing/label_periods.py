@@ -160,9 +160,9 @@ class LabelPeriods(ClassifyClip):
             json.dump(locations, handle)
         params = {
             "locations": locations_file,
-            "label_set": label_spec,
-            "model": self.model_spec(parameters, context),
-            "view": self.view_setting(parameters, context),
+            "label_set": label_spec.to_dict(),
+            "model": self.model_spec(parameters, context).to_dict(),
+            "view": self.view_setting(parameters, context).to_dict(),
             "cache_dir": self.cache_folder(parameters, context),
             "full_decode": self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
             "permutations": self.parameterAsInt(parameters, self.PERMUTATIONS, context),

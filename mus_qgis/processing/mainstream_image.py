@@ -134,7 +134,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         locations_file, output = job_file(".json"), job_file(".json")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(rows, handle)
-        model = self.model_spec(parameters, context)
+        model = self.model_spec(parameters, context).to_dict()
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         result = run_job(
             "mainstream_image",
@@ -146,7 +146,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
                 "settings": self.dream_settings(parameters, context),
                 "dream_model": self.dream_model_spec(parameters, context, model["device"]),
                 "model": model,
-                "view": self.view_setting(parameters, context),
+                "view": self.view_setting(parameters, context).to_dict(),
                 "cache_dir": self.cache_folder(parameters, context),
                 "report": report,
                 "output": output,

@@ -167,8 +167,8 @@ class RankLabels(ClipParameters, MusAlgorithm):
         if stored_sets:
             params["stored"] = {
                 "label_sets": stored_sets,
-                "model": self.model_spec(parameters, context),
-                "view": self.view_setting(parameters, context),
+                "model": self.model_spec(parameters, context).to_dict(),
+                "view": self.view_setting(parameters, context).to_dict(),
                 "cache_dir": self.cache_folder(parameters, context),
             }
         result = run_job("rank", params, feedback)

@@ -6,24 +6,34 @@ from __future__ import annotations
 import json
 
 from ...shared.errors import MusError
+from ...shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
 from ..deps import require
 from ..jobs import job
 
 
-def label_set_from_spec(spec: dict):
+def label_set_from_spec(spec):
+    """The label set a job names (a ``LabelSetChoice``, or its dict)."""
     from ...shared.labels import builtin_label_set, read_label_file
 
-    templates = spec.get("templates") or None
-    if spec.get("file"):
-        return read_label_file(spec["file"], templates)
-    return builtin_label_set(spec["builtin"], templates)
+    choice = LabelSetChoice.from_dict(spec)
+    templates = choice.templates or None
+    if choice.file:
+        return read_label_file(choice.file, templates)
+    return builtin_label_set(choice.builtin, templates)
 
 
-def model_and_view(params: dict):
+def model_and_view(params):
+    """The engine's model and view settings from a job's ``model`` and ``view`` (schemas, or
+    their dicts)."""
     from ..imagery.panorama import ViewSetting
     from .models import ModelSpec
 
-    return ModelSpec(**params["model"]), ViewSetting(**params["view"])
+    model = params["model"] if isinstance(params, dict) else params.model
+    view = params["view"] if isinstance(params, dict) else params.view
+    return (
+        ModelSpec(**ModelChoice.from_dict(model).to_dict()),
+        ViewSetting(**ViewChoice.from_dict(view).to_dict()),
+    )
 
 
 @job("classify")
