@@ -175,7 +175,7 @@ class MusPlugin:
         from qgis.gui import QgsMessageBarItem
 
         from .bridge.environment import read_current
-        from .processing.engine import engine_root
+        from .bridge.engine import engine_root
         from .processing.setup_engine import repeated_parameters
 
         bar = self.iface.messageBar()
