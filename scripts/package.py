@@ -1,9 +1,10 @@
 """Build dist/mus_qgis.zip, the archive QGIS's "Install from ZIP" accepts.
 
 The archive holds one folder, mus_qgis/, with the plugin code plus the top-level files QGIS and the
-plugin read at run time (metadata.txt, resources/, LICENSE; the engine's requirements.txt is
-inside mus_qgis/engine). With --stage DIR the
-same tree is also unpacked into DIR/mus_qgis, a folder to put on QGIS_PLUGINPATH.
+plugin read at run time (metadata.txt, resources/, LICENSE, README.md, and docs/algorithms/, the
+pages the dialogs' Help buttons open; the engine's requirements.txt is inside mus_qgis/engine).
+With --stage DIR the same tree is also unpacked into DIR/mus_qgis, a folder to put on
+QGIS_PLUGINPATH.
 
 Uses only the standard library, so it runs with any Python 3.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "mus_qgis"
-EXTRA = ("metadata.txt", "resources", "LICENSE", "README.md")
+EXTRA = ("metadata.txt", "resources", "LICENSE", "README.md", "docs/algorithms")
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 

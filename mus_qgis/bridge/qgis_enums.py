@@ -99,6 +99,10 @@ PARAMETER_OPTIONAL = newest(
     lambda: Qgis.ProcessingParameterFlag.Optional,
     lambda: QgsProcessingParameterDefinition.Flag.FlagOptional,
 )
+PARAMETER_HIDDEN = newest(
+    lambda: Qgis.ProcessingParameterFlag.Hidden,
+    lambda: QgsProcessingParameterDefinition.Flag.FlagHidden,
+)
 ALGORITHM_HIDE_FROM_MODELER = newest(
     lambda: Qgis.ProcessingAlgorithmFlag.HideFromModeler,
     lambda: QgsProcessingAlgorithm.Flag.FlagHideFromModeler,

@@ -23,11 +23,11 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterNumber,
 )
-from qgis.PyQt.QtCore import QCoreApplication, QThread
+from qgis.PyQt.QtCore import QCoreApplication, QThread, QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..bridge.qgis_enums import GEOMETRY_SUCCESS, PARAMETER_ADVANCED, make_field
-from ..shared.resources import resource_path
+from ..shared.resources import help_page, resource_path
 from ..shared.sequences import zip_same_length
 
 LOG_TAG = "mus_qgis"  # the plugin's tab in QGIS's Log Messages panel
@@ -164,6 +164,11 @@ class MusAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:
         """Help shown beside the parameters."""
         return self.tr(self.HELP)
+
+    def helpUrl(self) -> str:
+        """The algorithm's page shipped with the plugin (the dialog's Help button opens it)."""
+        page = help_page(self.NAME)
+        return QUrl.fromLocalFile(str(page)).toString() if page.is_file() else ""
 
     def icon(self) -> QIcon:
         """Algorithm icon (the provider's)."""

@@ -19,8 +19,8 @@ from ..bridge.qgis_enums import (
     NUMBER_INTEGER,
 )
 from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
-from ..shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
 from ..shared.labels import builtin_label_sets
+from ..shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
 
 # (label shown, count, field of view, centre crop); Processing stores the index: append only.
 VIEW_CHOICES = (

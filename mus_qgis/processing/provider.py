@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..bridge import client
@@ -12,7 +13,7 @@ from ..bridge.engine import (
     SETTING_IDLE_MINUTES,
     SETTING_PYTHON,
 )
-from ..shared.resources import plugin_version, resource_path
+from ..shared.resources import help_page, plugin_version, resource_path
 from .base import release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
@@ -127,4 +128,10 @@ class MusProvider(QgsProcessingProvider):
         for path in sorted(resource_path("models").glob("*.model3")):
             model = QgsProcessingModelAlgorithm()
             if model.fromFile(str(path)):
+                # Its Help button opens the page shipped with the plugin, wherever it is installed.
+                page = help_page(model.name())
+                if page.is_file():
+                    help_content = model.helpContent()
+                    help_content["HELP_URL"] = QUrl.fromLocalFile(str(page)).toString()
+                    model.setHelpContent(help_content)
                 self.addAlgorithm(model)

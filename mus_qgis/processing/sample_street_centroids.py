@@ -35,8 +35,8 @@ from ..bridge.qgis_enums import (
     make_field,
 )
 from ..shared.resources import plugin_version, resource_path
-from ..shared.street_classes import MAX_MERGE_DISTANCE_M, street_classes
 from ..shared.schemas.streets import OsmServices, SampleStreetsParams, SampleStreetsResult
+from ..shared.street_classes import MAX_MERGE_DISTANCE_M, street_classes
 from .base import LOG_TAG, MusAlgorithm, project_in_place, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")

@@ -22,6 +22,17 @@ def resource_path(*parts: str) -> Path:
     return _first_existing("resources").joinpath(*parts)
 
 
+def help_page_name(algorithm_name: str) -> str:
+    """The file of an algorithm's help page in ``docs/algorithms``."""
+    return f"{algorithm_name}.html"
+
+
+def help_page(algorithm_name: str) -> Path:
+    """An algorithm's help page (``docs/algorithms``, made by ``scripts/help_pages.py``):
+    shipped with the plugin, so that Help works offline."""
+    return _first_existing("docs") / "algorithms" / help_page_name(algorithm_name)
+
+
 @lru_cache(maxsize=1)
 def plugin_metadata() -> dict[str, str]:
     """The ``[general]`` section of metadata.txt."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 from . import Schema
 
@@ -33,7 +33,7 @@ class SampleStreetsParams(Schema):
     projected_crs: str = ""  # WKT; empty: the area's UTM zone
     services: OsmServices = field(default_factory=OsmServices)
 
-    parts = {"services": OsmServices}
+    parts: ClassVar[dict] = {"services": OsmServices}
 
 
 @dataclass(frozen=True)
