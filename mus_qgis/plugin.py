@@ -174,8 +174,8 @@ class MusPlugin:
         with (none: the automatic ones); say on the message bar how it went, and why not."""
         from qgis.gui import QgsMessageBarItem
 
-        from .bridge.environment import read_current
         from .bridge.engine import engine_root
+        from .bridge.environment import read_current
         from .processing.setup_engine import repeated_parameters
 
         bar = self.iface.messageBar()

@@ -188,7 +188,8 @@ def main() -> None:
     from mus_qgis.processing.provider import MusProvider
 
     provider = MusProvider()
-    QgsApplication.processingRegistry().addProvider(provider)
+    if not QgsApplication.processingRegistry().addProvider(provider):
+        raise SystemExit("the mus provider could not be registered")
     pages = rendered_pages(provider)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     for old in OUTPUT.glob("*.html"):
@@ -197,7 +198,7 @@ def main() -> None:
     for name, text in pages.items():
         (OUTPUT / name).write_text(text, encoding="utf-8")
     print(f"wrote {len(pages)} pages to {OUTPUT}")
-    QgsApplication.processingRegistry().removeProvider(provider)
+    QgsApplication.processingRegistry().removeProvider(provider)  # noqa: QGS202 (exiting)
     app.exitQgis()
 
 
