@@ -33,6 +33,7 @@ from ..bridge.qgis_enums import (
     WKB_LINESTRING,
     make_field,
 )
+from ..shared.schemas.readings import BoundariesParams, BoundariesResult
 from .base import MusAlgorithm, first_layer_with, project_in_place, style_on_load
 from .label_clusters import permutations_parameter
 
@@ -219,43 +220,44 @@ class LabelBoundaries(MusAlgorithm):
         np.savez(cells_file, **arrays)
         result = run_job(
             "boundaries",
-            {
-                "cells": cells_file,
-                "n_labels": len(names),
-                "reference_wkt": self._reference(parameters, context, crs),
-                "buffer_m": self.parameterAsDouble(parameters, self.BUFFER, context),
-                "permutations": self.parameterAsInt(parameters, self.PERMUTATIONS, context),
-                "seed": self.parameterAsInt(parameters, self.SEED, context),
-                "output": output,
-            },
+            BoundariesParams(
+                cells=cells_file,
+                n_labels=len(names),
+                reference_wkt=self._reference(parameters, context, crs),
+                buffer_m=self.parameterAsDouble(parameters, self.BUFFER, context),
+                permutations=self.parameterAsInt(parameters, self.PERMUTATIONS, context),
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                output=output,
+            ),
             feedback,
+            BoundariesResult,
         )
         with open(output, encoding="utf-8") as handle:
             lines = json.load(handle)
         dest_id = self._write(lines, names, crs, parameters, context)
         style_on_load(context, dest_id, style_boundary_layer)
         feedback.pushInfo(
-            f"{result['edges']} of {result['neighbour_pairs']} pairs of neighbouring cells "
-            f"differ in label: {result['total_length']:.0f} m of discontinuity in "
+            f"{result.edges} of {result.neighbour_pairs} pairs of neighbouring cells "
+            f"differ in label: {result.total_length:.0f} m of discontinuity in "
             f"{len(lines)} lines."
         )
         outputs = {
             self.OUTPUT: dest_id,
-            "EDGES": result["edges"],
-            "LENGTH_M": result["total_length"],
+            "EDGES": result.edges,
+            "LENGTH_M": result.total_length,
         }
-        aligned = result["alignment"]
+        aligned = result.alignment
         if aligned:
             feedback.pushInfo(
-                f"Within {aligned['buffer_m']:g} m of the reference boundaries: "
-                f"{aligned['observed']:.1%} of the discontinuity length; by chance (the "
-                f"reference moved at random {aligned['permutations']} times) "
-                f"{aligned['expected']:.1%} on average; p = {aligned['p_value']:.3f}."
+                f"Within {aligned.buffer_m:g} m of the reference boundaries: "
+                f"{aligned.observed:.1%} of the discontinuity length; by chance (the "
+                f"reference moved at random {aligned.permutations} times) "
+                f"{aligned.expected:.1%} on average; p = {aligned.p_value:.3f}."
             )
             outputs.update(
-                ALIGNED_SHARE=aligned["observed"],
-                EXPECTED_SHARE=aligned["expected"],
-                P_VALUE=aligned["p_value"],
+                ALIGNED_SHARE=aligned.observed,
+                EXPECTED_SHARE=aligned.expected,
+                P_VALUE=aligned.p_value,
             )
         return outputs
 

@@ -33,6 +33,7 @@ from ..bridge.qgis_enums import (
     make_field,
 )
 from ..shared.reports import report_start
+from ..shared.schemas.readings import ClustersParams, ClustersResult
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, first_layer_with, metric_crs, style_on_load
 
@@ -263,29 +264,30 @@ class LabelClusters(MusAlgorithm):
         alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
         result = run_job(
             "clusters",
-            {
-                "features": features_file,
-                "n_labels": len(names),
-                "kind": kind,
-                "k": self.parameterAsInt(parameters, self.K, context),
-                "distance_m": self.parameterAsDouble(parameters, self.DISTANCE, context),
-                "permutations": self.parameterAsInt(parameters, self.PERMUTATIONS, context),
-                "alpha": alpha,
-                "seed": self.parameterAsInt(parameters, self.SEED, context),
-                "output": output,
-            },
+            ClustersParams(
+                features=features_file,
+                n_labels=len(names),
+                kind=kind,
+                k=self.parameterAsInt(parameters, self.K, context),
+                distance_m=self.parameterAsDouble(parameters, self.DISTANCE, context),
+                permutations=self.parameterAsInt(parameters, self.PERMUTATIONS, context),
+                alpha=alpha,
+                seed=self.parameterAsInt(parameters, self.SEED, context),
+                output=output,
+            ),
             feedback,
+            ClustersResult,
         )
         with np.load(output, allow_pickle=False) as local:
             local = dict(local)
         score_name = source.fields().at(score_index).name() if score_index >= 0 else ""
-        for test in result["labels"]:
+        for test in result.labels:
             feedback.pushInfo(
-                f"{names[test['label']]}: {test['verdict']} ({test['count']} features, "
-                f"{test['local_significant']} in local clusters)."
+                f"{names[test.label]}: {test.verdict} ({test.count} features, "
+                f"{test.local_significant} in local clusters)."
             )
-        if result["scores"]:
-            feedback.pushInfo(f"Moran's I of {score_name}: {result['scores']['verdict']}.")
+        if result.scores:
+            feedback.pushInfo(f"Moran's I of {score_name}: {result.scores.verdict}.")
         dest_id = self._write_features(
             source, features, texts, local, parameters, context, self.OUTPUT
         )
@@ -304,7 +306,7 @@ class LabelClusters(MusAlgorithm):
         outputs = {
             self.OUTPUT: dest_id,
             self.TABLE: table_id,
-            "CLUSTERED": sum(t["verdict"] == "clustered" for t in result["labels"]),
+            "CLUSTERED": sum(t.verdict == "clustered" for t in result.labels),
             "IN_CLUSTERS": int(local["in_cluster"].sum()),
         }
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
@@ -342,7 +344,7 @@ class LabelClusters(MusAlgorithm):
             self.write_feature(sink, out, parameters, name)
         return dest_id
 
-    def _write_table(self, result, names, score_name, parameters, context) -> str:
+    def _write_table(self, result: ClustersResult, names, score_name, parameters, context) -> str:
         fields = QgsFields()
         for field, kind in TABLE_FIELDS:
             fields.append(make_field(field, kind))
@@ -351,40 +353,40 @@ class LabelClusters(MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.TABLE))
-        for test in result["labels"]:
+        for test in result.labels:
             row = QgsFeature(fields)
             row.setAttributes(
                 [
                     "join count",
-                    names[test["label"]],
-                    test["count"],
-                    test["bb"],
-                    test["expected_bb"],
-                    test["p_clustered"],
-                    test["bw"],
-                    test["expected_bw"],
-                    test["p_dispersed"],
-                    test["local_significant"],
-                    test["verdict"],
+                    names[test.label],
+                    test.count,
+                    test.bb,
+                    test.expected_bb,
+                    test.p_clustered,
+                    test.bw,
+                    test.expected_bw,
+                    test.p_dispersed,
+                    test.local_significant,
+                    test.verdict,
                 ]
             )
             self.write_feature(sink, row, parameters, self.TABLE)
-        scores = result["scores"]
+        scores = result.scores
         if scores:
             row = QgsFeature(fields)
             row.setAttributes(
                 [
                     "Moran's I",
                     score_name,
-                    scores["count"],
-                    scores["moran_i"],
-                    scores["expected_i"],
-                    scores["p_value"],
+                    scores.count,
+                    scores.moran_i,
+                    scores.expected_i,
+                    scores.p_value,
                     None,
                     None,
                     None,
-                    scores["local_significant"],
-                    scores["verdict"],
+                    scores.local_significant,
+                    scores.verdict,
                 ]
             )
             self.write_feature(sink, row, parameters, self.TABLE)
@@ -469,7 +471,7 @@ def simple_symbol(kind: str, colour: str):
     return QgsMarkerSymbol.createSimple({"color": colour, "size": "2.4", "outline_style": "no"})
 
 
-def report_html(result, names, score_name, settings, layer_name, alpha) -> str:
+def report_html(result: ClustersResult, names, score_name, settings, layer_name, alpha) -> str:
     """The global tests as a reader sees them: which model made the labels (a banner when its
     weights are random), what was tested, what each verdict means."""
 
@@ -489,11 +491,11 @@ def report_html(result, names, score_name, settings, layer_name, alpha) -> str:
         title = settings.get("label_set_title") or settings.get("label_set", "")
         parts.append(f"<p>Label set: {html.escape(title)}.</p>")
     parts.append(
-        f"<p>Neighbours: {html.escape(result['neighbours'])}. Significance level {alpha:g}; "
+        f"<p>Neighbours: {html.escape(result.neighbours)}. Significance level {alpha:g}; "
         "local results under the false discovery rate cut-off (Benjamini-Hochberg). "
         "p-values from permutations (PySAL esda).</p>"
     )
-    for note in result.get("notes") or []:
+    for note in result.notes:
         parts.append(f"<p><i>{html.escape(note)}</i></p>")
     parts.append(
         "<h2>Join counts per label</h2><p>BB: joins between two features of the label; BW: "
@@ -506,25 +508,25 @@ def report_html(result, names, score_name, settings, layer_name, alpha) -> str:
         "<th>expected BB</th><th>p (clustered)</th><th>BW</th><th>expected BW</th>"
         "<th>p (dispersed)</th><th>in local clusters</th><th class='l'>verdict</th></tr>"
     )
-    for test in result["labels"]:
-        verdict = test["verdict"]
+    for test in result.labels:
+        verdict = test.verdict
         css = verdict if verdict in ("clustered", "dispersed") else ""
         parts.append(
-            f"<tr class='{css}'><td class='l'>{html.escape(names[test['label']])}</td>"
-            f"<td>{test['count']}</td><td>{number(test['bb'], 0)}</td>"
-            f"<td>{number(test['expected_bb'], 1)}</td><td>{number(test['p_clustered'])}</td>"
-            f"<td>{number(test['bw'], 0)}</td><td>{number(test['expected_bw'], 1)}</td>"
-            f"<td>{number(test['p_dispersed'])}</td><td>{test['local_significant']}</td>"
+            f"<tr class='{css}'><td class='l'>{html.escape(names[test.label])}</td>"
+            f"<td>{test.count}</td><td>{number(test.bb, 0)}</td>"
+            f"<td>{number(test.expected_bb, 1)}</td><td>{number(test.p_clustered)}</td>"
+            f"<td>{number(test.bw, 0)}</td><td>{number(test.expected_bw, 1)}</td>"
+            f"<td>{number(test.p_dispersed)}</td><td>{test.local_significant}</td>"
             f"<td class='l'>{html.escape(verdict)}</td></tr>"
         )
     parts.append("</table>")
-    scores = result.get("scores")
+    scores = result.scores
     if scores:
         parts.append(
             f"<h2>Moran's I of {html.escape(score_name)}</h2><p>I = "
-            f"{number(scores['moran_i'])} (expected {number(scores['expected_i'])} under "
-            f"randomness), two-sided p = {number(scores['p_value'])}: "
-            f"{html.escape(scores['verdict'])}. {scores['local_significant']} features are "
+            f"{number(scores.moran_i)} (expected {number(scores.expected_i)} under "
+            f"randomness), two-sided p = {number(scores.p_value)}: "
+            f"{html.escape(scores.verdict)}. {scores.local_significant} features are "
             "significant hot or cold spots or outliers.</p>"
         )
     parts.append("</body></html>")

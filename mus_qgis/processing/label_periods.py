@@ -29,6 +29,7 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.errors import MusError
 from ..shared.labels import builtin_label_sets
+from ..shared.schemas.readings import PeriodsParams, PeriodsResult
 from .base import metric_crs, style_on_load
 from .classify_clip import ClassifyClip
 from .label_clusters import fields_keeping, permutations_parameter
@@ -158,24 +159,25 @@ class LabelPeriods(ClassifyClip):
         locations_file, points_file, output = job_file(".json"), job_file(".npz"), job_file(".npz")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(locations, handle)
-        params = {
-            "locations": locations_file,
-            "label_set": label_spec.to_dict(),
-            "model": self.model_spec(parameters, context).to_dict(),
-            "view": self.view_setting(parameters, context).to_dict(),
-            "cache_dir": self.cache_folder(parameters, context),
-            "full_decode": self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
-            "permutations": self.parameterAsInt(parameters, self.PERMUTATIONS, context),
-            "max_distance_m": self.parameterAsDouble(parameters, self.MAX_DISTANCE, context),
-            "output": output,
-        }
         reference = self._reference(parameters, context, crs)
         if reference:
             x, y = _metric_xy([f.geometry() for f in features], source.sourceCrs(), crs, context)
             np.savez(points_file, x=x, y=y)
-            params.update(points=points_file, reference=reference)
-        result = run_job("periods", params, feedback)
-        if result["untrained"]:
+        params = PeriodsParams(
+            locations=locations_file,
+            label_set=label_spec,
+            model=self.model_spec(parameters, context),
+            view=self.view_setting(parameters, context),
+            cache_dir=self.cache_folder(parameters, context),
+            full_decode=self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
+            permutations=self.parameterAsInt(parameters, self.PERMUTATIONS, context),
+            max_distance_m=self.parameterAsDouble(parameters, self.MAX_DISTANCE, context),
+            output=output,
+            points=points_file if reference else "",
+            reference=reference,
+        )
+        result = run_job("periods", params, feedback, PeriodsResult)
+        if result.untrained:
             feedback.reportError(
                 self.tr("Untrained model: the expected years below mean nothing."),
                 fatalError=False,
@@ -188,23 +190,23 @@ class LabelPeriods(ClassifyClip):
             self.OUTPUT: dest_id,
             "CLASSIFIED": int(np.sum(found["status"] == "ok")),
             "FAILED": int(np.sum(found["status"] != "ok")),
-            "SETTINGS": json.dumps(result["metadata"], ensure_ascii=False),
+            "SETTINGS": json.dumps(result.metadata, ensure_ascii=False),
             "MEAN_YEAR": float(years.mean()) if len(years) else None,
         }
         feedback.pushInfo(
-            f"{len(years)} locations dated from {result['dated_labels']} of {result['labels']} "
+            f"{len(years)} locations dated from {result.dated_labels} of {result.labels} "
             f"labels with dates"
             + (f"; mean expected year {years.mean():.0f}." if len(years) else ".")
         )
-        correlation = result["correlation"]
+        correlation = result.correlation
         if correlation:
             feedback.pushInfo(
-                f"Spearman's rho with the nearest reference years: {correlation['rho']:.3f} over "
-                f"{correlation['pairs']} locations, permutation p = {correlation['p_value']:.3f} "
-                f"({correlation['permutations']} permutations)."
+                f"Spearman's rho with the nearest reference years: {correlation.rho:.3f} over "
+                f"{correlation.pairs} locations, permutation p = {correlation.p_value:.3f} "
+                f"({correlation.permutations} permutations)."
             )
             outputs.update(
-                RHO=correlation["rho"], P_VALUE=correlation["p_value"], PAIRS=correlation["pairs"]
+                RHO=correlation.rho, P_VALUE=correlation.p_value, PAIRS=correlation.pairs
             )
         if len(years):
             breaks = period_breaks([float(year) for year in years])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from types import SimpleNamespace
 
 from qgis.core import (
     QgsFeature,
@@ -22,6 +21,8 @@ from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_ANY_GEOMETRY, VECTOR_POINT, WKB_NO_GEOMETRY, make_field
 from ..shared.labels import builtin_label_sets
 from ..shared.reports import report_start
+from ..shared.schemas.clip import LabelSetChoice
+from ..shared.schemas.readings import RankLayer, RankParams, RankResult, StoredRanking
 from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
 
@@ -157,27 +158,29 @@ class RankLabels(ClipParameters, MusAlgorithm):
         )
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        params = {
-            "layers": [self._layer_arrays(layer) for layer in layers],
-            "targets": targets,
-            # Targets typed and found in no set are an error (a warning beside found ones).
-            "strict_targets": True,
-            "groups": group_lines,
-        }
+        stored = None
         if stored_sets:
-            params["stored"] = {
-                "label_sets": stored_sets,
-                "model": self.model_spec(parameters, context).to_dict(),
-                "view": self.view_setting(parameters, context).to_dict(),
-                "cache_dir": self.cache_folder(parameters, context),
-            }
-        result = run_job("rank", params, feedback)
-        if result["untrained_warning"]:
-            feedback.reportError(result["untrained_warning"], fatalError=False)
+            stored = StoredRanking(
+                label_sets=stored_sets,
+                model=self.model_spec(parameters, context),
+                view=self.view_setting(parameters, context),
+                cache_dir=self.cache_folder(parameters, context),
+            )
+        params = RankParams(
+            layers=[self._layer_arrays(layer) for layer in layers],
+            targets=targets,
+            # Targets typed and found in no set are an error (a warning beside found ones).
+            strict_targets=True,
+            groups=group_lines,
+            stored=stored,
+        )
+        result = run_job("rank", params, feedback, RankResult)
+        if result.untrained_warning:
+            feedback.reportError(result.untrained_warning, fatalError=False)
         sections = []
-        for section in result["sections"]:
-            set_name = section["set_name"]
-            ranked = [SimpleNamespace(**entry) for entry in section["entries"]]
+        for section in result.sections:
+            set_name = section.set_name
+            ranked = section.entries
             for entry in ranked:
                 feature = QgsFeature(fields)
                 feature.setAttributes(
@@ -196,7 +199,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                     ]
                 )
                 self.write_feature(sink, feature, parameters, self.OUTPUT)
-            sections.append((section.get("title") or set_title(set_name), ranked))
+            sections.append((section.title or set_title(set_name), ranked))
             for entry in ranked:
                 if entry.target:
                     feedback.pushInfo(
@@ -208,15 +211,15 @@ class RankLabels(ClipParameters, MusAlgorithm):
         if report:
             runs = [classification_settings(layer) for layer in layers]
             if stored_sets:
-                runs.append(dict(result.get("model") or {}))
-            if result["untrained_warning"] and not any(run.get("untrained") for run in runs):
+                runs.append(dict(result.model))
+            if result.untrained_warning and not any(run.get("untrained") for run in runs):
                 runs.append({"untrained": True})  # the engine knows: the banner must show
             with open(report, "w", encoding="utf-8") as out:
                 out.write(_report_html(sections, runs))
             results[self.REPORT] = report
         return results
 
-    def _layer_arrays(self, layer) -> dict:
+    def _layer_arrays(self, layer) -> RankLayer:
         """A classified layer's first labels and probabilities, as a rank job reads them."""
         import numpy as np
 
@@ -249,14 +252,14 @@ class RankLabels(ClipParameters, MusAlgorithm):
                     matrix[r, position[_text(label)]] = float(prob)
         arrays = job_file(".npz")
         np.savez(arrays, first=np.asarray(first, dtype=np.int64), probabilities=matrix)
-        return {
-            "set_name": set_name,
-            "labels": labels,
-            "arrays": arrays,
-            "has_probabilities": any(p not in (None, "") for probs in probabilities for p in probs),
-        }
+        return RankLayer(
+            set_name=set_name,
+            labels=labels,
+            arrays=arrays,
+            has_probabilities=any(p not in (None, "") for probs in probabilities for p in probs),
+        )
 
-    def _stored_label_sets(self, parameters, context) -> list:
+    def _stored_label_sets(self, parameters, context) -> list[LabelSetChoice]:
         from ..shared.errors import MusError
         from ..shared.labels import read_label_file
 
@@ -264,14 +267,14 @@ class RankLabels(ClipParameters, MusAlgorithm):
         # QGIS 3.22 reads an absent optional multiple enum as [0]: absent means none here.
         given = parameters.get(self.STORED_LABEL_SETS) not in (None, "", [])
         chosen = self.parameterAsEnums(parameters, self.STORED_LABEL_SETS, context) if given else []
-        label_sets = [{"builtin": entries[index].name} for index in chosen]
+        label_sets = [LabelSetChoice(builtin=entries[index].name) for index in chosen]
         path = self.parameterAsFile(parameters, self.STORED_LABEL_FILE, context)
         if path:
             try:
                 read_label_file(path)  # a bad file stops here, before the engine starts
             except MusError as exc:
                 raise QgsProcessingException(str(exc)) from exc
-            label_sets.append({"file": path})
+            label_sets.append(LabelSetChoice(file=path))
         return label_sets
 
 

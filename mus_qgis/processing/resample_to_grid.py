@@ -39,6 +39,7 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.defaults import GRID_SHAPES
 from ..shared.labels import builtin_label_sets
+from ..shared.schemas.readings import GridParams, GridResult
 from ..shared.sequences import zip_same_length
 from .base import (
     MusAlgorithm,
@@ -228,20 +229,21 @@ class ResampleToGrid(MusAlgorithm):
             label=np.array([position[t] for t in texts]),
             weight=np.array(scores),
         )
-        run_job(
+        answer = run_job(
             "grid",
-            {
-                "points": points_file,
-                "n_labels": len(names),
-                "cell_size": self.parameterAsDouble(parameters, self.CELL_SIZE, context),
-                "shape": GRID_SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
-                "weighted": weighted,
-                "area_wkt": area.asWkt() if area is not None else "",
-                "output": output,
-            },
+            GridParams(
+                points=points_file,
+                n_labels=len(names),
+                cell_size=self.parameterAsDouble(parameters, self.CELL_SIZE, context),
+                shape=GRID_SHAPES[self.parameterAsEnum(parameters, self.SHAPE, context)],
+                weighted=weighted,
+                area_wkt=area.asWkt() if area is not None else "",
+                output=output,
+            ),
             feedback,
+            GridResult,
         )
-        with np.load(output, allow_pickle=False) as cells:
+        with np.load(answer.output, allow_pickle=False) as cells:
             result = dict(cells)
         feedback.pushInfo(
             f"{len(result['label'])} cells, {int(result['filled'].sum())} filled, from "

@@ -9,23 +9,47 @@ from pathlib import Path
 
 from ...shared.errors import MusError
 from ...shared.progress import warn
-from ...shared.schemas.readings import AgreementParams, AgreementResult
+from ...shared.schemas.readings import (
+    AgreementParams,
+    AgreementResult,
+    BoundariesParams,
+    BoundariesResult,
+    BoundaryAlignment,
+    ClustersParams,
+    ClustersResult,
+    GridParams,
+    GridResult,
+    LabelJoinTest,
+    PeriodCorrelation,
+    PeriodsParams,
+    PeriodsResult,
+    RankEntry,
+    RankParams,
+    RankResult,
+    RankSection,
+    ScoreMoranTest,
+)
 from ..clip.jobs import label_set_from_spec, model_and_view
 from ..deps import require
 from ..jobs import job
 
 
-def _ranked_rows(ranked) -> list[dict]:
+def _float(value: float):
+    """JSON has no NaN: None instead."""
+    return None if value != value else float(value)
+
+
+def _ranked_rows(ranked) -> list[RankEntry]:
     return [
-        {
-            "rank": entry.rank,
-            "label": entry.label,
-            "first_places": entry.first_places,
-            "share": entry.share,
-            "mean_probability": entry.mean_probability,
-            "target": bool(entry.target),
-            "members": list(entry.members),
-        }
+        RankEntry(
+            rank=int(entry.rank),
+            label=entry.label,
+            first_places=int(entry.first_places),
+            share=float(entry.share),
+            mean_probability=_float(entry.mean_probability),
+            target=bool(entry.target),
+            members=list(entry.members),
+        )
         for entry in ranked
     ]
 
@@ -69,44 +93,42 @@ def _check_targets_known(targets, groups, universes, progress, strict=True) -> N
     warn(progress, message)
 
 
-@job("rank")
-def rank(params: dict, progress) -> dict:
+@job("rank", params=RankParams, result=RankResult)
+def rank(params: RankParams, progress) -> RankResult:
     """Rank labels of classified layers (arrays in NumPy files) and of label sets over the store."""
     require("numpy")
     import numpy as np
 
     from ...shared.labels import parse_groups
 
-    targets = list(params.get("targets") or [])
-    groups = parse_groups(params.get("groups") or [])
+    targets = list(params.targets)
+    groups = parse_groups(params.groups)
     sections = []
     universes = []  # (set name, labels) of every set ranked, to name what a target may be
-    for layer in params.get("layers") or []:
-        arrays = np.load(layer["arrays"], allow_pickle=False)
-        probabilities = arrays["probabilities"] if layer.get("has_probabilities") else None
-        universes.append((layer["set_name"], list(layer["labels"])))
+    for layer in params.layers:
+        arrays = np.load(layer.arrays, allow_pickle=False)
+        probabilities = arrays["probabilities"] if layer.has_probabilities else None
+        universes.append((layer.set_name, list(layer.labels)))
         ranked = _rank_in_set(
-            layer["set_name"],
-            layer["labels"],
+            layer.set_name,
+            layer.labels,
             arrays["first"],
             probabilities,
             targets,
             groups,
             progress,
         )
-        sections.append({"set_name": layer["set_name"], "entries": _ranked_rows(ranked)})
+        sections.append(RankSection(set_name=layer.set_name, entries=_ranked_rows(ranked)))
     untrained = ""
     model_used: dict = {}
-    stored = params.get("stored")
-    if stored and stored.get("label_sets"):
+    stored = params.stored
+    if stored is not None and stored.label_sets:
         require("torch", "open_clip")
         from ..clip.classify import UNTRAINED_WARNING, rank_stored_embeddings
 
-        label_sets = [label_set_from_spec(spec) for spec in stored["label_sets"]]
+        label_sets = [label_set_from_spec(choice) for choice in stored.label_sets]
         spec, view = model_and_view(stored)
-        result = rank_stored_embeddings(
-            label_sets, spec, view, stored["cache_dir"], progress=progress
-        )
+        result = rank_stored_embeddings(label_sets, spec, view, stored.cache_dir, progress=progress)
         untrained = UNTRAINED_WARNING if result.model.untrained else ""
         model_used = {
             "model": spec.name,
@@ -128,16 +150,16 @@ def rank(params: dict, progress) -> dict:
                 progress,
                 ranking.mean_probability,
             )
-            sections.append({"set_name": set_name, "title": title, "entries": _ranked_rows(ranked)})
-    _check_targets_known(
-        targets, groups, universes, progress, strict=params.get("strict_targets", True)
-    )
+            sections.append(
+                RankSection(set_name=set_name, title=title, entries=_ranked_rows(ranked))
+            )
+    _check_targets_known(targets, groups, universes, progress, strict=params.strict_targets)
     # The warning itself, so that the QGIS side need not import the CLIP modules to word it.
-    return {"sections": sections, "untrained_warning": untrained, "model": model_used}
+    return RankResult(sections=sections, untrained_warning=untrained, model=model_used)
 
 
-@job("grid")
-def grid(params: dict, progress) -> dict:
+@job("grid", params=GridParams, result=GridResult)
+def grid(params: GridParams, progress) -> GridResult:
     """A void-free label grid from labelled points; cells go to a NumPy file."""
     require("numpy", "shapely")
     import numpy as np
@@ -145,17 +167,17 @@ def grid(params: dict, progress) -> dict:
 
     from .grid import resample_to_grid
 
-    arrays = np.load(params["points"], allow_pickle=False)
-    area = shapely.from_wkt(params["area_wkt"]) if params.get("area_wkt") else None
+    arrays = np.load(params.points, allow_pickle=False)
+    area = shapely.from_wkt(params.area_wkt) if params.area_wkt else None
     try:
         result = resample_to_grid(
             arrays["x"],
             arrays["y"],
             arrays["label"],
-            int(params["n_labels"]),
-            float(params["cell_size"]),
-            params["shape"],
-            weights=arrays["weight"] if params.get("weighted") else None,
+            int(params.n_labels),
+            float(params.cell_size),
+            params.shape,
+            weights=arrays["weight"] if params.weighted else None,
             scores=arrays["weight"],  # the points' scores break ties
             area=area,
             progress=progress,
@@ -164,7 +186,7 @@ def grid(params: dict, progress) -> dict:
         raise MusError(str(exc)) from exc
     rings = np.asarray([result.polygon(row) for row in range(len(result.label))], dtype=float)
     np.savez(
-        params["output"],
+        params.output,
         index=np.asarray(result.index),
         label=np.asarray(result.label),
         points=np.asarray(result.points),
@@ -174,7 +196,7 @@ def grid(params: dict, progress) -> dict:
         fill_distance=np.asarray(result.fill_distance),
         rings=rings.reshape(len(result.label), -1, 2),
     )
-    return {"output": params["output"], "cells": len(result.label)}
+    return GridResult(output=params.output, cells=len(result.label))
 
 
 @job("agreement", params=AgreementParams, result=AgreementResult)
@@ -207,13 +229,8 @@ def agreement_job(params: AgreementParams, progress) -> AgreementResult:
     )
 
 
-def _float(value: float):
-    """JSON has no NaN: None instead."""
-    return None if value != value else float(value)
-
-
-@job("clusters")
-def clusters(params: dict, progress) -> dict:
+@job("clusters", params=ClustersParams, result=ClustersResult)
+def clusters(params: ClustersParams, progress) -> ClustersResult:
     """Join counts per label and Moran's I of a score; per-feature results to a NumPy file."""
     require("numpy", "libpysal", "esda")
     import numpy as np
@@ -221,27 +238,27 @@ def clusters(params: dict, progress) -> dict:
     from ...shared.sequences import zip_same_length
     from .clusters import hotspot_name, label_clusters
 
-    with np.load(params["features"], allow_pickle=False) as arrays:
+    with np.load(params.features, allow_pickle=False) as arrays:
         data = dict(arrays)
     result = label_clusters(
         data["x"],
         data["y"],
         data["label"],
-        int(params["n_labels"]),
+        int(params.n_labels),
         data.get("score"),
-        kind=params["kind"],
-        k=int(params.get("k", 8)),
-        distance_m=float(params.get("distance_m", 0.0)),
-        permutations=int(params["permutations"]),
-        alpha=float(params["alpha"]),
-        seed=int(params.get("seed", 0)),
+        kind=params.kind,
+        k=int(params.k),
+        distance_m=float(params.distance_m),
+        permutations=int(params.permutations),
+        alpha=float(params.alpha),
+        seed=int(params.seed),
         progress=progress,
     )
     n = len(data["label"])
     quadrant = result.quadrant if result.quadrant is not None else np.zeros(n, dtype=int)
     hotspot = result.hotspot if result.hotspot is not None else np.zeros(n, dtype=bool)
     np.savez(
-        params["output"],
+        params.output,
         local_count=result.local_count,
         local_p=result.local_p,
         in_cluster=result.in_cluster,
@@ -260,40 +277,40 @@ def clusters(params: dict, progress) -> dict:
     scores = None
     if result.scores is not None:
         s = result.scores
-        scores = {
-            "count": s.count,
-            "moran_i": _float(s.moran_i),
-            "expected_i": _float(s.expected_i),
-            "z_sim": _float(s.z_sim),
-            "p_value": _float(s.p_value),
-            "local_significant": s.local_significant,
-            "verdict": s.verdict,
-        }
-    return {
-        "output": params["output"],
-        "neighbours": result.neighbours,
-        "notes": result.notes,
-        "labels": [
-            {
-                "label": t.label,
-                "count": t.count,
-                "bb": _float(t.bb),
-                "expected_bb": _float(t.expected_bb),
-                "p_clustered": _float(t.p_clustered),
-                "bw": _float(t.bw),
-                "expected_bw": _float(t.expected_bw),
-                "p_dispersed": _float(t.p_dispersed),
-                "local_significant": t.local_significant,
-                "verdict": t.verdict,
-            }
+        scores = ScoreMoranTest(
+            count=int(s.count),
+            moran_i=_float(s.moran_i),
+            expected_i=_float(s.expected_i),
+            z_sim=_float(s.z_sim),
+            p_value=_float(s.p_value),
+            local_significant=int(s.local_significant),
+            verdict=s.verdict,
+        )
+    return ClustersResult(
+        output=params.output,
+        neighbours=result.neighbours,
+        notes=list(result.notes),
+        labels=[
+            LabelJoinTest(
+                label=int(t.label),
+                count=int(t.count),
+                bb=_float(t.bb),
+                expected_bb=_float(t.expected_bb),
+                p_clustered=_float(t.p_clustered),
+                bw=_float(t.bw),
+                expected_bw=_float(t.expected_bw),
+                p_dispersed=_float(t.p_dispersed),
+                local_significant=int(t.local_significant),
+                verdict=t.verdict,
+            )
             for t in result.labels
         ],
-        "scores": scores,
-    }
+        scores=scores,
+    )
 
 
-@job("boundaries")
-def boundaries(params: dict, progress) -> dict:
+@job("boundaries", params=BoundariesParams, result=BoundariesResult)
+def boundaries(params: BoundariesParams, progress) -> BoundariesResult:
     """Discontinuity lines of a label grid and, with a reference, their alignment with it."""
     require("numpy", "shapely", "libpysal")
     import numpy as np
@@ -301,7 +318,7 @@ def boundaries(params: dict, progress) -> dict:
 
     from .boundaries import alignment_test, label_boundaries, shares_from_points
 
-    with np.load(params["cells"], allow_pickle=False) as arrays:
+    with np.load(params.cells, allow_pickle=False) as arrays:
         data = dict(arrays)
     shares = None
     if "point_label" in data:
@@ -311,7 +328,7 @@ def boundaries(params: dict, progress) -> dict:
             data["point_y"],
             data["point_label"],
             data["label"],
-            int(params["n_labels"]),
+            int(params.n_labels),
         )
     result = label_boundaries(
         data["rings"], data["label"], shares=shares, majority_share=data["share"]
@@ -326,16 +343,10 @@ def boundaries(params: dict, progress) -> dict:
         }
         for line in result.lines
     ]
-    with open(params["output"], "w", encoding="utf-8") as handle:
+    with open(params.output, "w", encoding="utf-8") as handle:
         json.dump(lines, handle)
-    answer = {
-        "output": params["output"],
-        "edges": len(result.edges),
-        "neighbour_pairs": result.neighbour_pairs,
-        "total_length": result.total_length,
-        "alignment": None,
-    }
-    reference = params.get("reference_wkt") or []
+    alignment = None
+    reference = params.reference_wkt
     if reference and not result.edges:
         warn(progress, "No two neighbouring cells differ in label: no alignment to test.")
     elif reference:
@@ -349,24 +360,30 @@ def boundaries(params: dict, progress) -> dict:
         aligned = alignment_test(
             result.edges,
             [shapely.from_wkt(text) for text in reference],
-            float(params["buffer_m"]),
+            float(params.buffer_m),
             extent,
-            int(params["permutations"]),
-            int(params.get("seed", 0)),
+            int(params.permutations),
+            int(params.seed),
             progress,
         )
-        answer["alignment"] = {
-            "observed": aligned.observed,
-            "expected": aligned.expected,
-            "p_value": aligned.p_value,
-            "permutations": aligned.permutations,
-            "buffer_m": aligned.buffer_m,
-        }
-    return answer
+        alignment = BoundaryAlignment(
+            observed=float(aligned.observed),
+            expected=float(aligned.expected),
+            p_value=float(aligned.p_value),
+            permutations=int(aligned.permutations),
+            buffer_m=float(aligned.buffer_m),
+        )
+    return BoundariesResult(
+        output=params.output,
+        edges=len(result.edges),
+        neighbour_pairs=int(result.neighbour_pairs),
+        total_length=float(result.total_length),
+        alignment=alignment,
+    )
 
 
-@job("periods")
-def periods(params: dict, progress) -> dict:
+@job("periods", params=PeriodsParams, result=PeriodsResult)
+def periods(params: PeriodsParams, progress) -> PeriodsResult:
     """Each location's expected year from every label's probability (the images' embeddings are
     scored again from the store, so the whole probability vector is there, not only the top k);
     with reference years, Spearman's rho and its permutation p-value."""
@@ -378,9 +395,9 @@ def periods(params: dict, progress) -> dict:
     from ..clip.embedding import Location
     from .periods import correlate_with_reference, expected_periods
 
-    label_set = label_set_from_spec(params["label_set"])
+    label_set = label_set_from_spec(params.label_set)
     years = label_years(label_set)  # a set without dates stops here, before the model loads
-    with open(params["locations"], encoding="utf-8") as handle:
+    with open(params.locations, encoding="utf-8") as handle:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
     spec, view = model_and_view(params)
@@ -391,9 +408,9 @@ def periods(params: dict, progress) -> dict:
             spec,
             view,
             1,
-            params["cache_dir"],
+            params.cache_dir,
             progress,
-            fast_decode=not params.get("full_decode", False),
+            fast_decode=not params.full_decode,
         )
     except ValueError as exc:
         raise MusError(str(exc)) from exc
@@ -401,10 +418,10 @@ def periods(params: dict, progress) -> dict:
     n = len(locations)
     nearest = distance = np.full(n, np.nan)
     correlation = None
-    if params.get("reference"):
-        with np.load(params["points"], allow_pickle=False) as points:
+    if params.reference:
+        with np.load(params.points, allow_pickle=False) as points:
             x, y = points["x"], points["y"]
-        with np.load(params["reference"], allow_pickle=False) as reference:
+        with np.load(params.reference, allow_pickle=False) as reference:
             found = correlate_with_reference(
                 mean,
                 x,
@@ -412,19 +429,19 @@ def periods(params: dict, progress) -> dict:
                 reference["x"],
                 reference["y"],
                 reference["year"],
-                float(params.get("max_distance_m", 0.0)),
-                int(params["permutations"]),
-                int(params.get("seed", 0)),
+                float(params.max_distance_m),
+                int(params.permutations),
+                int(params.seed),
             )
         nearest, distance = found.nearest_year, found.distance_m
-        correlation = {
-            "rho": found.rho,
-            "p_value": found.p_value,
-            "pairs": found.pairs,
-            "permutations": found.permutations,
-        }
+        correlation = PeriodCorrelation(
+            rho=float(found.rho),
+            p_value=float(found.p_value),
+            pairs=int(found.pairs),
+            permutations=int(found.permutations),
+        )
     np.savez(
-        params["output"],
+        params.output,
         year=mean,
         spread=spread,
         dated=dated,
@@ -434,11 +451,11 @@ def periods(params: dict, progress) -> dict:
         nearest_year=nearest,
         distance=distance,
     )
-    return {
-        "output": params["output"],
-        "correlation": correlation,
-        "untrained": bool(run.model.untrained),
-        "metadata": run.metadata,
-        "dated_labels": int(sum(y == y for y in years)),
-        "labels": len(years),
-    }
+    return PeriodsResult(
+        output=params.output,
+        correlation=correlation,
+        untrained=bool(run.model.untrained),
+        metadata=run.metadata,
+        dated_labels=int(sum(y == y for y in years)),
+        labels=len(years),
+    )
