@@ -31,6 +31,7 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.errors import MusError
 from ..shared.resources import resource_path
+from ..shared.schemas.clip import ClassifyParams, ClassifyResult
 from .base import MusAlgorithm, dot_symbol, legend_text, style_on_load
 from .clip_parameters import ClipParameters
 
@@ -151,21 +152,22 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             json.dump(locations, handle)
         result = run_job(
             "classify",
-            {
-                "locations": locations_file,
-                "label_set": label_spec.to_dict(),
-                "model": self.model_spec(parameters, context).to_dict(),
-                "view": self.view_setting(parameters, context).to_dict(),
-                "top_k": self.parameterAsInt(parameters, self.TOP_K, context),
-                "cache_dir": self.cache_folder(parameters, context),
-                "batch_size": self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-                "full_decode": self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
-                "probe": self.parameterAsFile(parameters, self.PROBE, context),
-                "output": output,
-            },
+            ClassifyParams(
+                locations=locations_file,
+                label_set=label_spec,
+                model=self.model_spec(parameters, context),
+                view=self.view_setting(parameters, context),
+                top_k=self.parameterAsInt(parameters, self.TOP_K, context),
+                cache_dir=self.cache_folder(parameters, context),
+                batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                full_decode=self.parameterAsBoolean(parameters, self.FULL_DECODE, context),
+                probe=self.parameterAsFile(parameters, self.PROBE, context),
+                output=output,
+            ),
             feedback,
+            ClassifyResult,
         )
-        if result["untrained"]:
+        if result.untrained:
             feedback.reportError(
                 self.tr("Untrained model: the labels below mean nothing."), fatalError=False
             )
@@ -175,7 +177,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             )
         # Where the street inspector finds the images and their stored embeddings again.
         settings = {
-            **result["metadata"],
+            **result.metadata,
             "cache_folder": self.cache_folder(parameters, context),
             **self._fields_read,
         }

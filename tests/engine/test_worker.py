@@ -47,6 +47,20 @@ class Recorder:
         self.lines.append(("warning", message))
 
 
+def classify_params(locations, folder) -> dict:
+    """The complete params of a classify job (its schema's required fields, all of them)."""
+    return {
+        "locations": str(locations),
+        "label_set": {"builtin": "urban_atlas_2018"},
+        "model": {"name": "ViT-B-32", "pretrained": "", "checkpoint": "", "device": "cpu"},
+        "view": {},
+        "top_k": 3,
+        "cache_dir": str(folder / "cache"),
+        "batch_size": 4,
+        "output": str(folder / "scores.npz"),
+    }
+
+
 def sampling(osm_file, folder, classes) -> dict:
     """The params of a street-sampling job (a real job that reports progress as it goes)."""
     return {
@@ -93,10 +107,21 @@ def test_a_bad_input_is_a_user_error_and_the_worker_lives_on(worker, tmp_path):
     with pytest.raises(EngineJobError) as unknown:
         worker.run("no-such-job", {})
     assert "no job" in str(unknown.value)
-    # An internal fault carries its traceback for the log; the worker still answers afterwards.
-    with pytest.raises(EngineJobError) as fault:
+    # Parameters that lack what the job's schema requires are a user error naming each field.
+    with pytest.raises(EngineJobError) as incomplete:
         worker.run("classify", {})
+    assert incomplete.value.user_error
+    assert (
+        "ClassifyParams lacks locations, label_set, model, view, top_k, cache_dir, batch_size, "
+        "output" in str(incomplete.value)
+    )
+    # An internal fault carries its traceback for the log; the worker still answers afterwards.
+    not_json = tmp_path / "locations.json"
+    not_json.write_text("these are not locations", encoding="utf-8")
+    with pytest.raises(EngineJobError) as fault:
+        worker.run("classify", classify_params(not_json, tmp_path))
     assert not fault.value.user_error and "Traceback" in fault.value.details
+    assert "JSONDecodeError" in fault.value.details
     assert worker.run("status", {})["worker_pid"] == worker.pid
 
 

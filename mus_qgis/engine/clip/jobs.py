@@ -6,7 +6,13 @@ from __future__ import annotations
 import json
 
 from ...shared.errors import MusError
-from ...shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
+from ...shared.schemas.clip import (
+    ClassifyParams,
+    ClassifyResult,
+    LabelSetChoice,
+    ModelChoice,
+    ViewChoice,
+)
 from ..deps import require
 from ..jobs import job
 
@@ -36,8 +42,8 @@ def model_and_view(params):
     )
 
 
-@job("classify")
-def classify(params: dict, progress) -> dict:
+@job("classify", params=ClassifyParams, result=ClassifyResult)
+def classify(params: ClassifyParams, progress) -> ClassifyResult:
     """Classify locations' images; scores go to a NumPy file, row for row with the input."""
     require("numpy", "PIL", "torch", "open_clip")
     import numpy as np
@@ -45,33 +51,33 @@ def classify(params: dict, progress) -> dict:
     from .classify import classify_locations
     from .embedding import Location
 
-    with open(params["locations"], encoding="utf-8") as handle:
+    with open(params.locations, encoding="utf-8") as handle:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
     spec, view = model_and_view(params)
     probe = None
-    if params.get("probe"):
+    if params.probe:
         from .probe import load_probe
 
-        probe = load_probe(params["probe"])
+        probe = load_probe(params.probe)
     try:
         run = classify_locations(
             locations,
-            label_set_from_spec(params["label_set"]),
+            label_set_from_spec(params.label_set),
             spec,
             view,
-            int(params["top_k"]),
-            params["cache_dir"],
+            int(params.top_k),
+            params.cache_dir,
             progress,
-            int(params["batch_size"]),
-            fast_decode=not params.get("full_decode", False),
+            int(params.batch_size),
+            fast_decode=not params.full_decode,
             probe=probe,
         )
     except ValueError as exc:  # a setting the engine refuses (e.g. a view it cannot cut)
         raise MusError(str(exc)) from exc
     scores = run.scores
     np.savez(
-        params["output"],
+        params.output,
         top_index=scores.top_index,
         cosine=scores.cosine,
         probability=scores.probability,
@@ -79,12 +85,12 @@ def classify(params: dict, progress) -> dict:
         images_used=np.asarray(run.embeddings.images_used, dtype=np.int64),
         status=np.asarray(run.embeddings.status, dtype=str),
     )
-    return {
-        "output": params["output"],
-        "metadata": run.metadata,
-        "untrained": bool(run.model.untrained),
-        "counts": run.embeddings.counts,
-    }
+    return ClassifyResult(
+        output=params.output,
+        metadata=run.metadata,
+        untrained=bool(run.model.untrained),
+        counts={name: int(count) for name, count in run.embeddings.counts.items()},
+    )
 
 
 @job("train_probe")

@@ -4,7 +4,7 @@ images), and the jobs classify, train_probe and view_scores."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from ..defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
 from . import Schema
@@ -39,3 +39,29 @@ class ViewChoice(Schema):
     fov: float = 90.0
     pitch: float = 0.0
     centre_crop: bool = False
+
+
+@dataclass(frozen=True)
+class ClassifyParams(Schema):
+    """Score each location's images against a label set."""
+
+    locations: str  # a JSON file: one [image paths, street bearing, panorama heading] a location
+    label_set: LabelSetChoice
+    model: ModelChoice
+    view: ViewChoice
+    top_k: int
+    cache_dir: str  # the cache folder: models and embedding stores
+    batch_size: int  # views a forward pass
+    output: str  # the NumPy file (.npz) to write the scores to, row for row with the locations
+    full_decode: bool = False  # full-resolution JPEG decoding (default: draft mode)
+    probe: str = ""  # a trained probe (.npz) that scores instead of the prompts; empty: none
+
+    parts: ClassVar[dict] = {"label_set": LabelSetChoice, "model": ModelChoice, "view": ViewChoice}
+
+
+@dataclass(frozen=True)
+class ClassifyResult(Schema):
+    output: str  # the .npz: top_index, cosine, probability, margin, images_used, status
+    metadata: dict  # the run settings (model, weights, label set, templates, views, …)
+    untrained: bool  # random weights: the labels mean nothing
+    counts: dict  # images and locations by what became of them (decoded, cached, failed, …)
