@@ -30,6 +30,7 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
 )
 from ..shared.defaults import DEVICES
+from ..shared.schemas.clip import ProbeReport, TrainProbeParams, TrainProbeResult
 from .base import MusAlgorithm, first_layer_with, style_on_load
 from .classify_clip import (
     _number,
@@ -228,22 +229,23 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             json.dump({"rows": rows, "labels": labels, "ids": ids}, handle)
         result = run_job(
             "train_probe",
-            {
-                "points": points_file,
-                "settings": settings,
-                "label_file": self.parameterAsFile(parameters, self.LABEL_FILE, context),
-                "checkpoint": self.parameterAsFile(parameters, self.CHECKPOINT, context),
-                "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-                "cache_dir": self.cache_folder(parameters, context),
-                "regularisation": self.parameterAsDouble(parameters, self.REGULARISATION, context),
-                "top_k": self.parameterAsInt(parameters, self.TOP_K, context),
-                "probe": self.parameterAsFileOutput(parameters, self.PROBE, context),
-                "output": output,
-            },
+            TrainProbeParams(
+                points=points_file,
+                settings=settings,
+                label_file=self.parameterAsFile(parameters, self.LABEL_FILE, context),
+                checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context),
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                cache_dir=self.cache_folder(parameters, context),
+                regularisation=self.parameterAsDouble(parameters, self.REGULARISATION, context),
+                top_k=self.parameterAsInt(parameters, self.TOP_K, context),
+                probe=self.parameterAsFileOutput(parameters, self.PROBE, context),
+                output=output,
+            ),
             feedback,
+            TrainProbeResult,
         )
-        report = result["report"]
-        if report["untrained"]:
+        report = result.report
+        if report.untrained:
             feedback.reportError(
                 self.tr("Untrained model: the accuracies and labels below mean nothing."),
                 fatalError=False,
@@ -251,7 +253,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         label_set = _label_set_of(settings, parameters, self, context)
         with np.load(output, allow_pickle=False) as scores:
             dest_id = self._write(layer, features, dict(scores), label_set, parameters, context)
-        settings = dict(settings, probe=result["summary"])
+        settings = dict(settings, probe=result.summary.to_dict())
         _save_metadata(dest_id, settings, feedback)
         style_on_load(
             context,
@@ -260,16 +262,16 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         )
         results = {
             self.OUTPUT: dest_id,
-            "PROBE_ACCURACY": report["probe_accuracy"],
-            "ZERO_SHOT_ACCURACY": report["zero_shot_accuracy"],
-            "PROBE_FILE": result["probe"],
-            "UNTRAINED": int(bool(report["untrained"])),
-            self.PROBE: result["probe"],
+            "PROBE_ACCURACY": report.probe_accuracy,
+            "ZERO_SHOT_ACCURACY": report.zero_shot_accuracy,
+            "PROBE_FILE": result.probe,
+            "UNTRAINED": int(bool(report.untrained)),
+            self.PROBE: result.probe,
         }
         path = self.parameterAsFileOutput(parameters, self.REPORT, context)
         if path:
             with open(path, "w", encoding="utf-8") as out:
-                out.write(report_html(report, result["probe"], settings))
+                out.write(report_html(report, result.probe, settings))
             results[self.REPORT] = path
         return results
 
@@ -348,7 +350,7 @@ def _style_probe_layer(layer, label_set, settings) -> None:
     style_classified_layer(layer, label_set, settings, field="probe_label_1")
 
 
-def report_html(report: dict, probe_path: str, settings: dict) -> str:
+def report_html(report: ProbeReport, probe_path: str, settings: dict) -> str:
     """The probe's cross-validated accuracy beside zero-shot's, what it learnt from, and where
     it is saved; a banner when the weights are random."""
     parts = [
@@ -357,36 +359,36 @@ def report_html(report: dict, probe_path: str, settings: dict) -> str:
         ".warning{background:#fde0dd;border:2px solid #d7301f;padding:6px 10px}</style></head>"
         "<body><h1>Trained probe</h1>"
     ]
-    if report.get("untrained"):
+    if report.untrained:
         parts.append(
             "<p class='warning'><b>Random weights.</b> The model has untrained weights: these "
             "accuracies and the probe's labels say nothing about the images.</p>"
         )
     title = settings.get("label_set_title") or settings.get("label_set", "")
     parts.append(
-        f"<p>Label set: {html.escape(title)}. Model: {html.escape(report['model_identity'])}. "
-        f"Regularisation: {report['regularisation']:g}.</p>"
-        f"<h2>Accuracy on the {report['points']} corrected points</h2>"
-        f"<p>Cross-validated ({html.escape(report['method'])}): every point is predicted by a "
+        f"<p>Label set: {html.escape(title)}. Model: {html.escape(report.model_identity)}. "
+        f"Regularisation: {report.regularisation:g}.</p>"
+        f"<h2>Accuracy on the {report.points} corrected points</h2>"
+        f"<p>Cross-validated ({html.escape(report.method)}): every point is predicted by a "
         "probe trained without it.</p><table><tr><th></th><th>accuracy</th></tr>"
-        f"<tr><td>probe</td><td>{report['probe_accuracy']:.1%}</td></tr>"
-        f"<tr><td>zero-shot (the prompts)</td><td>{report['zero_shot_accuracy']:.1%}</td></tr>"
+        f"<tr><td>probe</td><td>{report.probe_accuracy:.1%}</td></tr>"
+        f"<tr><td>zero-shot (the prompts)</td><td>{report.zero_shot_accuracy:.1%}</td></tr>"
         "</table><h2>Corrections per label</h2><table>"
     )
-    for label, count in report["examples_per_label"].items():
+    for label, count in report.examples_per_label.items():
         parts.append(f"<tr><td>{html.escape(label)}</td><td>{count}</td></tr>")
     parts.append("</table>")
-    if report["left_out"]:
+    if report.left_out:
         parts.append(
-            f"<h2>Left out of training ({len(report['left_out'])})</h2><ul>"
+            f"<h2>Left out of training ({len(report.left_out)})</h2><ul>"
             + "".join(
-                f"<li>point {html.escape(item['point'])}: {html.escape(item['why'])}</li>"
-                for item in report["left_out"]
+                f"<li>point {html.escape(item.point)}: {html.escape(item.why)}</li>"
+                for item in report.left_out
             )
             + "</ul>"
         )
     parts.append(
-        f"<p>{report['scored']} of {report['locations']} points re-scored. Probe saved to "
+        f"<p>{report.scored} of {report.locations} points re-scored. Probe saved to "
         f"{html.escape(probe_path)}.</p></body></html>"
     )
     return "".join(parts)

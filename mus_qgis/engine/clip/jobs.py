@@ -9,8 +9,14 @@ from ...shared.errors import MusError
 from ...shared.schemas.clip import (
     ClassifyParams,
     ClassifyResult,
+    CrossValidationScores,
     LabelSetChoice,
+    LeftOutPoint,
     ModelChoice,
+    ProbeReport,
+    ProbeSummary,
+    TrainProbeParams,
+    TrainProbeResult,
     ViewChoice,
 )
 from ..deps import require
@@ -93,8 +99,8 @@ def classify(params: ClassifyParams, progress) -> ClassifyResult:
     )
 
 
-@job("train_probe")
-def train_probe_job(params: dict, progress) -> dict:
+@job("train_probe", params=TrainProbeParams, result=TrainProbeResult)
+def train_probe_job(params: TrainProbeParams, progress) -> TrainProbeResult:
     """Train a probe on a classified layer's corrected points and score every point with it;
     the scores go to a NumPy file, row for row with the input."""
     require("numpy", "torch", "open_clip")
@@ -103,11 +109,11 @@ def train_probe_job(params: dict, progress) -> dict:
     from .embedding import Location
     from .teach import classification_of, train_and_rescore
 
-    with open(params["points"], encoding="utf-8") as handle:
+    with open(params.points, encoding="utf-8") as handle:
         points = json.load(handle)
-    settings = params["settings"]
+    settings = params.settings
     label_set, spec, view, fast_decode = classification_of(
-        settings, params.get("label_file", ""), params.get("checkpoint", ""), params["device"]
+        settings, params.label_file, params.checkpoint, params.device
     )
     run = train_and_rescore(
         [Location(tuple(paths), bearing, heading) for paths, bearing, heading in points["rows"]],
@@ -116,28 +122,55 @@ def train_probe_job(params: dict, progress) -> dict:
         label_set,
         spec,
         view,
-        params["cache_dir"],
+        params.cache_dir,
         fast_decode,
-        float(params["regularisation"]),
-        int(params["top_k"]),
-        params.get("probe") or None,
+        float(params.regularisation),
+        int(params.top_k),
+        params.probe or None,
         settings.get("model_identity", ""),
         progress,
     )
     np.savez(
-        params["output"],
+        params.output,
         top_index=run.top_index,
         probability=run.probability,
         margin=run.margin,
         status=np.asarray(run.status, dtype=str),
         scored_by=np.asarray(run.scored_by, dtype=str),
     )
-    return {
-        "output": params["output"],
-        "probe": str(run.probe_path),
-        "report": run.report,
-        "summary": run.probe.summary() | {"file": str(run.probe_path)},
-    }
+    report = run.report
+    summary = run.probe.summary()
+    validation = summary["cross_validation"]
+    return TrainProbeResult(
+        output=params.output,
+        probe=str(run.probe_path),
+        report=ProbeReport(
+            method=report["method"],
+            points=int(report["points"]),
+            probe_accuracy=float(report["probe_accuracy"]),
+            zero_shot_accuracy=float(report["zero_shot_accuracy"]),
+            corrected=int(report["corrected"]),
+            left_out=[LeftOutPoint(item["point"], item["why"]) for item in report["left_out"]],
+            scored=int(report["scored"]),
+            locations=int(report["locations"]),
+            untrained=bool(report["untrained"]),
+            model_identity=report["model_identity"],
+            examples_per_label=dict(report["examples_per_label"]),
+            regularisation=float(report["regularisation"]),
+        ),
+        summary=ProbeSummary(
+            file=str(run.probe_path),
+            weights_sha256=summary["weights_sha256"],
+            trained_points=int(summary["trained_points"]),
+            regularisation=float(summary["regularisation"]),
+            cross_validation=CrossValidationScores(
+                method=validation["method"],
+                points=int(validation["points"]),
+                probe_accuracy=float(validation["probe_accuracy"]),
+                zero_shot_accuracy=float(validation["zero_shot_accuracy"]),
+            ),
+        ),
+    )
 
 
 @job("view_scores")

@@ -65,3 +65,78 @@ class ClassifyResult(Schema):
     metadata: dict  # the run settings (model, weights, label set, templates, views, …)
     untrained: bool  # random weights: the labels mean nothing
     counts: dict  # images and locations by what became of them (decoded, cached, failed, …)
+
+
+@dataclass(frozen=True)
+class TrainProbeParams(Schema):
+    """Train a probe on a classified layer's corrected points and score every point with it."""
+
+    points: str  # a JSON file: {"rows": [[paths, bearing, heading]], "labels": [...], "ids": [...]}
+    settings: dict  # the classified layer's run settings, as CLIP-classify recorded them
+    device: str
+    cache_dir: str  # the classification's cache folder (its embedding stores)
+    regularisation: float  # pull toward the zero-shot classifier
+    top_k: int
+    output: str  # the NumPy file (.npz) to write the probe's scores to
+    label_file: str = ""  # the label file the classification used, when it was not built in
+    checkpoint: str = ""  # the checkpoint the classification used, when it used one
+    probe: str = ""  # where to save the probe (.npz); empty: next to the embedding store
+
+
+@dataclass(frozen=True)
+class LeftOutPoint(Schema):
+    """A corrected point that could not be trained on."""
+
+    point: str  # its feature id
+    why: str
+
+
+@dataclass(frozen=True)
+class ProbeReport(Schema):
+    """A probe's cross-validated accuracy beside zero-shot's, and what it learnt from."""
+
+    method: str  # "leave-one-out" or "k-fold stratified"
+    points: int  # corrected points trained on (those with a stored embedding)
+    probe_accuracy: float  # 0..1, each point predicted by a probe trained without it
+    zero_shot_accuracy: float  # 0..1, the prompts on the same points
+    corrected: int  # points with a corrected label
+    left_out: list  # LeftOutPoint: corrected points without a stored embedding
+    scored: int  # points the probe scored
+    locations: int  # points sent
+    untrained: bool  # random weights: the accuracies mean nothing
+    model_identity: str
+    examples_per_label: dict  # label: corrected points trained on
+    regularisation: float
+
+    parts: ClassVar[dict] = {"left_out": LeftOutPoint}
+
+
+@dataclass(frozen=True)
+class CrossValidationScores(Schema):
+    method: str
+    points: int
+    probe_accuracy: float
+    zero_shot_accuracy: float
+
+
+@dataclass(frozen=True)
+class ProbeSummary(Schema):
+    """What a layer scored by a probe records of it in its run settings (``probe``)."""
+
+    file: str  # the probe (.npz)
+    weights_sha256: str
+    trained_points: int
+    regularisation: float
+    cross_validation: CrossValidationScores
+
+    parts: ClassVar[dict] = {"cross_validation": CrossValidationScores}
+
+
+@dataclass(frozen=True)
+class TrainProbeResult(Schema):
+    output: str  # the .npz: top_index, probability, margin, status, scored_by
+    probe: str  # the probe file written
+    report: ProbeReport
+    summary: ProbeSummary
+
+    parts: ClassVar[dict] = {"report": ProbeReport, "summary": ProbeSummary}
