@@ -142,9 +142,9 @@ def main() -> None:
             )
         for points in (len(features), 4157):
             job = view_scores_job(layer)
-            rows = json.loads(Path(job["params"]["locations"]).read_text(encoding="utf-8"))
+            rows = json.loads(Path(job["params"].locations).read_text(encoding="utf-8"))
             rows = (rows * (points // len(rows) + 1))[:points]
-            Path(job["params"]["locations"]).write_text(json.dumps(rows), encoding="utf-8")
+            Path(job["params"].locations).write_text(json.dumps(rows), encoding="utf-8")
             job["fids"] = list(range(points))
             started = time.perf_counter()
             run_view_scores(job)

@@ -15,6 +15,7 @@ from ..bridge.engine import job_file, plugin_cache_dir, run_job
 from ..bridge.layer_settings import classification_settings
 from ..shared.errors import MusError
 from ..shared.labels import builtin_label_set
+from ..shared.schemas.clip import LabelSetChoice, ViewScoresParams, ViewScoresResult
 from ..shared.sequences import zip_same_length
 from .point import logit_scale_of, point_of
 
@@ -48,24 +49,24 @@ def view_scores_job(layer) -> dict:
         json.dump(rows, handle)
     return {
         "fids": fids,
-        "params": {
-            "locations": locations,
-            "label_set": {"builtin": name, "templates": settings.get("templates") or None},
-            "model_identity": settings["model_identity"],
-            "views": settings.get("views", ""),
-            "fast_decode": bool(settings.get("jpeg_draft_decode", True)),
-            "cache_dir": settings.get("cache_folder") or str(plugin_cache_dir()),
-            "logit_scale": logit_scale,
-            "top_k": int(settings.get("top_k") or 3),
-            "output": job_file(".json"),
-        },
+        "params": ViewScoresParams(
+            locations=locations,
+            label_set=LabelSetChoice(builtin=name, templates=settings.get("templates") or None),
+            model_identity=settings["model_identity"],
+            views=settings.get("views", ""),
+            fast_decode=bool(settings.get("jpeg_draft_decode", True)),
+            cache_dir=settings.get("cache_folder") or str(plugin_cache_dir()),
+            logit_scale=logit_scale,
+            top_k=int(settings.get("top_k") or 3),
+            output=job_file(".json"),
+        ),
     }
 
 
 def run_view_scores(job: dict) -> dict[int, dict]:
     """Run the job (blocking: call it from a task); each point's reading by feature id."""
-    run_job("view_scores", job["params"], None)
-    with open(job["params"]["output"], encoding="utf-8") as handle:
+    result = run_job("view_scores", job["params"], None, ViewScoresResult)
+    with open(result.output, encoding="utf-8") as handle:
         readings = json.load(handle)
     return dict(zip_same_length(job["fids"], readings))
 

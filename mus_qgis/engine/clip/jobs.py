@@ -18,6 +18,8 @@ from ...shared.schemas.clip import (
     TrainProbeParams,
     TrainProbeResult,
     ViewChoice,
+    ViewScoresParams,
+    ViewScoresResult,
 )
 from ..deps import require
 from ..jobs import job
@@ -173,28 +175,28 @@ def train_probe_job(params: TrainProbeParams, progress) -> TrainProbeResult:
     )
 
 
-@job("view_scores")
-def view_scores_job(params: dict, progress) -> dict:
+@job("view_scores", params=ViewScoresParams, result=ViewScoresResult)
+def view_scores_job(params: ViewScoresParams, progress) -> ViewScoresResult:
     """Each view's top labels and the pooled ones, from the stores a classification filled."""
     require("numpy")
     from .classify import store_key
     from .embedding import Location
     from .view_scores import score_views, view_setting_from_key
 
-    with open(params["locations"], encoding="utf-8") as handle:
+    with open(params.locations, encoding="utf-8") as handle:
         rows = json.load(handle)
     locations = [Location(tuple(paths), bearing, heading) for paths, bearing, heading in rows]
     # The run settings' view setting and decode name the store the classification filled.
-    store = store_key(view_setting_from_key(params["views"]), params.get("fast_decode", True))
+    store = store_key(view_setting_from_key(params.views), params.fast_decode)
     readings = score_views(
         locations,
-        label_set_from_spec(params["label_set"]),
-        params["model_identity"],
+        label_set_from_spec(params.label_set),
+        params.model_identity,
         store,
-        params["cache_dir"],
-        float(params["logit_scale"]),
-        int(params.get("top_k", 3)),
+        params.cache_dir,
+        float(params.logit_scale),
+        int(params.top_k),
     )
-    with open(params["output"], "w", encoding="utf-8") as handle:
+    with open(params.output, "w", encoding="utf-8") as handle:
         json.dump(readings, handle)
-    return {"output": params["output"], "count": len(readings)}
+    return ViewScoresResult(output=params.output, count=len(readings))

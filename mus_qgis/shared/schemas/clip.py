@@ -140,3 +140,27 @@ class TrainProbeResult(Schema):
     summary: ProbeSummary
 
     parts: ClassVar[dict] = {"report": ProbeReport, "summary": ProbeSummary}
+
+
+@dataclass(frozen=True)
+class ViewScoresParams(Schema):
+    """Each view's reading of a classified layer's points, from the stores the classification
+    filled (no image read, no model loaded)."""
+
+    locations: str  # a JSON file: one [image paths, street bearing, panorama heading] a location
+    label_set: LabelSetChoice
+    model_identity: str  # the run settings' model_identity: names the stores
+    views: str  # the run settings' view key ('views4-fov90-pitch0', 'centre-crop')
+    cache_dir: str  # the classification's cache folder
+    logit_scale: float  # the model's, to turn cosines into probabilities
+    output: str  # the JSON file to write the readings to, one a location
+    fast_decode: bool = True  # the classification decoded JPEGs in draft mode
+    top_k: int = 3
+
+    parts: ClassVar[dict] = {"label_set": LabelSetChoice}
+
+
+@dataclass(frozen=True)
+class ViewScoresResult(Schema):
+    output: str
+    count: int  # readings written
