@@ -1,0 +1,226 @@
+"""CLIP's jobs take and give their schemas: classify, train_probe and view_scores, each declared
+with its two classes, their answers plain JSON that comes back equal, and the real jobs run with
+the tiny model on real photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mus_qgis.engine.jobs import registered
+from mus_qgis.shared.errors import MusError
+from mus_qgis.shared.labels import builtin_label_set
+from mus_qgis.shared.schemas.clip import (
+    ClassifyParams,
+    ClassifyResult,
+    CrossValidationScores,
+    LabelSetChoice,
+    LeftOutPoint,
+    ModelChoice,
+    ProbeReport,
+    ProbeSummary,
+    TrainProbeParams,
+    TrainProbeResult,
+    ViewChoice,
+    ViewScoresParams,
+    ViewScoresResult,
+)
+from tests.conftest import AREZZO_PHOTOS
+
+JOBS = registered()
+LABEL_SET = "urban_atlas_2018"
+
+
+def carried(schema):
+    """``schema`` as the worker's protocol carries it (plain JSON), read back."""
+    return type(schema).from_dict(json.loads(json.dumps(schema.to_dict())))
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "result"),
+    [
+        ("classify", ClassifyParams, ClassifyResult),
+        ("train_probe", TrainProbeParams, TrainProbeResult),
+        ("view_scores", ViewScoresParams, ViewScoresResult),
+    ],
+)
+def test_each_clip_job_declares_its_schemas(name, params, result):
+    assert JOBS[name].params is params
+    assert JOBS[name].result is result
+
+
+def test_classify_params_and_result_survive_the_pipe():
+    params = ClassifyParams(
+        locations="/tmp/locations.json",
+        label_set=LabelSetChoice(builtin=LABEL_SET, templates=["a photo of {label}"]),
+        model=ModelChoice(name="ViT-B-32", pretrained="", checkpoint="/w.pt", device="cpu"),
+        view=ViewChoice(count=8, fov=45.0, pitch=-10.0),
+        top_k=3,
+        cache_dir="/tmp/cache",
+        batch_size=32,
+        output="/tmp/scores.npz",
+        full_decode=True,
+        probe="/tmp/probe.npz",
+    )
+    back = carried(params)
+    assert back == params and isinstance(back.view, ViewChoice)
+    result = ClassifyResult(
+        output="/tmp/scores.npz",
+        metadata={"model": "ViT-B-32", "views": "views4-fov90-pitch0", "templates": ["{label}"]},
+        untrained=True,
+        counts={"images": 4, "decoded": 3, "failed": 1, "locations ok": 3},
+    )
+    assert carried(result) == result
+
+
+def test_a_probe_result_survives_the_pipe_with_its_parts():
+    result = TrainProbeResult(
+        output="/tmp/probe_scores.npz",
+        probe="/tmp/cache/embeddings/probes/p.npz",
+        report=ProbeReport(
+            method="leave-one-out",
+            points=4,
+            probe_accuracy=0.75,
+            zero_shot_accuracy=0.25,
+            corrected=5,
+            left_out=[LeftOutPoint(point="7", why="gone.jpg was never embedded")],
+            scored=6,
+            locations=8,
+            untrained=False,
+            model_identity="ViT-B-32/laion2b",
+            examples_per_label={"Forests": 2, "Water": 2},
+            regularisation=0.3,
+        ),
+        summary=ProbeSummary(
+            file="/tmp/cache/embeddings/probes/p.npz",
+            weights_sha256="ab" * 32,
+            trained_points=4,
+            regularisation=0.3,
+            cross_validation=CrossValidationScores("leave-one-out", 4, 0.75, 0.25),
+        ),
+    )
+    back = carried(result)
+    assert back == result
+    assert back.report.left_out[0].why == "gone.jpg was never embedded"
+    assert back.summary.cross_validation.probe_accuracy == 0.75
+
+
+def test_view_scores_params_and_result_survive_the_pipe():
+    params = ViewScoresParams(
+        locations="/tmp/locations.json",
+        label_set=LabelSetChoice(builtin=LABEL_SET),
+        model_identity="ViT-B-32/laion2b",
+        views="centre-crop",
+        cache_dir="/tmp/cache",
+        logit_scale=100.0,
+        output="/tmp/views.json",
+    )
+    back = carried(params)
+    assert back == params and back.fast_decode is True and back.top_k == 3
+    assert carried(ViewScoresResult(output="/tmp/views.json", count=12)).count == 12
+
+
+def test_a_probe_report_without_its_cross_validation_is_named():
+    answer = ProbeSummary("p.npz", "", 4, 0.3, CrossValidationScores("5-fold", 40, 0.5, 0.4))
+    data = answer.to_dict()
+    del data["cross_validation"]["zero_shot_accuracy"]
+    with pytest.raises(MusError, match="CrossValidationScores lacks zero_shot_accuracy"):
+        ProbeSummary.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def classified(tiny_spec, tmp_path_factory):
+    """Four Arezzo photos classified by the classify job itself, with the tiny model."""
+    folder = tmp_path_factory.mktemp("clip_schemas")
+    rows = [[[str(path)], None, None] for path in AREZZO_PHOTOS[:4]]
+    (folder / "locations.json").write_text(json.dumps(rows), encoding="utf-8")
+    params = ClassifyParams(
+        locations=str(folder / "locations.json"),
+        label_set=LabelSetChoice(builtin=LABEL_SET),
+        model=ModelChoice(
+            name=tiny_spec.name,
+            pretrained="",
+            checkpoint=tiny_spec.checkpoint,
+            device="cpu",
+        ),
+        view=ViewChoice(),
+        top_k=2,
+        cache_dir=str(folder / "cache"),
+        batch_size=8,
+        output=str(folder / "scores.npz"),
+    )
+    answer = JOBS["classify"](params.to_dict(), None)
+    return folder, rows, params, answer
+
+
+def test_the_classify_job_gives_its_result(classified):
+    _, rows, params, answer = classified
+    json.dumps(answer)  # plain JSON, nothing NumPy
+    result = ClassifyResult.from_dict(answer)
+    assert result.output == params.output
+    assert result.untrained is False  # weights from a checkpoint file (random, but given)
+    assert result.counts["locations ok"] == len(rows)
+    assert result.metadata["label_set"] == LABEL_SET and result.metadata["top_k"] == 2
+    with np.load(result.output) as scores:
+        assert scores["top_index"].shape == (len(rows), 2)
+
+
+def test_the_view_scores_job_gives_its_result(classified):
+    folder, rows, params, answer = classified
+    metadata = ClassifyResult.from_dict(answer).metadata
+    view_params = ViewScoresParams(
+        locations=params.locations,
+        label_set=params.label_set,
+        model_identity=metadata["model_identity"],
+        views=metadata["views"],
+        cache_dir=params.cache_dir,
+        logit_scale=metadata["logit_scale"],
+        output=str(folder / "views.json"),
+        top_k=2,
+    )
+    result = ViewScoresResult.from_dict(JOBS["view_scores"](view_params.to_dict(), None))
+    assert result == ViewScoresResult(output=view_params.output, count=len(rows))
+    readings = json.loads((folder / "views.json").read_text(encoding="utf-8"))
+    assert len(readings) == len(rows) and len(readings[0]["pooled"]["labels"]) == 2
+
+
+def test_the_train_probe_job_gives_its_result_with_its_parts(classified):
+    folder, rows, params, answer = classified
+    settings = dict(ClassifyResult.from_dict(answer).metadata, cache_folder=params.cache_dir)
+    texts = builtin_label_set(LABEL_SET).texts
+    never = str(folder / "never.jpg")
+    points = {
+        "rows": [*rows, [[never], None, None]],
+        "labels": [texts[0], texts[0], texts[1], texts[1], texts[1]],
+        "ids": ["1", "2", "3", "4", "5"],
+    }
+    (folder / "points.json").write_text(json.dumps(points), encoding="utf-8")
+    probe_params = TrainProbeParams(
+        points=str(folder / "points.json"),
+        settings=settings,
+        device="cpu",
+        cache_dir=params.cache_dir,
+        regularisation=0.3,
+        top_k=2,
+        output=str(folder / "probe_scores.npz"),
+        checkpoint=params.model.checkpoint,
+        probe=str(folder / "probe.npz"),
+    )
+    answer = JOBS["train_probe"](probe_params.to_dict(), None)
+    json.dumps(answer)  # plain JSON, nothing NumPy
+    result = TrainProbeResult.from_dict(answer)
+    assert result.output == probe_params.output and result.probe == str(folder / "probe.npz")
+    report = result.report
+    assert (report.method, report.points, report.corrected) == ("leave-one-out", 4, 5)
+    assert report.left_out == [LeftOutPoint(point="5", why=report.left_out[0].why)]
+    assert "never.jpg" in report.left_out[0].why
+    assert report.examples_per_label == {texts[0]: 2, texts[1]: 2}
+    assert 0.0 <= report.probe_accuracy <= 1.0 and report.untrained is False
+    summary = result.summary
+    assert summary.file == result.probe and summary.trained_points == 4
+    assert summary.cross_validation == CrossValidationScores(
+        report.method, report.points, report.probe_accuracy, report.zero_shot_accuracy
+    )
+    assert carried(result) == result
