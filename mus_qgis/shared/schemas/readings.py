@@ -3,10 +3,6 @@
 JSON has no NaN: a statistic that could not be computed travels as None (``Optional[float]``).
 """
 
-# Optional, not ``X | None``: the QGIS side runs on Python 3.9, where ``typing.get_type_hints``
-# cannot evaluate the latter.
-# ruff: noqa: UP045
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
