@@ -73,6 +73,7 @@ class MusPlugin:
         for text, slot in (
             ("Set up the engine…", self.setup_engine),
             ("Engine status…", self.show_engine_status),
+            ("Service keys…", self.show_service_keys),
             ("Edit the pipeline model…", self.edit_pipeline_model),
         ):
             action = QAction(icon, text, self.iface.mainWindow())
@@ -210,6 +211,14 @@ class MusPlugin:
             self._show_text("Engine status", text)
 
         self.run_in_background("mus:enginestatus", {}, done)
+
+    def show_service_keys(self):
+        """The dialog that stores Mapillary's and Street View's keys for Fetch panoramas."""
+        from .gui.service_keys import ServiceKeysDialog
+
+        self.keys_dialog = ServiceKeysDialog(self.iface.mainWindow())
+        self.keys_dialog.show()
+        return self.keys_dialog
 
     def edit_pipeline_model(self):
         """The shipped pipeline model in the Graphical Modeler (the toolbox offers "Edit Model…"

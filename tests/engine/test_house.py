@@ -30,7 +30,13 @@ HEAVY = {"torch", "open_clip", "osmnx", "geopandas", "shapely", "pyproj", "netwo
 HEAVY |= {"diffusers", "transformers", "numpy", "pandas", "scipy", "sklearn", "esda", "libpysal"}
 HEAVY |= {"PIL", "pyarrow", "ray", "requests"}
 QT = {"qgis", "PyQt5", "PyQt6", "sip"}
-QGIS_SIDE = ("mus_qgis.plugin", "mus_qgis.processing", "mus_qgis.inspector", "mus_qgis.bridge")
+QGIS_SIDE = (
+    "mus_qgis.plugin",
+    "mus_qgis.gui",
+    "mus_qgis.processing",
+    "mus_qgis.inspector",
+    "mus_qgis.bridge",
+)
 # The one engine module the QGIS side reads: the imagery sources' registry (titles, prices), which
 # finds each source by scanning its package and imports nothing heavy at module level (checked
 # below). The list may shrink, never grow: a new need belongs in ``shared``.
