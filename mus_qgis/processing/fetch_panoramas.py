@@ -40,6 +40,13 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
     make_field,
 )
+from ..shared.schemas.imagery import (
+    CaptureWindow,
+    FetchImageryParams,
+    FetchImageryResult,
+    SourceCredentials,
+    ViewPlanChoice,
+)
 from .base import MusAlgorithm, qgis_proxies, style_on_load
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
@@ -267,21 +274,21 @@ class FetchPanoramas(MusAlgorithm):
         source = self.required_source(parameters, self.INPUT, context)
         name = list(imagery_sources())[self.parameterAsEnum(parameters, self.SOURCE, context)]
         _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
-        plan = {
-            "count": count,
-            "fov": fov,
-            "pitch": 0.0,
-            "size": self.parameterAsInt(parameters, self.IMAGE_SIZE, context),
-            "whole_panorama": whole,
-        }
-        window = {
-            "start": self._date(parameters, self.DATE_FROM, context),
-            "end": self._date(parameters, self.DATE_TO, context),
-        }
-        if window["start"] and window["end"] and window["start"] > window["end"]:
+        plan = ViewPlanChoice(
+            count=count,
+            fov=fov,
+            pitch=0.0,
+            size=self.parameterAsInt(parameters, self.IMAGE_SIZE, context),
+            whole_panorama=whole,
+        )
+        window = CaptureWindow(
+            start=self._date(parameters, self.DATE_FROM, context),
+            end=self._date(parameters, self.DATE_TO, context),
+        )
+        if window.start and window.end and window.start > window.end:
             raise QgsProcessingException(
-                f"'Captured from' ({window['start']}) is after 'Captured until' "
-                f"({window['end']}): no image could match; swap or correct the dates."
+                f"'Captured from' ({window.start}) is after 'Captured until' "
+                f"({window.end}): no image could match; swap or correct the dates."
             )
         location = self._photo_location(name, parameters, context)
         points, features = self._points(source, parameters, context)
@@ -294,26 +301,27 @@ class FetchPanoramas(MusAlgorithm):
         with open(points_file, "w", encoding="utf-8") as handle:
             json.dump(points, handle)
         estimate_only = self.parameterAsBoolean(parameters, self.ESTIMATE_ONLY, context)
-        answer = run_job(
+        result = run_job(
             "fetch_imagery",
-            {
-                "points": points_file,
-                "source": name,
-                "radius_m": self.parameterAsDouble(parameters, self.RADIUS, context),
-                "plan": plan,
-                "window": window,
-                "concurrency": self.parameterAsInt(parameters, self.CONCURRENCY, context),
-                "url": self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
-                "location": location,
-                "cache_dir": cache,
+            FetchImageryParams(
+                points=points_file,
+                source=name,
+                radius_m=self.parameterAsDouble(parameters, self.RADIUS, context),
+                plan=plan,
+                window=window,
+                concurrency=self.parameterAsInt(parameters, self.CONCURRENCY, context),
+                url=self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
+                location=location,
+                cache_dir=cache,
                 # Secrets travel through the pipe only, never through a file.
-                "credentials": self._credentials(name, parameters, context),
-                "proxies": qgis_proxies(),
-                "output": output,
-                "estimate_only": estimate_only,
-                "price_per_1000": self.parameterAsDouble(parameters, self.PRICE_PER_1000, context),
-            },
+                credentials=self._credentials(name, parameters, context),
+                proxies=qgis_proxies(),
+                output=output,
+                estimate_only=estimate_only,
+                price_per_1000=self.parameterAsDouble(parameters, self.PRICE_PER_1000, context),
+            ),
             feedback,
+            FetchImageryResult,
         )
         with open(output, encoding="utf-8") as handle:
             outcomes = json.load(handle)
@@ -321,15 +329,15 @@ class FetchPanoramas(MusAlgorithm):
         dest_id = self._write(source, features, by_key, parameters, context)
         style_on_load(context, dest_id, style_fetch_layer)
         found = [o for o in outcomes if o["status"] == "ok"]
-        estimate = answer.get("estimate") or {}
+        estimate = result.estimate
         return {
             self.OUTPUT: dest_id,
             "WITH_IMAGERY": len(found),
             "WITHOUT_IMAGERY": len(features) - len(found),
             "SHARED": sum(1 for o in outcomes if o["duplicate_of"] is not None),
-            "ESTIMATED_REQUESTS": estimate.get("requests", 0),
-            "ESTIMATED_MEGABYTES": round(estimate.get("bytes_expected", 0) / 1e6, 1),
-            "ESTIMATED_COST_USD": estimate.get("cost", 0.0),
+            "ESTIMATED_REQUESTS": estimate.requests if estimate else 0,
+            "ESTIMATED_MEGABYTES": round(estimate.bytes_expected / 1e6, 1) if estimate else 0.0,
+            "ESTIMATED_COST_USD": estimate.cost if estimate else 0.0,
         }
 
     def _date(self, parameters, name, context):
@@ -351,7 +359,7 @@ class FetchPanoramas(MusAlgorithm):
             )
         return location
 
-    def _credentials(self, name, parameters, context):
+    def _credentials(self, name, parameters, context) -> SourceCredentials:
         """The key and secret from the authentication database (or, headless, the environment)."""
         # The id as given: QGIS answers an empty string for an id it does not know, which would
         # read as "no configuration" and end in "needs a key".
@@ -386,13 +394,15 @@ class FetchPanoramas(MusAlgorithm):
                     f"The authentication configuration {auth_id} gives no key or token (is the "
                     f"master password set? Is the key in its user name field?){headless}."
                 )
-            return {"key": key.strip(), "secret": (config.config("password") or "").strip()}
+            return SourceCredentials(
+                key=key.strip(), secret=(config.config("password") or "").strip()
+            )
         key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
         # A line break a value set from a file may end in is trimmed by the engine's Credentials.
-        return {
-            "key": os.environ.get(key_variable, "") if key_variable else "",
-            "secret": os.environ.get(secret_variable, "") if secret_variable else "",
-        }
+        return SourceCredentials(
+            key=os.environ.get(key_variable, "") if key_variable else "",
+            secret=os.environ.get(secret_variable, "") if secret_variable else "",
+        )
 
     def _points(self, source, parameters, context):
         bearing_index = self.field_index(

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 
+from ...shared.schemas.imagery import (
+    CaptureWindow,
+    FetchImageryParams,
+    FetchImageryResult,
+    ImageryEstimate,
+    SourceCredentials,
+)
 from ..deps import require
 from ..jobs import job
 
 
-@job("fetch_imagery")
-def fetch_imagery_job(params: dict, progress) -> dict:
+@job("fetch_imagery", params=FetchImageryParams, result=FetchImageryResult)
+def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResult:
     """Look up and download imagery for points; the outcomes go to a JSON file."""
     require("PIL", "numpy")
     from datetime import date
@@ -17,31 +24,31 @@ def fetch_imagery_job(params: dict, progress) -> dict:
     from .fetch import FetchSettings, fetch_imagery
     from .sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
 
-    with open(params["points"], encoding="utf-8") as handle:
+    with open(params.points, encoding="utf-8") as handle:
         points = [FetchPoint(*row) for row in json.load(handle)]
-    window = params.get("window") or {}
+    window = params.window or CaptureWindow()
     settings = FetchSettings(
-        params["source"],
-        radius_m=float(params["radius_m"]),
-        plan=ViewPlan(**params["plan"]),
+        params.source,
+        radius_m=float(params.radius_m),
+        plan=ViewPlan(**params.plan.to_dict()),
         window=DateWindow(
-            *(date.fromisoformat(window[k]) if window.get(k) else None for k in ("start", "end"))
+            *(date.fromisoformat(day) if day else None for day in (window.start, window.end))
         ),
-        concurrency=int(params["concurrency"]),
-        url=params.get("url", ""),
-        location=params.get("location", ""),
-        estimate_only=bool(params.get("estimate_only")),
-        price_per_1000=params.get("price_per_1000"),
+        concurrency=int(params.concurrency),
+        url=params.url,
+        location=params.location,
+        estimate_only=bool(params.estimate_only),
+        price_per_1000=params.price_per_1000,
     )
-    credentials = Credentials(**(params.get("credentials") or {}))
+    credentials = Credentials(**(params.credentials or SourceCredentials()).to_dict())
     estimates: list = []
     outcomes = fetch_imagery(
         points,
         settings,
-        params["cache_dir"],
+        params.cache_dir,
         credentials,
         progress,
-        params.get("proxies"),
+        params.proxies,
         on_estimate=estimates.append,
     )
     rows = []
@@ -49,7 +56,10 @@ def fetch_imagery_job(params: dict, progress) -> dict:
         row = dict(vars(outcome))
         row["captured"] = outcome.captured.isoformat() if outcome.captured else None
         rows.append(row)
-    with open(params["output"], "w", encoding="utf-8") as handle:
+    with open(params.output, "w", encoding="utf-8") as handle:
         json.dump(rows, handle)
-    estimate = estimates[0].as_dict() if estimates else None
-    return {"output": params["output"], "count": len(rows), "estimate": estimate}
+    return FetchImageryResult(
+        output=params.output,
+        count=len(rows),
+        estimate=ImageryEstimate.from_dict(estimates[0].as_dict()) if estimates else None,
+    )
