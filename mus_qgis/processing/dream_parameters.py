@@ -24,6 +24,7 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
 )
 from ..shared.defaults import DEFAULT_DREAM_MODEL
+from ..shared.schemas.dreams import DreamModelChoice, DreamSettingsChoice
 from .classify_clip import html_safe_json
 
 
@@ -132,24 +133,25 @@ class DreamParameters:
             ),
         ]
 
-    def dream_model_spec(self, parameters, context, device: str) -> dict:
-        """The engine's ``DreamModelSpec`` fields, as a job sends them."""
-        return {
-            "model": self.parameterAsString(parameters, self.DREAM_MODEL, context).strip()
+    def dream_model_spec(self, parameters, context, device: str) -> DreamModelChoice:
+        """The diffusion model a job is to use, on ``device``."""
+        return DreamModelChoice(
+            model=self.parameterAsString(parameters, self.DREAM_MODEL, context).strip()
             or DEFAULT_DREAM_MODEL,
-            "revision": self.parameterAsString(parameters, self.DREAM_REVISION, context).strip(),
-            "device": device,
-        }
+            revision=self.parameterAsString(parameters, self.DREAM_REVISION, context).strip(),
+            device=device,
+        )
 
-    def dream_settings(self, parameters, context, **more) -> dict:
-        """The engine's ``DreamSettings`` fields shared by both algorithms, plus ``more``."""
-        return {
-            "steps": self.parameterAsInt(parameters, self.STEPS, context),
-            "guidance": self.parameterAsDouble(parameters, self.GUIDANCE, context),
-            "size": self.parameterAsInt(parameters, self.SIZE, context),
-            "seed": self.parameterAsInt(parameters, self.SEED, context),
+    def dream_settings(self, parameters, context, **more) -> DreamSettingsChoice:
+        """The dream settings both algorithms share, plus ``more`` (other ``DreamSettingsChoice``
+        fields)."""
+        return DreamSettingsChoice(
+            steps=self.parameterAsInt(parameters, self.STEPS, context),
+            guidance=self.parameterAsDouble(parameters, self.GUIDANCE, context),
+            size=self.parameterAsInt(parameters, self.SIZE, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
             **more,
-        }
+        )
 
 
 def run_settings_metadata(title: str, settings: dict) -> QgsLayerMetadata:

@@ -24,6 +24,7 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
 )
 from ..shared.errors import MusError
+from ..shared.schemas.dreams import DreamStreetsParams, DreamStreetsResult
 from .base import MusAlgorithm, dot_symbol, style_on_load
 from .clip_parameters import ClipParameters
 from .dream_parameters import DreamParameters, run_settings_metadata, save_run_settings
@@ -165,38 +166,39 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
         locations_file, output = job_file(".json"), job_file(".json")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(rows, handle)
-        model = self.model_spec(parameters, context).to_dict()
+        model = self.model_spec(parameters, context)
         views = DREAM_VIEWS[self.parameterAsEnum(parameters, self.DREAM_VIEWS, context)][1]
         result = run_job(
             "dream_streets",
-            {
-                "locations": locations_file,
-                "settings": self.dream_settings(
+            DreamStreetsParams(
+                locations=locations_file,
+                settings=self.dream_settings(
                     parameters,
                     context,
                     prompt=self.parameterAsString(parameters, self.PROMPT, context),
                     strength=self.parameterAsDouble(parameters, self.STRENGTH, context),
                     views=views,
                 ),
-                "dream_model": self.dream_model_spec(parameters, context, model["device"]),
-                "label_set": label_spec.to_dict(),
-                "model": model,
-                "view": self.view_setting(parameters, context).to_dict(),
-                "cache_dir": self.cache_folder(parameters, context),
-                "output": output,
-            },
+                dream_model=self.dream_model_spec(parameters, context, model.device),
+                label_set=label_spec,
+                model=model,
+                view=self.view_setting(parameters, context),
+                cache_dir=self.cache_folder(parameters, context),
+                output=output,
+            ),
             feedback,
+            DreamStreetsResult,
         )
         with open(output, encoding="utf-8") as handle:
             dreams = json.load(handle)
         dest_id, dreamed = self._write(source, features, dreams, parameters, context)
-        settings = result["metadata"]
+        settings = result.metadata
         save_run_settings(dest_id, dream_title(settings), settings, feedback)
         style_on_load(context, dest_id, lambda layer: style_dream_layer(layer, settings))
         return {
             self.OUTPUT: dest_id,
             "DREAMED": dreamed,
-            "GENERATED": result["counts"]["generated"],
+            "GENERATED": result.counts.generated,
             "SETTINGS": json.dumps(settings, ensure_ascii=False),
         }
 

@@ -25,6 +25,7 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
 )
 from ..shared.errors import MusError
+from ..shared.schemas.dreams import MainstreamImageParams, MainstreamImageResult
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, style_on_load
 from .clip_parameters import ClipParameters
@@ -134,37 +135,38 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         locations_file, output = job_file(".json"), job_file(".json")
         with open(locations_file, "w", encoding="utf-8") as handle:
             json.dump(rows, handle)
-        model = self.model_spec(parameters, context).to_dict()
+        model = self.model_spec(parameters, context)
         report = self.parameterAsFileOutput(parameters, self.REPORT, context)
         result = run_job(
             "mainstream_image",
-            {
-                "locations": locations_file,
-                "cities": cities,
-                "template": self.parameterAsString(parameters, self.PROMPT, context),
-                "images_per_city": self.parameterAsInt(parameters, self.IMAGES, context),
-                "settings": self.dream_settings(parameters, context),
-                "dream_model": self.dream_model_spec(parameters, context, model["device"]),
-                "model": model,
-                "view": self.view_setting(parameters, context).to_dict(),
-                "cache_dir": self.cache_folder(parameters, context),
-                "report": report,
-                "output": output,
-            },
+            MainstreamImageParams(
+                locations=locations_file,
+                cities=cities,
+                template=self.parameterAsString(parameters, self.PROMPT, context),
+                images_per_city=self.parameterAsInt(parameters, self.IMAGES, context),
+                settings=self.dream_settings(parameters, context),
+                dream_model=self.dream_model_spec(parameters, context, model.device),
+                model=model,
+                view=self.view_setting(parameters, context),
+                cache_dir=self.cache_folder(parameters, context),
+                report=report,
+                output=output,
+            ),
             feedback,
+            MainstreamImageResult,
         )
         with open(output, encoding="utf-8") as handle:
             scores = json.load(handle)
-        dest_id = self._write(source, features, scores, result["cities"], parameters, context)
-        settings = result["metadata"]
-        title = f"Mainstream image: {', '.join(result['cities'])}"
+        dest_id = self._write(source, features, scores, result.cities, parameters, context)
+        settings = result.metadata
+        title = f"Mainstream image: {', '.join(result.cities)}"
         save_run_settings(dest_id, title, settings, feedback)
         style_on_load(
             context, dest_id, lambda layer: style_mainstream_layer(layer, title, settings)
         )
         outputs = {
             self.OUTPUT: dest_id,
-            "GALLERY": json.dumps(dict(zip_same_length(result["cities"], result["gallery"]))),
+            "GALLERY": json.dumps(dict(zip_same_length(result.cities, result.gallery))),
             "SETTINGS": json.dumps(settings, ensure_ascii=False),
         }
         if report:
