@@ -42,8 +42,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..shared.errors import MusError
 from ..shared.folders import folder_size
 from ..shared.resources import ENGINE_REQUIREMENTS
+from ..shared.schemas.engine import SelftestResult
 from . import client
 from .client import NullProgress, engine_command, worker_environment
 from .machine import (
@@ -170,7 +172,7 @@ def requirements_digest(options: SetupOptions) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def verify(python: str, progress=None) -> dict:
+def verify(python: str, progress=None) -> SelftestResult:
     """Run the engine's self-test in ``python``; its report, or a SetupError saying what failed."""
     lines = run_command(
         engine_command(python, "selftest"),
@@ -180,10 +182,10 @@ def verify(python: str, progress=None) -> dict:
     )
     for line in reversed(lines):  # the report is the last JSON line; warnings may come before
         try:
-            report = json.loads(line)
-        except ValueError:
+            report = SelftestResult.from_dict(json.loads(line))
+        except (ValueError, MusError):
             continue
-        if isinstance(report, dict) and report.get("ok"):
+        if report.ok:
             return report
     tail = "\n".join(lines[-12:])
     raise SetupError(f"The engine's self-test in {python} said nothing readable:\n{tail}")
@@ -324,7 +326,6 @@ def setup(
     folders that running workers use, left in place. ``machine``: this one unless a test
     simulates another.
     """
-    from ..shared.errors import MusError
     from ..shared.folders import writable_folder
 
     wheels = options.wheel_folder
@@ -360,7 +361,7 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machin
             else:
                 progress.info(f"The engine environment is already set up: {python}")
                 progress.set_progress(100)
-                return {**record, "unchanged": True, "device": report.get("device", {})}
+                return {**record, "unchanged": True, "device": report.device}
     if options.base_python:  # a wrong name is said before anything is fetched
         named_python(options.base_python)
     torch_version = pinned_version("torch")
@@ -409,7 +410,7 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machin
                     "python_version": options.python_version,
                 },
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "packages": report.get("packages", {}),
+                "packages": report.packages,
                 "size_bytes": folder_size(env_dir),
             }
         )
@@ -421,7 +422,7 @@ def _setup(root: Path, options: SetupOptions, progress, in_use: set[str], machin
     remove_other_uv(root)
     progress.set_progress(100)
     progress.info(f"The engine environment is ready: {python}")
-    return {**record, "unchanged": False, "device": report.get("device", {})}
+    return {**record, "unchanged": False, "device": report.device}
 
 
 # -- uv ------------------------------------------------------------------------------------------

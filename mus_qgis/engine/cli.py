@@ -406,17 +406,19 @@ def cmd_download(args) -> int:
 
 
 def cmd_selftest(_args) -> int:
+    from ..shared.schemas.engine import SelftestParams
     from .status import selftest
 
     # The last line is the report as JSON: the set-up reads it.
-    print(json.dumps(selftest({}, None)))
+    print(json.dumps(selftest(SelftestParams(), None).to_dict()))
     return 0
 
 
 def cmd_status(args) -> int:
+    from ..shared.schemas.engine import StatusParams
     from .status import status
 
-    print(json.dumps(status({"cache_dir": str(args.cache_dir)}, None), indent=2))
+    print(json.dumps(status(StatusParams(str(args.cache_dir)), None).to_dict(), indent=2))
     return 0
 
 

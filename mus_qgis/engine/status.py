@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..shared.errors import MusError
 from ..shared.folders import folder_size
+from ..shared.schemas.engine import SelftestParams, SelftestResult, StatusParams, StatusResult
 from .jobs import job
 
 REPORTED_PACKAGES = (
@@ -80,30 +81,29 @@ def device_report() -> dict:
     return report
 
 
-@job("status")
-def status(params: dict, progress) -> dict:
+@job("status", params=StatusParams, result=StatusResult)
+def status(params: StatusParams, progress) -> StatusResult:
     """Python, packages, device, and the cache folders with their sizes."""
     from ..shared.resources import plugin_version
 
-    report = {
-        "engine_python": sys.executable,
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "plugin_version": plugin_version(),
-        "packages": package_versions(),
-        "device": device_report(),
-        "worker_pid": os.getpid(),
-        # Which copy of the plugin the worker runs (a profile's, a checkout's): for bug reports.
-        "plugin_folder": str(Path(__file__).resolve().parents[1]),
-    }
-    cache = params.get("cache_dir")
-    if cache:
+    folders = None
+    if params.cache_dir:
         folders = {}
         for name in ("models", "embeddings", "imagery", "osmnx"):
-            path = Path(cache) / name
+            path = Path(params.cache_dir) / name
             folders[name] = {"path": str(path), "bytes": folder_size(path) if path.is_dir() else 0}
-        report["cache"] = folders
-    return report
+    return StatusResult(
+        engine_python=sys.executable,
+        python_version=platform.python_version(),
+        platform=platform.platform(),
+        plugin_version=plugin_version(),
+        packages=package_versions(),
+        device=device_report(),
+        worker_pid=os.getpid(),
+        # Which copy of the plugin the worker runs (a profile's, a checkout's): for bug reports.
+        plugin_folder=str(Path(__file__).resolve().parents[1]),
+        cache=folders,
+    )
 
 
 TINY_CLIP_CONFIG = {
@@ -115,8 +115,8 @@ TINY_CLIP_CONFIG = {
 }
 
 
-@job("selftest")
-def selftest(params: dict, progress) -> dict:
+@job("selftest", params=SelftestParams, result=SelftestResult)
+def selftest(params: SelftestParams, progress) -> SelftestResult:
     """Import every engine package and run a forward pass of a tiny CLIP: is the engine whole?"""
     import importlib
     import tempfile
@@ -139,4 +139,4 @@ def selftest(params: dict, progress) -> dict:
         text = model.encode_text(tokenizer(["a street"]))
     if image.shape != text.shape:
         raise MusError(f"The test model gave image {tuple(image.shape)}, text {tuple(text.shape)}")
-    return {"ok": True, "packages": package_versions(), "device": device_report()}
+    return SelftestResult(ok=True, packages=package_versions(), device=device_report())

@@ -15,6 +15,7 @@ from qgis.core import (
 from ..bridge.engine import configured_python, engine_root, plugin_cache_dir, run_job
 from ..bridge.environment import read_current
 from ..shared.resources import plugin_version
+from ..shared.schemas.engine import StatusParams, StatusResult
 from .base import MusAlgorithm
 
 
@@ -115,9 +116,10 @@ class EngineStatus(MusAlgorithm):
         }
         if python:
             try:
-                status["engine"] = run_job(
-                    "status", {"cache_dir": str(plugin_cache_dir())}, feedback
+                engine = run_job(
+                    "status", StatusParams(str(plugin_cache_dir())), feedback, StatusResult
                 )
+                status["engine"] = engine.to_dict()  # as the report's JSON shows it
             except Exception as exc:  # a broken engine is what this report is for
                 status["problem"] = str(exc)
         else:

@@ -171,7 +171,7 @@ def test_from_nothing_but_a_server_to_a_working_engine_and_back_when_it_is_gone(
     message = the(messages, "error")
     assert code == 3 and "could not download uv" in message and "What to do" in message
     assert read_current(root) == record_without_extras(record)  # the engine in use is untouched
-    assert verify(current_python(root))["ok"]
+    assert verify(current_python(root)).ok
     assert [p.name for p in (root / "envs").iterdir()] == [Path(record["env"]).name]
 
     # The other folder, with the server gone: no standalone Python, and this machine's Pythons
