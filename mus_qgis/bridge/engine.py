@@ -144,16 +144,17 @@ def warn_if_outdated(feedback) -> None:
         )
 
 
-def run_job(job: str, params: Schema, feedback, result: type[Schema] | None = None) -> Schema:
+def run_job(job: str, params: Schema, feedback, result: type[Schema]) -> Schema:
     """Run one engine job in a (warm) worker: its parameters go as plain JSON, its answer comes
     back as the job's ``result`` schema. Any failure is a QgsProcessingException."""
     python = engine_python()
     if feedback is not None:
         warn_if_outdated(feedback)
-    sent = params.to_dict() if isinstance(params, Schema) else params  # TRANSITIONAL
     try:
-        answer = client.POOL.run(python, job, sent, FeedbackProgress(feedback), idle_timeout_s())
-        return result.from_dict(answer) if result is not None else answer  # TRANSITIONAL
+        answer = client.POOL.run(
+            python, job, params.to_dict(), FeedbackProgress(feedback), idle_timeout_s()
+        )
+        return result.from_dict(answer)
     except client.EngineJobError as exc:
         if exc.user_error:
             raise QgsProcessingException(str(exc)) from None

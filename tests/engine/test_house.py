@@ -241,6 +241,30 @@ def test_only_the_domains_declare_jobs():
     assert declares == declaring
 
 
+def test_every_job_declares_its_parameters_and_result_as_shared_schemas():
+    """What crosses the border is a contract both sides read: each job names a params and a
+    result class from ``shared.schemas`` (a job that took a bare dict would be unchecked)."""
+    from mus_qgis.shared.schemas import Schema
+
+    for name, run in registered().items():
+        for part in (run.params, run.result):
+            assert isinstance(part, type) and issubclass(part, Schema), (name, part)
+            assert part.__module__.startswith("mus_qgis.shared.schemas."), (name, part)
+
+
+def test_the_qgis_side_reads_every_answer_as_its_schema():
+    """Every ``run_job`` call names the result class it reads the answer as."""
+    calls = []
+    for name, path in MODULES.items():
+        if name.startswith(QGIS_SIDE) and name != "mus_qgis.bridge.engine":
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "run_job":
+                    named = len(node.args) == 4 or any(k.arg == "result" for k in node.keywords)
+                    calls.append((name, node.lineno, named))
+    assert len(calls) >= 14  # every algorithm that runs a job, and the inspector
+    assert [(name, line) for name, line, named in calls if not named] == []
+
+
 def test_the_worker_imports_the_same_plugin_as_qgis():
     """The worker is started with the folder above ``mus_qgis`` on its path (moving the client
     to another depth once pointed it one folder too high, and every worker failed to start)."""
