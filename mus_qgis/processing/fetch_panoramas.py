@@ -48,6 +48,7 @@ from ..shared.schemas.imagery import (
     ViewPlanChoice,
 )
 from .base import MusAlgorithm, qgis_proxies, style_on_load
+from .service_keys import stored_key_id
 
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.
@@ -95,9 +96,12 @@ class FetchPanoramas(MusAlgorithm):
         "it, as views aimed along the street's bearing or as the whole 360° panorama.\n\n"
         "Sources: Google Street View (a key with billing), Mapillary (a free token; CC BY-SA), "
         "KartaView and Panoramax (no key), or your own geotagged photos (a folder read through "
-        "EXIF GPS, or a CSV of lon, lat, path). Keys go in an authentication configuration "
-        "(Basic: the key as user name, the Street View signing secret as password); they never "
-        "appear in logs, fields or projects.\n\n"
+        "EXIF GPS, or a CSV of lon, lat, path). Give a key once in Plugins ▸ Multimodal Urban "
+        "Studies ▸ Service keys… and it is used whenever the key field is left empty; or choose "
+        "an authentication configuration (Basic: the key as user name, the Street View signing "
+        "secret as password). Headless (qgis_process), the environment variables "
+        "MUS_MAPILLARY_TOKEN, MUS_STREETVIEW_KEY and MUS_STREETVIEW_SECRET serve too. Keys "
+        "never appear in logs, fields or projects.\n\n"
         "Output: every input point, with the source, image id, capture date, distance, "
         "image_paths (as 'CLIP-classify' reads them), headings, attribution and licence, and "
         "fetch_status: ok, no imagery, not tried or error, each with its reason. Points on the "
@@ -108,7 +112,7 @@ class FetchPanoramas(MusAlgorithm):
         "Images are cached: a second run, after a cancel or a crash, asks only for what is "
         "missing. After 5 failures in a row a service is no longer asked and the points left "
         "are 'not tried', for a later run. Google's terms restrict caching Street View images: "
-        "the cache folder is yours to clear. The README says more."
+        "the cache folder is yours to clear."
     )
 
     INPUT = "INPUT"
@@ -314,7 +318,7 @@ class FetchPanoramas(MusAlgorithm):
                 location=location,
                 cache_dir=cache,
                 # Secrets travel through the pipe only, never through a file.
-                credentials=self._credentials(name, parameters, context),
+                credentials=self._credentials(name, parameters, context, feedback),
                 proxies=qgis_proxies(),
                 output=output,
                 estimate_only=estimate_only,
@@ -359,13 +363,20 @@ class FetchPanoramas(MusAlgorithm):
             )
         return location
 
-    def _credentials(self, name, parameters, context) -> SourceCredentials:
-        """The key and secret from the authentication database (or, headless, the environment)."""
+    def _credentials(self, name, parameters, context, feedback) -> SourceCredentials:
+        """The key and secret: from the authentication configuration chosen, else from the
+        environment (headless), else the one stored from Service keys…."""
         # The id as given: QGIS answers an empty string for an id it does not know, which would
         # read as "no configuration" and end in "needs a key".
         auth_id = str(parameters.get(self.AUTH) or "").strip() or self.parameterAsString(
             parameters, self.AUTH, context
         )
+        key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
+        if not auth_id and not (key_variable and os.environ.get(key_variable)):
+            # None chosen and none in the environment: the key stored from Service keys…, if any.
+            auth_id = stored_key_id(name)
+            if auth_id:
+                feedback.pushInfo(f"Using the {name} key stored in Service keys.")
         if auth_id:
             manager = QgsApplication.authManager()
             key_variable = KEY_VARIABLES.get(name, ("", ""))[0]
@@ -397,7 +408,6 @@ class FetchPanoramas(MusAlgorithm):
             return SourceCredentials(
                 key=key.strip(), secret=(config.config("password") or "").strip()
             )
-        key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
         # A line break a value set from a file may end in is trimmed by the engine's Credentials.
         return SourceCredentials(
             key=os.environ.get(key_variable, "") if key_variable else "",

@@ -7,6 +7,7 @@ import csv
 import pytest
 from qgis import processing
 from qgis.core import (
+    QgsApplication,
     QgsProcessingException,
     QgsProject,
     QgsVectorLayer,
@@ -108,6 +109,39 @@ def test_mapillary_token_from_the_environment_for_headless_runs(
     assert all(row["fetch_status"] == "ok" and row["is_panorama"] == 1 for row in rows)
     assert all(len(row["image_paths"].split(";")) == 1 for row in rows)
     assert rows[0]["image_heading"] == 30.0 and rows[0]["licence"] == "CC BY-SA 4.0"
+
+
+def test_the_key_stored_from_service_keys_serves_when_none_is_chosen(
+    mus_provider, tmp_path, monkeypatch
+):
+    from mus_qgis.processing.service_keys import KEYED_SERVICES, forget_key, store_key
+
+    monkeypatch.delenv("MUS_MAPILLARY_TOKEN", raising=False)
+    manager = QgsApplication.authManager()
+    if not manager.masterPasswordIsSet():
+        assert manager.setMasterPassword("mus-test-master", True)
+    images = grid_images(2)
+    parameters = {
+        "INPUT": point_layer([(im.lon, im.lat) for im in images]),
+        "SOURCE": 1,
+        "VIEWS": 4,
+        "CACHE_FOLDER": str(tmp_path),
+        "OUTPUT": "memory:",
+    }
+    with FakeImageryServices(images) as fake:
+        parameters["SERVICE_URL"] = fake.mapillary_url
+        with pytest.raises(QgsProcessingException, match="Service keys"):
+            processing.run(ALG, parameters)  # none stored yet: the error says where to give one
+        store_key(next(s for s in KEYED_SERVICES if s.source == "mapillary"), GOOD_TOKEN)
+        try:
+            feedback = RecordingFeedback()
+            result = processing.run(ALG, parameters, feedback=feedback)
+        finally:
+            forget_key("mapillary")
+    rows = list(result["OUTPUT"].getFeatures())
+    assert [row["fetch_status"] for row in rows] == ["ok", "ok"]
+    assert any("key stored in Service keys" in line for line in feedback.lines)
+    assert GOOD_TOKEN not in "\n".join(feedback.lines)
 
 
 def test_local_photos_then_classify_chain(mus_provider, tmp_path, tiny_checkpoint):

@@ -126,7 +126,9 @@ class ImagerySource:
             from ....shared.errors import CredentialsError
 
             raise CredentialsError(
-                f"{self.title} needs a key or token: set one in the authentication configuration."
+                f"{self.title} needs a key or token: give it once in Plugins ▸ Multimodal Urban "
+                "Studies ▸ Service keys…, or choose an authentication configuration (headless: "
+                "set its environment variable, see the Fetch panoramas help)."
             )
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
