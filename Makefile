@@ -15,7 +15,8 @@ export MUS_ENGINE_PYTHON ?= $(CURDIR)/$(ENGINE_PY)
 UV_CACHE ?= $(HOME)/.cache/mus_qgis/uv
 export MUS_UV_CACHE_DIR ?= $(UV_CACHE)
 
-.PHONY: install test test-engine test-qgis lint format demo bench package stage fresh-check clean
+.PHONY: install test test-engine test-qgis lint format demo bench package stage help-pages \
+	fresh-check clean
 
 install: $(STAMP) $(ENGINE_STAMP)
 
@@ -44,7 +45,7 @@ $(ENGINE_STAMP): mus_qgis/engine/requirements.txt mus_qgis/engine/requirements-r
 # The two suites run side by side, one a core: much of each is waiting on a worker, a subprocess
 # or a file, so the pair takes far less than one after the other. Each keeps its own temporary
 # folder, and its output is printed whole when it ends.
-test: install
+test: install help-pages
 	rm -rf .qgis-settings .pytest-tmp  # pytest-qgis's profile: each run starts from a fresh one
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-engine test-qgis
 
@@ -86,13 +87,19 @@ bench: install
 	$(ENGINE_PY) scripts/bench_dreams.py
 
 # dist/mus_qgis.zip, then checked against the QGIS plugin repository's upload rules.
-package:
+package: help-pages
 	/usr/bin/python3 scripts/package.py
 	/usr/bin/python3 scripts/check_plugin_zip.py dist/mus_qgis.zip
 
 # The packaged plugin unpacked in build/plugins, for QGIS_PLUGINPATH.
-stage:
+stage: help-pages
 	/usr/bin/python3 scripts/package.py --stage build/plugins
+
+# docs/algorithms/: each algorithm's Help page, made from the algorithms themselves by QGIS's
+# Python (the test venv's, else the system's), so they are built, not kept: they cannot drift
+# from the dialogs.
+help-pages:
+	$(if $(wildcard $(PY)),$(PY),/usr/bin/python3) scripts/help_pages.py
 
 # The two commands on a brand-new Debian root: make fresh-check SUITE=bookworm (or trixie).
 SUITE ?= bookworm

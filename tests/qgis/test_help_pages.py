@@ -38,10 +38,14 @@ def test_each_page_describes_its_algorithm(mus_provider):
 
 
 def test_the_pages_are_those_the_algorithms_make_and_no_others(mus_provider):
-    """A renamed or removed algorithm leaves no stale page; a new one has its page. (Run
-    scripts/help_pages.py after changing an algorithm's help or parameters.)"""
+    """The built pages are what the algorithms make now: a renamed or removed algorithm leaves no
+    stale page, a new one has its page, and a changed help text or parameter shows. (`make test`
+    builds them first; by hand: `make help-pages`.)"""
     pages = rendered_pages(mus_provider)
-    assert {path.name for path in OUTPUT.glob("*.html")} == set(pages)
-    index = (OUTPUT / "index.html").read_text(encoding="utf-8")
+    built = {path.name: path.read_text(encoding="utf-8") for path in OUTPUT.glob("*.html")}
+    assert set(built) == set(pages), "run `make help-pages`"
+    stale = sorted(name for name, text in pages.items() if built[name] != text)
+    assert stale == [], f"{stale} differ from what the algorithms make: run `make help-pages`"
+    index = built["index.html"]
     for algorithm in mus_provider.algorithms():
         assert f"href='{help_page(algorithm.name()).name}'" in index
