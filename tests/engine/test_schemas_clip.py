@@ -12,21 +12,7 @@ import pytest
 from mus_qgis.engine.jobs import registered
 from mus_qgis.shared.errors import MusError
 from mus_qgis.shared.labels import builtin_label_set
-from mus_qgis.shared.schemas.clip import (
-    ClassifyParams,
-    ClassifyResult,
-    CrossValidationScores,
-    LabelSetChoice,
-    LeftOutPoint,
-    ModelChoice,
-    ProbeReport,
-    ProbeSummary,
-    TrainProbeParams,
-    TrainProbeResult,
-    ViewChoice,
-    ViewScoresParams,
-    ViewScoresResult,
-)
+from mus_qgis.shared.schemas import clip as clip_schemas
 from tests.conftest import AREZZO_PHOTOS
 
 JOBS = registered()
@@ -41,9 +27,9 @@ def carried(schema):
 @pytest.mark.parametrize(
     ("name", "params", "result"),
     [
-        ("classify", ClassifyParams, ClassifyResult),
-        ("train_probe", TrainProbeParams, TrainProbeResult),
-        ("view_scores", ViewScoresParams, ViewScoresResult),
+        ("classify", clip_schemas.ClassifyParams, clip_schemas.ClassifyResult),
+        ("train_probe", clip_schemas.TrainProbeParams, clip_schemas.TrainProbeResult),
+        ("view_scores", clip_schemas.ViewScoresParams, clip_schemas.ViewScoresResult),
     ],
 )
 def test_each_clip_job_declares_its_schemas(name, params, result):
@@ -52,11 +38,13 @@ def test_each_clip_job_declares_its_schemas(name, params, result):
 
 
 def test_classify_params_and_result_survive_the_pipe():
-    params = ClassifyParams(
+    params = clip_schemas.ClassifyParams(
         locations="/tmp/locations.json",
-        label_set=LabelSetChoice(builtin=LABEL_SET, templates=["a photo of {label}"]),
-        model=ModelChoice(name="ViT-B-32", pretrained="", checkpoint="/w.pt", device="cpu"),
-        view=ViewChoice(count=8, fov=45.0, pitch=-10.0),
+        label_set=clip_schemas.LabelSetChoice(builtin=LABEL_SET, templates=["a photo of {label}"]),
+        model=clip_schemas.ModelChoice(
+            name="ViT-B-32", pretrained="", checkpoint="/w.pt", device="cpu"
+        ),
+        view=clip_schemas.ViewChoice(count=8, fov=45.0, pitch=-10.0),
         top_k=3,
         cache_dir="/tmp/cache",
         batch_size=32,
@@ -65,8 +53,8 @@ def test_classify_params_and_result_survive_the_pipe():
         probe="/tmp/probe.npz",
     )
     back = carried(params)
-    assert back == params and isinstance(back.view, ViewChoice)
-    result = ClassifyResult(
+    assert back == params and isinstance(back.view, clip_schemas.ViewChoice)
+    result = clip_schemas.ClassifyResult(
         output="/tmp/scores.npz",
         metadata={"model": "ViT-B-32", "views": "views4-fov90-pitch0", "templates": ["{label}"]},
         untrained=True,
@@ -76,16 +64,16 @@ def test_classify_params_and_result_survive_the_pipe():
 
 
 def test_a_probe_result_survives_the_pipe_with_its_parts():
-    result = TrainProbeResult(
+    result = clip_schemas.TrainProbeResult(
         output="/tmp/probe_scores.npz",
         probe="/tmp/cache/embeddings/probes/p.npz",
-        report=ProbeReport(
+        report=clip_schemas.ProbeReport(
             method="leave-one-out",
             points=4,
             probe_accuracy=0.75,
             zero_shot_accuracy=0.25,
             corrected=5,
-            left_out=[LeftOutPoint(point="7", why="gone.jpg was never embedded")],
+            left_out=[clip_schemas.LeftOutPoint(point="7", why="gone.jpg was never embedded")],
             scored=6,
             locations=8,
             untrained=False,
@@ -93,12 +81,12 @@ def test_a_probe_result_survives_the_pipe_with_its_parts():
             examples_per_label={"Forests": 2, "Water": 2},
             regularisation=0.3,
         ),
-        summary=ProbeSummary(
+        summary=clip_schemas.ProbeSummary(
             file="/tmp/cache/embeddings/probes/p.npz",
             weights_sha256="ab" * 32,
             trained_points=4,
             regularisation=0.3,
-            cross_validation=CrossValidationScores("leave-one-out", 4, 0.75, 0.25),
+            cross_validation=clip_schemas.CrossValidationScores("leave-one-out", 4, 0.75, 0.25),
         ),
     )
     back = carried(result)
@@ -108,9 +96,9 @@ def test_a_probe_result_survives_the_pipe_with_its_parts():
 
 
 def test_view_scores_params_and_result_survive_the_pipe():
-    params = ViewScoresParams(
+    params = clip_schemas.ViewScoresParams(
         locations="/tmp/locations.json",
-        label_set=LabelSetChoice(builtin=LABEL_SET),
+        label_set=clip_schemas.LabelSetChoice(builtin=LABEL_SET),
         model_identity="ViT-B-32/laion2b",
         views="centre-crop",
         cache_dir="/tmp/cache",
@@ -119,15 +107,17 @@ def test_view_scores_params_and_result_survive_the_pipe():
     )
     back = carried(params)
     assert back == params and back.fast_decode is True and back.top_k == 3
-    assert carried(ViewScoresResult(output="/tmp/views.json", count=12)).count == 12
+    assert carried(clip_schemas.ViewScoresResult(output="/tmp/views.json", count=12)).count == 12
 
 
 def test_a_probe_report_without_its_cross_validation_is_named():
-    answer = ProbeSummary("p.npz", "", 4, 0.3, CrossValidationScores("5-fold", 40, 0.5, 0.4))
+    answer = clip_schemas.ProbeSummary(
+        "p.npz", "", 4, 0.3, clip_schemas.CrossValidationScores("5-fold", 40, 0.5, 0.4)
+    )
     data = answer.to_dict()
     del data["cross_validation"]["zero_shot_accuracy"]
     with pytest.raises(MusError, match="CrossValidationScores lacks zero_shot_accuracy"):
-        ProbeSummary.from_dict(data)
+        clip_schemas.ProbeSummary.from_dict(data)
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +126,16 @@ def classified(tiny_spec, tmp_path_factory):
     folder = tmp_path_factory.mktemp("clip_schemas")
     rows = [[[str(path)], None, None] for path in AREZZO_PHOTOS[:4]]
     (folder / "locations.json").write_text(json.dumps(rows), encoding="utf-8")
-    params = ClassifyParams(
+    params = clip_schemas.ClassifyParams(
         locations=str(folder / "locations.json"),
-        label_set=LabelSetChoice(builtin=LABEL_SET),
-        model=ModelChoice(
+        label_set=clip_schemas.LabelSetChoice(builtin=LABEL_SET),
+        model=clip_schemas.ModelChoice(
             name=tiny_spec.name,
             pretrained="",
             checkpoint=tiny_spec.checkpoint,
             device="cpu",
         ),
-        view=ViewChoice(),
+        view=clip_schemas.ViewChoice(),
         top_k=2,
         cache_dir=str(folder / "cache"),
         batch_size=8,
@@ -158,7 +148,7 @@ def classified(tiny_spec, tmp_path_factory):
 def test_the_classify_job_gives_its_result(classified):
     _, rows, params, answer = classified
     json.dumps(answer)  # plain JSON, nothing NumPy
-    result = ClassifyResult.from_dict(answer)
+    result = clip_schemas.ClassifyResult.from_dict(answer)
     assert result.output == params.output
     assert result.untrained is False  # weights from a checkpoint file (random, but given)
     assert result.counts["locations ok"] == len(rows)
@@ -169,8 +159,8 @@ def test_the_classify_job_gives_its_result(classified):
 
 def test_the_view_scores_job_gives_its_result(classified):
     folder, rows, params, answer = classified
-    metadata = ClassifyResult.from_dict(answer).metadata
-    view_params = ViewScoresParams(
+    metadata = clip_schemas.ClassifyResult.from_dict(answer).metadata
+    view_params = clip_schemas.ViewScoresParams(
         locations=params.locations,
         label_set=params.label_set,
         model_identity=metadata["model_identity"],
@@ -180,15 +170,19 @@ def test_the_view_scores_job_gives_its_result(classified):
         output=str(folder / "views.json"),
         top_k=2,
     )
-    result = ViewScoresResult.from_dict(JOBS["view_scores"](view_params.to_dict(), None))
-    assert result == ViewScoresResult(output=view_params.output, count=len(rows))
+    result = clip_schemas.ViewScoresResult.from_dict(
+        JOBS["view_scores"](view_params.to_dict(), None)
+    )
+    assert result == clip_schemas.ViewScoresResult(output=view_params.output, count=len(rows))
     readings = json.loads((folder / "views.json").read_text(encoding="utf-8"))
     assert len(readings) == len(rows) and len(readings[0]["pooled"]["labels"]) == 2
 
 
 def test_the_train_probe_job_gives_its_result_with_its_parts(classified):
     folder, rows, params, answer = classified
-    settings = dict(ClassifyResult.from_dict(answer).metadata, cache_folder=params.cache_dir)
+    settings = dict(
+        clip_schemas.ClassifyResult.from_dict(answer).metadata, cache_folder=params.cache_dir
+    )
     texts = builtin_label_set(LABEL_SET).texts
     never = str(folder / "never.jpg")
     points = {
@@ -197,7 +191,7 @@ def test_the_train_probe_job_gives_its_result_with_its_parts(classified):
         "ids": ["1", "2", "3", "4", "5"],
     }
     (folder / "points.json").write_text(json.dumps(points), encoding="utf-8")
-    probe_params = TrainProbeParams(
+    probe_params = clip_schemas.TrainProbeParams(
         points=str(folder / "points.json"),
         settings=settings,
         device="cpu",
@@ -210,17 +204,17 @@ def test_the_train_probe_job_gives_its_result_with_its_parts(classified):
     )
     answer = JOBS["train_probe"](probe_params.to_dict(), None)
     json.dumps(answer)  # plain JSON, nothing NumPy
-    result = TrainProbeResult.from_dict(answer)
+    result = clip_schemas.TrainProbeResult.from_dict(answer)
     assert result.output == probe_params.output and result.probe == str(folder / "probe.npz")
     report = result.report
     assert (report.method, report.points, report.corrected) == ("leave-one-out", 4, 5)
-    assert report.left_out == [LeftOutPoint(point="5", why=report.left_out[0].why)]
+    assert report.left_out == [clip_schemas.LeftOutPoint(point="5", why=report.left_out[0].why)]
     assert "never.jpg" in report.left_out[0].why
     assert report.examples_per_label == {texts[0]: 2, texts[1]: 2}
     assert 0.0 <= report.probe_accuracy <= 1.0 and report.untrained is False
     summary = result.summary
     assert summary.file == result.probe and summary.trained_points == 4
-    assert summary.cross_validation == CrossValidationScores(
+    assert summary.cross_validation == clip_schemas.CrossValidationScores(
         report.method, report.points, report.probe_accuracy, report.zero_shot_accuracy
     )
     assert carried(result) == result
