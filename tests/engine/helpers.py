@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
+
 from mus_qgis.engine.imagery.fetch import FetchSettings, fetch_imagery
 from mus_qgis.engine.imagery.http import Http, RetryPolicy
 from mus_qgis.engine.imagery.sources.base import Credentials, FetchPoint
@@ -64,3 +66,14 @@ def png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0"))
         + chunk(b"IEND", b"")
     )
+
+
+def square_rings(columns: int, rows: int, size: float = 100.0):
+    """A grid of square cells' rings (rows × columns, ``size`` metres), as the grid job writes
+    them."""
+    rings = []
+    for row in range(rows):
+        for column in range(columns):
+            x, y = column * size, row * size
+            rings.append([(x, y), (x + size, y), (x + size, y + size), (x, y + size), (x, y)])
+    return np.array(rings, dtype=float)

@@ -13,15 +13,7 @@ from mus_qgis.engine.readings.boundaries import (
 )
 from mus_qgis.engine.readings.grid import resample_to_grid
 from mus_qgis.shared.errors import MusError
-
-
-def square_rings(columns: int, rows: int, size: float = 100.0):
-    rings = []
-    for row in range(rows):
-        for column in range(columns):
-            x, y = column * size, row * size
-            rings.append([(x, y), (x + size, y), (x + size, y + size), (x, y + size), (x, y)])
-    return np.array(rings)
+from tests.engine.helpers import square_rings
 
 
 def test_hand_computed_three_by_three_grid():

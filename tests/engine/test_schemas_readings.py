@@ -14,6 +14,7 @@ from mus_qgis.shared.errors import MusError
 from mus_qgis.shared.progress import LoggingProgress
 from mus_qgis.shared.schemas import readings as readings_schemas
 from mus_qgis.shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
+from tests.engine.helpers import square_rings
 
 JOBS = registered()
 
@@ -312,15 +313,6 @@ def test_the_clusters_job_answers_in_its_schema_with_none_for_what_was_not_teste
     ) and result.scores.count == len(x)
     assert result.scores.moran_i > 0.5
     assert result.output == str(output) and output.exists()
-
-
-def square_rings(columns: int, rows: int, size: float = 100.0):
-    rings = []
-    for row in range(rows):
-        for column in range(columns):
-            x, y = column * size, row * size
-            rings.append([(x, y), (x + size, y), (x + size, y + size), (x, y + size), (x, y)])
-    return np.array(rings, dtype=float)
 
 
 def test_the_boundaries_job_answers_in_its_schema(tmp_path):
