@@ -5,6 +5,8 @@ and reads."""
 from __future__ import annotations
 
 import json
+import numbers
+from dataclasses import fields
 from pathlib import Path
 
 from ...shared.errors import MusError
@@ -39,19 +41,26 @@ def _float(value: float):
     return None if value != value else float(value)
 
 
+def _plain(value):
+    """A NumPy or Python value as JSON carries it: bool, int, float with None for NaN, a list."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return _float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _record(schema, found):
+    """The schema filled from the engine result's attributes of the same names."""
+    return schema(**{field.name: _plain(getattr(found, field.name)) for field in fields(schema)})
+
+
 def _ranked_rows(ranked) -> list[RankEntry]:
-    return [
-        RankEntry(
-            rank=int(entry.rank),
-            label=entry.label,
-            first_places=int(entry.first_places),
-            share=float(entry.share),
-            mean_probability=_float(entry.mean_probability),
-            target=bool(entry.target),
-            members=list(entry.members),
-        )
-        for entry in ranked
-    ]
+    return [_record(RankEntry, entry) for entry in ranked]
 
 
 def _rank_in_set(set_name, labels, first, probabilities, targets, groups, progress, mean=None):
@@ -274,38 +283,12 @@ def clusters(params: ClustersParams, progress) -> ClustersResult:
     )
     for note in result.notes:
         warn(progress, note)
-    scores = None
-    if result.scores is not None:
-        s = result.scores
-        scores = ScoreMoranTest(
-            count=int(s.count),
-            moran_i=_float(s.moran_i),
-            expected_i=_float(s.expected_i),
-            z_sim=_float(s.z_sim),
-            p_value=_float(s.p_value),
-            local_significant=int(s.local_significant),
-            verdict=s.verdict,
-        )
     return ClustersResult(
         output=params.output,
         neighbours=result.neighbours,
         notes=list(result.notes),
-        labels=[
-            LabelJoinTest(
-                label=int(t.label),
-                count=int(t.count),
-                bb=_float(t.bb),
-                expected_bb=_float(t.expected_bb),
-                p_clustered=_float(t.p_clustered),
-                bw=_float(t.bw),
-                expected_bw=_float(t.expected_bw),
-                p_dispersed=_float(t.p_dispersed),
-                local_significant=int(t.local_significant),
-                verdict=t.verdict,
-            )
-            for t in result.labels
-        ],
-        scores=scores,
+        labels=[_record(LabelJoinTest, test) for test in result.labels],
+        scores=_record(ScoreMoranTest, result.scores) if result.scores is not None else None,
     )
 
 
