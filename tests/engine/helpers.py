@@ -77,3 +77,42 @@ def square_rings(columns: int, rows: int, size: float = 100.0):
             x, y = column * size, row * size
             rings.append([(x, y), (x + size, y), (x + size, y + size), (x, y + size), (x, y)])
     return np.array(rings, dtype=float)
+
+
+def engine_cli_args(tiny_checkpoint, cache) -> list[str]:
+    """The engine command line's model options for the tiny test model."""
+    from tests.conftest import TINY_MODEL_CONFIG
+
+    return [
+        "--model",
+        str(TINY_MODEL_CONFIG),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+        "--cache-dir",
+        str(cache),
+    ]
+
+
+def store_vectors(cache, identity: str, setting, vectors) -> list[str]:
+    """Put ready-made image embeddings into the store a classification with this model and view
+    setting reads (fast decode), as if photos at made-up paths had been embedded; their paths."""
+    from mus_qgis.engine.clip.classify import embedding_cache_dir, store_key
+    from mus_qgis.engine.clip.store import EmbeddingStore
+    from mus_qgis.engine.clip.views import ImageFacts
+
+    store = EmbeddingStore.under(
+        embedding_cache_dir(cache), identity, store_key(setting, fast_decode=True)
+    )
+    paths = [f"/nowhere/street_{i:03d}.jpg" for i in range(len(vectors))]
+    digests = [f"{i:032x}" for i in range(len(vectors))]
+    store.put(
+        [(digest, vector, 1) for digest, vector in zip(digests, vectors, strict=True)],
+        [
+            (path, 1000, 1, ImageFacts(digest, "photo", 640, 480, None))
+            for path, digest in zip(paths, digests, strict=True)
+        ],
+    )
+    store.close()
+    return paths

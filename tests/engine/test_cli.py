@@ -7,20 +7,8 @@ import subprocess
 import sys
 
 from mus_qgis.engine.cli import main
-from tests.conftest import AREZZO_PHOTOS, IMAGES, ROOT, TINY_MODEL_CONFIG
-
-
-def model_args(tiny_checkpoint, cache):
-    return [
-        "--model",
-        str(TINY_MODEL_CONFIG),
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--device",
-        "cpu",
-        "--cache-dir",
-        str(cache),
-    ]
+from tests.conftest import AREZZO_PHOTOS, IMAGES, ROOT
+from tests.engine.helpers import engine_cli_args
 
 
 def test_embed_a_folder_then_score_the_store_without_images(
@@ -28,7 +16,7 @@ def test_embed_a_folder_then_score_the_store_without_images(
 ):
     from mus_qgis.engine.clip import classify
 
-    args = model_args(tiny_checkpoint, tmp_path / "cache")
+    args = engine_cli_args(tiny_checkpoint, tmp_path / "cache")
     assert main(["embed", str(IMAGES / "arezzo"), *args]) == 0
     assert "9 of 9 images embedded" in capsys.readouterr().out
     monkeypatch.setattr(classify, "CHUNK_ROWS", 4)  # written chunk by chunk, as a big store is
@@ -62,7 +50,7 @@ def test_score_images_with_own_labels_and_templates(tmp_path, tiny_checkpoint):
             "a street near {label}",
             "--out",
             str(out),
-            *model_args(tiny_checkpoint, tmp_path / "cache"),
+            *engine_cli_args(tiny_checkpoint, tmp_path / "cache"),
         ]
     )
     assert code == 0
@@ -75,7 +63,7 @@ def test_score_images_with_own_labels_and_templates(tmp_path, tiny_checkpoint):
 
 
 def test_errors_are_one_clear_line(tmp_path, tiny_checkpoint, capsys):
-    code = main(["score", "--labels", "no_such_set", *model_args(tiny_checkpoint, tmp_path)])
+    code = main(["score", "--labels", "no_such_set", *engine_cli_args(tiny_checkpoint, tmp_path)])
     assert code == 2
     assert "No built-in label set is called 'no_such_set'" in capsys.readouterr().err
 
@@ -96,7 +84,7 @@ def test_module_entry_point_lists_label_sets():
 
 
 def test_rank_every_stored_embedding_with_groups(tmp_path, tiny_checkpoint, capsys):
-    args = model_args(tiny_checkpoint, tmp_path / "cache")
+    args = engine_cli_args(tiny_checkpoint, tmp_path / "cache")
     assert main(["embed", str(IMAGES / "arezzo"), *args]) == 0
     capsys.readouterr()
     code = main(
@@ -124,7 +112,7 @@ def test_rank_every_stored_embedding_with_groups(tmp_path, tiny_checkpoint, caps
 
 def test_ranking_an_empty_store_says_what_to_do_first(tmp_path, tiny_checkpoint, capsys):
     code = main(
-        ["rank", "--labels", "european_capitals", *model_args(tiny_checkpoint, tmp_path / "c")]
+        ["rank", "--labels", "european_capitals", *engine_cli_args(tiny_checkpoint, tmp_path / "c")]
     )
     assert code == 2
     assert "embed or classify images first" in capsys.readouterr().err

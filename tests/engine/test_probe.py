@@ -32,10 +32,10 @@ from mus_qgis.engine.clip.teach import (
     stored_vectors,
     train_and_rescore,
 )
-from mus_qgis.engine.clip.views import ImageFacts
 from mus_qgis.engine.imagery.panorama import ViewSetting
 from mus_qgis.shared.labels import DEFAULT_TEMPLATES, Label, LabelSet, builtin_label_set
 from tests.conftest import AREZZO_PHOTOS
+from tests.engine.helpers import store_vectors
 
 LABELS = LabelSet(
     "test_streets",
@@ -184,19 +184,7 @@ def corrected_city(tiny, tmp_path_factory):
     setting = ViewSetting()
     texts = label_embeddings(tiny, LABELS)
     vectors, targets = clusters(texts, 40, seed=11)
-    store = EmbeddingStore.under(
-        embedding_cache_dir(cache), tiny.identity, store_key(setting, fast_decode=True)
-    )
-    paths = [f"/nowhere/street_{i:03d}.jpg" for i in range(len(vectors))]
-    digests = [f"{i:032x}" for i in range(len(vectors))]
-    store.put(
-        [(digest, vector, 1) for digest, vector in zip(digests, vectors, strict=True)],
-        [
-            (path, 1000, 1, ImageFacts(digest, "photo", 640, 480, None))
-            for path, digest in zip(paths, digests, strict=True)
-        ],
-    )
-    store.close()
+    paths = store_vectors(cache, tiny.identity, setting, vectors)
     locations = [Location((path,)) for path in paths]
     corrected = np.zeros(len(targets), dtype=bool)
     for cls in range(4):

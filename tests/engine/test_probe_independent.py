@@ -24,6 +24,7 @@ from sklearn import metrics, model_selection
 
 from mus_qgis.engine.clip.probe import Probe, cross_validate, fit_weights, stratified_folds
 from mus_qgis.shared.labels import DEFAULT_TEMPLATES, Label, LabelSet
+from tests.engine.helpers import store_vectors
 
 LABELS = LabelSet(
     "independent_streets",
@@ -233,32 +234,17 @@ def test_a_layer_is_rescored_by_the_final_probe_and_its_corrections_out_of_fold(
     """The whole correction through the store and the tiny model: every point not corrected
     takes the softmax of the probe fitted on all corrections; a corrected point takes the
     softmax of the probe fitted without it (leave-one-out: 15 corrections)."""
-    from mus_qgis.engine.clip.classify import embedding_cache_dir, store_key
     from mus_qgis.engine.clip.embedding import Location
     from mus_qgis.engine.clip.models import load_model
     from mus_qgis.engine.clip.scoring import label_embeddings
-    from mus_qgis.engine.clip.store import EmbeddingStore
     from mus_qgis.engine.clip.teach import train_and_rescore
-    from mus_qgis.engine.clip.views import ImageFacts
     from mus_qgis.engine.imagery.panorama import ViewSetting
 
     model = load_model(tiny_spec)
     texts = label_embeddings(model, LABELS)
     vectors, targets = synthetic(texts, [20, 20, 20, 20], seed=8)
     setting = ViewSetting()
-    store = EmbeddingStore.under(
-        embedding_cache_dir(tmp_path), model.identity, store_key(setting, fast_decode=True)
-    )
-    paths = [f"/nowhere/street_{i:03d}.jpg" for i in range(len(vectors))]
-    digests = [f"{i:032x}" for i in range(len(vectors))]
-    store.put(
-        [(digest, vector, 1) for digest, vector in zip(digests, vectors, strict=True)],
-        [
-            (path, 1000, 1, ImageFacts(digest, "photo", 640, 480, None))
-            for path, digest in zip(paths, digests, strict=True)
-        ],
-    )
-    store.close()
+    paths = store_vectors(tmp_path, model.identity, setting, vectors)
     corrected = np.zeros(len(targets), dtype=bool)
     for cls in range(3):  # the railway stations: never corrected
         corrected[np.flatnonzero(targets == cls)[:5]] = True

@@ -34,7 +34,7 @@ from mus_qgis.shared.errors import EmbeddingStoreError, LabelSetError, MusError
 from mus_qgis.shared.labels import builtin_label_set, read_label_file
 from mus_qgis.shared.progress import LoggingProgress
 from tests.conftest import AREZZO_PHOTOS, ENGINE_PYTHON, ROOT, TINY_MODEL_CONFIG
-from tests.engine.helpers import png_claiming
+from tests.engine.helpers import engine_cli_args, png_claiming
 
 LABELS = "european_capitals"
 PHOTOS = AREZZO_PHOTOS[:3]
@@ -320,17 +320,6 @@ def test_a_tampered_prompt_vector_is_encoded_again(tiny, copy_of_classified):
 
 
 # -- 3, 4. settings out of range ---------------------------------------------------------------
-def cli_args(tiny_checkpoint, cache) -> list[str]:
-    return [
-        "--model",
-        str(TINY_MODEL_CONFIG),
-        "--checkpoint",
-        str(tiny_checkpoint),
-        "--device",
-        "cpu",
-        "--cache-dir",
-        str(cache),
-    ]
 
 
 @pytest.mark.parametrize(
@@ -353,7 +342,7 @@ def test_cli_settings_out_of_range_name_the_option_and_range(
 ):
     args = ["score", str(PHOTOS[0]), "--labels", LABELS, option, value]
     with pytest.raises(SystemExit) as raised:
-        main([*args, *cli_args(tiny_checkpoint, tmp_path)])
+        main([*args, *engine_cli_args(tiny_checkpoint, tmp_path)])
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -371,7 +360,7 @@ def test_a_cache_path_that_is_a_file_is_a_clear_error(tmp_path, tiny_checkpoint,
     blocking = tmp_path / "cache.txt"
     blocking.write_text("my notes", encoding="utf-8")
     cache = blocking if where == "the cache itself" else blocking / "cache"
-    args = ["embed", str(PHOTOS[0]), *cli_args(tiny_checkpoint, cache)]
+    args = ["embed", str(PHOTOS[0]), *engine_cli_args(tiny_checkpoint, cache)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{blocking} is a file, not a folder" in err and "--cache-dir" in err
@@ -485,7 +474,7 @@ def test_unicode_and_spaces_in_every_path_just_work(tmp_path, tiny_checkpoint):
     out = base / "punteggi finali.csv"
     cache = base / "cache ñ"
     args = ["score", str(images), "--labels", str(labels), "--out", str(out)]
-    assert main([*args, *cli_args(tiny_checkpoint, cache)]) == 0
+    assert main([*args, *engine_cli_args(tiny_checkpoint, cache)]) == 0
     rows = out.read_text(encoding="utf-8").splitlines()[1:]
     assert len(rows) == 2 and all(",ok," in row for row in rows)
     assert any(cache.rglob("*.sqlite"))
@@ -496,7 +485,7 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_any_work(
 ):
     out = tmp_path / "no such folder" / "scores.csv"
     args = ["score", str(PHOTOS[0]), "--labels", LABELS, "--out", str(out)]
-    assert main([*args, *cli_args(tiny_checkpoint, tmp_path / "cache")]) == 2
+    assert main([*args, *engine_cli_args(tiny_checkpoint, tmp_path / "cache")]) == 2
     assert f"The folder of --out {out} does not exist" in capsys.readouterr().err
 
 
@@ -629,7 +618,7 @@ def test_full_decode_switch_changes_the_decode_the_store_and_the_run_settings(ti
 
 
 def test_cli_full_decode_flag(tmp_path, tiny_checkpoint):
-    args = ["embed", str(PHOTOS[0]), "--full-decode", *cli_args(tiny_checkpoint, tmp_path)]
+    args = ["embed", str(PHOTOS[0]), "--full-decode", *engine_cli_args(tiny_checkpoint, tmp_path)]
     assert main(args) == 0
     assert [p.name for p in tmp_path.rglob("views4-*.sqlite")] == [
         "views4-fov90-pitch0-full-decode.sqlite"
