@@ -71,6 +71,7 @@ class MusPlugin:
             return
         icon = QIcon(str(resource_path("icons", "mus.svg")))
         for text, slot in (
+            ("Getting started…", self.show_getting_started),
             ("Set up the engine…", self.setup_engine),
             ("Engine status…", self.show_engine_status),
             ("Service keys…", self.show_service_keys),
@@ -81,6 +82,22 @@ class MusPlugin:
             self.iface.addPluginToMenu(MENU, action)
             self.actions.append(action)
         self.add_inspector(icon)
+        from .gui.getting_started import should_show_at_start
+
+        if should_show_at_start():
+            from qgis.PyQt.QtCore import QTimer
+
+            # Once the main window is up: the first start says where to begin.
+            QTimer.singleShot(0, self.first_start)
+
+    def first_start(self) -> None:
+        """Getting started, shown once by itself (again at each start only if asked for)."""
+        from qgis.core import QgsSettings
+
+        from .gui.getting_started import SHOW_AT_START_KEY
+
+        QgsSettings().setValue(SHOW_AT_START_KEY, False)  # noqa: QGS202 (QgsSettings's)
+        self.show_getting_started()
 
     def unload(self) -> None:
         """Remove the provider and the menu when the plugin is unloaded or reloaded."""
@@ -211,6 +228,14 @@ class MusPlugin:
             self._show_text("Engine status", text)
 
         self.run_in_background("mus:enginestatus", {}, done)
+
+    def show_getting_started(self):
+        """What to do first: the engine, the model weights, the keys."""
+        from .gui.getting_started import GettingStartedDialog
+
+        self.getting_started = GettingStartedDialog(self, self.iface.mainWindow())
+        self.getting_started.show()
+        return self.getting_started
 
     def show_service_keys(self):
         """The dialog that stores Mapillary's and Street View's keys for Fetch panoramas."""

@@ -55,7 +55,16 @@ def shots_then(delay_ms, function):
 
 def shots_start():
     iface.mainWindow().showMaximized()
-    shots_then(3000, shots_open_project)
+    shots_then(3000, shots_getting_started)
+
+
+def shots_getting_started():
+    """A fresh profile's first start: the plugin's Getting started panel, then out of the way."""
+    for widget in QApplication.topLevelWidgets():
+        if widget.isVisible() and widget.windowTitle().endswith("getting started"):
+            shots_save(widget, "getting_started")
+            widget.close()
+    shots_open_project()
 
 
 def shots_open_project():

@@ -33,7 +33,7 @@ from qgis.core import (
 )
 from qgis.PyQt import sip
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QProgressBar
+from qgis.PyQt.QtWidgets import QApplication, QLabel, QMessageBox, QProgressBar
 from qgis.utils import iface
 
 with open(os.environ["MUS_DESKTOP_SESSION"], encoding="utf-8") as mus_file:
@@ -227,10 +227,35 @@ def mus_start():
     registry = QgsApplication.processingRegistry()
     mus_wait(
         lambda: registry.providerById("mus") is not None and iface.mainWindow().isVisible(),
-        mus_classify,
+        mus_getting_started,
         60,
         "the mus Processing provider",
     )
+
+
+def mus_getting_started_panel():
+    return next(
+        (
+            w
+            for w in QApplication.topLevelWidgets()
+            if w.isVisible() and w.windowTitle() == "Multimodal Urban Studies: getting started"
+        ),
+        None,
+    )
+
+
+@mus_guarded
+def mus_getting_started():
+    """A fresh profile's first start shows Getting started by itself; a user closes it."""
+
+    def close_it():
+        panel = mus_getting_started_panel()
+        mus_state["getting_started"] = [label.text() for label in panel.findChildren(QLabel)]
+        mus_step("Getting started was shown at the first start; closed")
+        panel.close()
+        mus_classify()
+
+    mus_wait(lambda: mus_getting_started_panel() is not None, close_it, 20, "Getting started")
 
 
 @mus_guarded

@@ -29,6 +29,7 @@ from .machine import default_engine_folder, this_machine
 SETTING_PYTHON = "MUS_ENGINE_PYTHON"
 SETTING_FOLDER = "MUS_ENGINE_FOLDER"
 SETTING_IDLE_MINUTES = "MUS_ENGINE_IDLE_MINUTES"
+SETTING_CHECKPOINT = "MUS_DEFAULT_CHECKPOINT"  # the CLIP checkpoint file dialogs start with
 DEFAULT_IDLE_MINUTES = DEFAULT_IDLE_TIMEOUT_S // 60
 
 NOT_SET_UP = (
@@ -49,6 +50,18 @@ def setting(name: str, default=None):
         return default
     value = ProcessingConfig.getSetting(name)
     return default if value in (None, "") else value
+
+
+def default_checkpoint() -> str:
+    """The checkpoint file the CLIP dialogs start with ("" : the pretrained tag's download)."""
+    return str(setting(SETTING_CHECKPOINT, "") or "").strip()
+
+
+def set_default_checkpoint(path: str) -> None:
+    """Make ``path`` the checkpoint the CLIP dialogs start with ("" : none)."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.setSettingValue(SETTING_CHECKPOINT, path)
 
 
 def default_engine_root() -> Path:

@@ -10,7 +10,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..bridge.engine import plugin_cache_dir
+from ..bridge.engine import default_checkpoint, plugin_cache_dir
 from ..bridge.qgis_enums import (
     FIELD_NUMERIC,
     FIELD_STRING,
@@ -198,6 +198,8 @@ class ClipParameters:
             QgsProcessingParameterFile(
                 self.CHECKPOINT,
                 self.tr("Local checkpoint file (wins over the tag)"),
+                # The one chosen in Getting started (or Processing's options), if any.
+                defaultValue=default_checkpoint() or None,
                 optional=True,
                 fileFilter="Checkpoints (*.pt *.pth *.bin *.safetensors)",
             ),

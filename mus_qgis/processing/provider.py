@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..bridge import client
 from ..bridge.engine import (
     DEFAULT_IDLE_MINUTES,
+    SETTING_CHECKPOINT,
     SETTING_FOLDER,
     SETTING_IDLE_MINUTES,
     SETTING_PYTHON,
@@ -79,6 +80,14 @@ class MusProvider(QgsProcessingProvider):
             ),
             Setting(
                 self.name(),
+                SETTING_CHECKPOINT,
+                "CLIP checkpoint file the dialogs start with (empty: the pretrained weights, "
+                "downloaded on first use)",
+                "",
+                valuetype=Setting.FILE,
+            ),
+            Setting(
+                self.name(),
                 SETTING_IDLE_MINUTES,
                 "Minutes an idle engine stays loaded (keeps the model in memory)",
                 DEFAULT_IDLE_MINUTES,
@@ -98,7 +107,7 @@ class MusProvider(QgsProcessingProvider):
         except ImportError:
             pass
         else:
-            for name in (SETTING_PYTHON, SETTING_FOLDER, SETTING_IDLE_MINUTES):
+            for name in (SETTING_PYTHON, SETTING_FOLDER, SETTING_CHECKPOINT, SETTING_IDLE_MINUTES):
                 ProcessingConfig.removeSetting(name)
         client.POOL.shutdown()
         super().unload()

@@ -188,11 +188,14 @@ def test_every_widget_the_plugin_builds_builds_under_pyqt6(smoke):
         "QDialog",
         "QDialogButtonBox",
         "QPlainTextEdit",
+        "GettingStartedDialog",  # the first start shows it
     } <= set(smoke["widgets"]), smoke["widgets"]
     assert smoke["menu"] == {
         "&Multimodal Urban Studies": [
+            "Getting started…",
             "Set up the engine…",
             "Engine status…",
+            "Service keys…",
             "Edit the pipeline model…",
             "Street inspector",
         ]

@@ -1,0 +1,91 @@
+"""Getting started: shown once on the first start, each step with its state and the button that
+does it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from qgis.core import QgsSettings
+from qgis.PyQt.QtWidgets import QFileDialog, QPushButton
+
+from mus_qgis.bridge import engine as bridge_engine
+from mus_qgis.gui import getting_started
+from mus_qgis.gui.getting_started import SHOW_AT_START_KEY, GettingStartedDialog
+
+
+@pytest.fixture
+def plugin(mus_provider, qgis_iface, monkeypatch):
+    from qgis.PyQt.QtCore import QSize
+
+    from mus_qgis import classFactory
+
+    monkeypatch.setattr(qgis_iface, "iconSize", lambda docked=False: QSize(24, 24))
+    started = classFactory(qgis_iface)
+    started.runs = []
+    monkeypatch.setattr(
+        started, "run_in_background", lambda name, parameters, done: started.runs.append(name)
+    )
+    yield started
+    QgsSettings().remove(SHOW_AT_START_KEY)
+    bridge_engine.set_default_checkpoint("")
+
+
+def button(dialog, text: str) -> QPushButton:
+    return next(b for b in dialog.findChildren(QPushButton) if b.text() == text)
+
+
+def test_the_first_start_shows_it_once(plugin):
+    QgsSettings().remove(SHOW_AT_START_KEY)
+    assert getting_started.should_show_at_start()
+    plugin.first_start()
+    assert plugin.getting_started.isVisible()
+    assert not getting_started.should_show_at_start()  # not again by itself
+    plugin.getting_started.show_at_start.setChecked(True)  # unless the user asks
+    assert getting_started.should_show_at_start()
+    plugin.getting_started.close()
+
+
+def test_each_step_does_what_its_button_says(plugin):
+    dialog = GettingStartedDialog(plugin)
+    button(dialog, "Set up the engine").click()
+    assert plugin.runs == ["mus:setupengine"]
+    button(dialog, "Service keys…").click()
+    assert plugin.keys_dialog.isVisible()
+    plugin.keys_dialog.close()
+    dialog.close()
+
+
+def test_a_chosen_checkpoint_is_where_every_clip_dialog_starts(plugin, tmp_path, monkeypatch):
+    from qgis.core import QgsApplication
+
+    checkpoint = tmp_path / "open_clip_model.safetensors"
+    checkpoint.write_bytes(b"weights")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(checkpoint), ""))
+    dialog = GettingStartedDialog(plugin)
+    assert not button(dialog, "Download on first use").isEnabled()
+    button(dialog, "Use a checkpoint file…").click()
+    assert str(checkpoint) in dialog.weights_status.text()
+    registry = QgsApplication.processingRegistry()
+    for algorithm_id in ("mus:classifyclip", "mus:labelperiods", "mus:dreamstreets"):
+        fresh = registry.createAlgorithmById(algorithm_id)  # as a dialog gets it
+        assert fresh.parameterDefinition("CHECKPOINT").defaultValue() == str(checkpoint)
+    button(dialog, "Download on first use").click()
+    fresh = registry.createAlgorithmById("mus:classifyclip")
+    assert not fresh.parameterDefinition("CHECKPOINT").defaultValue()
+    assert "downloaded on first use" in dialog.weights_status.text()
+    dialog.close()
+
+
+def test_the_engine_step_says_whether_it_is_set_up(plugin, tmp_path, monkeypatch):
+    monkeypatch.delenv("MUS_ENGINE_PYTHON")
+    monkeypatch.setattr(bridge_engine, "engine_root", lambda: tmp_path)
+    monkeypatch.setattr(getting_started, "engine_root", lambda: tmp_path)
+    assert getting_started.engine_state().startswith("Not set up yet")
+    python = tmp_path / "envs" / "engine-1" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("", encoding="utf-8")
+    record = {"env": "envs/engine-1", "python": str(python), "torch_label": "PyTorch's CPU build"}
+    (tmp_path / "current.json").write_text(json.dumps(record), encoding="utf-8")
+    monkeypatch.setattr(bridge_engine, "current_python", lambda root: str(python))
+    assert getting_started.engine_state() == "Set up (PyTorch's CPU build)."
