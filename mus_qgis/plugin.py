@@ -220,6 +220,23 @@ class MusPlugin:
         parameters = repeated_parameters(read_current(engine_root()))
         self.run_in_background("mus:setupengine", parameters, done)
 
+    def download_weights(self, then=None) -> None:
+        """The default CLIP weights into the cache, in the background; the message bar says
+        how it went (and, offline, what to do)."""
+        bar = self.iface.messageBar()
+
+        def done(ok, results, feedback) -> None:
+            if ok:
+                bar.pushSuccess("Multimodal Urban Studies", f"Weights ready: {results['FILE']}")
+            else:
+                why = feedback.errors[-1] if feedback.errors else "see Log Messages ▸ mus_qgis"
+                bar.pushCritical("Multimodal Urban Studies", first_sentence(why, 400))
+                self._show_text("Model weights", why)
+            if then is not None:
+                then()
+
+        self.run_in_background("mus:downloadweights", {}, done)
+
     def show_engine_status(self) -> None:
         """Ask the engine for its status and show it in a dialog one can copy from."""
 

@@ -269,6 +269,14 @@ class _StderrProgress(LoggingProgress):
         print(message, file=sys.stderr)
 
 
+class _ToldProgress(_StderrProgress):
+    """Every line on stderr: a download says how far it has come."""
+
+    def info(self, message: str) -> None:
+        super().info(message)
+        print(message, file=sys.stderr)
+
+
 def cmd_score(args) -> int:
     spec, setting, label_set = _spec(args), _setting(args), _label_set(args)
     if args.out is not None and not args.out.parent.is_dir():
@@ -398,10 +406,12 @@ def cmd_models(args) -> int:
 
 
 def cmd_download(args) -> int:
-    model = load_model(
-        ModelSpec(args.model, args.pretrained, "", "cpu"), model_cache_dir(args.cache_dir)
+    from .clip.models import download_weights
+
+    path, size, cached = download_weights(
+        args.model, args.pretrained, model_cache_dir(args.cache_dir), _ToldProgress()
     )
-    print(f"{model.identity} is in {model_cache_dir(args.cache_dir)}")
+    print(f"{path} ({size / 1e6:.0f} MB){' was in the cache already' if cached else ''}")
     return 0
 
 

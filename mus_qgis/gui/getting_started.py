@@ -37,11 +37,11 @@ ENGINE_TEXT = (
 )
 WEIGHTS_TEXT = (
     f"CLIP-classify uses {DEFAULT_MODEL} with the weights {DEFAULT_PRETRAINED!r} (about 600 MB, "
-    "from Hugging Face). They download the first time a classification runs, with progress in "
-    "its log. Offline or behind a proxy: choose a checkpoint file you downloaded elsewhere; "
-    "every CLIP dialog then starts with it. For a first trial without any download, empty the "
-    "'Pretrained weights' field in a dialog: random weights run everything, but the labels "
-    "then mean nothing (the log says so)."
+    "from Hugging Face). They download the first time a classification runs, or now (with a "
+    "progress bar in the task bar). Offline or behind a proxy: choose a checkpoint file you "
+    "downloaded elsewhere; every CLIP dialog then starts with it. For a first trial without "
+    "any download, empty a dialog's 'Pretrained tag': random weights run everything, but the "
+    "labels then mean nothing (the log says so)."
 )
 KEYS_TEXT = (
     "Panoramax, KartaView and your own geotagged photos need no key. Mapillary and Google "
@@ -91,6 +91,8 @@ class GettingStartedDialog(QDialog):
         set_up = QPushButton("Set up the engine")
         set_up.clicked.connect(self.set_up_engine)
         layout.addWidget(self._step("1. The engine", ENGINE_TEXT, self.engine_status, [set_up]))
+        download = QPushButton("Download now")
+        download.clicked.connect(self.download_weights)
         choose = QPushButton("Use a checkpoint file…")
         choose.clicked.connect(self.choose_checkpoint)
         self.forget_checkpoint_button = QPushButton("Download on first use")
@@ -100,7 +102,7 @@ class GettingStartedDialog(QDialog):
                 "2. Model weights",
                 WEIGHTS_TEXT,
                 self.weights_status,
-                [choose, self.forget_checkpoint_button],
+                [download, choose, self.forget_checkpoint_button],
             )
         )
         keys = QPushButton("Service keys…")
@@ -152,6 +154,10 @@ class GettingStartedDialog(QDialog):
     def set_up_engine(self) -> None:
         self.plugin.setup_engine()
         self.engine_status.setText("Setting up in the background (progress in the task bar)…")
+
+    def download_weights(self) -> None:
+        self.weights_status.setText("Downloading in the background (progress in the task bar)…")
+        self.plugin.download_weights(self.refresh)
 
     def choose_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

@@ -18,6 +18,7 @@ from ..shared.resources import help_page, plugin_version, resource_path
 from .base import release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
+from .download_weights import DownloadWeights
 from .dream_streets import DreamStreets
 from .engine_status import EngineStatus
 from .export_figures import ExportFigures
@@ -117,6 +118,7 @@ class MusProvider(QgsProcessingProvider):
         for algorithm in (
             SetupEngine(),
             EngineStatus(),
+            DownloadWeights(),
             SampleStreetCentroids(),
             FetchPanoramas(),
             ClassifyClip(),

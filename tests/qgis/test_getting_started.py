@@ -50,6 +50,8 @@ def test_each_step_does_what_its_button_says(plugin):
     dialog = GettingStartedDialog(plugin)
     button(dialog, "Set up the engine").click()
     assert plugin.runs == ["mus:setupengine"]
+    button(dialog, "Download now").click()
+    assert plugin.runs[-1] == "mus:downloadweights"
     button(dialog, "Service keys…").click()
     assert plugin.keys_dialog.isVisible()
     plugin.keys_dialog.close()
@@ -89,3 +91,15 @@ def test_the_engine_step_says_whether_it_is_set_up(plugin, tmp_path, monkeypatch
     (tmp_path / "current.json").write_text(json.dumps(record), encoding="utf-8")
     monkeypatch.setattr(bridge_engine, "current_python", lambda root: str(python))
     assert getting_started.engine_state() == "Set up (PyTorch's CPU build)."
+
+
+def test_download_weights_offline_says_what_to_fetch_and_where_to_choose_it(mus_provider, tmp_path):
+    """The tests' engine is offline (HF_HUB_OFFLINE): the algorithm stops at once with advice."""
+    from qgis import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run("mus:downloadweights", {"CACHE_FOLDER": str(tmp_path)})
+    words = " ".join(str(raised.value).split())
+    assert "huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/resolve/main/" in words
+    assert "Getting started ▸ Use a checkpoint file…" in words

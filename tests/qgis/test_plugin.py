@@ -59,6 +59,7 @@ def test_plugin_start_up_imports_nothing_heavy():
     algorithms = [
         "classifyclip",
         "compareurbanatlas",
+        "downloadweights",
         "dreamstreets",
         "enginestatus",
         "exportfigures",

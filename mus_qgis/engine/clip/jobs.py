@@ -10,6 +10,8 @@ from ...shared.schemas.clip import (
     ClassifyParams,
     ClassifyResult,
     CrossValidationScores,
+    DownloadWeightsParams,
+    DownloadWeightsResult,
     LabelSetChoice,
     LeftOutPoint,
     ModelChoice,
@@ -200,3 +202,16 @@ def view_scores_job(params: ViewScoresParams, progress) -> ViewScoresResult:
     with open(params.output, "w", encoding="utf-8") as handle:
         json.dump(readings, handle)
     return ViewScoresResult(output=params.output, count=len(readings))
+
+
+@job("download_weights", params=DownloadWeightsParams, result=DownloadWeightsResult)
+def download_weights_job(params: DownloadWeightsParams, progress) -> DownloadWeightsResult:
+    """Fetch a pretrained tag's weights into the cache, with the download's progress."""
+    require("open_clip")
+    from .classify import model_cache_dir
+    from .models import download_weights
+
+    path, size, cached = download_weights(
+        params.model, params.pretrained, model_cache_dir(params.cache_dir), progress
+    )
+    return DownloadWeightsResult(path=path, bytes=size, cached=cached)

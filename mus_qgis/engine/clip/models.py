@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import os
 import socket
 import threading
@@ -244,6 +245,15 @@ def weights_problem(name: str, tag: str, cache_dir=None) -> str:
 
 def _check_weights_reachable(name: str, tag: str, cache_dir) -> None:
     """Fail at once, with advice, when the weights are neither cached nor downloadable."""
+    cfg = _pretrained_cfg(name, tag)
+    if _weights_cached(cfg, cache_dir):
+        return
+    reason = _offline_reason()
+    if reason:
+        raise ModelError(_offline_advice(name, tag, cfg, cache_dir, reason))
+
+
+def _pretrained_cfg(name: str, tag: str) -> dict:
     import open_clip
 
     if not open_clip.pretrained.is_pretrained_cfg(name, tag):
@@ -252,36 +262,128 @@ def _check_weights_reachable(name: str, tag: str, cache_dir) -> None:
         raise ModelError(
             f"open_clip has no pretrained weights {tag!r} for {name}. Tags for {name}: {listed}."
         )
-    cfg = open_clip.pretrained.get_pretrained_cfg(name, tag)
-    if _weights_cached(cfg, cache_dir):
-        return
+    return open_clip.pretrained.get_pretrained_cfg(name, tag)
+
+
+def _hub_files(cfg: dict) -> tuple[str, list[str]]:
+    """The Hugging Face repository of a pretrained tag and its weight files, in the order
+    open_clip tries them (safetensors first)."""
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    names = (
+        [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    )
+    if filename.endswith((".bin", ".pth")):
+        names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+    return repo, names
+
+
+def _offline_advice(name: str, tag: str, cfg: dict, cache_dir, reason: str) -> str:
+    """What to do when a tag's weights cannot be downloaded: the file, where it comes from,
+    where it goes."""
+    repo, names = _hub_files(cfg)
+    if repo:
+        page = f"https://huggingface.co/{repo}"
+        source = (
+            f"the file {names[0]} (or {names[-1]}) from {page} (direct link: "
+            f"{page}/resolve/main/{names[0]})"
+        )
+    else:
+        source = f"the file {os.path.basename(cfg.get('url', '')) or 'of the weights'} from "
+        source += cfg.get("url", "the model's page")
+    folder = Path(cache_dir) if cache_dir else Path.home()
+    return (
+        f"The weights of {name} ({tag}) are not in the cache and cannot be downloaded: "
+        f"{reason}. Download {source} on a machine with internet, copy it to this one (for "
+        f"example into {folder}), and choose it as the checkpoint file: in Plugins ▸ Multimodal "
+        "Urban Studies ▸ Getting started ▸ Use a checkpoint file… (every CLIP dialog then starts "
+        "with it), or in the dialog's 'Local checkpoint file'. Or empty 'Pretrained tag' for a "
+        "trial with random weights."
+    )
+
+
+def download_weights(name: str, tag: str, cache_dir, progress=None) -> tuple[str, int, bool]:
+    """Fetch a pretrained tag's weights into the model cache, saying how far it has come.
+
+    Returns the file, its size in bytes and whether it was in the cache already. open_clip then
+    finds the file where it looks (the same Hugging Face cache layout), so loading the model
+    downloads nothing more.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    name = _register_config_file(name)
+    _check_name(name)
+    cfg = _pretrained_cfg(name, tag)
+    repo, names = _hub_files(cfg)
+    if not repo:
+        raise ModelError(
+            f"The weights of {name} ({tag}) come from {cfg.get('url')}, not from Hugging Face: "
+            "they download when a classification first uses them."
+        )
+    folder = str(cache_dir) if cache_dir else None
+    for filename in names:
+        cached = try_to_load_from_cache(repo, filename, cache_dir=folder)
+        if isinstance(cached, str):
+            return cached, Path(cached).stat().st_size, True
     reason = _offline_reason()
     if reason:
-        raise ModelError(
-            f"The weights of {name} ({tag}) are not in the cache and cannot be downloaded: "
-            f"{reason}. On a machine with internet, run "
-            f"`python -m mus_qgis.engine download --model {name} --pretrained {tag}` or download "
-            "the checkpoint file (open_clip_pytorch_model.bin or .safetensors from the model's "
-            "Hugging Face page), copy it here and give it as the checkpoint file."
-        )
+        raise ModelError(_offline_advice(name, tag, cfg, cache_dir, reason))
+    for filename in names:
+        try:
+            path = hf_hub_download(
+                repo,
+                filename,
+                cache_dir=folder,
+                tqdm_class=_relaying_bar(progress, f"{name} ({tag}): {filename}"),
+            )
+        except RemoteEntryNotFoundError:
+            continue  # the repository has the other format
+        except OSError as exc:  # the connection went during the download
+            raise ModelError(
+                f"The download of {repo}/{filename} failed ({exc}); run it again: what came "
+                "is kept and the download goes on from there."
+            ) from exc
+        return path, Path(path).stat().st_size, False
+    raise ModelError(f"{repo} on Hugging Face holds none of {', '.join(names)}.")
+
+
+def _relaying_bar(progress, what: str):
+    """A tqdm class that hands a download's progress to ``progress`` (percent, and a line at
+    every tenth) instead of drawing a bar on stderr."""
+    from tqdm import tqdm
+
+    class RelayingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            kwargs["file"] = io.StringIO()  # drawn nowhere: the lines go to ``progress``
+            super().__init__(*args, **kwargs)
+            self.told = -1
+
+        def update(self, n=1):
+            shown = super().update(n)
+            if progress is not None and self.total:
+                share = min(self.n / self.total, 1.0)
+                progress.set_progress(100.0 * share)
+                tenth = int(share * 10)
+                if tenth > self.told:
+                    self.told = tenth
+                    progress.info(
+                        f"Downloading {what}: {self.n / 1e6:.1f} of {self.total / 1e6:.1f} MB"
+                    )
+                if progress.is_canceled():
+                    raise ModelError("The download was canceled; what came is kept for next time.")
+            return shown
+
+    return RelayingBar
 
 
 def _weights_cached(cfg: dict, cache_dir) -> bool:
     if cfg.get("file"):
         return Path(cfg["file"]).is_file()
-    hub = cfg.get("hf_hub", "")
-    if hub:
+    repo, names = _hub_files(cfg)
+    if repo:
         from huggingface_hub import try_to_load_from_cache
 
-        # As open_clip reads it: "org/model/file" names a file, "org/model/" the default one.
-        repo, filename = os.path.split(hub)
-        names = (
-            [filename]
-            if filename
-            else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        )
-        if filename.endswith((".bin", ".pth")):
-            names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
         folder = str(cache_dir) if cache_dir else None
         return any(
             isinstance(try_to_load_from_cache(repo, n, cache_dir=folder), str) for n in names

@@ -164,3 +164,19 @@ class ViewScoresParams(Schema):
 class ViewScoresResult(Schema):
     output: str
     count: int  # readings written
+
+
+@dataclass(frozen=True)
+class DownloadWeightsParams(Schema):
+    """A pretrained tag's weights to fetch into the model cache, before any classification."""
+
+    cache_dir: str  # the plugin's cache folder (the weights go to its models/ folder)
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+
+
+@dataclass(frozen=True)
+class DownloadWeightsResult(Schema):
+    path: str  # the weights file in the cache
+    bytes: int
+    cached: bool  # it was there already: nothing was downloaded
