@@ -276,7 +276,8 @@ class InspectorDock(QDockWidget):
         )
         if point.link:
             link = html.escape(point.link, quote=True)
-            parts.append(f"<p><a href='{link}'>Open the image on its service</a></p>")
+            words = html.escape(point.link_text)
+            parts.append(f"<p><a href='{link}'>{words}</a></p>")
         if self._settings.get("untrained"):
             parts.append("<p><i>Random, untrained weights: the labels mean nothing.</i></p>")
         self.details.setHtml("".join(parts))  # noqa: QGS202 (a QTextBrowser returns nothing)

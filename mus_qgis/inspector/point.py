@@ -20,6 +20,12 @@ IMAGE_PAGES = {
     "kartaview": "https://api.openstreetcam.org/2.0/photo/{id}",
     "panoramax": "https://api.panoramax.xyz/#focus=pic&pic={id}",
 }
+SERVICE_NAMES = {
+    "streetview": "Google Street View",
+    "mapillary": "Mapillary",
+    "kartaview": "KartaView",
+    "panoramax": "Panoramax",
+}
 LOWEST_MARGIN = "margin"  # the default order: the least certain points first
 
 
@@ -49,6 +55,13 @@ class InspectedPoint:
     creator: str = ""
     licence: str = ""
     label_user: str = ""
+
+    @property
+    def link_text(self) -> str:
+        """What the link opens, in words."""
+        if IMAGE_PAGES.get(self.source) and self.image_id:
+            return f"Open the image on {SERVICE_NAMES.get(self.source, self.source)}"
+        return "Open the photo file"
 
     @property
     def link(self) -> str:

@@ -83,6 +83,7 @@ def test_a_panorama_a_point_without_imagery_and_a_lost_image_say_what_they_are(d
     dock.show_point(classified, fid_of(classified, 1))
     assert not dock.strip.isHidden() and dock.strip.pixmap().width() == 460  # whole panorama
     assert "file://" in dock.details.toHtml()  # a local photo links to its file
+    assert "Open the photo file" in dock.details.toPlainText()
     dock.show_point(classified, fid_of(classified, 4))
     assert "no imagery (no imagery: none within 50 m)" in dock.status.text()
     assert dock.strip.text() == "no imagery" and not dock.strip.isHidden()
@@ -187,3 +188,13 @@ def test_a_layer_removed_from_the_project_leaves_the_dock_empty(classified_path)
     assert dock.layer is None and dock.point is None and dock.view_texts == []
     assert "removed" in dock.status.text() and dock.step(1) is None
     sip.delete(dock)
+
+
+def test_a_links_words_say_where_it_leads():
+    from mus_qgis.inspector.point import InspectedPoint
+
+    on_service = InspectedPoint(1, "ok", ["/cache/a.jpg"], source="mapillary", image_id="123")
+    assert on_service.link_text == "Open the image on Mapillary"
+    assert on_service.link.startswith("https://www.mapillary.com/")
+    photo = InspectedPoint(2, "ok", ["/photos/b.jpg"], source="local")
+    assert photo.link_text == "Open the photo file" and photo.link == "file:///photos/b.jpg"
