@@ -44,8 +44,8 @@ def build():
         NUMBER_INTEGER,
         PARAMETER_OPTIONAL,
     )
-    from mus_qgis.engine.dreams.pipeline import DEFAULT_DREAM_MODEL
-    from mus_qgis.engine.imagery.sources import imagery_sources
+    from mus_qgis.shared.defaults import DEFAULT_DREAM_MODEL
+    from mus_qgis.shared.imagery_sources import imagery_source_infos
     from mus_qgis.shared.labels import builtin_label_sets
 
     model = QgsProcessingModelAlgorithm("pipeline", "5 · Pipeline")
@@ -74,7 +74,7 @@ def build():
         QgsProcessingParameterEnum(
             "source",
             "Imagery: source",
-            options=[c.title for c in imagery_sources().values()],
+            options=[info.title for info in imagery_source_infos().values()],
             defaultValue=1,
         ),
         QgsProcessingParameterAuthConfig(

@@ -40,6 +40,7 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
     make_field,
 )
+from ..shared.imagery_sources import imagery_source_infos
 from ..shared.schemas.imagery import (
     CaptureWindow,
     FetchImageryParams,
@@ -135,8 +136,7 @@ class FetchPanoramas(MusAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
-        from ..engine.imagery.sources import imagery_sources
-
+        sources = imagery_source_infos()
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
@@ -148,10 +148,10 @@ class FetchPanoramas(MusAlgorithm):
             QgsProcessingParameterEnum(
                 self.SOURCE,
                 self.tr("Imagery source"),
-                options=[source_option(cls) for cls in imagery_sources().values()],
+                options=[info.option for info in sources.values()],
                 # Panoramax: open imagery that needs no key (Mapillary, the default before,
                 # needs a token that a new user must first make an authentication for).
-                defaultValue=list(imagery_sources()).index("panoramax"),
+                defaultValue=list(sources).index("panoramax"),
             )
         )
         self.add_parameter(
@@ -238,8 +238,8 @@ class FetchPanoramas(MusAlgorithm):
                 self.PRICE_PER_1000,
                 self.tr("Street View price per 1,000 images (USD, for the estimate)"),
                 NUMBER_DOUBLE,
-                # Google's list price per 1,000 Static API images, as the engine knows it.
-                defaultValue=imagery_sources()["streetview"].price_per_1000,
+                # Google's list price per 1,000 Static API images (resources/imagery).
+                defaultValue=sources["streetview"].price_per_1000,
                 minValue=0.0,
             ),
             QgsProcessingParameterNumber(
@@ -273,10 +273,8 @@ class FetchPanoramas(MusAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         """Look up and download the imagery, then write every point with what was found."""
         self.require_engine()
-        from ..engine.imagery.sources import imagery_sources
-
         source = self.required_source(parameters, self.INPUT, context)
-        name = list(imagery_sources())[self.parameterAsEnum(parameters, self.SOURCE, context)]
+        name = list(imagery_source_infos())[self.parameterAsEnum(parameters, self.SOURCE, context)]
         _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
         plan = ViewPlanChoice(
             count=count,
@@ -523,8 +521,3 @@ def style_fetch_layer(layer) -> None:
         categories.append(QgsRendererCategory(value, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer(STATUS_KIND, categories))
     layer.triggerRepaint()
-
-
-def source_option(source) -> str:
-    """A source's entry in the dialog's list, saying when it needs a key."""
-    return f"{source.title} (needs a key)" if source.needs_key else source.title

@@ -28,6 +28,34 @@ def test_every_source_is_registered_from_its_own_module():
     assert list(imagery_sources()) == ["streetview", "mapillary", "kartaview", "local", "panoramax"]
 
 
+def test_the_sources_are_those_of_the_shared_list_with_its_facts():
+    """The fetch dialog lists the sources from shared data; the engine's classes carry the same
+    titles, order, key needs and prices (taken from that list, not written twice)."""
+    from mus_qgis.shared.imagery_sources import imagery_source_infos
+
+    shared = imagery_source_infos()
+    assert list(shared) == list(imagery_sources())
+    for name, cls in imagery_sources().items():
+        info = shared[name]
+        assert (cls.title, cls.order, cls.needs_key, cls.price_per_1000) == (
+            info.title,
+            info.order,
+            info.needs_key,
+            info.price_per_1000,
+        )
+    assert [n for n, info in shared.items() if info.needs_key] == ["streetview", "mapillary"]
+    assert shared["streetview"].price_per_1000 == 7.0 and shared["panoramax"].price_per_1000 is None
+    assert shared["mapillary"].option == "Mapillary (needs a key)"
+    assert shared["panoramax"].option == "Panoramax"
+
+
+def test_a_source_missing_from_the_shared_list_is_named():
+    from mus_qgis.engine.imagery.sources.base import ImagerySource
+
+    with pytest.raises(RuntimeError, match=r"'nowhere' is not in resources/imagery/sources.json"):
+        type("Nowhere", (ImagerySource,), {"name": "nowhere"})
+
+
 @pytest.mark.parametrize("source", ["streetview", "mapillary", "kartaview", "panoramax"])
 def test_each_source_finds_downloads_and_marks_duplicates(tmp_path, source):
     images = grid_images(6)

@@ -94,13 +94,30 @@ class ImagerySource:
     """
 
     name: ClassVar[str] = ""
+    # Title, place in the list, key need and price come from the shared list of sources
+    # (resources/imagery/sources.json), which the QGIS side reads too.
     title: ClassVar[str] = ""
     order: ClassVar[int] = 100
     needs_key: ClassVar[bool] = False
-    default_url: ClassVar[str] = ""
-    remote: ClassVar[bool] = True  # asks a service (whose failures in a row stop the asking)
     # Published list price per 1,000 image requests (USD), for the cost estimate; None: free.
     price_per_1000: ClassVar[float | None] = None
+    default_url: ClassVar[str] = ""
+    remote: ClassVar[bool] = True  # asks a service (whose failures in a row stop the asking)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
+        from ....shared.imagery_sources import imagery_source_infos
+
+        info = imagery_source_infos().get(cls.name)
+        if info is None:
+            raise RuntimeError(
+                f"The imagery source {cls.name!r} is not in resources/imagery/sources.json: add "
+                "it there (title, needs_key, price_per_1000), at the end of the list."
+            )
+        cls.title, cls.order = info.title, info.order
+        cls.needs_key, cls.price_per_1000 = info.needs_key, info.price_per_1000
 
     def __init__(
         self,

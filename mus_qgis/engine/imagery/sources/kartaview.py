@@ -20,8 +20,6 @@ NO_RESULTS = 601
 
 class KartaView(ImagerySource):
     name = "kartaview"
-    title = "KartaView"
-    order = 3
     default_url = "https://api.openstreetcam.org/2.0"
 
     def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:

@@ -62,8 +62,6 @@ class _Unusable(Exception):  # noqa: N818 (a verdict carried out of the reader, 
 
 class LocalPhotos(ImagerySource):
     name = "local"
-    title = "Local geotagged photos"
-    order = 4
     remote = False
     lookup_requests = 0
 

@@ -28,9 +28,6 @@ SEARCH_FIELDS = (
 
 class Mapillary(ImagerySource):
     name = "mapillary"
-    title = "Mapillary"
-    order = 2
-    needs_key = True
     default_url = "https://graph.mapillary.com"
     assume_panorama = True
 

@@ -32,8 +32,6 @@ SEARCH_LIMIT = 100
 
 class Panoramax(ImagerySource):
     name = "panoramax"
-    title = "Panoramax"
-    order = 5  # after the local photos: Processing stores the source by its place in the list
     default_url = "https://api.panoramax.xyz/api"
     assume_panorama = True
 

@@ -33,12 +33,6 @@ _TRANSIENT = {"OVER_QUERY_LIMIT", "UNKNOWN_ERROR"}
 
 class StreetView(ImagerySource):
     name = "streetview"
-    title = "Google Street View"
-    order = 1
-    needs_key = True
-    # Google's list price for Static API images (the metadata call is free); users on another
-    # rate set theirs in the algorithm.
-    price_per_1000 = 7.0
 
     def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
         size = min(plan.size, MAX_SIZE)
