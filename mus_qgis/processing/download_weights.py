@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterString,
-)
+from qgis.core import QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingOutputString
 
-from ..bridge.engine import plugin_cache_dir, run_job
-from ..bridge.qgis_enums import FILE_FOLDER
-from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from ..bridge.engine import run_job
+from ..shared.defaults import DEFAULT_MODEL
 from ..shared.schemas.clip import DownloadWeightsParams, DownloadWeightsResult
 from .base import MusAlgorithm
+from .clip_parameters import ClipParameters
 
 
-class DownloadWeights(MusAlgorithm):
+class DownloadWeights(ClipParameters, MusAlgorithm):
     """A pretrained tag's weights into the cache now, with a progress bar, not mid-study."""
 
     NAME = "downloadweights"
@@ -34,45 +29,29 @@ class DownloadWeights(MusAlgorithm):
         "(Plugins ▸ Multimodal Urban Studies ▸ Getting started ▸ Use a checkpoint file…)."
     )
 
-    MODEL = "MODEL"
-    PRETRAINED = "PRETRAINED"
-    CACHE_FOLDER = "CACHE_FOLDER"
-
     def initAlgorithm(self, config=None) -> None:
-        """Declare the parameters."""
-        self.add_parameter(
-            QgsProcessingParameterString(
-                self.MODEL, self.tr("CLIP model (open_clip name)"), defaultValue=DEFAULT_MODEL
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterString(
-                self.PRETRAINED, self.tr("Pretrained tag"), defaultValue=DEFAULT_PRETRAINED
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterFile(
-                self.CACHE_FOLDER,
-                self.tr("Cache folder (empty: the plugin's, where the CLIP dialogs look)"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            )
-        )
+        """Declare the parameters: the CLIP dialogs' own model, tag and cache folder."""
+        model, pretrained = self.model_parameters()[:2]
+        for parameter in (model, pretrained, self.cache_parameter()):
+            self.add_parameter(parameter)
         self.add_output(QgsProcessingOutputString("FILE", self.tr("Weights file")))
         self.add_output(QgsProcessingOutputNumber("BYTES", self.tr("Size (bytes)")))
 
     def processAlgorithm(self, parameters, context, feedback):
         """Fetch the weights in the engine; the engine reports the download's progress."""
         self.require_engine()
-        folder = self.parameterAsFile(parameters, self.CACHE_FOLDER, context)
+        pretrained = self.parameterAsString(parameters, self.PRETRAINED, context).strip()
+        if not pretrained:
+            raise QgsProcessingException(
+                "Give a pretrained tag (e.g. laion2b_s34b_b79k): random weights need no download."
+            )
         result = run_job(
             "download_weights",
             DownloadWeightsParams(
-                cache_dir=folder or str(plugin_cache_dir()),
+                cache_dir=self.cache_folder(parameters, context),
                 model=self.parameterAsString(parameters, self.MODEL, context).strip()
                 or DEFAULT_MODEL,
-                pretrained=self.parameterAsString(parameters, self.PRETRAINED, context).strip()
-                or DEFAULT_PRETRAINED,
+                pretrained=pretrained,
             ),
             feedback,
             DownloadWeightsResult,
