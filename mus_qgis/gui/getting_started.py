@@ -63,19 +63,19 @@ def engine_state() -> str:
     """One line: is the engine set up, and with what."""
     python, chosen_by = configured_python()
     if not python:
-        return "Not set up yet: no algorithm can run until it is."
+        return "Now: not set up yet. No algorithm can run until it is."
     current = read_current(engine_root())
     if current and current.get("python") == python:
         build = current.get("torch_label") or current.get("torch_build") or ""
-        return f"Set up ({build})." if build else "Set up."
-    return f"Uses {python} (from {chosen_by})."
+        return f"Now: set up ({build})." if build else "Now: set up."
+    return f"Now: uses {python} (from {chosen_by})."
 
 
 def weights_state() -> str:
     checkpoint = default_checkpoint()
     if checkpoint:
-        return f"CLIP dialogs start with the checkpoint file {checkpoint}."
-    return f"{DEFAULT_PRETRAINED!r}, downloaded on first use."
+        return f"Now: CLIP dialogs start with the checkpoint file {checkpoint}."
+    return f"Now: the weights {DEFAULT_PRETRAINED!r}, downloaded on first use."
 
 
 class GettingStartedDialog(QDialog):
@@ -95,7 +95,7 @@ class GettingStartedDialog(QDialog):
         download.clicked.connect(self.download_weights)
         choose = QPushButton("Use a checkpoint file…")
         choose.clicked.connect(self.choose_checkpoint)
-        self.forget_checkpoint_button = QPushButton("Download on first use")
+        self.forget_checkpoint_button = QPushButton("Forget the file")
         self.forget_checkpoint_button.clicked.connect(self.forget_checkpoint)
         layout.addWidget(
             self._step(
@@ -134,13 +134,12 @@ class GettingStartedDialog(QDialog):
         words = QLabel(text)
         words.setWordWrap(True)
         column.addWidget(words)
-        row = QHBoxLayout()
         if status is not None:
             status.setWordWrap(True)
             status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            row.addWidget(status, 1)
-        else:
-            row.addStretch(1)
+            column.addWidget(status)
+        row = QHBoxLayout()
+        row.addStretch(1)
         for action in actions:
             row.addWidget(action)
         column.addLayout(row)

@@ -67,10 +67,7 @@ def test_dialogs_run_the_engine_in_the_qgis_desktop(tmp_path, tiny_checkpoint):
         assert seen["errors"] == [], "\n".join(seen["errors"]) + f"\nsteps: {seen['steps']}"
         assert seen["unexpected_dialogs"] == []
         # The first start said where to begin: the engine first.
-        assert any(
-            text.startswith("Not set up yet") or text.startswith(("Set up", "Uses "))
-            for text in seen["getting_started"]
-        )
+        assert any(text.startswith("Now: uses ") for text in seen["getting_started"])
         assert any(
             "Every algorithm's heavy work runs in an engine" in t for t in seen["getting_started"]
         )

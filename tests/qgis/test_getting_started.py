@@ -65,14 +65,14 @@ def test_a_chosen_checkpoint_is_where_every_clip_dialog_starts(plugin, tmp_path,
     checkpoint.write_bytes(b"weights")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(checkpoint), ""))
     dialog = GettingStartedDialog(plugin)
-    assert not button(dialog, "Download on first use").isEnabled()
+    assert not button(dialog, "Forget the file").isEnabled()
     button(dialog, "Use a checkpoint file…").click()
     assert str(checkpoint) in dialog.weights_status.text()
     registry = QgsApplication.processingRegistry()
     for algorithm_id in ("mus:classifyclip", "mus:labelperiods", "mus:dreamstreets"):
         fresh = registry.createAlgorithmById(algorithm_id)  # as a dialog gets it
         assert fresh.parameterDefinition("CHECKPOINT").defaultValue() == str(checkpoint)
-    button(dialog, "Download on first use").click()
+    button(dialog, "Forget the file").click()
     fresh = registry.createAlgorithmById("mus:classifyclip")
     assert not fresh.parameterDefinition("CHECKPOINT").defaultValue()
     assert "downloaded on first use" in dialog.weights_status.text()
@@ -83,14 +83,14 @@ def test_the_engine_step_says_whether_it_is_set_up(plugin, tmp_path, monkeypatch
     monkeypatch.delenv("MUS_ENGINE_PYTHON")
     monkeypatch.setattr(bridge_engine, "engine_root", lambda: tmp_path)
     monkeypatch.setattr(getting_started, "engine_root", lambda: tmp_path)
-    assert getting_started.engine_state().startswith("Not set up yet")
+    assert getting_started.engine_state().startswith("Now: not set up yet")
     python = tmp_path / "envs" / "engine-1" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text("", encoding="utf-8")
     record = {"env": "envs/engine-1", "python": str(python), "torch_label": "PyTorch's CPU build"}
     (tmp_path / "current.json").write_text(json.dumps(record), encoding="utf-8")
     monkeypatch.setattr(bridge_engine, "current_python", lambda root: str(python))
-    assert getting_started.engine_state() == "Set up (PyTorch's CPU build)."
+    assert getting_started.engine_state() == "Now: set up (PyTorch's CPU build)."
 
 
 def test_download_weights_offline_says_what_to_fetch_and_where_to_choose_it(mus_provider, tmp_path):
