@@ -13,11 +13,17 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Qt writes an element's attributes in its hash order: a fixed seed keeps the file the same
+# from one run to the next, so that a change to the model shows as a change in the file.
+os.environ.setdefault("QT_HASH_SEED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUTPUT = ROOT / "resources" / "models" / "mus_pipeline.model3"
-# The Modeler's canvas: one column per stage, left to right; the inputs above their stage.
-STAGE_X0, STAGE_DX, CHILD_Y = 160.0, 280.0, 420.0
+# The Modeler's canvas: one column per stage, left to right; the inputs above their stage, the
+# outputs under it. Boxes are wide and tall enough for their names on two or three lines (the
+# Modeler wraps a name inside its box and cuts what does not fit), with room between them.
+STAGE_X0, STAGE_DX, CHILD_Y = 160.0, 320.0, 440.0
+BOX_WIDTH, BOX_HEIGHT, OUTPUT_HEIGHT, ROW_DY = 250.0, 50.0, 30.0, 70.0
 
 
 def build():
@@ -36,7 +42,7 @@ def build():
         QgsProcessingParameterNumber,
         QgsProcessingParameterString,
     )
-    from qgis.PyQt.QtCore import QPointF
+    from qgis.PyQt.QtCore import QPointF, QSizeF
 
     from mus_qgis.bridge.qgis_enums import (
         FILE_FOLDER,
@@ -159,7 +165,8 @@ def build():
         component = QgsProcessingModelParameter(parameter.name())
         stage = column[parameter.name()]
         rows[stage] = rows.get(stage, 0) + 1
-        component.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX - 60, 60.0 * rows[stage]))
+        component.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX, ROW_DY * rows[stage]))
+        component.setSize(QSizeF(BOX_WIDTH, BOX_HEIGHT))
         model.addModelParameter(parameter, component)
     model.setParameterOrder([parameter.name() for parameter in parameters])
 
@@ -250,7 +257,7 @@ def build():
         ),
     ]
     # The two dream steps share a column, one above the other.
-    places = {"dream": (5, -90.0), "mainstream": (5, 90.0)}
+    places = {"dream": (5, -70.0), "mainstream": (5, 2 * ROW_DY)}
     branches = {"dream": "dream", "mainstream": "mainstream"}
     registry = QgsApplication.processingRegistry()
     for index, (child_id, algorithm_id, sources, outputs) in enumerate(steps):
@@ -272,6 +279,7 @@ def build():
         if child_id in branches:
             child.setDependencies([QgsProcessingModelChildDependency("branch", child_id)])
         child.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX, CHILD_Y + dy))
+        child.setSize(QSizeF(BOX_WIDTH, BOX_HEIGHT))
         for name, value in sources.items():
             child.addParameterSources(name, value)
         # Every other setting at the algorithm's own default, so the model validates and a
@@ -290,8 +298,10 @@ def build():
             output = QgsProcessingModelOutput(output_name, output_name)
             output.setChildOutputName(child_output_name)
             output.setChildId(child_id)
-            x = STAGE_X0 + stage * STAGE_DX + 40 + 130 * row
-            output.setPosition(QPointF(x, CHILD_Y + dy + (60 if dy else 120)))
+            # Under its step, one under the other.
+            y = CHILD_Y + dy + (BOX_HEIGHT + OUTPUT_HEIGHT) / 2 + 20 + row * (OUTPUT_HEIGHT + 15)
+            output.setPosition(QPointF(STAGE_X0 + stage * STAGE_DX + 20, y))
+            output.setSize(QSizeF(BOX_WIDTH - 40, OUTPUT_HEIGHT))
             model_outputs[output_name] = output
         child.setModelOutputs(model_outputs)
         model.addChildAlgorithm(child)

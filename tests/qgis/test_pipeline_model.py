@@ -211,3 +211,45 @@ def test_the_plugin_opens_the_pipeline_in_the_modeler_without_risking_its_copy(
     finally:
         dialog.setDirty(False)
         dialog.close()
+
+
+def test_in_the_modeler_no_box_covers_another_and_every_name_fits_its_box(mus_provider):
+    """As the Modeler draws the model: each component a box of its size around its position,
+    the name wrapped inside it (a name taller than its box is cut there)."""
+    from qgis.core import QgsProcessingModelAlgorithm
+    from qgis.PyQt.QtCore import QRectF, Qt
+    from qgis.PyQt.QtGui import QFont, QFontMetricsF
+
+    from tests.conftest import ROOT
+
+    model = QgsProcessingModelAlgorithm()
+    assert model.fromFile(str(ROOT / "resources" / "models" / "mus_pipeline.model3"))
+    children = list(model.childAlgorithms().values())
+    boxes = [(c.description(), c) for c in children]
+    boxes += [
+        (model.parameterDefinition(n).description(), c)
+        for n, c in model.parameterComponents().items()
+    ]
+    boxes += [(o.name(), o) for c in children for o in c.modelOutputs().values()]
+    assert len(boxes) == 7 + 16 + 5
+
+    def rect(component) -> QRectF:
+        size, centre = component.size(), component.position()
+        return QRectF(
+            centre.x() - size.width() / 2,
+            centre.y() - size.height() / 2,
+            size.width(),
+            size.height(),
+        )
+
+    for i, (name, component) in enumerate(boxes):
+        for other_name, other in boxes[i + 1 :]:
+            assert not rect(component).intersects(rect(other)), (name, other_name)
+    font = QFont()
+    font.setPixelSize(12)  # about the Modeler's text, at its default zoom
+    metrics = QFontMetricsF(font)
+    for name, component in boxes:
+        # Room for the name: the box less its icon and the buttons at its right.
+        room = QRectF(0, 0, component.size().width() - 60, 1000)
+        needed = metrics.boundingRect(room, int(Qt.TextFlag.TextWordWrap), name).height()
+        assert needed <= component.size().height(), f"{name!r} does not fit its box"
