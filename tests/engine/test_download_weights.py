@@ -88,3 +88,12 @@ def test_an_unknown_tag_lists_the_known_ones(tmp_path, tag):
         registered()["download_weights"](
             DownloadWeightsParams(cache_dir=str(tmp_path), pretrained=tag).to_dict(), None
         )
+
+
+def test_a_classification_offline_gets_the_same_advice_before_the_model_loads(tmp_path):
+    """The tests run offline (HF_HUB_OFFLINE): a classification's check names the file too."""
+    from mus_qgis.engine.clip.models import weights_problem
+
+    words = " ".join(weights_problem("ViT-B-32", "laion2b_s34b_b79k", tmp_path).split())
+    assert f"https://huggingface.co/{REPO}/resolve/main/open_clip_model.safetensors" in words
+    assert str(tmp_path) in words and "Use a checkpoint file…" in words

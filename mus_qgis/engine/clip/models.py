@@ -308,7 +308,7 @@ def download_weights(name: str, tag: str, cache_dir, progress=None) -> tuple[str
     finds the file where it looks (the same Hugging Face cache layout), so loading the model
     downloads nothing more.
     """
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     name = _register_config_file(name)
@@ -320,11 +320,10 @@ def download_weights(name: str, tag: str, cache_dir, progress=None) -> tuple[str
             f"The weights of {name} ({tag}) come from {cfg.get('url')}, not from Hugging Face: "
             "they download when a classification first uses them."
         )
+    cached = _cached_hub_file(repo, names, cache_dir)
+    if cached:
+        return cached, Path(cached).stat().st_size, True
     folder = str(cache_dir) if cache_dir else None
-    for filename in names:
-        cached = try_to_load_from_cache(repo, filename, cache_dir=folder)
-        if isinstance(cached, str):
-            return cached, Path(cached).stat().st_size, True
     reason = _offline_reason()
     if reason:
         raise ModelError(_offline_advice(name, tag, cfg, cache_dir, reason))
@@ -382,14 +381,21 @@ def _weights_cached(cfg: dict, cache_dir) -> bool:
         return Path(cfg["file"]).is_file()
     repo, names = _hub_files(cfg)
     if repo:
-        from huggingface_hub import try_to_load_from_cache
-
-        folder = str(cache_dir) if cache_dir else None
-        return any(
-            isinstance(try_to_load_from_cache(repo, n, cache_dir=folder), str) for n in names
-        )
+        return bool(_cached_hub_file(repo, names, cache_dir))
     url = cfg.get("url", "")
     return bool(url and cache_dir and (Path(cache_dir) / os.path.basename(url)).is_file())
+
+
+def _cached_hub_file(repo: str, names: list[str], cache_dir) -> str:
+    """The first of ``names`` that Hugging Face's cache holds for ``repo``, or ""."""
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = str(cache_dir) if cache_dir else None
+    for name in names:
+        cached = try_to_load_from_cache(repo, name, cache_dir=folder)
+        if isinstance(cached, str):
+            return cached
+    return ""
 
 
 def _offline_reason() -> str:
