@@ -116,6 +116,13 @@ def release_failed_runs() -> None:
         _KEPT_FRAMES.extend(running)
 
 
+def help_url(algorithm_name: str) -> str:
+    """The file URL of an algorithm's help page, wherever the plugin is installed ("" when the
+    pages were not built)."""
+    page = help_page(algorithm_name)
+    return QUrl.fromLocalFile(str(page)).toString() if page.is_file() else ""
+
+
 class MusAlgorithm(QgsProcessingAlgorithm):
     """Base of the plugin's algorithms; subclasses set ``NAME``, ``DISPLAY_NAME``, ``GROUP``."""
 
@@ -167,8 +174,7 @@ class MusAlgorithm(QgsProcessingAlgorithm):
 
     def helpUrl(self) -> str:
         """The algorithm's page shipped with the plugin (the dialog's Help button opens it)."""
-        page = help_page(self.NAME)
-        return QUrl.fromLocalFile(str(page)).toString() if page.is_file() else ""
+        return help_url(self.NAME)
 
     def icon(self) -> QIcon:
         """Algorithm icon (the provider's)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
-from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QIcon
 
 from ..bridge import client
@@ -14,8 +13,8 @@ from ..bridge.engine import (
     SETTING_IDLE_MINUTES,
     SETTING_PYTHON,
 )
-from ..shared.resources import help_page, plugin_version, resource_path
-from .base import release_failed_runs
+from ..shared.resources import plugin_version, resource_path
+from .base import help_url, release_failed_runs
 from .classify_clip import ClassifyClip
 from .compare_urban_atlas import CompareUrbanAtlas
 from .download_weights import DownloadWeights
@@ -140,9 +139,9 @@ class MusProvider(QgsProcessingProvider):
             model = QgsProcessingModelAlgorithm()
             if model.fromFile(str(path)):
                 # Its Help button opens the page shipped with the plugin, wherever it is installed.
-                page = help_page(model.name())
-                if page.is_file():
+                url = help_url(model.name())
+                if url:
                     help_content = model.helpContent()
-                    help_content["HELP_URL"] = QUrl.fromLocalFile(str(page)).toString()
+                    help_content["HELP_URL"] = url
                     model.setHelpContent(help_content)
                 self.addAlgorithm(model)
