@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig
 
+from ..shared.imagery_sources import imagery_source_infos
+
 URI_PREFIX = "mus_qgis:"
 
 
@@ -21,23 +23,25 @@ class KeyedService:
     """A source that needs a key, and what to tell a user about it."""
 
     source: str  # the imagery source's name (as Fetch panoramas lists it)
-    title: str
     key_label: str
     secret_label: str  # "" when the service has no secret
     where: str  # the page where one gets a key
+
+    @property
+    def title(self) -> str:
+        """The source's title, as the shared list of sources gives it."""
+        return imagery_source_infos()[self.source].title
 
 
 KEYED_SERVICES = (
     KeyedService(
         "mapillary",
-        "Mapillary",
         "Client access token",
         "",
         "https://www.mapillary.com/dashboard/developers",
     ),
     KeyedService(
         "streetview",
-        "Google Street View",
         "API key",
         "URL signing secret (optional)",
         "https://developers.google.com/maps/documentation/streetview/get-api-key",
