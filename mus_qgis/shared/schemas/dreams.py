@@ -34,6 +34,16 @@ class DreamSettingsChoice(Schema):
     views: str = "first"  # "first": one dream a location; "all": one per view of a panorama
 
 
+# The parts both dream jobs take: the dream settings, the diffusion model, and the CLIP model
+# and views that read the images.
+DREAM_JOB_PARTS = {
+    "settings": DreamSettingsChoice,
+    "dream_model": DreamModelChoice,
+    "model": ModelChoice,
+    "view": ViewChoice,
+}
+
+
 @dataclass(frozen=True)
 class DreamStreetsParams(Schema):
     """Locations to dream, the diffusion model that dreams them and the CLIP that reads them."""
@@ -48,13 +58,7 @@ class DreamStreetsParams(Schema):
     cache_dir: str
     output: str  # the JSON file the readings go to: a list per column, a row per location
 
-    parts: ClassVar[dict] = {
-        "settings": DreamSettingsChoice,
-        "dream_model": DreamModelChoice,
-        "label_set": LabelSetChoice,
-        "model": ModelChoice,
-        "view": ViewChoice,
-    }
+    parts: ClassVar[dict] = {**DREAM_JOB_PARTS, "label_set": LabelSetChoice}
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,7 @@ class MainstreamImageParams(Schema):
     output: str  # the JSON file of scores: text_cosine, image_cosine, status
     report: str = ""  # an HTML report to write; empty: none
 
-    parts: ClassVar[dict] = {
-        "settings": DreamSettingsChoice,
-        "dream_model": DreamModelChoice,
-        "model": ModelChoice,
-        "view": ViewChoice,
-    }
+    parts: ClassVar[dict] = DREAM_JOB_PARTS
 
 
 @dataclass(frozen=True)
