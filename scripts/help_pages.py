@@ -84,6 +84,13 @@ def _command(algorithm) -> str:
     return " ".join(words)  # those without a default: the others may be left out
 
 
+def _described(parameter) -> str:
+    """The parameter's label, and under it its help (the dialog's tooltip)."""
+    label = html.escape(parameter.description())
+    help_text = parameter.help()
+    return f"{label}<br><small>{html.escape(help_text)}</small>" if help_text else label
+
+
 def algorithm_page(algorithm) -> str:
     """The help page of one algorithm."""
     rows = []
@@ -93,7 +100,7 @@ def algorithm_page(algorithm) -> str:
         optional = "optional" if _is(parameter, "optional") else "required"
         rows.append(
             "<tr>"
-            f"<td>{html.escape(parameter.description())}</td>"
+            f"<td>{_described(parameter)}</td>"
             f"<td><code>{html.escape(parameter.name())}</code></td>"
             f"<td>{html.escape(parameter.type())}, {optional}</td>"
             f"<td>{html.escape(_default(parameter))}</td>"

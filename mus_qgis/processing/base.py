@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import sys
 import textwrap
@@ -114,6 +115,21 @@ def release_failed_runs() -> None:
             frame = back
     with _KEPT_LOCK:
         _KEPT_FRAMES.extend(running)
+
+
+@functools.lru_cache(maxsize=1)
+def _parameter_helps() -> dict:
+    with open(resource_path("help", "parameters.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def parameter_help(algorithm_name: str, parameter_name: str) -> str:
+    """A parameter's help (its tooltip, and a line on the Help page), kept as data so that its
+    label can stay short enough for the dialog's default width: the algorithm's own entry, else
+    the one every algorithm with that parameter shares."""
+    helps = _parameter_helps()
+    own = helps.get(algorithm_name, {})
+    return own.get(parameter_name) or helps["*"].get(parameter_name, "")
 
 
 def help_url(algorithm_name: str) -> str:
@@ -267,6 +283,9 @@ class MusAlgorithm(QgsProcessingAlgorithm):
         mistake in this plugin, said at once rather than found as a missing input later."""
         if advanced:
             parameter.setFlags(parameter.flags() | PARAMETER_ADVANCED)
+        help_text = parameter_help(self.NAME, parameter.name())
+        if help_text:
+            parameter.setHelp(self.tr(help_text))
         if decimals is not None:
             metadata = parameter.metadata()
             metadata.setdefault("widget_wrapper", {})["decimals"] = decimals

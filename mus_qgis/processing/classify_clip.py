@@ -87,29 +87,21 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             )
         )
         self.add_parameter(self.image_field_parameter())
-        self.add_parameter(
-            self.bearing_field_parameter("Street bearing field (aims panorama views)")
-        )
+        self.add_parameter(self.bearing_field_parameter("Street bearing field"))
         for parameter in self.label_set_parameters():
             self.add_parameter(parameter)
-        self.add_parameter(
-            self.templates_parameter(
-                "Prompt templates, one a line, with {label} (empty: the label set's own)"
-            )
-        )
+        self.add_parameter(self.templates_parameter("Prompt templates"))
         self.add_parameter(self.top_k_parameter())
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.PROBE,
-                self.tr("Trained probe (mus:trainprobe), scores instead of the prompts"),
+                self.tr("Trained probe file"),
                 optional=True,
                 fileFilter="Trained probes (*.npz)",
             )
         )
         advanced = [
-            self.heading_field_parameter(
-                "Panorama heading field (compass heading of the panorama's centre)"
-            ),
+            self.heading_field_parameter("Panorama heading field"),
             *self.model_parameters(),
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
@@ -122,7 +114,7 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             *self.view_parameters(),
             QgsProcessingParameterBoolean(
                 self.FULL_DECODE,
-                self.tr("Full-resolution decode (slower; default: JPEG draft mode)"),
+                self.tr("Decode at full resolution (slower)"),
                 defaultValue=False,
             ),
             self.image_folder_parameter(),

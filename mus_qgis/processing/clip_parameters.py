@@ -28,7 +28,7 @@ VIEW_CHOICES = (
     ("6 views of 60°", 6, 60.0, False),
     ("8 views of 45°", 8, 45.0, False),
     ("1 view of 90° along the street", 1, 90.0, False),
-    ("CLIP's centre crop (keeps a quarter of a panorama; for comparison only)", 1, 90.0, True),
+    ("CLIP's centre crop (for comparison)", 1, 90.0, True),
 )
 
 
@@ -68,7 +68,7 @@ class ClipParameters:
             ),
             QgsProcessingParameterFile(
                 self.LABEL_FILE,
-                self.tr("Own label file (.txt, one a line, or .csv); wins over the label set"),
+                self.tr("Own label file"),
                 optional=True,
                 fileFilter="Label files (*.txt *.csv *.tsv)",
             ),
@@ -105,7 +105,7 @@ class ClipParameters:
     def image_field_parameter(self):
         return QgsProcessingParameterField(
             self.IMAGE_FIELD,
-            self.tr("Field with the image path(s), ';'-separated"),
+            self.tr("Image path field"),
             defaultValue="image_paths",
             parentLayerParameterName="INPUT",
             type=FIELD_STRING,
@@ -137,7 +137,7 @@ class ClipParameters:
     def image_folder_parameter(self):
         return QgsProcessingParameterFile(
             self.IMAGE_FOLDER,
-            self.tr("Folder that relative image paths start from"),
+            self.tr("Image folder"),
             behavior=FILE_FOLDER,
             optional=True,
         )
@@ -186,18 +186,18 @@ class ClipParameters:
         return [
             QgsProcessingParameterString(
                 self.MODEL,
-                self.tr("OpenCLIP model (architecture or JSON config file)"),
+                self.tr("OpenCLIP model"),
                 defaultValue=DEFAULT_MODEL,
             ),
             QgsProcessingParameterString(
                 self.PRETRAINED,
-                self.tr("Pretrained tag (empty: random weights)"),
+                self.tr("Pretrained weights tag"),
                 defaultValue=DEFAULT_PRETRAINED,
                 optional=True,
             ),
             QgsProcessingParameterFile(
                 self.CHECKPOINT,
-                self.tr("Local checkpoint file (wins over the tag)"),
+                self.tr("Checkpoint file"),
                 # The one chosen in Getting started (or Processing's options), if any.
                 defaultValue=default_checkpoint() or None,
                 optional=True,
@@ -230,7 +230,7 @@ class ClipParameters:
     def cache_parameter(self):
         return QgsProcessingParameterFile(
             self.CACHE_FOLDER,
-            self.tr("Cache folder for weights and embeddings (empty: the plugin's)"),
+            self.tr("Cache folder"),
             behavior=FILE_FOLDER,
             optional=True,
         )

@@ -71,7 +71,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.INPUT,
-                self.tr("Points classified with the Urban Atlas or CORINE labels"),
+                self.tr("Points classified with Urban Atlas"),
                 [VECTOR_POINT],
                 defaultValue=first_layer_with(("label_1",), GEOMETRY_POINT),
             )
@@ -95,7 +95,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterField(
                 self.REFERENCE_FIELD,
-                self.tr("Reference code field (empty: found by name)"),
+                self.tr("Reference code field"),
                 parentLayerParameterName=self.REFERENCE,
                 optional=True,
             )
@@ -110,7 +110,7 @@ class CompareUrbanAtlas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFeatureSink(
                 self.REFERENCE_OUTPUT,
-                self.tr("Reference polygons under the points (styled)"),
+                self.tr("Reference polygons (styled)"),
                 VECTOR_POLYGON,
                 optional=True,
                 createByDefault=False,

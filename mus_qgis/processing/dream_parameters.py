@@ -57,7 +57,7 @@ class DreamParameters:
             ),
             QgsProcessingParameterField(
                 self.IMAGE_FIELD,
-                self.tr("Field with the image path(s), ';'-separated"),
+                self.tr("Image path field"),
                 defaultValue="image_paths",
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_STRING,
@@ -70,7 +70,7 @@ class DreamParameters:
         return [
             QgsProcessingParameterField(
                 self.BEARING_FIELD,
-                self.tr("Street bearing field (aims panorama views)"),
+                self.tr("Street bearing field"),
                 defaultValue="bearing",
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_NUMERIC,
@@ -78,7 +78,7 @@ class DreamParameters:
             ),
             QgsProcessingParameterField(
                 self.HEADING_FIELD,
-                self.tr("Panorama heading field (compass heading of the panorama's centre)"),
+                self.tr("Panorama heading field"),
                 defaultValue="image_heading",
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_NUMERIC,
@@ -86,7 +86,7 @@ class DreamParameters:
             ),
             QgsProcessingParameterFile(
                 self.IMAGE_FOLDER,
-                self.tr("Folder that relative image paths start from"),
+                self.tr("Image folder"),
                 behavior=FILE_FOLDER,
                 optional=True,
             ),
@@ -96,12 +96,12 @@ class DreamParameters:
         return [
             QgsProcessingParameterString(
                 self.DREAM_MODEL,
-                self.tr("Diffusion model (diffusers model id, or a local model folder)"),
+                self.tr("Diffusion model"),
                 defaultValue=DEFAULT_DREAM_MODEL,
             ),
             QgsProcessingParameterString(
                 self.DREAM_REVISION,
-                self.tr("Model revision (branch, tag or commit; empty: the newest)"),
+                self.tr("Diffusion model revision"),
                 optional=True,
             ),
             QgsProcessingParameterNumber(

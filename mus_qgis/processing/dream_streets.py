@@ -132,9 +132,7 @@ class DreamStreets(DreamParameters, ClipParameters, MusAlgorithm):
             self.add_parameter(parameter)
         advanced = [
             *self.dream_model_parameters(),
-            self.templates_parameter(
-                "CLIP prompt templates, one a line, with {label} (empty: the set's own)"
-            ),
+            self.templates_parameter("CLIP prompt templates"),
             *self.model_parameters(),
             *self.view_parameters(),
             *self.view_field_parameters(),

@@ -73,7 +73,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterMultipleLayers(
                 self.PLANNING,
-                self.tr("Planning-indicator layers (one classified layer per indicator)"),
+                self.tr("Planning-indicator layers"),
                 VECTOR_POINT,
                 optional=True,
             )
@@ -81,7 +81,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
                 self.LANDUSE,
-                self.tr("Land-use layer (points classified with Urban Atlas or CORINE)"),
+                self.tr("Land-use layer"),
                 [VECTOR_POINT],
                 optional=True,
             )
@@ -89,7 +89,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
                 self.GRID,
-                self.tr("Label grid (Resample labels to a grid)"),
+                self.tr("Label grid"),
                 [VECTOR_POLYGON],
                 optional=True,
             )
@@ -97,7 +97,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
                 self.ARCHITECTS,
-                self.tr("Architects layer (points classified with the architects)"),
+                self.tr("Architects layer"),
                 [VECTOR_POINT],
                 optional=True,
             )
@@ -105,7 +105,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
                 self.RANKING,
-                self.tr("Ranking table (Rank labels)"),
+                self.tr("Ranking table"),
                 [VECTOR_ANY_GEOMETRY],
                 optional=True,
             )
@@ -113,7 +113,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterVectorLayer(
                 self.STREETS,
-                self.tr("Street network (context lines)"),
+                self.tr("Street network"),
                 [VECTOR_LINE],
                 optional=True,
             )
@@ -121,7 +121,7 @@ class ExportFigures(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.DPI,
-                self.tr("Resolution of the PNG files (dots per inch)"),
+                self.tr("PNG resolution (dots per inch)"),
                 NUMBER_INTEGER,
                 defaultValue=300,
                 minValue=30,

@@ -54,11 +54,11 @@ from .service_keys import stored_key_id
 WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.
 VIEW_CHOICES = (
-    ("4 views of 90° from the street's bearing", 4, 90.0, False),
+    ("4 views of 90° from the bearing", 4, 90.0, False),
     ("6 views of 60°", 6, 60.0, False),
     ("8 views of 45°", 8, 45.0, False),
     ("1 view of 90° along the street", 1, 90.0, False),
-    ("The whole equirectangular panorama (Mapillary, KartaView, local)", 1, 90.0, True),
+    ("The whole panorama", 1, 90.0, True),
 )
 # Headless runs without an authentication configuration read these variables instead.
 KEY_VARIABLES = {
@@ -155,14 +155,12 @@ class FetchPanoramas(MusAlgorithm):
             )
         )
         self.add_parameter(
-            QgsProcessingParameterAuthConfig(
-                self.AUTH, self.tr("Key or token (authentication configuration)"), optional=True
-            )
+            QgsProcessingParameterAuthConfig(self.AUTH, self.tr("Key or token"), optional=True)
         )
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.PHOTO_FOLDER,
-                self.tr("Local photos: folder of geotagged images"),
+                self.tr("Local photos: folder"),
                 behavior=FILE_FOLDER,
                 optional=True,
             )
@@ -170,7 +168,7 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.PHOTO_CSV,
-                self.tr("Local photos: CSV of lon, lat, path"),
+                self.tr("Local photos: CSV"),
                 optional=True,
                 fileFilter="CSV (*.csv)",
             )
@@ -178,7 +176,7 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterField(
                 self.BEARING_FIELD,
-                self.tr("Street bearing field (aims the views)"),
+                self.tr("Street bearing field"),
                 defaultValue="bearing",
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_NUMERIC,
@@ -204,7 +202,7 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.IMAGE_SIZE,
-                self.tr("View size (pixels; Street View at most 640)"),
+                self.tr("View size (pixels)"),
                 NUMBER_INTEGER,
                 defaultValue=640,
                 minValue=64,
@@ -221,7 +219,7 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.CACHE_FOLDER,
-                self.tr("Cache folder (empty: the plugin's)"),
+                self.tr("Cache folder"),
                 behavior=FILE_FOLDER,
                 optional=True,
             )
@@ -229,14 +227,14 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterBoolean(
                 self.ESTIMATE_ONLY,
-                self.tr("Estimate only: count requests, bytes and cost, fetch nothing"),
+                self.tr("Estimate only (fetch nothing)"),
                 defaultValue=False,
             )
         )
         advanced = [
             QgsProcessingParameterNumber(
                 self.PRICE_PER_1000,
-                self.tr("Street View price per 1,000 images (USD, for the estimate)"),
+                self.tr("Street View price per 1,000 (USD)"),
                 NUMBER_DOUBLE,
                 # Google's list price per 1,000 Static API images (resources/imagery).
                 defaultValue=sources["streetview"].price_per_1000,
@@ -250,9 +248,7 @@ class FetchPanoramas(MusAlgorithm):
                 minValue=1,
                 maxValue=64,
             ),
-            QgsProcessingParameterString(
-                self.SERVICE_URL, self.tr("Service URL (empty: the source's own)"), optional=True
-            ),
+            QgsProcessingParameterString(self.SERVICE_URL, self.tr("Service URL"), optional=True),
         ]
         self.add_advanced_parameters(advanced)
         self.add_parameter(

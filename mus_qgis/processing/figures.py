@@ -11,6 +11,7 @@ drawn by another engine, rasterised in the PDF).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -741,7 +742,8 @@ def _short_filled_entries(legend, cells) -> None:
 
 def _indicator_name(layer, settings: dict) -> str:
     title = settings.get("label_set_title") or layer.name()
-    return title.removeprefix("Planning indicator: ").removesuffix(" (five levels)").capitalize()
+    # Layers classified before the titles were shortened say "Planning indicator: … (five levels)".
+    return re.sub(r"^Planning( indicator)?: | \((5|five) levels\)$", "", title).capitalize()
 
 
 def _models(settings: list[dict]) -> str:

@@ -109,7 +109,7 @@ class LabelBoundaries(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.POINTS,
-                self.tr("Classified points, for each cell's label shares"),
+                self.tr("Classified points"),
                 [VECTOR_POINT],
                 optional=True,
             )
@@ -126,7 +126,7 @@ class LabelBoundaries(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.REFERENCE,
-                self.tr("Reference boundaries (lines or polygons, e.g. administrative units)"),
+                self.tr("Reference boundaries"),
                 [VECTOR_ANY_GEOMETRY],
                 optional=True,
             )
@@ -134,7 +134,7 @@ class LabelBoundaries(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.BUFFER,
-                self.tr("Buffer around the reference boundaries (metres)"),
+                self.tr("Buffer around references (metres)"),
                 NUMBER_DOUBLE,
                 defaultValue=50.0,
                 minValue=0.01,
@@ -148,7 +148,7 @@ class LabelBoundaries(MusAlgorithm):
             [
                 QgsProcessingParameterField(
                     self.SHARE_FIELD,
-                    self.tr("Majority share field of the grid"),
+                    self.tr("Majority share field"),
                     defaultValue="share",
                     parentLayerParameterName=self.INPUT,
                     optional=True,

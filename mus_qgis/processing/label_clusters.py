@@ -125,7 +125,7 @@ class LabelClusters(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterField(
                 self.LABEL_FIELD,
-                self.tr("Label field (empty: label_1, else label)"),
+                self.tr("Label field"),
                 parentLayerParameterName=self.INPUT,
                 optional=True,
             )
@@ -133,7 +133,7 @@ class LabelClusters(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterField(
                 self.SCORE_FIELD,
-                self.tr("Score field for Moran's I (empty: score_1, else share)"),
+                self.tr("Score field for Moran's I"),
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_NUMERIC,
                 optional=True,
@@ -167,7 +167,7 @@ class LabelClusters(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.ALPHA,
-                self.tr("Significance level (false discovery rate for local results)"),
+                self.tr("Significance level (alpha)"),
                 NUMBER_DOUBLE,
                 defaultValue=0.05,
                 minValue=0.0001,
@@ -181,7 +181,7 @@ class LabelClusters(MusAlgorithm):
                 ),
                 QgsProcessingParameterCrs(
                     self.PROJECTED_CRS,
-                    self.tr("Projected CRS for metres (empty: the layer's UTM zone)"),
+                    self.tr("Projected CRS for metres"),
                     optional=True,
                 ),
             ]

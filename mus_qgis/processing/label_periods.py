@@ -99,7 +99,7 @@ class LabelPeriods(ClassifyClip):
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.REFERENCE,
-                self.tr("Reference layer with years (e.g. buildings)"),
+                self.tr("Reference layer with years"),
                 [VECTOR_ANY_GEOMETRY],
                 optional=True,
             )
@@ -116,7 +116,7 @@ class LabelPeriods(ClassifyClip):
         self.add_parameter(
             QgsProcessingParameterNumber(
                 self.MAX_DISTANCE,
-                self.tr("Nearest reference within (metres, 0: any distance)"),
+                self.tr("Nearest reference within (metres)"),
                 NUMBER_DOUBLE,
                 defaultValue=0.0,
                 minValue=0.0,
@@ -128,7 +128,7 @@ class LabelPeriods(ClassifyClip):
             [
                 QgsProcessingParameterCrs(
                     self.PROJECTED_CRS,
-                    self.tr("Projected CRS for metres (empty: the points' UTM zone)"),
+                    self.tr("Projected CRS for metres"),
                     optional=True,
                 )
             ]

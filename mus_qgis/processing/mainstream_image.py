@@ -85,7 +85,7 @@ class MainstreamImage(DreamParameters, ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.CITY_FILE,
-                self.tr("Label file of cities (.txt, one a line, or .csv); wins over the names"),
+                self.tr("File of cities"),
                 optional=True,
                 fileFilter="Label files (*.txt *.csv *.tsv)",
             )

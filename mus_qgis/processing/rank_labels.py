@@ -80,7 +80,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterMultipleLayers(
                 self.INPUTS,
-                self.tr("Classified point layers (one per label set)"),
+                self.tr("Classified point layers"),
                 VECTOR_POINT,
                 optional=True,
             )
@@ -88,7 +88,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterEnum(
                 self.STORED_LABEL_SETS,
-                self.tr("Label sets to rank over every stored image embedding"),
+                self.tr("Stored images: label sets"),
                 options=[entry.title for entry in builtin_label_sets()],
                 allowMultiple=True,
                 optional=True,
@@ -97,7 +97,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.STORED_LABEL_FILE,
-                self.tr("Own label file to rank over every stored image embedding"),
+                self.tr("Stored images: own label file"),
                 optional=True,
                 fileFilter="Label files (*.txt *.csv *.tsv)",
             )
@@ -105,14 +105,14 @@ class RankLabels(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterString(
                 self.TARGETS,
-                self.tr("Target labels, comma-separated (e.g. Rome, Roma)"),
+                self.tr("Target labels"),
                 optional=True,
             )
         )
         self.add_parameter(
             QgsProcessingParameterString(
                 self.GROUPS,
-                self.tr("Groups to sum, one a line: name = label; label"),
+                self.tr("Groups to sum"),
                 multiLine=True,
                 optional=True,
             )

@@ -140,7 +140,7 @@ class ResampleToGrid(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFeatureSource(
                 self.AREA,
-                self.tr("Study area (empty: the points' extent)"),
+                self.tr("Study area"),
                 [VECTOR_POLYGON],
                 optional=True,
             )
@@ -168,7 +168,7 @@ class ResampleToGrid(MusAlgorithm):
             ),
             QgsProcessingParameterCrs(
                 self.PROJECTED_CRS,
-                self.tr("Projected CRS (empty: the points' UTM zone)"),
+                self.tr("Projected CRS"),
                 optional=True,
             ),
         ]

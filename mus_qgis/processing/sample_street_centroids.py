@@ -103,9 +103,7 @@ class SampleStreetCentroids(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterString(
                 self.PLACE,
-                self.tr(
-                    "Study area, give one of these four: a place name (geocoded with Nominatim)"
-                ),
+                self.tr("Study area: a place name"),
                 optional=True,
             )
         )
@@ -123,7 +121,7 @@ class SampleStreetCentroids(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.OSM_FILE,
-                self.tr("… or a local OpenStreetMap file (the polygon or extent then clips it)"),
+                self.tr("… or an OpenStreetMap file"),
                 optional=True,
                 # Any name is accepted: the engine tells the format by the file's content.
                 fileFilter="OpenStreetMap (*.osm *.osm.bz2 *.osm.gz *.osm.pbf *.pbf *.xml);;"
@@ -153,7 +151,7 @@ class SampleStreetCentroids(MusAlgorithm):
         advanced = [
             QgsProcessingParameterCrs(
                 self.PROJECTED_CRS,
-                self.tr("Projected CRS for distances (empty: the study area's UTM zone)"),
+                self.tr("Projected CRS for distances"),
                 optional=True,
             ),
             QgsProcessingParameterString(

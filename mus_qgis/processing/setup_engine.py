@@ -81,7 +81,7 @@ class SetupEngine(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.FOLDER,
-                self.tr("Environment folder (empty: the default)"),
+                self.tr("Environment folder"),
                 behavior=FILE_FOLDER,
                 optional=True,
             )
@@ -107,28 +107,28 @@ class SetupEngine(MusAlgorithm):
             [
                 QgsProcessingParameterFile(
                     self.BASE_PYTHON,
-                    self.tr("Python to build on (empty: a standalone one)"),
+                    self.tr("Python to build on"),
                     optional=True,
                 ),
                 QgsProcessingParameterString(
                     self.INDEX_URL,
-                    self.tr("Package index (empty: PyPI)"),
+                    self.tr("Package index"),
                     optional=True,
                 ),
                 QgsProcessingParameterString(
                     self.TORCH_INDEX,
-                    self.tr("Package index for PyTorch (e.g. a CUDA index of PyTorch's)"),
+                    self.tr("Package index for PyTorch"),
                     optional=True,
                 ),
                 QgsProcessingParameterFile(
                     self.WHEEL_FOLDER,
-                    self.tr("Folder of wheels to install from (offline machines)"),
+                    self.tr("Folder of wheels"),
                     behavior=FILE_FOLDER,
                     optional=True,
                 ),
                 QgsProcessingParameterBoolean(
                     self.OFFLINE,
-                    self.tr("Offline: install only from the wheel folder"),
+                    self.tr("Offline: only the wheel folder"),
                     defaultValue=False,
                 ),
             ]

@@ -98,7 +98,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterField(
                 self.LABEL_FIELD,
-                self.tr("Field with the corrected label (empty: not corrected)"),
+                self.tr("Corrected label field"),
                 defaultValue="label_user",
                 parentLayerParameterName=self.INPUT,
                 type=FIELD_STRING,
@@ -110,7 +110,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
             [
                 QgsProcessingParameterNumber(
                     self.REGULARISATION,
-                    self.tr("Regularisation (pull toward zero-shot; higher: stays nearer)"),
+                    self.tr("Regularisation toward zero-shot"),
                     NUMBER_DOUBLE,
                     defaultValue=DEFAULT_REGULARISATION,
                     minValue=1e-6,
@@ -119,42 +119,40 @@ class TrainProbe(ClipParameters, MusAlgorithm):
                 # Empty: what the classification read (the run settings), as the inspector does.
                 QgsProcessingParameterField(
                     self.IMAGE_FIELD,
-                    self.tr("Field with the image path(s) (empty: the classification's)"),
+                    self.tr("Image path field"),
                     parentLayerParameterName=self.INPUT,
                     type=FIELD_STRING,
                     optional=True,
                 ),
                 QgsProcessingParameterField(
                     self.BEARING_FIELD,
-                    self.tr("Street bearing field (empty: the classification's)"),
+                    self.tr("Street bearing field"),
                     parentLayerParameterName=self.INPUT,
                     type=FIELD_NUMERIC,
                     optional=True,
                 ),
                 QgsProcessingParameterField(
                     self.HEADING_FIELD,
-                    self.tr("Panorama heading field (empty: the classification's)"),
+                    self.tr("Panorama heading field"),
                     parentLayerParameterName=self.INPUT,
                     type=FIELD_NUMERIC,
                     optional=True,
                 ),
                 QgsProcessingParameterFile(
                     self.IMAGE_FOLDER,
-                    self.tr(
-                        "Folder that relative image paths start from (empty: the classification's)"
-                    ),
+                    self.tr("Image folder"),
                     behavior=FILE_FOLDER,
                     optional=True,
                 ),
                 QgsProcessingParameterFile(
                     self.LABEL_FILE,
-                    self.tr("Label file the classification used (when it was not built in)"),
+                    self.tr("Classification's label file"),
                     optional=True,
                     fileFilter="Label files (*.txt *.csv *.tsv)",
                 ),
                 QgsProcessingParameterFile(
                     self.CHECKPOINT,
-                    self.tr("Checkpoint file the classification used (when it used one)"),
+                    self.tr("Classification's checkpoint"),
                     optional=True,
                     fileFilter="Checkpoints (*.pt *.pth *.bin *.safetensors)",
                 ),
@@ -172,7 +170,7 @@ class TrainProbe(ClipParameters, MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterFileDestination(
                 self.PROBE,
-                self.tr("Probe file (empty: next to the embedding store)"),
+                self.tr("Probe file"),
                 self.tr("Probe files (*.npz)"),
                 optional=True,
                 createByDefault=False,

@@ -34,8 +34,10 @@ def test_the_study_area_inputs_say_one_of_them_is_needed(mus_provider):
         algorithm.parameterDefinition(name).description()
         for name in ("PLACE", "AREA", "EXTENT", "OSM_FILE")
     )
-    assert place.startswith("Study area, give one of these four")
+    assert place.startswith("Study area: ")
     assert all(text.startswith("… or ") for text in (polygon, extent, osm_file))
+    help_text = algorithm.parameterDefinition("PLACE").help()  # the tooltip, and the Help page
+    assert help_text.startswith("Give one of these four")
 
 
 def test_distances_show_whole_metres(mus_provider):

@@ -82,7 +82,7 @@ def test_multiscale_ranking_with_targets_groups_and_report(mus_provider, tmp_pat
     text = report.read_text(encoding="utf-8")
     assert "Rome + Vatican City" in text
     # Each label set by its title, and the model that made the labels at the top.
-    assert "<h2>Italian provinces (110, the 2009–2016 set)</h2>" in text
+    assert "<h2>Italian provinces (110, 2009–2016)</h2>" in text
     # The targets are named as targets, so a reader does not take the bold row for a winner.
     assert "Targets in bold, their bars red: Roma.</p>" in text
     assert "italian_provinces" not in text
