@@ -36,6 +36,7 @@ from ..shared.reports import report_start
 from ..shared.schemas.readings import ClustersParams, ClustersResult
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, first_layer_with, metric_crs, style_on_load
+from .report_layers import layer_title, where_words
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (
@@ -313,9 +314,10 @@ class LabelClusters(MusAlgorithm):
         if report:
             layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
             settings = classification_settings(layer) if layer is not None else {}
-            name = layer.name() if layer is not None else source.sourceName()
+            name = layer_title(layer) if layer is not None else source.sourceName()
+            data = [where_words(layer)] if layer is not None else []
             with open(report, "w", encoding="utf-8") as out:
-                out.write(report_html(result, names, score_name, settings, name, alpha))
+                out.write(report_html(result, names, score_name, settings, name, alpha, data))
             outputs[self.REPORT] = report
         return outputs
 
@@ -471,7 +473,9 @@ def simple_symbol(kind: str, colour: str):
     return QgsMarkerSymbol.createSimple({"color": colour, "size": "2.4", "outline_style": "no"})
 
 
-def report_html(result: ClustersResult, names, score_name, settings, layer_name, alpha) -> str:
+def report_html(
+    result: ClustersResult, names, score_name, settings, layer_name, alpha, data=()
+) -> str:
     """The global tests as a reader sees them: which model made the labels (a banner when its
     weights are random), what was tested, what each verdict means."""
 
@@ -485,6 +489,7 @@ def report_html(result: ClustersResult, names, score_name, settings, layer_name,
             style="td,th{text-align:right}td.l,th.l{text-align:left}"
             ".clustered{background:#d9f0d3}.dispersed{background:#fee8c8}",
             what="clusters",
+            data=data,
         )
     ]
     if settings:

@@ -25,6 +25,7 @@ from ..shared.schemas.clip import LabelSetChoice
 from ..shared.schemas.readings import RankLayer, RankParams, RankResult, StoredRanking
 from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
+from .report_layers import where_words
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -214,8 +215,9 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 runs.append(dict(result.model))
             if result.untrained_warning and not any(run.get("untrained") for run in runs):
                 runs.append({"untrained": True})  # the engine knows: the banner must show
+            data = [where_words(layer) for layer in layers]
             with open(report, "w", encoding="utf-8") as out:
-                out.write(_report_html(sections, runs))
+                out.write(_report_html(sections, runs, data))
             results[self.REPORT] = report
         return results
 
@@ -308,7 +310,7 @@ def _label_universe(layer, rows) -> tuple[str, list[str]]:
     return name or layer.name(), labels + extra
 
 
-def _report_html(sections, runs: list[dict]) -> str:
+def _report_html(sections, runs: list[dict], data=()) -> str:
     """The ranking as a reader sees it: which model and weights made it (a banner when the
     weights are random), each label set by its title, the targets marked as targets."""
     parts = [
@@ -318,6 +320,7 @@ def _report_html(sections, runs: list[dict]) -> str:
             style=".bar{background:#4a7bb7;height:12px}.target .bar{background:#d7301f}"
             ".target{font-weight:bold}th{text-align:left}",
             what="ranks",
+            data=data,
         )
     ]
     for title, ranked in sections:

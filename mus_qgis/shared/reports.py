@@ -21,9 +21,17 @@ def model_words(settings: dict) -> str:
     return f"{settings.get('model', '?')}, {weights or '?'} weights"
 
 
-def report_start(title: str, runs: list[dict], *, style: str = "", what: str = "numbers") -> str:
+def report_start(
+    title: str,
+    runs: list[dict],
+    *,
+    style: str = "",
+    what: str = "numbers",
+    data: list[str] | tuple = (),
+) -> str:
     """The report's head, title, random-weights banner and 'Classified by …' line, from the run
-    settings of the classifications it reads (``classification_settings`` of each layer)."""
+    settings of the classifications it reads (``classification_settings`` of each layer), and
+    which layers it read and where they lie (``data``: one line each)."""
     parts = [
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{REPORT_STYLE}{style}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -33,6 +41,8 @@ def report_start(title: str, runs: list[dict], *, style: str = "", what: str = "
             "<p class='warning'><b>Random weights.</b> The model that classified these images "
             f"has untrained weights: the {what} below say nothing about the images.</p>"
         )
+    if data:
+        parts.append("<p>Data: " + "; ".join(html.escape(line) for line in data) + ".</p>")
     models = [model_words(run) for run in runs if run.get("model")]
     if models:
         parts.append(

@@ -85,6 +85,8 @@ def test_multiscale_ranking_with_targets_groups_and_report(mus_provider, tmp_pat
     assert "<h2>Italian provinces (110, 2009–2016)</h2>" in text
     # The targets are named as targets, so a reader does not take the bold row for a winner.
     assert "Targets in bold, their bars red: Roma.</p>" in text
+    # Which layers were read and where they lie (every point at 12.5° E, 41.9° N).
+    assert "Data: europe: 6 features, 12.5000° E, 41.9000° N; provinces: 2 features," in text
     assert "italian_provinces" not in text
     assert "Classified by ViT-B-32, laion2b_s34b_b79k weights." in text
     assert "Random weights" not in text

@@ -287,3 +287,40 @@ def test_period_legend_classes_are_numpys_quantiles_in_whole_years_never_repeate
         assert all(any(low <= y <= high for low, high, _, _ in classes) for y in case)
     assert [text for *_, text in period_classes(period_breaks([1747.0] * 6))] == ["1747"]
     assert period_breaks([]) == []
+
+
+def test_the_report_names_the_layer_read_not_the_file_it_came_in(mus_provider, tmp_path):
+    """qgis_process names 'rome_monti.gpkg|layername=arezzo_labels' after the file: a report
+    titled 'rome_monti' for photos of Arezzo. The title takes the layer's own table, and a line
+    says where its features lie, in degrees."""
+    import re
+
+    from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
+
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName, options.layerName = "GPKG", "arezzo_labels"
+    path = tmp_path / "rome_monti.gpkg"
+    error = QgsVectorFileWriter.writeAsVectorFormatV3(
+        half_planes(), str(path), QgsCoordinateTransformContext(), options
+    )[0]
+    assert error == QgsVectorFileWriter.NoError
+    report = tmp_path / "clusters.html"
+    processing.run(
+        "mus:labelclusters",
+        {
+            "INPUT": f"{path}|layername=arezzo_labels",
+            "PERMUTATIONS": 99,
+            "OUTPUT": "memory:",
+            "TABLE": "memory:",
+            "REPORT": str(report),
+        },
+    )
+    text = report.read_text(encoding="utf-8")
+    assert "<h1>Label clusters: arezzo_labels</h1>" in text and "rome_monti" not in text
+    # UTM 33N (300,000 m E, 4,640,000 m N) is near 12.59° E, 41.89° N.
+    box = re.search(
+        r"Data: arezzo_labels: 64 features, ([\d.]+)–([\d.]+)° E, ([\d.]+)–([\d.]+)° N", text
+    )
+    assert box, text[:2000]
+    west, east, south, north = map(float, box.groups())
+    assert 12.5 < west < east < 12.7 and 41.8 < south < north < 42.0
