@@ -40,8 +40,8 @@ WEIGHTS_TEXT = (
     "from Hugging Face). They download the first time a classification runs, or now (with a "
     "progress bar in the task bar). Offline or behind a proxy: choose a checkpoint file you "
     "downloaded elsewhere; every CLIP dialog then starts with it. For a first trial without "
-    "any download, empty a dialog's 'Pretrained tag': random weights run everything, but the "
-    "labels then mean nothing (the log says so)."
+    "any download, empty a dialog's 'Pretrained weights tag': random weights run everything, "
+    "but the labels then mean nothing (the log says so)."
 )
 KEYS_TEXT = (
     "Panoramax, KartaView and your own geotagged photos need no key. Mapillary and Google "

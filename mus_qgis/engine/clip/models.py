@@ -296,7 +296,7 @@ def _offline_advice(name: str, tag: str, cfg: dict, cache_dir, reason: str) -> s
         f"{reason}. Download {source} on a machine with internet, copy it to this one (for "
         f"example into {folder}), and choose it as the checkpoint file: in Plugins ▸ Multimodal "
         "Urban Studies ▸ Getting started ▸ Use a checkpoint file… (every CLIP dialog then starts "
-        "with it), or in the dialog's 'Local checkpoint file'. Or empty 'Pretrained tag' for a "
+        "with it), or in the dialog's 'Checkpoint file'. Or empty 'Pretrained weights tag' for a "
         "trial with random weights."
     )
 
