@@ -160,7 +160,7 @@ def run_pipeline(profile: Path) -> dict:
 
     results = {}
     online = online_source()
-    place = os.environ.get("MUS_DEMO_PLACE", "Rione Monti, Rome, Italy")
+    place = os.environ.get("MUS_DEMO_PLACE", "Rione Monti, Rome, Italy")  # see demo_place()
     print(f"1. Sampling street centroids ({place if online else OSM_FILE.name}) ...")
     results["sample"] = step(
         "mus:samplestreetcentroids",
@@ -243,13 +243,39 @@ def run_pipeline(profile: Path) -> dict:
     return results
 
 
-STREET_GROUP = "Streets (OpenStreetMap)"
-IMAGE_GROUP = "Street images and CLIP readings"
 IMAGE_LAYERS = ("imagery", "landuse_labels", "province_labels", "label_grid", *COMPARISON_LAYERS)
 RANDOM_WEIGHTS = "RANDOM WEIGHTS: the labels mean nothing"
 # The readings of the images (scripts/demo_readings.py, demo_probe.py, demo_dreams.py), in a group
 # of their own, switched off but the boundaries: each is one click away, none hides the labels.
-READING_GROUP = "Readings of the images"
+# Each group is one study area, with its own map theme and bookmark. Its name says where (a
+# default Layers panel shows about 27 characters of a group's name, so names stay short).
+STREET_GROUP = "{streets}: streets"
+IMAGE_GROUP = "{images}: images, labels"
+READING_GROUP = "{images}: readings"
+# With random weights the group names say so, in place of words that fit no longer.
+UNTRAINED_GROUPS = {
+    IMAGE_GROUP: "{images}: RANDOM labels",
+    READING_GROUP: "{images}: RANDOM readings",
+}
+OFFLINE_PLACES = {"streets": "Rome (Monti)", "images": "Arezzo"}  # the OSM file; the photos
+
+
+def group_names(online_place: str | None, untrained: bool) -> dict[str, str]:
+    """Each group's name in the project: the streets' area and the images' (offline, the Monti
+    extract and the Arezzo photos; online, both the place the demo was given)."""
+    places = {"streets": online_place, "images": online_place} if online_place else OFFLINE_PLACES
+    names = {}
+    for group in (STREET_GROUP, IMAGE_GROUP, READING_GROUP):
+        shown = UNTRAINED_GROUPS.get(group, group) if untrained else group
+        names[group] = shown.format(**places)
+    return names
+
+
+def demo_place() -> str:
+    """The place the online demo studies, as its group names say it ("Rione Monti")."""
+    return os.environ.get("MUS_DEMO_PLACE", "Rione Monti, Rome, Italy").split(",")[0].strip()
+
+
 READING_LAYERS = {
     "label_boundaries": "Land-use boundaries",
     "label_clusters": "Clusters by label",
@@ -259,6 +285,8 @@ READING_LAYERS = {
     "mainstream_image": "Mainstream image score",
 }
 SHOWN_READINGS = ("label_boundaries",)
+# The labels on their grid; the provinces and the bare imagery points one click away, not on top.
+SHOWN_IMAGE_LAYERS = ("landuse_labels", "label_grid", "urban_atlas_agreement")
 BASEMAP = "OpenStreetMap (draws when online)"
 BASEMAP_SOURCE = "type=xyz&url=https://tile.openstreetmap.org/{z}/{x}/{y}.png&zmax=19&zmin=0"
 PROJECT_CRS = "EPSG:3857"  # the basemap's own: tiles drawn as they come, crisp
@@ -357,16 +385,8 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     warning = f" — {RANDOM_WEIGHTS}" if untrained else ""
     project.setTitle(f"mus_qgis demo: streets, street images, CLIP labels{warning}")
     root = project.layerTreeRoot()
-    groups = {
-        STREET_GROUP: root.addGroup(STREET_GROUP),
-        # The warning leads: a narrow Layers panel cuts a name at its end.
-        IMAGE_GROUP: root.addGroup(
-            f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}" if untrained else IMAGE_GROUP
-        ),
-    }
-    groups[READING_GROUP] = root.addGroup(
-        f"{RANDOM_WEIGHTS} · {READING_GROUP}" if untrained else READING_GROUP
-    )
+    names = group_names(demo_place() if online else None, untrained)
+    groups = {group: root.addGroup(name) for group, name in names.items()}
     members: dict[str, list] = {STREET_GROUP: [], IMAGE_GROUP: [], READING_GROUP: []}
     for name, title in SPATIAL_LAYERS.items():
         if name in COMPARISON_LAYERS and not compared:
@@ -396,7 +416,8 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
         if project.addMapLayer(vector, False) is None:
             sys.exit(f"cannot add {layer(name)} to the project")
         group = IMAGE_GROUP if name in IMAGE_LAYERS else STREET_GROUP
-        groups[group].addLayer(vector)
+        node = groups[group].addLayer(vector)
+        node.setItemVisibilityChecked(group == STREET_GROUP or name in SHOWN_IMAGE_LAYERS)
         members[group].append(vector)
     for name, title in READING_LAYERS.items():
         vector = QgsVectorLayer(layer(name), title, "ogr")
@@ -426,7 +447,16 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     if project.addMapLayer(basemap, False) is None:
         sys.exit("cannot add the basemap to the project")
     root.addLayer(basemap)
+    for node in groups.values():
+        for child in node.findLayers():  # legends folded: the layers' names fit the panel
+            child.setExpanded(child.layer().name() == SPATIAL_LAYERS["landuse_labels"])
+    if not online:  # the streets lie in another city than the images the project opens on
+        groups[STREET_GROUP].setItemVisibilityChecked(False)
     themes = project.mapThemeCollection()
+    # What each theme shows is what the project opens with: one reading at a time.
+    shown_names = {READING_LAYERS[name] for name in SHOWN_READINGS} | {
+        SPATIAL_LAYERS[name] for name in SHOWN_IMAGE_LAYERS
+    }
     for group, layers in members.items():
         extent = QgsRectangle()
         extent.setMinimal()
@@ -435,15 +465,16 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
             extent.combineExtentWith(transform.transformBoundingBox(member.extent()))
         extent.scale(1.15)
         bookmark = QgsBookmark()
-        bookmark.setName(group)
+        bookmark.setName(names[group])
         bookmark.setExtent(QgsReferencedRectangle(extent, crs))
         if not project.bookmarkManager().addBookmark(bookmark)[1]:
             sys.exit(f"cannot add the bookmark {group}")
         record = QgsMapThemeCollection.MapThemeRecord()
+        shown = [m for m in layers if group == STREET_GROUP or m.name() in shown_names]
         record.setLayerRecords(
-            [QgsMapThemeCollection.MapThemeLayerRecord(m) for m in (*layers, basemap)]
+            [QgsMapThemeCollection.MapThemeLayerRecord(m) for m in (*shown, basemap)]
         )
-        themes.insert(group, record)
+        themes.insert(names[group], record)
         if group == IMAGE_GROUP:  # the project opens on the street images and their readings
             project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, crs))
     if not project.write(str(project_path)):

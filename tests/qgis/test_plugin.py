@@ -302,6 +302,7 @@ def test_demo_writes_a_styled_geopackage_and_project(tmp_path):
         READING_LAYERS,
         SHOWN_READINGS,
         STREET_GROUP,
+        group_names,
     )
 
     expected = {title for name, title in SPATIAL_LAYERS.items() if name not in COMPARISON_LAYERS}
@@ -314,28 +315,52 @@ def test_demo_writes_a_styled_geopackage_and_project(tmp_path):
     # One coherent study: the basemap's CRS, a group, a bookmark and a map theme per study, the
     # streets under the points, opening on the street images; random weights said up front.
     assert project.crs().authid() == "EPSG:3857"
-    groups = [child.name() for child in project.layerTreeRoot().children()]
-    assert groups == [
-        STREET_GROUP,
-        f"{RANDOM_WEIGHTS} · {IMAGE_GROUP}",
-        f"{RANDOM_WEIGHTS} · {READING_GROUP}",
-        BASEMAP,
-    ]
+    names = group_names(None, untrained=True)
+    # Where each group's data lie, and that its labels are random, in names that fit the panel.
+    assert names == {
+        STREET_GROUP: "Rome (Monti): streets",
+        IMAGE_GROUP: "Arezzo: RANDOM labels",
+        READING_GROUP: "Arezzo: RANDOM readings",
+    }
+    root = project.layerTreeRoot()
+    assert [child.name() for child in root.children()] == [*names.values(), BASEMAP]
+    assert all(len(name) <= 27 for name in names.values())
+    # It opens on the photos: the streets, in another city, wait for their theme.
+    streets, images, readings_group = root.children()[:3]
+    assert not streets.isVisible() and images.isVisible() and readings_group.isVisible()
     # Every reading styled, and only the boundaries drawn on opening.
-    reading_nodes = project.layerTreeRoot().children()[2].children()
+    reading_nodes = readings_group.children()
     assert {node.name(): node.isVisible() for node in reading_nodes} == {
         title: name in SHOWN_READINGS for name, title in READING_LAYERS.items()
     }
+    # The land-use labels on their grid; the provinces and the bare imagery points switched off.
+    image_nodes = {node.name(): node.isVisible() for node in images.children()}
+    assert image_nodes == {
+        SPATIAL_LAYERS[name]: name in ("landuse_labels", "label_grid")
+        for name in ("imagery", "landuse_labels", "province_labels", "label_grid")
+    }
+    # Legends folded but the land-use labels', so the layers' names fit the panel.
+    expanded = [node.name() for node in root.findLayers() if node.isExpanded()]
+    assert expanded == [SPATIAL_LAYERS["landuse_labels"]]
     lines = READING_LAYERS["label_boundaries"]  # one dark line, wider where stronger
     assert all(layers[title].renderer().type() != "singleSymbol" for title in readings - {lines})
-    street_layers = project.layerTreeRoot().children()[0].children()
-    assert [node.name() for node in street_layers][-1] == NETWORK_LAYER
+    assert [node.name() for node in streets.children()][-1] == NETWORK_LAYER
     bookmarks = {b.name(): b.extent() for b in project.bookmarkManager().bookmarks()}
-    assert set(bookmarks) == {STREET_GROUP, IMAGE_GROUP, READING_GROUP}
-    themes = {STREET_GROUP, IMAGE_GROUP, READING_GROUP}
-    assert set(project.mapThemeCollection().mapThemes()) == themes
+    assert set(bookmarks) == set(names.values())
+    themes = project.mapThemeCollection()
+    assert set(themes.mapThemes()) == set(names.values())
+    # One study area per theme: the streets' theme shows no image, the images' theme no street;
+    # the readings' theme one reading.
+    shown = {
+        name: {layer.name() for layer in themes.mapThemeVisibleLayers(name)} - {BASEMAP}
+        for name in names.values()
+    }
+    assert not shown[names[STREET_GROUP]] & shown[names[IMAGE_GROUP]]
+    assert shown[names[READING_GROUP]] == {READING_LAYERS[name] for name in SHOWN_READINGS}
     opening = project.viewSettings().defaultViewExtent()
-    assert opening.crs().authid() == "EPSG:3857" and opening == bookmarks[IMAGE_GROUP]
+    assert opening.crs().authid() == "EPSG:3857" and opening == bookmarks[names[IMAGE_GROUP]]
+    street_extent = bookmarks[names[STREET_GROUP]]
+    assert not street_extent.intersects(opening)  # Rome and Arezzo: two areas, two themes
     assert RANDOM_WEIGHTS in project.title()
     grid = layers[SPATIAL_LAYERS["label_grid"]]
     from mus_qgis.processing.resample_to_grid import GRID_CATEGORY
@@ -429,3 +454,23 @@ def test_readme_qgis_process_commands_name_real_parameters(mus_provider):
         known = {definition.name() for definition in algorithm.parameterDefinitions()}
         named = {word.split("=", 1)[0] for word in shlex.split(arguments, comments=True)}
         assert named <= known, (algorithm_id, named - known)
+
+
+def test_every_picture_the_readme_shows_is_in_the_repository():
+    """The README's pictures are files git keeps (scripts/screenshots.py makes them)."""
+    import re
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert len(pictures) >= 5
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "docs/screenshots"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+        ).stdout.split()
+    )
+    assert set(pictures) <= tracked, set(pictures) - tracked
