@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ALGORITHMS = (
+    "mus:setupengine",
+    "mus:downloadweights",
+    "mus:enginestatus",
     "mus:samplestreetcentroids",
     "mus:fetchpanoramas",
     "mus:classifyclip",
@@ -38,7 +41,54 @@ ALGORITHMS = (
     "mus:dreamstreets",
     "mus:mainstreamimage",
 )
-TIMEOUT_S = 240
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def first_map_walk(work: Path, demo_output: Path) -> list[dict]:
+    """The steps from streets to a grid, as a new user fills in each dialog: streets of Monti from
+    an OpenStreetMap file; then, with no key and no network, the demo's own photos (Arezzo) at
+    the survey points `make demo` wrote beside them; CLIP with random weights (Getting started's
+    trial: no weights are downloaded here); the grid of its labels."""
+
+    def gpkg(name: str) -> str:
+        return str(work / f"{name}.gpkg")
+
+    return [
+        {
+            "name": "1_sample",
+            "algorithm": "mus:samplestreetcentroids",
+            "parameters": {
+                "OSM_FILE": str(SHARED / "osm" / "rome_monti_2016.osm"),
+                "OUTPUT": gpkg("street_centroids"),
+            },
+        },
+        {
+            "name": "2_fetch",
+            "algorithm": "mus:fetchpanoramas",
+            "parameters": {
+                "INPUT": str(demo_output / "survey_points.geojson"),
+                "SOURCE": 3,
+                "PHOTO_FOLDER": str(SHARED / "images"),
+                "RADIUS": 15,
+                "OUTPUT": gpkg("points_with_imagery"),
+            },
+        },
+        {
+            "name": "3_classify",
+            "algorithm": "mus:classifyclip",
+            "parameters": {"PRETRAINED": "", "OUTPUT": gpkg("land_use_by_clip")},
+            "from_earlier": {"INPUT": "2_fetch"},
+        },
+        {
+            "name": "4_grid",
+            "algorithm": "mus:resampletogrid",
+            "parameters": {"CELL_SIZE": 50, "LABEL_SET": 1, "OUTPUT": gpkg("land_use_grid")},
+            "from_earlier": {"INPUT": "3_classify"},
+        },
+    ]
+
+
+TIMEOUT_S = 420
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -87,6 +137,7 @@ def main() -> int:
             "folder": str(args.out.resolve()),
             "project": str(args.project.resolve()),
             "algorithms": list(ALGORITHMS),
+            "walk": first_map_walk(work, args.project.parent),
         }
         script = ROOT / "scripts" / "screenshots_session.py"
         with qgis_desktop(work, script, settings, variable="MUS_SCREENSHOTS") as desktop:
@@ -98,6 +149,8 @@ def main() -> int:
         reports = sorted(args.project.parent.glob("*.html"))
         for path in [*seen.get("saved", []), *report_screenshots(reports, args.out)]:
             print(path)
+        for step in seen.get("walked", []):
+            print(f"walk step {step['step']}: {step['features']} features on the map")
         if "project" in seen:
             print(f"demo project on opening: {seen['project']}")
         for error in seen.get("errors", ["no result from the desktop"]):

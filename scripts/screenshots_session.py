@@ -1,7 +1,9 @@
 """What the QGIS desktop runs (``qgis --code``) for scripts/screenshots.py.
 
-Opens the demo project, then the Processing toolbox, each mus algorithm's dialog and the pipeline
-model in the Graphical Modeler, saving a screenshot of each; then quits as File ▸ Exit does.
+Shows the Getting started panel of a fresh profile; walks from sampling streets to a classified map
+and a grid through the algorithms' dialogs; opens the demo project, then the Processing toolbox,
+each mus algorithm's dialog, the pipeline model in the Graphical Modeler and the street inspector,
+saving a screenshot of each; then quits as File ▸ Exit does.
 QGIS executes this file with exec() in its __main__ namespace: everything the timers need stays
 referenced by this module's globals, and every wait is a QTimer step.
 """
@@ -64,7 +66,61 @@ def shots_getting_started():
         if widget.isVisible() and widget.windowTitle().endswith("getting started"):
             shots_save(widget, "getting_started")
             widget.close()
-    shots_open_project()
+    shots_state["walk"] = [dict(step) for step in SHOTS["walk"]]
+    shots_then(500, shots_next_walk_step)
+
+
+def shots_next_walk_step():
+    """The first map from the dialogs, as a new user makes it: each step's dialog filled in and
+    run, its log when it ends, and the map with its output loaded and zoomed to."""
+    if not shots_state["walk"]:
+        QgsProject.instance().clear()
+        shots_then(500, shots_open_project)
+        return
+    step = shots_state["walk"].pop(0)
+    parameters = dict(step["parameters"])
+    for name, earlier in step.get("from_earlier", {}).items():
+        parameters[name] = shots_keep["outputs"][earlier]
+    dialog = processing.createAlgorithmDialog(step["algorithm"], parameters)
+    if dialog is None:
+        raise RuntimeError(f"no dialog for {step['algorithm']}")
+    dialog.resize(688, 523)  # QGIS's size for a dialog opened the first time
+    dialog.show()
+    shots_keep["dialog"] = dialog
+    prefix = f"walk_{step['name']}"
+
+    def finished(successful, results):
+        shots_then(1000, lambda: shots_walk_step_done(dialog, step, successful, results))
+
+    def run():
+        shots_save(dialog, f"{prefix}_dialog")
+        dialog.algorithmFinished.connect(finished)
+        dialog.runAlgorithm()
+
+    shots_then(1500, run)
+
+
+def shots_walk_step_done(dialog, step, successful, results):
+    prefix = f"walk_{step['name']}"
+    shots_save(dialog, f"{prefix}_log")
+    if not successful:
+        raise RuntimeError(f"{step['algorithm']} failed in its dialog: see {prefix}_log.png")
+    shots_keep.setdefault("outputs", {})[step["name"]] = results["OUTPUT"]
+    dialog.close()
+    loaded = [
+        layer
+        for layer in QgsProject.instance().mapLayers().values()
+        if layer.source().split("|")[0] == results["OUTPUT"].split("|")[0]
+    ]
+    if not loaded:
+        raise RuntimeError(f"the output of {step['algorithm']} was not loaded into the project")
+    iface.setActiveLayer(loaded[0])
+    iface.zoomToActiveLayer()
+    shots_state.setdefault("walked", []).append(
+        {"step": step["name"], "features": loaded[0].featureCount()}
+    )
+    shots_then(4000, lambda: shots_save(iface.mainWindow(), f"{prefix}_map"))
+    shots_then(4500, shots_next_walk_step)
 
 
 def shots_open_project():
