@@ -424,14 +424,16 @@ def legend_text(text: str) -> str:
 
 
 def dot_symbol(colour: str, size: float = 1.2, sized_by: str = "", largest: float = 4.0):
-    """The plugin's dot: a circle with a thin white rim, of a fixed size, or sized by a field
-    across the layer's range (1.2 to ``largest`` mm), as in the study's dot maps."""
+    """The plugin's dot: a circle with a thin dark rim, of a fixed size, or sized by a field
+    across the layer's range (1.2 to ``largest`` mm), as in the study's dot maps. The rim is
+    dark so that a dot stays visible on a grid cell of its own label's colour, and on a light
+    basemap."""
     from qgis.core import QgsMarkerSymbol, QgsProperty
 
     from ..bridge.qgis_enums import SYMBOL_SIZE
 
     symbol = QgsMarkerSymbol.createSimple(
-        {"name": "circle", "color": colour, "outline_color": "#ffffff", "outline_width": "0.1"}
+        {"name": "circle", "color": colour, "outline_color": "#303030", "outline_width": "0.15"}
     )
     symbol.setSize(size)
     if sized_by:
