@@ -86,8 +86,12 @@ def status(params: StatusParams, progress) -> StatusResult:
     """Python, packages, device, and the cache folders with their sizes."""
     from ..shared.resources import plugin_version
 
-    folders = None
+    folders, speed, advice = None, None, ""
     if params.cache_dir:
+        from .clip.precision_speed import precision_advice, precision_speed
+
+        speed = precision_speed(params.cache_dir, params.measure_precision)
+        advice = precision_advice(speed)
         folders = {}
         for name in ("models", "embeddings", "imagery", "osmnx"):
             path = Path(params.cache_dir) / name
@@ -103,6 +107,8 @@ def status(params: StatusParams, progress) -> StatusResult:
         # Which copy of the plugin the worker runs (a profile's, a checkout's): for bug reports.
         plugin_folder=str(Path(__file__).resolve().parents[1]),
         cache=folders,
+        precision_speed=speed,
+        precision_advice=advice,
     )
 
 

@@ -9,6 +9,7 @@ import platform
 from qgis.core import (
     Qgis,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFileDestination,
 )
 
@@ -64,6 +65,8 @@ def status_text(status: dict) -> str:
         )
     if device.get("cuda_build"):
         lines.append(f"torch CUDA build: {device['cuda_build']}")
+    if engine.get("precision_advice"):
+        lines.append(f"Precision: {engine['precision_advice']}")
     packages = ", ".join(f"{k} {v}" for k, v in engine["packages"].items() if v)
     missing = [k for k, v in engine["packages"].items() if not v]
     lines.append(f"Packages: {packages}")
@@ -87,13 +90,25 @@ class EngineStatus(MusAlgorithm):
         "packages, the device it will use (CUDA GPU with its name and memory, or the CPU with "
         "its thread count), and the model cache and embedding store with their sizes. Paste it "
         "into a bug report. It starts the engine if needed; an engine that is not set up is "
-        "reported, not an error."
+        "reported, not an error.\n\n"
+        "Precision: whether bf16 is faster than fp32 on this computer (CPUs with AMX run it "
+        "several times faster, others far slower), measured once with the default model's "
+        "random weights on a few images (seconds to a minute) and remembered in the cache "
+        "folder; CLIP-classify's Precision setting (advanced) takes the answer."
     )
 
     REPORT = "REPORT"
+    MEASURE_PRECISION = "MEASURE_PRECISION"
 
     def initAlgorithm(self, config=None) -> None:
         """Declare the parameters."""
+        self.add_parameter(
+            QgsProcessingParameterBoolean(
+                self.MEASURE_PRECISION,
+                self.tr("Measure bf16 against fp32"),
+                defaultValue=True,
+            )
+        )
         self.add_parameter(
             QgsProcessingParameterFileDestination(
                 self.REPORT, self.tr("Report"), self.tr("HTML files (*.html)"), optional=True
@@ -116,8 +131,12 @@ class EngineStatus(MusAlgorithm):
         }
         if python:
             try:
+                measure = self.parameterAsBoolean(parameters, self.MEASURE_PRECISION, context)
                 engine = run_job(
-                    "status", StatusParams(str(plugin_cache_dir())), feedback, StatusResult
+                    "status",
+                    StatusParams(str(plugin_cache_dir()), measure_precision=measure),
+                    feedback,
+                    StatusResult,
                 )
                 status["engine"] = engine.to_dict()  # as the report's JSON shows it
             except Exception as exc:  # a broken engine is what this report is for

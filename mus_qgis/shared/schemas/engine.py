@@ -10,6 +10,9 @@ from . import Schema
 @dataclass(frozen=True)
 class StatusParams(Schema):
     cache_dir: str = ""  # the plugin's cache folder, reported part by part; empty: none
+    # Measure bf16 against fp32 when this computer was not measured before (seconds to a
+    # minute, once; remembered in the cache folder).
+    measure_precision: bool = False
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class StatusResult(Schema):
     worker_pid: int
     plugin_folder: str  # which copy of the plugin the worker runs
     cache: dict | None = None  # per cache folder: {"path", "bytes"}; None without a cache_dir
+    # bf16 against fp32 on this computer ({} when not measured) and what that means, in words.
+    precision_speed: dict | None = None
+    precision_advice: str = ""
 
 
 @dataclass(frozen=True)
