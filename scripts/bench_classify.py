@@ -11,6 +11,7 @@ The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, t
 different angle each and re-encoded, so every file differs. Results go in BENCHMARKS.md.
 
     python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--width 4096]
+        [--precision fp32,bf16]
 """
 
 from __future__ import annotations
@@ -155,6 +156,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated precisions to measure on the same panoramas, e.g. fp32,bf16 "
+        "(the naive loop runs in fp32 only)",
+    )
+    parser.add_argument(
         "--width",
         type=int,
         default=4096,
@@ -162,47 +169,79 @@ def main() -> None:
         "View give 5760 to 16384",
     )
     args = parser.parse_args()
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
 
     import torch
 
     setting = ViewSetting()
-    model = load_model(ModelSpec(args.model, args.pretrained, "", args.device))
-    print(
-        f"model {model.identity} on {model.device} ({model.dtype}); "
-        f"torch threads {torch.get_num_threads()}"
-    )
+    print(f"torch threads {torch.get_num_threads()}; precisions {', '.join(precisions)}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_panoramas(folder, args.panoramas, args.width)
         views = len(paths) * setting.count
         naive_paths = paths[: args.naive]
-
-        engine_s = run_engine(paths, model, setting, args.batch_size)
-        ceiling_s = run_model_alone(views, model, args.batch_size)
-        naive_s = run_naive(naive_paths, model, setting) if args.naive else float("nan")
-        rescore_s, score_only_s = run_rescoring(
-            folder,
+        rates = {}
+        for precision in precisions:
+            spec = ModelSpec(args.model, args.pretrained, "", args.device, precision)
+            model = load_model(spec)
+            print(f"model {model.identity} on {model.device} ({model.dtype})")
+            engine_s = run_engine(paths, model, setting, args.batch_size)
+            ceiling_s = run_model_alone(views, model, args.batch_size)
+            rates[precision] = (views / engine_s, views / ceiling_s, engine_s, ceiling_s)
+            if precision == "fp32" and args.naive:
+                naive_s = run_naive(naive_paths, model, setting)
+                rates["naive"] = len(naive_paths) * setting.count / naive_s, naive_s
+        dimension = (
             model.model.text_projection.shape[-1]
             if hasattr(model.model, "text_projection")
-            else 512,
-            250,
+            else 512
         )
+        rescore_s, score_only_s = run_rescoring(folder, dimension, 250)
+        fidelity = None
+        if "fp32" in precisions and len(precisions) > 1:
+            from mus_qgis.engine.clip.fidelity import precision_fidelity
+            from mus_qgis.shared.labels import builtin_label_set
 
-    naive_rate = len(naive_paths) * setting.count / naive_s
-    engine_rate = views / engine_s
-    ceiling_rate = views / ceiling_s
-    print(
-        f"(a) naive loop        {len(naive_paths):5d} panoramas {naive_s:8.2f} s "
-        f"{naive_rate:8.2f} views/s"
-    )
-    print(
-        f"(b) engine            {len(paths):5d} panoramas {engine_s:8.2f} s "
-        f"{engine_rate:8.2f} views/s"
-    )
-    print(
-        f"(c) model alone       {views:5d} views     {ceiling_s:8.2f} s {ceiling_rate:8.2f} views/s"
-    )
-    print(f"(b)/(a) = {engine_rate / naive_rate:.2f}x   (b)/(c) = {engine_rate / ceiling_rate:.0%}")
+            other = next(p for p in precisions if p != "fp32")
+            fidelity = precision_fidelity(
+                paths[:20], spec, other, [builtin_label_set("urban_atlas_2018")]
+            )
+
+    if "naive" in rates:
+        naive_rate, naive_s = rates["naive"]
+        print(
+            f"(a) naive loop, fp32  {len(naive_paths):5d} panoramas {naive_s:8.2f} s "
+            f"{naive_rate:8.2f} views/s"
+        )
+    for precision in precisions:
+        engine_rate, ceiling_rate, engine_s, ceiling_s = rates[precision]
+        print(
+            f"(b) engine, {precision:5}     {len(paths):5d} panoramas {engine_s:8.2f} s "
+            f"{engine_rate:8.2f} views/s"
+        )
+        print(
+            f"(c) model alone, {precision:5}{views:5d} views     {ceiling_s:8.2f} s "
+            f"{ceiling_rate:8.2f} views/s"
+        )
+        versus_naive = (
+            f"(b)/(a) = {engine_rate / rates['naive'][0]:.2f}x   " if ("naive" in rates) else ""
+        )
+        print(f"{precision}: {versus_naive}(b)/(c) = {engine_rate / ceiling_rate:.0%}")
+    if "fp32" in rates and len(precisions) > 1:
+        for precision in precisions[1:]:
+            print(
+                f"{precision} against fp32: engine {rates[precision][0] / rates['fp32'][0]:.2f}x, "
+                f"model alone {rates[precision][1] / rates['fp32'][1]:.2f}x"
+            )
+    if fidelity is not None:
+        entry = fidelity.label_sets[0]
+        print(
+            f"fidelity ({fidelity.model}, {fidelity.views} views of the same panoramas): "
+            f"smallest cosine {fidelity.smallest_cosine:.6f}; Urban Atlas probabilities differ "
+            f"by at most {entry.largest_score_difference:.6f}; same first label in "
+            f"{entry.top1_agreement:.1%} of views"
+        )
+    engine_rate = rates[precisions[0]][0]
     recompute_s = STUDY_LOCATIONS * setting.count / engine_rate
     print(
         f"(d) re-scoring {STUDY_LOCATIONS} stored panoramas on 250 labels: "

@@ -15,7 +15,7 @@ other CPU. The issue's GPU goal: ViT-B-32 in half precision on one GPU, at least
 end to end and within 80 % of the model alone:
 
     .engine/env/bin/python scripts/bench_ray.py --model ViT-B-32 --device cuda \
-        --panoramas 4000 --batch-size 512
+        --precision fp16 --panoramas 4000 --batch-size 512
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--panoramas", type=int, default=200)
     parser.add_argument("--model", help="an OpenCLIP architecture: the model against Ray")
     parser.add_argument("--device", default="cpu", help="with --model: cpu or cuda")
+    parser.add_argument(
+        "--precision", default="fp32", help="with --model: fp32, bf16, or fp16 (GPU)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="views per model batch")
     args = parser.parse_args()
     if args.model:
@@ -138,7 +141,7 @@ def model_against_ray(args) -> None:
     from mus_qgis.engine.imagery.panorama import ViewSetting
 
     setting = ViewSetting()
-    spec = ModelSpec(args.model, "", "", args.device)
+    spec = ModelSpec(args.model, "", "", args.device, args.precision)
     model = load_model(spec)
     size = model.preprocess["size"]
     size = int(size[0] if isinstance(size, tuple | list) else size)

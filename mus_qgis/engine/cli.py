@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..shared.defaults import DEFAULT_PRECISION, PRECISIONS
 from ..shared.errors import MusError
 from ..shared.labels import builtin_label_set, builtin_label_sets, read_label_file
 from ..shared.progress import LoggingProgress
@@ -108,6 +109,13 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="", help="local weights file (wins over a tag)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help="the model's number format: fp32 (exact), bf16 (fast on CPUs with AMX and recent "
+        "GPUs), fp16 (GPUs, Apple MPS); part of the model's identity in the store",
+    )
+    parser.add_argument(
         "--views", type=_view_value("count", int), default=4, help="views per panorama, 1 to 36"
     )
     parser.add_argument(
@@ -163,7 +171,7 @@ def _ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _spec(args) -> ModelSpec:
-    return ModelSpec(args.model, args.pretrained, args.checkpoint, args.device)
+    return ModelSpec(args.model, args.pretrained, args.checkpoint, args.device, args.precision)
 
 
 def _setting(args) -> ViewSetting:

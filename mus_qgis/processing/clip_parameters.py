@@ -18,7 +18,7 @@ from ..bridge.qgis_enums import (
     NUMBER_DOUBLE,
     NUMBER_INTEGER,
 )
-from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES
+from ..shared.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, DEVICES, PRECISIONS
 from ..shared.labels import builtin_label_sets
 from ..shared.schemas.clip import LabelSetChoice, ModelChoice, ViewChoice
 
@@ -32,6 +32,10 @@ VIEW_CHOICES = (
 )
 
 
+# The choices of PRECISIONS, in its order (Processing stores the index: append only).
+PRECISION_CHOICES = ("fp32 (exact)", "bf16 (fast with AMX)", "fp16 (GPU, Apple MPS)")
+
+
 class ClipParameters:
     """Mixin for a :class:`MusAlgorithm` that runs an OpenCLIP model over stored embeddings.
 
@@ -43,6 +47,7 @@ class ClipParameters:
     PRETRAINED = "PRETRAINED"
     CHECKPOINT = "CHECKPOINT"
     DEVICE = "DEVICE"
+    PRECISION = "PRECISION"
     VIEWS = "VIEWS"
     PITCH = "PITCH"
     CACHE_FOLDER = "CACHE_FOLDER"
@@ -206,6 +211,12 @@ class ClipParameters:
             QgsProcessingParameterEnum(
                 self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0
             ),
+            QgsProcessingParameterEnum(
+                self.PRECISION,
+                self.tr("Precision"),
+                options=[self.tr(text) for text in PRECISION_CHOICES],
+                defaultValue=0,
+            ),
         ]
 
     def view_parameters(self) -> list:
@@ -242,6 +253,7 @@ class ClipParameters:
             pretrained=self.parameterAsString(parameters, self.PRETRAINED, context).strip(),
             checkpoint=self.parameterAsFile(parameters, self.CHECKPOINT, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            precision=PRECISIONS[self.parameterAsEnum(parameters, self.PRECISION, context)],
         )
 
     def view_setting(self, parameters, context) -> ViewChoice:

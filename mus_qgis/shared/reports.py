@@ -16,9 +16,12 @@ REPORT_STYLE = (
 def model_words(settings: dict) -> str:
     """The model and weights as a reader names them: 'ViT-B-32, laion2b_s34b_b79k weights'."""
     weights = settings.get("checkpoint") or settings.get("pretrained")
+    # float32 is the exact default; any other number format is said, as the scores differ.
+    precision = settings.get("precision") or "float32"
+    number = "" if precision == "float32" else f", in {precision}"
     if settings.get("untrained"):
-        return f"{settings.get('model', '?')}, random (untrained) weights"
-    return f"{settings.get('model', '?')}, {weights or '?'} weights"
+        return f"{settings.get('model', '?')}, random (untrained) weights{number}"
+    return f"{settings.get('model', '?')}, {weights or '?'} weights{number}"
 
 
 def report_start(

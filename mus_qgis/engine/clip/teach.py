@@ -23,7 +23,7 @@ from ..imagery.panorama import ViewSetting
 from ..readings.ranking import available_labels
 from .classify import model_cache_dir, open_stores, report_notes, store_key
 from .embedding import Location
-from .models import ModelSpec, load_model
+from .models import ModelSpec, load_model, precision_of
 from .probe import DEFAULT_REGULARISATION, Probe, ProbeError, cross_validate, fit_weights
 from .scoring import label_embeddings, scores_from_logits
 from .store import slug
@@ -367,6 +367,7 @@ def classification_of(
         "" if checkpoint else settings.get("pretrained", ""),
         checkpoint,
         device,
+        precision_of(settings),
     )
     setting = view_setting_from_key(settings.get("views", ""))
     return label_set, spec, setting, bool(settings.get("jpeg_draft_decode", True))

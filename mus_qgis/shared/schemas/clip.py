@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
-from ..defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED
+from ..defaults import DEFAULT_MODEL, DEFAULT_PRECISION, DEFAULT_PRETRAINED
 from . import Schema
 
 
@@ -28,6 +28,7 @@ class ModelChoice(Schema):
     pretrained: str = DEFAULT_PRETRAINED
     checkpoint: str = ""
     device: str = "auto"
+    precision: str = DEFAULT_PRECISION  # one of PRECISIONS
 
 
 @dataclass(frozen=True)
