@@ -446,7 +446,7 @@ def style_and_project(project_path: Path, compared: bool, online: bool) -> None:
     basemap = QgsRasterLayer(BASEMAP_SOURCE, BASEMAP, "wms")
     if project.addMapLayer(basemap, False) is None:
         sys.exit("cannot add the basemap to the project")
-    root.addLayer(basemap)
+    root.addLayer(basemap).setExpanded(False)
     for node in groups.values():
         for child in node.findLayers():  # legends folded: the layers' names fit the panel
             child.setExpanded(child.layer().name() == SPATIAL_LAYERS["landuse_labels"])

@@ -303,7 +303,7 @@ def test_the_report_names_the_layer_read_not_the_file_it_came_in(mus_provider, t
     error = QgsVectorFileWriter.writeAsVectorFormatV3(
         half_planes(), str(path), QgsCoordinateTransformContext(), options
     )[0]
-    assert error == QgsVectorFileWriter.NoError
+    assert error == QgsVectorFileWriter.WriterError.NoError
     report = tmp_path / "clusters.html"
     processing.run(
         "mus:labelclusters",

@@ -408,5 +408,6 @@ def test_hostile_label_text_in_the_ranking_report_stays_text(mus_provider, tmp_p
     )
     assert live_elements(report) == []
     text = report.read_text(encoding="utf-8")
-    # Set name, the targets' key line and the label's row: each escaped, none live.
-    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3
+    # The layer in the Data line, the set name, the targets' key line and the label's row: each
+    # escaped, none live.
+    assert text.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 4
