@@ -231,3 +231,36 @@ def test_row_norms_split_between_threads_are_numpys(store):
         "k07000": "not a finite vector",
         "k09999": "not unit length (norm 3)",
     }
+
+
+def test_read_ahead_keeps_order_hands_over_errors_and_stops_with_its_caller():
+    import threading
+
+    from mus_qgis.engine.clip.rescore import read_ahead
+
+    assert list(read_ahead(iter(range(100)), depth=2)) == list(range(100))
+    assert list(read_ahead(iter([]))) == []
+
+    def failing():
+        yield 1
+        raise OSError("the disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="the disk went away"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [1]  # what came before the error arrived first
+    read = []
+
+    def endless():
+        number = 0
+        while True:
+            read.append(number)
+            yield number
+            number += 1
+
+    chunks = read_ahead(endless(), depth=1)
+    assert [next(chunks) for _ in range(3)] == [0, 1, 2]
+    chunks.close()  # the caller stops: so does the reading, a chunk or two ahead at most
+    assert not any(t.name == "mus-read-ahead" for t in threading.enumerate())
+    assert len(read) <= 3 + 2

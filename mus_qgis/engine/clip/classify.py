@@ -14,7 +14,7 @@ from ...shared.resources import plugin_version
 from ..imagery.panorama import ViewSetting
 from .embedding import DEFAULT_BATCH_SIZE, Location, LocationEmbeddings, embed_locations
 from .models import LoadedModel, ModelSpec, load_model
-from .rescore import StoreRanking, rank_chunks_by_set
+from .rescore import StoreRanking, rank_chunks_by_set, read_ahead
 from .scoring import Scores, concatenated_scores, label_embeddings, score
 from .shards import ROW_GROUP_ROWS
 from .store import WHERE_TO_CHOOSE, EmbeddingStore, TextStore
@@ -258,7 +258,7 @@ def iter_stored_scores(
     )
 
     def count_rows():
-        damaged: dict[str, str] = {}
+        damaged: dict[str, str] = dict(store.verify_shards(progress))
         return sum(len(m) for m in _checked_matrices(store, damaged, progress)), damaged
 
     try:
@@ -346,15 +346,17 @@ def rank_stored_embeddings(
 def rank_store(store, text_sets: list, logit_scale: float, progress: Progress):
     """One reading of a whole store: a ``StoreRanking`` per label set's text vectors, and the
     damaged keys found ({key: why}; their rows are left out of the rankings)."""
-    damaged: dict[str, str] = {}
-    matrices = _checked_matrices(store, damaged, progress)
+    # Each shard file's checksums first (once on this machine), here: they report progress.
+    damaged: dict[str, str] = dict(store.verify_shards(progress))
+    # The next chunk is read (and checked) while this one is ranked: cold, the reading is disk
+    # time and the ranking arithmetic (BENCHMARKS.md, re-scoring a million).
+    matrices = read_ahead(_checked_matrices(store, damaged, progress))
     return rank_chunks_by_set(matrices, text_sets, logit_scale, checked=True), damaged
 
 
 def _checked_matrices(store, damaged: dict[str, str], progress: Progress):
     """The trusted vectors of a whole store, a chunk at a time; the damaged keys found go into
-    ``damaged`` on the way (each shard file's checksums first, once on this machine)."""
-    damaged.update(store.verify_shards(progress))
+    ``damaged`` on the way."""
     for _, matrix, chunk_damaged in store.iter_chunks(CHUNK_ROWS):
         check_canceled(progress)
         damaged.update(chunk_damaged)

@@ -39,6 +39,52 @@ class StoreRanking:
 BLOCK_ROWS = 8_192
 
 
+def read_ahead(chunks: Iterable, depth: int = 1):
+    """The items of ``chunks``, read by a thread of their own up to ``depth`` items ahead of the
+    caller: while the caller scores one chunk (arithmetic), the next is read from disk (a cold
+    memory-mapped shard is read as its pages are first touched), so a cold reading takes about
+    the longer of the two instead of their sum. An error in the reading reaches the caller at
+    the item where it happened; a caller that stops early stops the reading too."""
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not hand_over((chunk, None)):
+                    return
+            hand_over((end, None))
+        except BaseException as exc:  # handed over: the caller raises it
+            hand_over((None, exc))
+
+    reader = threading.Thread(target=read, name="mus-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        reader.join()
+
+
 def rank_chunks(chunks: Iterable, text_vectors, logit_scale: float) -> StoreRanking:
     """``chunks``: N×D float32 matrices, or tuples whose second item is one (as
     ``ShardFolder.iter_chunks`` and ``EmbeddingStore.iter_chunks`` give them)."""
