@@ -107,7 +107,10 @@ def test_a_killed_worker_loses_nothing_and_each_digest_is_stored_once(
             SETTING,
             tmp_path,
             actors=1,
-            batch_size=4,
+            # One image a batch: seven round trips after the first shard, so that the killer
+            # (polling every 50 ms) finds the encoder still at work even on a loaded machine,
+            # where four a batch once let the run end before it looked.
+            batch_size=1,
             shard_rows=1,
         )
     finally:
