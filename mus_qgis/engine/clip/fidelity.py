@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from ...shared.labels import LabelSet
 from ..imagery.panorama import ViewSetting
 from .models import ModelSpec, load_model
-from .scoring import label_embeddings
+from .scoring import label_embeddings, score
 from .views import prepare_image
 
 
@@ -65,8 +65,10 @@ def precision_fidelity(
     cosines = np.sum(a.astype(np.float64) * b, axis=1)
     results = []
     for label_set in label_sets:
-        pa = _probabilities(a, label_embeddings(exact, label_set), exact.logit_scale)
-        pb = _probabilities(b, label_embeddings(faster, label_set), faster.logit_scale)
+        # Scored as a classification scores them: the probabilities its layer's fields hold.
+        pa = score(a, label_embeddings(exact, label_set), label_set, exact.logit_scale, 1)
+        pb = score(b, label_embeddings(faster, label_set), label_set, faster.logit_scale, 1)
+        pa, pb = pa.all_probability, pb.all_probability
         results.append(
             LabelSetFidelity(
                 label_set.name,
@@ -83,13 +85,3 @@ def precision_fidelity(
         float(cosines.min()),
         tuple(results),
     )
-
-
-def _probabilities(images, texts, logit_scale: float):
-    """Each view's probabilities over the labels, as the layer's prob fields hold them."""
-    import numpy as np
-
-    logits = logit_scale * (images.astype(np.float64) @ texts.T.astype(np.float64))
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return weights / weights.sum(axis=1, keepdims=True)
