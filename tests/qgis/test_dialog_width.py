@@ -51,6 +51,18 @@ def parameters_area(dialog):
     return max(areas, key=lambda area: area.viewport().width())
 
 
+def one_line_width(widget) -> int:
+    """The width a label or list asks for when kept on one line. QGIS 3.40 and later let labels
+    wrap (their size hint then says little about the text), 3.22 does not: the text's own width,
+    measured with the label's font, is the same test on both."""
+    from qgis.PyQt.QtWidgets import QLabel
+
+    width = widget.minimumSizeHint().width()
+    if isinstance(widget, QLabel) and widget.text():
+        width = max(width, widget.fontMetrics().horizontalAdvance(widget.text()))
+    return width
+
+
 def too_wide(dialog) -> list:
     """The parameters' labels and lists wider than the panel leaves them (with the margin)."""
     from qgis.PyQt.QtWidgets import QComboBox, QLabel
@@ -59,9 +71,9 @@ def too_wide(dialog) -> list:
     room = area.viewport().width() * MARGIN
     widgets = area.widget().findChildren(QLabel) + area.widget().findChildren(QComboBox)
     return sorted(
-        (widget.minimumSizeHint().width(), widget.text() if isinstance(widget, QLabel) else "")
+        (one_line_width(widget), widget.text() if isinstance(widget, QLabel) else "")
         for widget in widgets
-        if widget.isVisible() and widget.minimumSizeHint().width() > room
+        if widget.isVisible() and one_line_width(widget) > room
     )
 
 
