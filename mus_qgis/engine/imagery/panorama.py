@@ -128,11 +128,13 @@ def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, siz
     height, width = panorama.shape[0], panorama.shape[1]
     plan_yaws = tuple(round(yaw, 3) for yaw in yaws)
     indices, weights = _sampling_plan(width, height, plan_yaws, float(pitch), float(fov), size)
-    flat = panorama.reshape(-1, 3).float()
-    views = []
-    for view_indices, view_weights in zip(indices, weights):
-        pixels = torch.zeros(view_indices.shape[1], 3)
-        for corner in range(4):
-            pixels.addcmul_(flat[view_indices[corner]], view_weights[corner].unsqueeze(1))
-        views.append(pixels.reshape(size, size, 3).permute(2, 0, 1))
-    return torch.stack(views).round_().clamp_(0, 255).to(torch.uint8)
+    # Only the sampled pixels are made float, not the whole panorama: a 1024×512 panorama has
+    # about ten times the pixels of four 224-pixel views.
+    flat = panorama.reshape(-1, 3)
+    count, _, pixels = indices.shape
+    views = torch.zeros(count, pixels, 3)
+    for corner in range(4):
+        gathered = flat[indices[:, corner].reshape(-1)].reshape(count, pixels, 3)
+        views.addcmul_(gathered.float(), weights[:, corner].unsqueeze(-1))
+    views = views.reshape(count, size, size, 3).permute(0, 3, 1, 2)
+    return views.round_().clamp_(0, 255).to(torch.uint8).contiguous()
