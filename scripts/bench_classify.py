@@ -11,7 +11,8 @@ The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, t
 different angle each and re-encoded, so every file differs. Results go in BENCHMARKS.md.
 
     python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--width 4096]
-        [--precision fp32,bf16]
+        [--precision fp32,bf16] [--processes]
+        [--stored-views]
 """
 
 from __future__ import annotations
@@ -62,6 +63,27 @@ def make_panoramas(folder: Path, count: int, width: int) -> list[str]:
     return paths
 
 
+def make_views(folder: Path, panoramas: list[str]) -> list[tuple[str, ...]]:
+    """What a fetch saves by default instead of the whole panorama: four 90° views of 640×640
+    pixels (JPEG) per location, cut from each panorama the way the fetch cuts them."""
+    from mus_qgis.engine.imagery.sources.base import Candidate, ViewPlan, cut_views
+
+    plan = ViewPlan()
+    locations = []
+    for index, path in enumerate(panoramas):
+        candidate = Candidate("bench", str(index), 0.0, 0.0, is_panorama=True)
+        headings = plan.headings(None)
+        files = []
+        for heading, data in zip(
+            headings, cut_views(Path(path).read_bytes(), candidate, headings, plan)
+        ):
+            view = folder / f"view_{index:04d}_{heading:05.1f}.jpg"
+            view.write_bytes(data)
+            files.append(str(view))
+        locations.append(tuple(files))
+    return locations
+
+
 def naive_view(panorama: np.ndarray, yaw: float, fov: float, size: int) -> np.ndarray:
     """A straightforward gnomonic view: the sampling grid computed anew, bilinear in numpy."""
     height, width = panorama.shape[:2]
@@ -103,12 +125,74 @@ def run_naive(paths, model, setting) -> float:
     return time.perf_counter() - started
 
 
-def run_engine(paths, model, setting, batch_size) -> float:
+def run_engine(locations, model, setting, batch_size) -> float:
     started = time.perf_counter()
-    result = embed_locations([Location((p,)) for p in paths], model, setting, batch_size=batch_size)
+    result = embed_locations(
+        [Location(files) for files in locations], model, setting, batch_size=batch_size
+    )
     elapsed = time.perf_counter() - started
-    assert result.status == ["ok"] * len(paths), set(result.status)
+    assert result.status == ["ok"] * len(locations), set(result.status)
     return elapsed
+
+
+def warm_up(model, batch_size) -> None:
+    """One full batch first, so that neither the engine nor the model alone pays the first call's
+    set-up (the math library plans its kernels for a batch's shape on first use)."""
+    import torch
+
+    size = model.image_size
+    model.encode_images(torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8))
+
+
+def run_engine_decoding_in_processes(locations, model, setting, batch_size) -> float:
+    """(b) with the decoding in worker processes instead of threads: a candidate measured, not
+    kept (BENCHMARKS.md says why). The engine's pool is swapped for a process pool here only."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from mus_qgis.engine.clip import embedding
+
+    def process_pool(max_workers, thread_name_prefix=""):
+        # Spawned, not forked: a child forked from a process whose torch has run parallel code
+        # hangs at its first parallel loop (OpenMP is not fork-safe). Each child starts Python
+        # and torch, as an engine that decoded in processes would once per run.
+        return ProcessPoolExecutor(
+            max_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=torch.set_num_threads,
+            initargs=(1,),
+        )
+
+    threads = embedding.ThreadPoolExecutor
+    embedding.ThreadPoolExecutor = process_pool
+    try:
+        return run_engine(locations, model, setting, batch_size)
+    finally:
+        embedding.ThreadPoolExecutor = threads
+
+
+def run_stored_views(paths, model, setting, folder: Path) -> tuple[float, float, float, float]:
+    """A candidate measured, not kept: keeping each panorama's cut views (uint8) on disk so a
+    second model never decodes again. (decode-and-cut seconds, read-back seconds, bytes of views
+    per panorama, bytes of JPEG per panorama), the same panoramas, one thread each way."""
+    from mus_qgis.engine.clip.views import prepare_image
+
+    views_folder = folder / "stored_views"
+    views_folder.mkdir()
+    started = time.perf_counter()
+    prepared = [prepare_image(p, setting, model.preprocess, set()) for p in paths]
+    decode_s = time.perf_counter() - started
+    for index, image in enumerate(prepared):
+        np.save(views_folder / f"{index}.npy", image.views.numpy())
+    started = time.perf_counter()
+    for index in range(len(paths)):
+        np.load(views_folder / f"{index}.npy")
+    read_s = time.perf_counter() - started
+    view_bytes = sum(f.stat().st_size for f in views_folder.iterdir()) / len(paths)
+    jpeg_bytes = sum(Path(p).stat().st_size for p in paths) / len(paths)
+    return decode_s, read_s, view_bytes, jpeg_bytes
 
 
 def run_model_alone(views: int, model, batch_size) -> float:
@@ -116,7 +200,6 @@ def run_model_alone(views: int, model, batch_size) -> float:
 
     size = model.image_size
     batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
-    model.encode_images(batch[:2])
     started = time.perf_counter()
     done = 0
     while done < views:
@@ -162,6 +245,23 @@ def main() -> None:
         "(the naive loop runs in fp32 only)",
     )
     parser.add_argument(
+        "--inputs",
+        choices=("panoramas", "views"),
+        default="panoramas",
+        help="what the engine reads: whole panoramas, or the four 640-pixel views per location "
+        "that a fetch saves by default (cut from the same panoramas)",
+    )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="also time the engine with its decoding in processes instead of threads (fp32)",
+    )
+    parser.add_argument(
+        "--stored-views",
+        action="store_true",
+        help="also time reading stored cut views back against decoding and cutting them",
+    )
+    parser.add_argument(
         "--width",
         type=int,
         default=4096,
@@ -178,6 +278,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_panoramas(folder, args.panoramas, args.width)
+        locations = make_views(folder, paths) if args.inputs == "views" else [(p,) for p in paths]
+        print(f"inputs: {args.inputs}")
         views = len(paths) * setting.count
         naive_paths = paths[: args.naive]
         rates = {}
@@ -185,9 +287,15 @@ def main() -> None:
             spec = ModelSpec(args.model, args.pretrained, "", args.device, precision)
             model = load_model(spec)
             print(f"model {model.identity} on {model.device} ({model.dtype})")
-            engine_s = run_engine(paths, model, setting, args.batch_size)
+            warm_up(model, args.batch_size)
+            engine_s = run_engine(locations, model, setting, args.batch_size)
             ceiling_s = run_model_alone(views, model, args.batch_size)
             rates[precision] = (views / engine_s, views / ceiling_s, engine_s, ceiling_s)
+            if precision == "fp32" and args.processes:
+                processes_s = run_engine_decoding_in_processes(
+                    locations, model, setting, args.batch_size
+                )
+                rates["processes"] = views / processes_s, processes_s
             if precision == "fp32" and args.naive:
                 naive_s = run_naive(naive_paths, model, setting)
                 rates["naive"] = len(naive_paths) * setting.count / naive_s, naive_s
@@ -197,6 +305,9 @@ def main() -> None:
             else 512
         )
         rescore_s, score_only_s = run_rescoring(folder, dimension, 250)
+        stored_views = (
+            run_stored_views(paths[:20], model, setting, folder) if args.stored_views else None
+        )
         fidelity = None
         if "fp32" in precisions and len(precisions) > 1:
             from mus_qgis.engine.clip.fidelity import precision_fidelity
@@ -216,7 +327,7 @@ def main() -> None:
     for precision in precisions:
         engine_rate, ceiling_rate, engine_s, ceiling_s = rates[precision]
         print(
-            f"(b) engine, {precision:5}     {len(paths):5d} panoramas {engine_s:8.2f} s "
+            f"(b) engine, {precision:5}     {len(paths):5d} locations {engine_s:8.2f} s "
             f"{engine_rate:8.2f} views/s"
         )
         print(
@@ -227,6 +338,13 @@ def main() -> None:
             f"(b)/(a) = {engine_rate / rates['naive'][0]:.2f}x   " if ("naive" in rates) else ""
         )
         print(f"{precision}: {versus_naive}(b)/(c) = {engine_rate / ceiling_rate:.0%}")
+    if "processes" in rates:
+        processes_rate, processes_s = rates["processes"]
+        print(
+            f"(b') engine, fp32, decoding in processes {processes_s:8.2f} s "
+            f"{processes_rate:8.2f} views/s: (b')/(b) = {processes_rate / rates['fp32'][0]:.2f}, "
+            f"(b')/(c) = {processes_rate / rates['fp32'][1]:.0%}"
+        )
     if "fp32" in rates and len(precisions) > 1:
         for precision in precisions[1:]:
             print(
@@ -240,6 +358,16 @@ def main() -> None:
             f"smallest cosine {fidelity.smallest_cosine:.6f}; Urban Atlas probabilities differ "
             f"by at most {entry.largest_score_difference:.6f}; same first label in "
             f"{entry.top1_agreement:.1%} of views"
+        )
+    if stored_views is not None:
+        decode_s, read_s, view_bytes, jpeg_bytes = stored_views
+        count = min(20, len(paths))
+        print(
+            f"(e) cut views kept on disk, {count} panoramas, one thread: decoding and cutting "
+            f"{decode_s / count * 1000:.1f} ms a panorama, reading them back "
+            f"{read_s / count * 1000:.2f} ms ({decode_s / read_s:,.0f}x); "
+            f"{view_bytes / 1e6:.2f} MB of views against {jpeg_bytes / 1e6:.2f} MB of JPEG "
+            f"({view_bytes / jpeg_bytes:.1f}x the disk)"
         )
     engine_rate = rates[precisions[0]][0]
     recompute_s = STUDY_LOCATIONS * setting.count / engine_rate
