@@ -148,15 +148,14 @@ def _decode_views(image, facts, setting, preprocess, bearing, heading, fast_deco
             # JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale: a big panorama costs far less.
             needed = setting.panorama_width_needed(size)
             image.draft("RGB", (needed, needed // 2))
-        rgb = np.ascontiguousarray(_to_rgb(image))
         offset = yaw_offset(facts, bearing, heading)
         return perspective_views(
-            torch.from_numpy(rgb), setting.yaws(offset), setting.pitch, setting.fov, size
+            _to_rgb(image), setting.yaws(offset), setting.pitch, setting.fov, size
         )
     image = ImageOps.exif_transpose(decoded_photo(image, size, fast_decode))
     square = _resize_and_crop(image, size, preprocess)
-    rgb = np.ascontiguousarray(_to_rgb(square))
-    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+    # Made channels-first by numpy, on this decoding thread alone (see perspective_views).
+    return torch.from_numpy(np.ascontiguousarray(_to_rgb(square).transpose(2, 0, 1)[None]))
 
 
 def decoded_photo(image, size: int, fast_decode: bool = True):

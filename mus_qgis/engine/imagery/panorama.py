@@ -71,18 +71,18 @@ def xmp_heading(head: bytes) -> float | None:
 
 def view_directions(yaw: float, pitch: float, fov: float, size: int):
     """For each pixel of a size×size view: (yaw, pitch) in radians that it looks at."""
-    import torch
+    import numpy as np
 
     focal = (size / 2.0) / math.tan(math.radians(fov) / 2.0)
-    centres = torch.arange(size, dtype=torch.float64) + 0.5 - size / 2.0
-    down, right = torch.meshgrid(centres, centres, indexing="ij")
+    centres = np.arange(size, dtype=np.float64) + 0.5 - size / 2.0
+    down, right = np.meshgrid(centres, centres, indexing="ij")
     # Camera frame: x right, y up, z forward; tilt by pitch about x, then turn by yaw about y.
-    x, y, z = right, -down, torch.full_like(right, focal)
+    x, y, z = right, -down, np.full_like(right, focal)
     cos_p, sin_p = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
     y, z = y * cos_p + z * sin_p, -y * sin_p + z * cos_p
     cos_y, sin_y = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
     x, z = x * cos_y + z * sin_y, -x * sin_y + z * cos_y
-    return torch.atan2(x, z), torch.atan2(y, torch.sqrt(x * x + z * z))
+    return np.arctan2(x, z), np.arctan2(y, np.sqrt(x * x + z * z))
 
 
 # A plan holds int64 indices and float weights for every pixel of every view: about 80 MB for
@@ -93,18 +93,17 @@ def view_directions(yaw: float, pitch: float, fov: float, size: int):
 def _sampling_plan(
     width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float, size: int
 ):
-    """Flat pixel indices and bilinear weights for every view: computed once per geometry."""
-    import torch
+    """Flat pixel indices and bilinear weights (V×4×pixels each): computed once per geometry."""
+    import numpy as np
 
     indices, weights = [], []
     for yaw in yaws:
         lon, lat = view_directions(yaw, pitch, fov, size)
         column = (lon / (2 * math.pi) + 0.5) * width - 0.5
         row = (0.5 - lat / math.pi) * height - 0.5
-        left, top = torch.floor(column), torch.floor(row)
+        left, top = np.floor(column), np.floor(row)
         fx, fy = column - left, row - top
-        left = left.long()
-        top = top.long()
+        left, top = left.astype(np.int64), top.astype(np.int64)
         corners = []
         for dy, dx, weight in (
             (0, 0, (1 - fx) * (1 - fy)),
@@ -114,27 +113,32 @@ def _sampling_plan(
         ):
             # Longitude wraps around; latitude stops at the poles.
             cols = (left + dx) % width
-            rows = (top + dy).clamp(0, height - 1)
-            corners.append(((rows * width + cols).reshape(-1), weight.reshape(-1).float()))
-        indices.append(torch.stack([c[0] for c in corners]))
-        weights.append(torch.stack([c[1] for c in corners]))
-    return torch.stack(indices), torch.stack(weights)
+            rows = np.clip(top + dy, 0, height - 1)
+            corners.append(((rows * width + cols).reshape(-1), weight.reshape(-1)))
+        indices.append(np.stack([c[0] for c in corners]))
+        weights.append(np.stack([c[1] for c in corners]).astype(np.float32))
+    return np.stack(indices), np.stack(weights)
 
 
 def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, size: int):
-    """Views (uint8, V×3×size×size) of an equirectangular uint8 tensor H×W×3."""
+    """Views (uint8 tensor, V×3×size×size) of an equirectangular uint8 array or tensor H×W×3.
+
+    Cut with numpy, which runs on the calling thread only: the engine cuts in several decoding
+    threads while the model runs, and torch's own parallel loops there (a thread team per
+    decoding thread) slowed the cut five-fold and the model beside it whenever the cores were
+    busy. Only the sampled pixels are made float, not the whole panorama.
+    """
+    import numpy as np
     import torch
 
-    height, width = panorama.shape[0], panorama.shape[1]
+    pixels_in = np.asarray(panorama)
+    height, width = pixels_in.shape[0], pixels_in.shape[1]
     plan_yaws = tuple(round(yaw, 3) for yaw in yaws)
     indices, weights = _sampling_plan(width, height, plan_yaws, float(pitch), float(fov), size)
-    # Only the sampled pixels are made float, not the whole panorama: a 1024×512 panorama has
-    # about ten times the pixels of four 224-pixel views.
-    flat = panorama.reshape(-1, 3)
-    count, _, pixels = indices.shape
-    views = torch.zeros(count, pixels, 3)
+    flat = pixels_in.reshape(-1, 3)
+    count = indices.shape[0]
+    views = np.zeros((count, indices.shape[2], 3), dtype=np.float32)
     for corner in range(4):
-        gathered = flat[indices[:, corner].reshape(-1)].reshape(count, pixels, 3)
-        views.addcmul_(gathered.float(), weights[:, corner].unsqueeze(-1))
-    views = views.reshape(count, size, size, 3).permute(0, 3, 1, 2)
-    return views.round_().clamp_(0, 255).to(torch.uint8).contiguous()
+        views += flat[indices[:, corner]].astype(np.float32) * weights[:, corner, :, None]
+    views = np.clip(np.rint(views), 0, 255).astype(np.uint8).reshape(count, size, size, 3)
+    return torch.from_numpy(np.ascontiguousarray(views.transpose(0, 3, 1, 2)))
