@@ -6,12 +6,17 @@ Prints, from one run on one machine (these are shared and noisy: compare ratios,
   (b) the engine end to end (parallel draft-mode decoding and projection, batched inference);
   (c) the model alone on ready tensors, the same number of views (the compute ceiling);
   (d) re-scoring a new 250-label set over 4,157 stored panorama embeddings (text encoding
-      aside), against recomputing those embeddings at rate (b).
+      aside), against recomputing those embeddings at rate (b);
+and, when asked, two decoding candidates: (b') the engine with its decoding in processes
+(--processes), (e) cut views kept on disk and read back instead of decoding (--stored-views).
+(b) and (c) are alternated --rounds times and their medians compared.
 The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, turned by a
-different angle each and re-encoded, so every file differs. Results go in BENCHMARKS.md.
+different angle each and re-encoded, so every file differs; with --inputs views the engine reads
+instead the four 640-pixel views per location that a fetch saves by default, cut from them.
+Results go in BENCHMARKS.md.
 
     python scripts/bench_classify.py [--panoramas 200] [--naive 40] [--width 4096]
-        [--precision fp32,bf16] [--processes]
+        [--precision fp32,bf16] [--rounds 3] [--inputs panoramas|views] [--processes]
         [--stored-views]
 """
 
@@ -245,6 +250,12 @@ def main() -> None:
         "(the naive loop runs in fp32 only)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="engine and model-alone timings alternated this many times; medians are reported",
+    )
+    parser.add_argument(
         "--inputs",
         choices=("panoramas", "views"),
         default="panoramas",
@@ -288,8 +299,17 @@ def main() -> None:
             model = load_model(spec)
             print(f"model {model.identity} on {model.device} ({model.dtype})")
             warm_up(model, args.batch_size)
-            engine_s = run_engine(locations, model, setting, args.batch_size)
-            ceiling_s = run_model_alone(views, model, args.batch_size)
+            # Alternated, the median of each kept: a shared machine's speed drifts by 10-20 %
+            # within a minute, and one timing of each side would carry that into the ratio.
+            engine_times, ceiling_times = [], []
+            for _ in range(args.rounds):
+                engine_times.append(run_engine(locations, model, setting, args.batch_size))
+                ceiling_times.append(run_model_alone(views, model, args.batch_size))
+            engine_s, ceiling_s = float(np.median(engine_times)), float(np.median(ceiling_times))
+            print(
+                f"{precision}: engine {', '.join(f'{t:.2f}' for t in engine_times)} s; "
+                f"model alone {', '.join(f'{t:.2f}' for t in ceiling_times)} s"
+            )
             rates[precision] = (views / engine_s, views / ceiling_s, engine_s, ceiling_s)
             if precision == "fp32" and args.processes:
                 processes_s = run_engine_decoding_in_processes(

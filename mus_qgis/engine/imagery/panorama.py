@@ -125,8 +125,8 @@ def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, siz
 
     Cut with numpy, which runs on the calling thread only: the engine cuts in several decoding
     threads while the model runs, and torch's own parallel loops there (a thread team per
-    decoding thread) slowed the cut five-fold and the model beside it whenever the cores were
-    busy. Only the sampled pixels are made float, not the whole panorama.
+    decoding thread) slowed the cut up to five-fold, and the model beside it, whenever the cores
+    were busy (BENCHMARKS.md). Only the sampled pixels are made float, not the whole panorama.
     """
     import numpy as np
     import torch
