@@ -49,6 +49,7 @@ SOURCE = (
     / "pannellum_examplepano_nonurban.jpg"
 )
 STUDY_LOCATIONS = 4157
+STORED_VIEWS_PANORAMAS = 20  # how many panoramas (e) times, one thread each way
 
 
 def make_panoramas(folder: Path, count: int, width: int) -> list[str]:
@@ -74,10 +75,10 @@ def make_views(folder: Path, panoramas: list[str]) -> list[tuple[str, ...]]:
     from mus_qgis.engine.imagery.sources.base import Candidate, ViewPlan, cut_views
 
     plan = ViewPlan()
+    headings = plan.headings(None)
     locations = []
     for index, path in enumerate(panoramas):
         candidate = Candidate("bench", str(index), 0.0, 0.0, is_panorama=True)
-        headings = plan.headings(None)
         files = []
         for heading, data in zip(
             headings, cut_views(Path(path).read_bytes(), candidate, headings, plan)
@@ -299,7 +300,7 @@ def main() -> None:
             model = load_model(spec)
             print(f"model {model.identity} on {model.device} ({model.dtype})")
             warm_up(model, args.batch_size)
-            # Alternated, the median of each kept: a shared machine's speed drifts by 10-20 %
+            # Alternated, the median of each kept: a shared machine's speed drifted by up to 25 %
             # within a minute, and one timing of each side would carry that into the ratio.
             engine_times, ceiling_times = [], []
             for _ in range(args.rounds):
@@ -326,7 +327,9 @@ def main() -> None:
         )
         rescore_s, score_only_s = run_rescoring(folder, dimension, 250)
         stored_views = (
-            run_stored_views(paths[:20], model, setting, folder) if args.stored_views else None
+            run_stored_views(paths[:STORED_VIEWS_PANORAMAS], model, setting, folder)
+            if args.stored_views
+            else None
         )
         fidelity = None
         if "fp32" in precisions and len(precisions) > 1:
@@ -381,7 +384,7 @@ def main() -> None:
         )
     if stored_views is not None:
         decode_s, read_s, view_bytes, jpeg_bytes = stored_views
-        count = min(20, len(paths))
+        count = min(STORED_VIEWS_PANORAMAS, len(paths))
         print(
             f"(e) cut views kept on disk, {count} panoramas, one thread: decoding and cutting "
             f"{decode_s / count * 1000:.1f} ms a panorama, reading them back "

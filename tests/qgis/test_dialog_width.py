@@ -70,10 +70,11 @@ def too_wide(dialog) -> list:
     area = parameters_area(dialog)
     room = area.viewport().width() * MARGIN
     widgets = area.widget().findChildren(QLabel) + area.widget().findChildren(QComboBox)
+    widths = [(one_line_width(widget), widget) for widget in widgets if widget.isVisible()]
     return sorted(
-        (one_line_width(widget), widget.text() if isinstance(widget, QLabel) else "")
-        for widget in widgets
-        if widget.isVisible() and one_line_width(widget) > room
+        (width, widget.text() if isinstance(widget, QLabel) else "")
+        for width, widget in widths
+        if width > room
     )
 
 
