@@ -32,6 +32,8 @@ class FakeImage:
     is_pano: bool = True
     heading: float = 30.0
     creator: str = "street_mapper"
+    # The services that serve this image (a study area is covered unevenly by each).
+    services: tuple = ("streetview", "mapillary", "kartaview", "panoramax")
 
 
 def grid_images(count: int, lon0: float = 12.49, lat0: float = 41.89, step_m: float = 40.0):
@@ -112,15 +114,23 @@ class FakeImageryServices:
     def count(self, prefix: str) -> int:
         return sum(1 for path, _, _ in self.requests if path.startswith(prefix))
 
-    def nearest(self, lon: float, lat: float, radius: float, panos_only=False):
-        best = None
-        for image in self.images.values():
+    def served_by(self, service: str) -> list[FakeImage]:
+        return [image for image in self.images.values() if service in image.services]
+
+    def within(self, service: str, lon: float, lat: float, radius: float):
+        """The service's images within ``radius`` metres, nearest first."""
+        found = []
+        for image in self.served_by(service):
             dy = (image.lat - lat) * 111_320.0
             dx = (image.lon - lon) * 111_320.0 * math.cos(math.radians(lat))
             distance = math.hypot(dx, dy)
-            if distance <= radius and (best is None or distance < best[0]):
-                best = (distance, image)
-        return best[1] if best else None
+            if distance <= radius:
+                found.append((distance, image))
+        return [image for _, image in sorted(found, key=lambda item: item[0])]
+
+    def nearest(self, lon: float, lat: float, radius: float, service: str = "streetview"):
+        found = self.within(service, lon, lat, radius)
+        return found[0] if found else None
 
     def _next_fault(self, route: str) -> str:
         with self.lock:
@@ -308,7 +318,7 @@ class FakeImageryServices:
                         "camera_type": "spherical" if i.is_pano else "perspective",
                         "creator": {"username": i.creator, "id": "1"},
                     }
-                    for i in self.images.values()
+                    for i in self.served_by("mapillary")
                     if west <= i.lon <= east and south <= i.lat <= north
                 ]
                 if fault == "error-as-string":
@@ -344,27 +354,33 @@ class FakeImageryServices:
             image = self.images[image_id]
             return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
         if route == "kv-search":
-            image = self.nearest(
-                float(query["lng"]), float(query["lat"]), float(query.get("radius", 50))
+            found = self.within(
+                "kartaview",
+                float(query["lng"]),
+                float(query["lat"]),
+                float(query.get("radius", 50)),
             )
-            if image is None:
+            if not found:
                 return _json(
                     {"status": {"apiCode": 601, "apiMessage": "No results"}, "result": {"data": []}}
                 )
-            item = {
-                "id": image.image_id,
-                "lat": str(image.lat),
-                "lng": str(image.lon),
-                "heading": str(image.heading),
-                "shotDate": f"{image.captured} 10:00:00",
-                "fileurlProc": f"{self.base}/kv-files/{image.image_id}.jpg",
-                "projectionType": "PLANE",
-                "sequenceId": "77",
-            }
+            items = [
+                {
+                    "id": image.image_id,
+                    "lat": str(image.lat),
+                    "lng": str(image.lon),
+                    "heading": str(image.heading),
+                    "shotDate": f"{image.captured} 10:00:00",
+                    "fileurlProc": f"{self.base}/kv-files/{image.image_id}.jpg",
+                    "projectionType": "PLANE",
+                    "sequenceId": "77",
+                }
+                for image in found[: int(query.get("itemsPerPage", 50))]
+            ]
             return _json(
                 {
                     "status": {"apiCode": 600, "apiMessage": "Request processed"},
-                    "result": {"data": [item]},
+                    "result": {"data": items},
                 }
             )
         if route == "pnx-search":
@@ -395,7 +411,7 @@ class FakeImageryServices:
             if moment not in ("..", "") and not _rfc3339(moment):
                 return _json({"code": 400, "description": f"Invalid datetime {moment}"}, 400)
         features = []
-        for image in self.images.values():
+        for image in self.served_by("panoramax"):
             inside = west <= image.lon <= east and south <= image.lat <= north
             in_time = (start in ("..", "") or image.captured >= start[:10]) and (
                 end in ("..", "") or image.captured <= end[:10]

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache_paths import image_folder_name
+from .lookup_cache import pick_key
 from .sources.base import FetchPoint, ImagerySource
 
 
@@ -70,7 +71,7 @@ def estimate_fetch(
     estimate = FetchEstimate(source.title, len(points), price_per_1000=price or 0.0)
     images: dict[str, tuple] = {}
     for point in points:
-        candidate = lookups.get(lookups.key(source.name, settings, point))
+        candidate = lookups.get(pick_key(source.name, settings, point))
         if candidate is None:  # never looked up: a lookup, and an image of its own
             estimate.lookup_requests += source.lookup_requests
             images[f"?{point.key}"] = (None, point, source.assume_panorama)

@@ -8,8 +8,6 @@ and asks the network only for what is missing. A refused key stops the run at th
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from ...shared.progress import LoggingProgress, Progress, warn
 from .cache_paths import image_folder_name
 from .estimate import FetchEstimate, estimate_fetch
 from .http import Http, image_decodes
+from .lookup_cache import LookupCache, pick_key
 from .sources import imagery_sources
 from .sources.base import (
     Candidate,
@@ -72,6 +71,7 @@ class FetchOutcome:
     creator: str = ""
     licence: str = ""
     duplicate_of: int | None = None
+    reason: str = ""  # why this image: the rule that chose it, among how many
 
 
 def make_source(settings: FetchSettings, http: Http, credentials: Credentials) -> ImagerySource:
@@ -92,11 +92,14 @@ def fetch_imagery(
     proxies: dict | None = None,
     http: Http | None = None,
     on_estimate: Callable[[FetchEstimate], None] | None = None,
+    chosen: dict[int, Candidate | None] | None = None,
 ) -> list[FetchOutcome]:
     """Imagery for every point; no point is dropped (its status says what happened).
 
     Before the first request the run's estimate (requests, bytes, cost) is logged and handed to
-    ``on_estimate``; with ``settings.estimate_only`` that is all the run does."""
+    ``on_estimate``; with ``settings.estimate_only`` that is all the run does. ``chosen`` gives
+    each point's image, picked beforehand (by date, across sources): the source is then asked
+    for those images only, and looks nothing up."""
     progress = progress or LoggingProgress()
     credentials = credentials or Credentials()
     http = http or Http(secrets=[credentials.key, credentials.secret], proxies=proxies)
@@ -110,9 +113,10 @@ def fetch_imagery(
     if not points:
         return []
     try:
-        with _Lookups(root / "lookups.sqlite", settings.estimate_only) as lookups:
+        with LookupCache(root / "lookups.sqlite", settings.estimate_only) as lookups:
+            known = lookups if chosen is None else _ChosenPicks(chosen, source, settings, points)
             estimate = estimate_fetch(
-                points, settings, source, root, lookups, settings.price_per_1000
+                points, settings, source, root, known, settings.price_per_1000
             )
             progress.info(estimate.message())
             if on_estimate is not None:
@@ -121,7 +125,7 @@ def fetch_imagery(
                 for outcome in outcomes.values():
                     outcome.status = f"{STATUS_NOT_TRIED}: estimate only"
                 return [outcomes[p.key] for p in points]
-            _Pipeline(points, settings, source, root, lookups, outcomes, progress).run()
+            _Pipeline(points, settings, source, root, lookups, outcomes, progress, chosen).run()
     finally:
         http.close()
     for outcome in outcomes.values():
@@ -143,9 +147,12 @@ class _Pipeline:
     resumed run plans the same files and finds them in the cache.
     """
 
-    def __init__(self, points, settings, source, root, lookups, outcomes, progress) -> None:
+    def __init__(
+        self, points, settings, source, root, lookups, outcomes, progress, chosen=None
+    ) -> None:
         self.points, self.settings, self.source, self.root = points, settings, source, root
         self.lookups, self.outcomes, self.progress = lookups, outcomes, progress
+        self.chosen = chosen
         self.candidates: list[Candidate | None] = [None] * len(points)
         self.found = [False] * len(points)
         self.prefix = 0  # every point before this one is looked up and assigned
@@ -269,7 +276,14 @@ class _Pipeline:
     def _find(self, index: int) -> None:
         point = self.points[index]
         outcome = self.outcomes[point.key]
-        key = self.lookups.key(self.source.name, self.settings, point)
+        key = pick_key(self.source.name, self.settings, point)
+        if self.chosen is not None:  # picked beforehand: nothing to look up
+            self.candidates[index] = candidate = self.chosen.get(point.key)
+            if candidate is not None:
+                self._describe(point, outcome, candidate)
+            else:
+                outcome.status = STATUS_NONE
+            return
         try:
             # Local photos are indexed afresh each run: a remembered lookup would hide a photo
             # added or mended since, and the reason a point has none.
@@ -293,6 +307,14 @@ class _Pipeline:
             why = self.source.why_none(point)
             outcome.status = f"{STATUS_NONE}: {why}" if why else STATUS_NONE
             return
+        self._describe(point, outcome, candidate)
+        kind = "panorama" if candidate.is_panorama and self.source.prefers_panoramas else "image"
+        outcome.reason = (
+            f"the nearest {kind} of {self.source.title} within {self.settings.radius_m:g} m"
+        )
+
+    @staticmethod
+    def _describe(point: FetchPoint, outcome: FetchOutcome, candidate: Candidate) -> None:
         outcome.source, outcome.image_id = candidate.source, candidate.image_id
         outcome.captured, outcome.is_panorama = candidate.captured, candidate.is_panorama
         outcome.image_heading = candidate.heading
@@ -384,83 +406,13 @@ def describe_failure(exc: BaseException, redact) -> str:
     return f"error: unexpected answer ({type(exc).__name__}: {redact(str(exc))[:200]})"
 
 
-class _Lookups:
-    """Remembers each point's lookup, so a resumed run asks the service only for new points."""
+class _ChosenPicks:
+    """Answers an estimate's lookups with the images picked beforehand (all known, none asked)."""
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
-        if read_only:  # an estimate: reads what is remembered, writes nothing, creates nothing
-            if path.exists():
-                self._db = sqlite3.connect(
-                    f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False
-                )
-            else:  # nothing remembered yet
-                self._db = sqlite3.connect(":memory:", check_same_thread=False)
-                self._db.execute("CREATE TABLE lookups (key TEXT PRIMARY KEY, value TEXT)")
-            self._lock = threading.Lock()
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # Commits without fsync: a lookup lost to a power cut is simply asked again.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS lookups (key TEXT PRIMARY KEY, value TEXT)"
-            )
-        except sqlite3.DatabaseError as exc:
-            raise MusError(
-                f"The lookup cache {path} is damaged ({exc}): delete it and run again (the "
-                "images in the cache are kept; only the lookups are asked again)."
-            ) from None
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> _Lookups:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._db.close()
-
-    @staticmethod
-    def key(source: str, settings: FetchSettings, point: FetchPoint) -> str:
-        window = settings.window
-        return json.dumps(
-            [
-                source,
-                settings.url,
-                settings.location,
-                round(point.lon, 6),
-                round(point.lat, 6),
-                settings.radius_m,
-                str(window.start),
-                str(window.end),
-            ]
-        )
+    def __init__(self, chosen, source, settings, points) -> None:
+        self._picks = {
+            pick_key(source.name, settings, point): chosen.get(point.key) or {} for point in points
+        }
 
     def get(self, key: str):
-        """The remembered candidate, {} for "nothing there", None when never looked up."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM lookups WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            value = json.loads(row[0])
-            if not value:
-                return {}
-            captured = value.pop("captured")
-            return Candidate(**value, captured=date.fromisoformat(captured) if captured else None)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None  # a damaged entry is a lookup never made: it is asked again
-
-    def put(self, key: str, candidate: Candidate | None) -> None:
-        value = (
-            {}
-            if candidate is None
-            else {
-                **candidate.__dict__,
-                "captured": candidate.captured.isoformat() if candidate.captured else None,
-            }
-        )
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO lookups VALUES (?, ?)", (key, json.dumps(value))
-            )
+        return self._picks.get(key)

@@ -9,7 +9,11 @@ from ...shared.schemas.imagery import (
     FetchImageryParams,
     FetchImageryResult,
     ImageryEstimate,
+    SourceAccessChoice,
+    SourceCoverageSummary,
     SourceCredentials,
+    SurveyImageryParams,
+    SurveyImageryResult,
 )
 from ..deps import require
 from ..jobs import job
@@ -22,18 +26,15 @@ def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResul
     from datetime import date
 
     from .fetch import FetchSettings, fetch_imagery
-    from .sources.base import Credentials, DateWindow, FetchPoint, ViewPlan
+    from .sources.base import Credentials, FetchPoint, ViewPlan
 
     with open(params.points, encoding="utf-8") as handle:
         points = [FetchPoint(*row) for row in json.load(handle)]
-    window = params.window or CaptureWindow()
     settings = FetchSettings(
         params.source,
         radius_m=float(params.radius_m),
         plan=ViewPlan(**params.plan.to_dict()),
-        window=DateWindow(
-            *(date.fromisoformat(day) if day else None for day in (window.start, window.end))
-        ),
+        window=_window(params.window),
         concurrency=int(params.concurrency),
         url=params.url,
         location=params.location,
@@ -42,15 +43,29 @@ def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResul
     )
     credentials = Credentials(**(params.credentials or SourceCredentials()).to_dict())
     estimates: list = []
-    outcomes = fetch_imagery(
-        points,
-        settings,
-        params.cache_dir,
-        credentials,
-        progress,
-        params.proxies,
-        on_estimate=estimates.append,
-    )
+    if len(params.sources) > 1 or params.target_date:
+        from .by_date import fetch_by_date
+
+        outcomes = fetch_by_date(
+            points,
+            _accesses(params.sources) or [_accesses([_first_source(params)])[0]],
+            settings,
+            date.fromisoformat(params.target_date) if params.target_date else None,
+            params.cache_dir,
+            progress,
+            params.proxies,
+            on_estimate=estimates.append,
+        )
+    else:
+        outcomes = fetch_imagery(
+            points,
+            settings,
+            params.cache_dir,
+            credentials,
+            progress,
+            params.proxies,
+            on_estimate=estimates.append,
+        )
     rows = []
     for outcome in outcomes:
         row = dict(vars(outcome))
@@ -61,5 +76,101 @@ def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResul
     return FetchImageryResult(
         output=params.output,
         count=len(rows),
-        estimate=ImageryEstimate.from_dict(estimates[0].as_dict()) if estimates else None,
+        estimate=_one_estimate(estimates),
+    )
+
+
+@job("survey_imagery", params=SurveyImageryParams, result=SurveyImageryResult)
+def survey_imagery_job(params: SurveyImageryParams, progress) -> SurveyImageryResult:
+    """List every source's imagery near each point (metadata only); the rows go to a JSON file."""
+    import time
+    from dataclasses import asdict
+
+    from .sources import imagery_sources
+    from .sources.base import FetchPoint
+    from .survey import coverage, gaps, list_candidates, survey_rows
+
+    started = time.perf_counter()
+    with open(params.points, encoding="utf-8") as handle:
+        points = [FetchPoint(*row) for row in json.load(handle)]
+    listings = list_candidates(
+        points,
+        _accesses(params.sources),
+        float(params.radius_m),
+        _window(params.window),
+        params.cache_dir,
+        progress,
+        params.proxies,
+        int(params.concurrency),
+    )
+    rows = survey_rows(points, listings)
+    with open(params.output, "w", encoding="utf-8") as handle:
+        json.dump([asdict(row) for row in rows], handle)
+    requests = {name: cls.lookup_requests for name, cls in imagery_sources().items()}
+    summaries = [
+        SourceCoverageSummary(
+            **{**asdict(c), "per_year": {str(y): n for y, n in c.per_year.items()}}
+        )
+        for c in coverage(rows, requests)
+    ]
+    return SurveyImageryResult(
+        output=params.output,
+        points=len(points),
+        gaps=gaps(points, rows),
+        coverage=summaries,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _window(window: CaptureWindow | None):
+    from datetime import date
+
+    from .sources.base import DateWindow
+
+    window = window or CaptureWindow()
+    return DateWindow(
+        *(date.fromisoformat(day) if day else None for day in (window.start, window.end))
+    )
+
+
+def _accesses(choices: list[SourceAccessChoice]) -> list:
+    from .sources.base import Credentials
+    from .survey import SourceAccess
+
+    return [
+        SourceAccess(
+            choice.name,
+            Credentials(**(choice.credentials or SourceCredentials()).to_dict()),
+            choice.url,
+            choice.location,
+        )
+        for choice in choices
+    ]
+
+
+def _first_source(params: FetchImageryParams) -> SourceAccessChoice:
+    """The one source of a fetch by date that names a single source the old way."""
+    return SourceAccessChoice(
+        params.source, params.url, params.location, params.credentials or SourceCredentials()
+    )
+
+
+def _one_estimate(estimates: list) -> ImageryEstimate | None:
+    """The fetch's estimate; a fetch across sources adds up each source's (its message lists
+    them one by one)."""
+    if not estimates:
+        return None
+    if len(estimates) == 1:
+        return ImageryEstimate.from_dict(estimates[0].as_dict())
+    parts = [estimate.as_dict() for estimate in estimates]
+    summed = {
+        name: sum(part[name] for part in parts)
+        for name in parts[0]
+        if isinstance(parts[0][name], int | float) and name != "price_per_1000"
+    }
+    return ImageryEstimate(
+        **summed,
+        source=", ".join(part["source"] for part in parts),
+        price_per_1000=max(part["price_per_1000"] for part in parts),
+        message=" ".join(part["message"] for part in parts),
     )

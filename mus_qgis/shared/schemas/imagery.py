@@ -39,6 +39,18 @@ class SourceCredentials(Schema):
 
 
 @dataclass(frozen=True)
+class SourceAccessChoice(Schema):
+    """The engine's ``SourceAccess``: a source to ask, its key, its URL, local photos' place."""
+
+    name: str
+    url: str = ""  # empty: the service's own
+    location: str = ""  # local photos: a folder or a CSV
+    credentials: SourceCredentials = field(default_factory=SourceCredentials)
+
+    parts: ClassVar[dict] = {"credentials": SourceCredentials}
+
+
+@dataclass(frozen=True)
 class FetchImageryParams(Schema):
     """Points to find imagery for, the source to ask and what to save of each image."""
 
@@ -57,11 +69,17 @@ class FetchImageryParams(Schema):
     credentials: SourceCredentials = field(default_factory=SourceCredentials)
     # requests' mapping {"http": url, "https": url}; a proxy URL may hold a password.
     proxies: dict | None = field(default=None, repr=False)
+    # Several sources, or a target date: each point's image is picked across the sources, the
+    # nearest in time to the target date, then the nearest (``source``, ``url``, ``location``
+    # and ``credentials`` above are then those of the first).
+    sources: list[SourceAccessChoice] = field(default_factory=list)
+    target_date: str | None = None  # ISO; None: the nearest panorama, then the nearest image
 
     parts: ClassVar[dict] = {
         "plan": ViewPlanChoice,
         "window": CaptureWindow,
         "credentials": SourceCredentials,
+        "sources": SourceAccessChoice,
     }
 
 
@@ -92,3 +110,45 @@ class FetchImageryResult(Schema):
     estimate: ImageryEstimate | None = None  # None: no point to estimate for
 
     parts: ClassVar[dict] = {"estimate": ImageryEstimate}
+
+
+@dataclass(frozen=True)
+class SurveyImageryParams(Schema):
+    """Points to survey, and the sources to ask what imagery they hold near each."""
+
+    points: str  # a JSON file: [[key, lon, lat, bearing or null], ...] in EPSG:4326
+    sources: list[SourceAccessChoice]
+    radius_m: float
+    cache_dir: str
+    output: str  # the JSON file the rows go to, one per point and source
+    window: CaptureWindow = field(default_factory=CaptureWindow)
+    concurrency: int = 8
+    proxies: dict | None = field(default=None, repr=False)
+
+    parts: ClassVar[dict] = {"sources": SourceAccessChoice, "window": CaptureWindow}
+
+
+@dataclass(frozen=True)
+class SourceCoverageSummary(Schema):
+    """The engine's ``SourceCoverage``: one source's coverage of the study."""
+
+    source: str
+    title: str
+    points: int
+    covered: int  # points with at least one image in the window
+    panorama_points: int  # points whose pick is a panorama
+    median_distance_m: float | None
+    per_year: dict  # "year" -> points with at least one image of that year
+    not_asked: int  # points the source could not answer for (no key, stopped, errors)
+    requests: int  # lists asked of the service (cached ones cost none)
+
+
+@dataclass(frozen=True)
+class SurveyImageryResult(Schema):
+    output: str  # the JSON file of rows
+    points: int
+    gaps: list[int]  # keys of the points no source has imagery for
+    coverage: list[SourceCoverageSummary]
+    seconds: float  # how long the survey took
+
+    parts: ClassVar[dict] = {"coverage": SourceCoverageSummary}

@@ -1,4 +1,4 @@
-"""What every imagery source provides: find the nearest image to a point, then download it."""
+"""What every imagery source provides: list the images near a point, pick one, download it."""
 
 from __future__ import annotations
 
@@ -148,8 +148,21 @@ class ImagerySource:
                 "set its environment variable, see the Fetch panoramas help)."
             )
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    # Whether the source's own pick takes a 360° image before a nearer flat one.
+    prefers_panoramas: ClassVar[bool] = False
+
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
+        """Every image the source offers within ``radius_m`` of the point and captured within
+        the window, in the order the service gave them (a survey lists them; a pick by date
+        chooses among them)."""
         raise NotImplementedError
+
+    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+        """The source's own pick: the nearest image (the nearest panorama first, for the sources
+        that prefer panoramas)."""
+        return nearest_candidate(
+            point, self.candidates(point, radius_m, window), self.prefers_panoramas
+        )
 
     # Requests per lookup of a point (a search, a metadata call).
     lookup_requests: ClassVar[int] = 1
@@ -235,6 +248,18 @@ def capture_day(value) -> date | None:
             return date.fromisoformat(str(value)[:10])
         except ValueError:
             return None
+
+
+def nearest_candidate(
+    point: FetchPoint, candidates: list[Candidate], panoramas_first: bool = False
+) -> Candidate | None:
+    """The nearest candidate (panoramas before flat images if asked); the first of equals."""
+
+    def rank(candidate: Candidate) -> tuple[bool, float]:
+        distance = distance_m(point.lon, point.lat, candidate.lon, candidate.lat)
+        return (panoramas_first and not candidate.is_panorama, distance)
+
+    return min(candidates, key=rank, default=None)
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:

@@ -22,7 +22,7 @@ class KartaView(ImagerySource):
     name = "kartaview"
     default_url = "https://api.openstreetcam.org/2.0"
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
         answer = self.http.get_json(
             f"{self.url}/photo/",
             params={
@@ -36,40 +36,38 @@ class KartaView(ImagerySource):
         )
         status = answer.get("status") or {}
         if status.get("apiCode") == NO_RESULTS:
-            return None
+            return []
         if status.get("apiCode") not in (None, 600, "600"):
             raise ServiceError(
                 f"KartaView answered {status.get('apiCode')}: {status.get('apiMessage', '')}"
             )
-        best = None
+        found = []
         for item in (answer.get("result") or {}).get("data") or []:
             lon, lat = float(item["lng"]), float(item["lat"])
-            distance = distance_m(point.lon, point.lat, lon, lat)
             captured = capture_day(item.get("shotDate"))
             if (
-                distance <= radius_m
-                and window.contains(captured)
-                and item.get("fileurlProc")
-                and (best is None or distance < best[0])
+                distance_m(point.lon, point.lat, lon, lat) > radius_m
+                or not window.contains(captured)
+                or not item.get("fileurlProc")
             ):
-                best = (distance, item, lon, lat, captured)
-        if best is None:
-            return None
-        _, item, lon, lat, captured = best
-        heading = item.get("heading")
-        sequence = item.get("sequence") or {}
-        return Candidate(
-            self.name,
-            str(item["id"]),
-            lon,
-            lat,
-            captured,
-            float(heading) if heading not in (None, "") else None,
-            str(item.get("projectionType") or "").upper() == "SPHERE",
-            str(sequence.get("userId") or item.get("userId") or ""),
-            "KartaView terms (CC BY-SA 4.0)",
-            {"url": item["fileurlProc"]},
-        )
+                continue
+            heading = item.get("heading")
+            sequence = item.get("sequence") or {}
+            found.append(
+                Candidate(
+                    self.name,
+                    str(item["id"]),
+                    lon,
+                    lat,
+                    captured,
+                    float(heading) if heading not in (None, "") else None,
+                    str(item.get("projectionType") or "").upper() == "SPHERE",
+                    str(sequence.get("userId") or item.get("userId") or ""),
+                    "KartaView terms (CC BY-SA 4.0)",
+                    {"url": item["fileurlProc"]},
+                )
+            )
+        return found
 
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path

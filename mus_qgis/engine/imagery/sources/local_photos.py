@@ -63,6 +63,7 @@ class _Unusable(Exception):  # noqa: N818 (a verdict carried out of the reader, 
 class LocalPhotos(ImagerySource):
     name = "local"
     remote = False
+    prefers_panoramas = True
     lookup_requests = 0
 
     def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
@@ -103,7 +104,8 @@ class LocalPhotos(ImagerySource):
             + (f". Photos without a GPS position: {PLACE_BY_CSV}." if self._no_gps else ""),
         )
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    def _nearby(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
+        """The photos within the radius and window, panoramas first, then the nearest."""
         nearby = []
         # A coarse degree filter first: the index can hold many thousands of photos.
         dlat = radius_m / 111_000.0 * 1.5
@@ -114,6 +116,20 @@ class LocalPhotos(ImagerySource):
             distance = distance_m(point.lon, point.lat, photo.lon, photo.lat)
             if distance <= radius_m and window.contains(photo.captured):
                 nearby.append(((not photo.is_panorama, distance), photo))
+        return [photo for _, photo in sorted(nearby, key=lambda item: item[0])]
+
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
+        """The photos within the radius and window that decode."""
+        return [
+            photo
+            for photo in self._nearby(point, radius_m, window)
+            if not self._decode_failure(photo.extra["path"])
+        ]
+
+    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+        """The nearest photo that decodes (panoramas first); where none does, the point's status
+        says why (photos unusable, or photos of the folder without a position)."""
+        nearby = self._nearby(point, radius_m, window)
         unusable = Counter(
             photo.reason
             for photo in self.unusable
@@ -122,7 +138,7 @@ class LocalPhotos(ImagerySource):
         )
         # The best photo that decodes: one whose header reads but whose data is cut short is
         # found here, when it would be used, so indexing a large folder decodes nothing.
-        for _, photo in sorted(nearby, key=lambda item: item[0]):
+        for photo in nearby:
             reason = self._decode_failure(photo.extra["path"])
             if not reason:
                 return photo

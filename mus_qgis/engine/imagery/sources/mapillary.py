@@ -30,6 +30,7 @@ class Mapillary(ImagerySource):
     name = "mapillary"
     default_url = "https://graph.mapillary.com"
     assume_panorama = True
+    prefers_panoramas = True
 
     def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
         images, _, size = super().fetch_cost(plan, is_panorama)
@@ -38,7 +39,7 @@ class Mapillary(ImagerySource):
     def _headers(self) -> dict:
         return {"Authorization": f"OAuth {self.credentials.key}"}
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
         box = ",".join(f"{v:.7f}" for v in bbox_around(point.lon, point.lat, radius_m))
         answer = self.http.get_json(
             f"{self.url}/images",
@@ -51,35 +52,33 @@ class Mapillary(ImagerySource):
             error = answer["error"]
             message = error.get("message") if isinstance(error, dict) else error
             raise ServiceError(self.http.redact(f"Mapillary: {message}"))
-        best = None
+        found = []
         for item in answer.get("data") or []:
             coordinates = (item.get("geometry") or {}).get("coordinates") or []
             if len(coordinates) < 2 or "id" not in item:
                 continue  # an item without a place or an id is no candidate
             lon, lat = coordinates[:2]
-            distance = distance_m(point.lon, point.lat, lon, lat)
             captured = capture_day(item.get("captured_at"))
-            if distance > radius_m or not window.contains(captured):
+            if distance_m(point.lon, point.lat, lon, lat) > radius_m or not window.contains(
+                captured
+            ):
                 continue
-            rank = (not item.get("is_pano", False), distance)
-            if best is None or rank < best[0]:
-                best = (rank, item, lon, lat, captured)
-        if best is None:
-            return None
-        _, item, lon, lat, captured = best
-        heading = item.get("computed_compass_angle", item.get("compass_angle"))
-        creator = (item.get("creator") or {}).get("username", "")
-        return Candidate(
-            self.name,
-            str(item["id"]),
-            lon,
-            lat,
-            captured,
-            float(heading) if heading is not None else None,
-            bool(item.get("is_pano")),
-            creator,
-            "CC BY-SA 4.0",
-        )
+            heading = item.get("computed_compass_angle", item.get("compass_angle"))
+            creator = (item.get("creator") or {}).get("username", "")
+            found.append(
+                Candidate(
+                    self.name,
+                    str(item["id"]),
+                    lon,
+                    lat,
+                    captured,
+                    float(heading) if heading is not None else None,
+                    bool(item.get("is_pano")),
+                    creator,
+                    "CC BY-SA 4.0",
+                )
+            )
+        return found
 
     def _fresh_url(self, image_id: str, size: int) -> str:
         field = "thumb_2048_url" if size <= 2048 else "thumb_original_url"

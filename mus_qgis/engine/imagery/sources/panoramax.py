@@ -34,13 +34,14 @@ class Panoramax(ImagerySource):
     name = "panoramax"
     default_url = "https://api.panoramax.xyz/api"
     assume_panorama = True
+    prefers_panoramas = True
 
     def fetch_cost(self, plan: ViewPlan, is_panorama: bool) -> tuple[int, int, int]:
         # A panorama comes whole at full definition (typically 5760 × 2880) to cut views from.
         pixels = 5760 * 2880 if is_panorama else 2048 * 1536
         return 1, 0, int(pixels * JPEG_BYTES_PER_PIXEL)
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
         params = {
             "bbox": ",".join(f"{v:.7f}" for v in bbox_around(point.lon, point.lat, radius_m)),
             "limit": SEARCH_LIMIT,
@@ -52,7 +53,7 @@ class Panoramax(ImagerySource):
         answer = self.http.get_json(f"{self.url}/search", params=params)
         if not isinstance(answer, dict) or not isinstance(answer.get("features"), list):
             raise ServiceError(self.http.redact(f"Panoramax: {_problem(answer)}"))
-        best = None
+        found = []
         for item in answer["features"]:
             if not isinstance(item, dict):
                 continue
@@ -65,26 +66,22 @@ class Panoramax(ImagerySource):
             distance = distance_m(point.lon, point.lat, lon, lat)
             if distance > radius_m or not window.contains(captured):
                 continue
-            rank = (not _is_panorama(properties), distance)
-            if best is None or rank < best[0]:
-                best = (rank, item, lon, lat, captured)
-        if best is None:
-            return None
-        _, item, lon, lat, captured = best
-        properties = item.get("properties") or {}
-        heading = properties.get("view:azimuth")
-        return Candidate(
-            self.name,
-            str(item["id"]),
-            lon,
-            lat,
-            captured,
-            float(heading) if isinstance(heading, int | float) else None,
-            _is_panorama(properties),
-            str(properties.get("geovisio:producer") or _producer(item)),
-            _licence(item, properties),
-            _image_hrefs(item),
-        )
+            heading = properties.get("view:azimuth")
+            found.append(
+                Candidate(
+                    self.name,
+                    str(item["id"]),
+                    lon,
+                    lat,
+                    captured,
+                    float(heading) if isinstance(heading, int | float) else None,
+                    _is_panorama(properties),
+                    str(properties.get("geovisio:producer") or _producer(item)),
+                    _licence(item, properties),
+                    _image_hrefs(item),
+                )
+            )
+        return found
 
     def download(
         self, candidate: Candidate, point: FetchPoint, plan: ViewPlan, folder: Path

@@ -65,7 +65,13 @@ class StreetView(ImagerySource):
             url += "&signature=" + base64.urlsafe_b64encode(digest.digest()).decode()
         return url
 
-    def find(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
+    def candidates(self, point: FetchPoint, radius_m: float, window: DateWindow) -> list[Candidate]:
+        """The one panorama Street View's metadata names for a place (its newest): the official
+        API offers no older capture, so Street View gives a study one moment per place."""
+        found = self._nearest(point, radius_m, window)
+        return [found] if found is not None else []
+
+    def _nearest(self, point: FetchPoint, radius_m: float, window: DateWindow) -> Candidate | None:
         url = self._signed(
             f"{self.url}/metadata",
             {
