@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 
 from qgis.core import (
     NULL,
-    QgsApplication,
-    QgsAuthMethodConfig,
     QgsCategorizedSymbolRenderer,
-    QgsCoordinateReferenceSystem,
-    QgsCoordinateTransform,
     QgsFeature,
     QgsFields,
     QgsMarkerSymbol,
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterAuthConfig,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDateTime,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -32,7 +25,6 @@ from qgis.core import (
 
 from ..bridge.engine import job_file, plugin_cache_dir, run_job
 from ..bridge.qgis_enums import (
-    DATE_ONLY,
     FIELD_NUMERIC,
     FILE_FOLDER,
     NUMBER_DOUBLE,
@@ -42,16 +34,22 @@ from ..bridge.qgis_enums import (
 )
 from ..shared.imagery_sources import imagery_source_infos
 from ..shared.schemas.imagery import (
-    CaptureWindow,
     FetchImageryParams,
     FetchImageryResult,
-    SourceCredentials,
     ViewPlanChoice,
 )
 from .base import MusAlgorithm, qgis_proxies, style_on_load
-from .service_keys import stored_key_id
+from .imagery_access import (
+    accesses_given,
+    add_access_parameters,
+    add_date_parameters,
+    add_radius_parameter,
+    capture_window,
+    chosen_sources,
+    date_value,
+    points_in_wgs84,
+)
 
-WGS84 = QgsCoordinateReferenceSystem("EPSG:4326")
 # (label, views, field of view, whole panorama); Processing stores the index: append only.
 VIEW_CHOICES = (
     ("4 views of 90° from the bearing", 4, 90.0, False),
@@ -60,11 +58,6 @@ VIEW_CHOICES = (
     ("1 view of 90° along the street", 1, 90.0, False),
     ("The whole panorama", 1, 90.0, True),
 )
-# Headless runs without an authentication configuration read these variables instead.
-KEY_VARIABLES = {
-    "streetview": ("MUS_STREETVIEW_KEY", "MUS_STREETVIEW_SECRET"),
-    "mapillary": ("MUS_MAPILLARY_TOKEN", ""),
-}
 OUTPUT_FIELDS = (
     ("source", "string"),
     ("image_id", "string"),
@@ -78,6 +71,7 @@ OUTPUT_FIELDS = (
     ("licence", "string"),
     ("duplicate_of", "int64"),
     ("fetch_status", "string"),
+    ("pick_reason", "string"),
 )
 
 
@@ -103,10 +97,16 @@ class FetchPanoramas(MusAlgorithm):
         "secret as password). Headless (qgis_process), the environment variables "
         "MUS_MAPILLARY_TOKEN, MUS_STREETVIEW_KEY and MUS_STREETVIEW_SECRET serve too. Keys "
         "never appear in logs, fields or projects.\n\n"
+        "Several sources: each point's image is picked across them. With 'Nearest to the "
+        "date', the image captured nearest that date, then the nearest to the point, then the "
+        "first source in the list; without it, the nearest panorama, then the nearest image. "
+        "So a study can hold one moment of the city. Survey imagery (mus:surveyimagery) shows "
+        "first what each source has, and its lists serve this fetch without asking again.\n\n"
         "Output: every input point, with the source, image id, capture date, distance, "
-        "image_paths (as 'CLIP-classify' reads them), headings, attribution and licence, and "
-        "fetch_status: ok, no imagery, not tried or error, each with its reason. Points on the "
-        "same panorama share one download (duplicate_of).\n\n"
+        "image_paths (as 'CLIP-classify' reads them), headings, attribution and licence, "
+        "fetch_status (ok, no imagery, not tried or error, each with its reason) and "
+        "pick_reason (why this image, among how many). Points on the same panorama share one "
+        "download (duplicate_of).\n\n"
         "Before the first request the log says what the run will ask: requests, bytes and, for "
         "Street View, the price (Advanced: price per 1,000 images). 'Estimate only' stops "
         "there.\n\n"
@@ -127,6 +127,7 @@ class FetchPanoramas(MusAlgorithm):
     IMAGE_SIZE = "IMAGE_SIZE"
     DATE_FROM = "DATE_FROM"
     DATE_TO = "DATE_TO"
+    TARGET_DATE = "TARGET_DATE"
     CACHE_FOLDER = "CACHE_FOLDER"
     CONCURRENCY = "CONCURRENCY"
     SERVICE_URL = "SERVICE_URL"
@@ -147,32 +148,17 @@ class FetchPanoramas(MusAlgorithm):
         self.add_parameter(
             QgsProcessingParameterEnum(
                 self.SOURCE,
-                self.tr("Imagery source"),
+                self.tr("Imagery sources"),
                 options=[info.option for info in sources.values()],
+                # Several sources: each point's image is picked across them (by date, with a
+                # target date). A model saved with one source (a number) reads the same.
+                allowMultiple=True,
                 # Panoramax: open imagery that needs no key (Mapillary, the default before,
                 # needs a token that a new user must first make an authentication for).
-                defaultValue=list(sources).index("panoramax"),
+                defaultValue=[list(sources).index("panoramax")],
             )
         )
-        self.add_parameter(
-            QgsProcessingParameterAuthConfig(self.AUTH, self.tr("Key or token"), optional=True)
-        )
-        self.add_parameter(
-            QgsProcessingParameterFile(
-                self.PHOTO_FOLDER,
-                self.tr("Local photos: folder"),
-                behavior=FILE_FOLDER,
-                optional=True,
-            )
-        )
-        self.add_parameter(
-            QgsProcessingParameterFile(
-                self.PHOTO_CSV,
-                self.tr("Local photos: CSV"),
-                optional=True,
-                fileFilter="CSV (*.csv)",
-            )
-        )
+        add_access_parameters(self)
         self.add_parameter(
             QgsProcessingParameterField(
                 self.BEARING_FIELD,
@@ -183,17 +169,7 @@ class FetchPanoramas(MusAlgorithm):
                 optional=True,
             )
         )
-        self.add_parameter(
-            QgsProcessingParameterNumber(
-                self.RADIUS,
-                self.tr("Search radius (metres)"),
-                NUMBER_DOUBLE,
-                defaultValue=25.0,
-                minValue=1.0,
-                maxValue=1000.0,
-            ),
-            decimals=0,
-        )
+        add_radius_parameter(self)
         self.add_parameter(
             QgsProcessingParameterEnum(
                 self.VIEWS, self.tr("Views"), options=[c[0] for c in VIEW_CHOICES], defaultValue=0
@@ -209,13 +185,7 @@ class FetchPanoramas(MusAlgorithm):
                 maxValue=2048,
             )
         )
-        for name, label in (
-            (self.DATE_FROM, "Captured from"),
-            (self.DATE_TO, "Captured until"),
-        ):
-            self.add_parameter(
-                QgsProcessingParameterDateTime(name, self.tr(label), type=DATE_ONLY, optional=True)
-            )
+        add_date_parameters(self, (self.TARGET_DATE, "Nearest to the date"))
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.CACHE_FOLDER,
@@ -270,7 +240,7 @@ class FetchPanoramas(MusAlgorithm):
         """Look up and download the imagery, then write every point with what was found."""
         self.require_engine()
         source = self.required_source(parameters, self.INPUT, context)
-        name = list(imagery_source_infos())[self.parameterAsEnum(parameters, self.SOURCE, context)]
+        names = chosen_sources(self, parameters, self.SOURCE, context)
         _, count, fov, whole = VIEW_CHOICES[self.parameterAsEnum(parameters, self.VIEWS, context)]
         plan = ViewPlanChoice(
             count=count,
@@ -279,17 +249,12 @@ class FetchPanoramas(MusAlgorithm):
             size=self.parameterAsInt(parameters, self.IMAGE_SIZE, context),
             whole_panorama=whole,
         )
-        window = CaptureWindow(
-            start=self._date(parameters, self.DATE_FROM, context),
-            end=self._date(parameters, self.DATE_TO, context),
+        window = capture_window(self, parameters, context)
+        target = date_value(self, parameters, self.TARGET_DATE, context)
+        accesses, location = accesses_given(
+            self, names, parameters, context, feedback, self.SERVICE_URL
         )
-        if window.start and window.end and window.start > window.end:
-            raise QgsProcessingException(
-                f"'Captured from' ({window.start}) is after 'Captured until' "
-                f"({window.end}): no image could match; swap or correct the dates."
-            )
-        location = self._photo_location(name, parameters, context)
-        points, features = self._points(source, parameters, context)
+        points, features = points_in_wgs84(self, source, parameters, self.BEARING_FIELD, context)
         if not features:
             raise QgsProcessingException("The input layer has no points.")
         cache = self.parameterAsFile(parameters, self.CACHE_FOLDER, context) or str(
@@ -303,20 +268,22 @@ class FetchPanoramas(MusAlgorithm):
             "fetch_imagery",
             FetchImageryParams(
                 points=points_file,
-                source=name,
+                source=accesses[0].name,
                 radius_m=self.parameterAsDouble(parameters, self.RADIUS, context),
                 plan=plan,
                 window=window,
                 concurrency=self.parameterAsInt(parameters, self.CONCURRENCY, context),
-                url=self.parameterAsString(parameters, self.SERVICE_URL, context).strip(),
+                url=accesses[0].url,
                 location=location,
                 cache_dir=cache,
                 # Secrets travel through the pipe only, never through a file.
-                credentials=self._credentials(name, parameters, context, feedback),
+                credentials=accesses[0].credentials,
                 proxies=qgis_proxies(),
                 output=output,
                 estimate_only=estimate_only,
                 price_per_1000=self.parameterAsDouble(parameters, self.PRICE_PER_1000, context),
+                sources=accesses if len(accesses) > 1 else [],
+                target_date=target,
             ),
             feedback,
             FetchImageryResult,
@@ -337,96 +304,6 @@ class FetchPanoramas(MusAlgorithm):
             "ESTIMATED_MEGABYTES": round(estimate.bytes_expected / 1e6, 1) if estimate else 0.0,
             "ESTIMATED_COST_USD": estimate.cost if estimate else 0.0,
         }
-
-    def _date(self, parameters, name, context):
-        value = self.parameterAsDateTime(parameters, name, context)
-        return value.date().toString("yyyy-MM-dd") if value.isValid() else None
-
-    def _photo_location(self, name, parameters, context) -> str:
-        folder = self.parameterAsFile(parameters, self.PHOTO_FOLDER, context)
-        listing = self.parameterAsFile(parameters, self.PHOTO_CSV, context)
-        if name == "local" and not (folder or listing):
-            raise QgsProcessingException(
-                "Local photos need a folder of geotagged images or a CSV of lon, lat, path."
-            )
-        location = listing or folder
-        if name == "local" and not os.path.exists(location):
-            raise QgsProcessingException(
-                f"The local photos location {location} does not exist: choose the folder of "
-                "your geotagged photos or a CSV of lon, lat, path."
-            )
-        return location
-
-    def _credentials(self, name, parameters, context, feedback) -> SourceCredentials:
-        """The key and secret: from the authentication configuration chosen, else from the
-        environment (headless), else the one stored from Service keys…."""
-        # The id as given: QGIS answers an empty string for an id it does not know, which would
-        # read as "no configuration" and end in "needs a key".
-        auth_id = str(parameters.get(self.AUTH) or "").strip() or self.parameterAsString(
-            parameters, self.AUTH, context
-        )
-        key_variable, secret_variable = KEY_VARIABLES.get(name, ("", ""))
-        if not auth_id and not (key_variable and os.environ.get(key_variable)):
-            # None chosen and none in the environment: the key stored from Service keys…, if any.
-            auth_id = stored_key_id(name)
-            if auth_id:
-                feedback.pushInfo(f"Using the {name} key stored in Service keys.")
-        if auth_id:
-            manager = QgsApplication.authManager()
-            key_variable = KEY_VARIABLES.get(name, ("", ""))[0]
-            headless = (
-                f", or, headless, leave it empty and set {key_variable}" if key_variable else ""
-            )
-            if manager.isDisabled():
-                raise QgsProcessingException(
-                    f"The authentication configuration {auth_id} cannot be read: QGIS's "
-                    f"authentication system is disabled ({manager.disabledMessage()}){headless}."
-                )
-            if auth_id not in manager.configIds():
-                raise QgsProcessingException(
-                    f"There is no authentication configuration {auth_id} in this QGIS profile: "
-                    f"choose one under Settings ▸ Options ▸ Authentication{headless}."
-                )
-            config = QgsAuthMethodConfig()
-            if not manager.loadAuthenticationConfig(auth_id, config, True):
-                raise QgsProcessingException(
-                    f"The authentication configuration {auth_id} cannot be read (is the master "
-                    f"password set?){headless}."
-                )
-            key = config.config("username") or config.config("token") or ""
-            if not key.strip():
-                raise QgsProcessingException(
-                    f"The authentication configuration {auth_id} gives no key or token (is the "
-                    f"master password set? Is the key in its user name field?){headless}."
-                )
-            return SourceCredentials(
-                key=key.strip(), secret=(config.config("password") or "").strip()
-            )
-        # A line break a value set from a file may end in is trimmed by the engine's Credentials.
-        return SourceCredentials(
-            key=os.environ.get(key_variable, "") if key_variable else "",
-            secret=os.environ.get(secret_variable, "") if secret_variable else "",
-        )
-
-    def _points(self, source, parameters, context):
-        bearing_index = self.field_index(
-            source, parameters, self.BEARING_FIELD, context, what="street bearing"
-        )
-        transform = QgsCoordinateTransform(source.sourceCrs(), WGS84, context.transformContext())
-        points, features = [], []
-        for feature in source.getFeatures():
-            features.append(feature)
-            geometry = feature.geometry()
-            if geometry.isNull() or geometry.isEmpty():
-                continue  # kept in the output with its own status
-            point = transform.transform(geometry.centroid().asPoint())
-            bearing = feature.attributes()[bearing_index] if bearing_index >= 0 else None
-            try:
-                bearing = float(bearing) if bearing is not None else None
-            except (TypeError, ValueError):
-                bearing = None
-            points.append([feature.id(), point.x(), point.y(), bearing])
-        return points, features
 
     def _write(self, source, features, by_key, parameters, context) -> str:
         ours = {name for name, _ in OUTPUT_FIELDS}
@@ -464,7 +341,7 @@ class FetchPanoramas(MusAlgorithm):
         for feature in features:
             outcome = by_key.get(feature.id())
             if outcome is None:
-                values = [None] * (len(OUTPUT_FIELDS) - 1) + ["no geometry"]
+                values = [None] * (len(OUTPUT_FIELDS) - 2) + ["no geometry", None]
             else:
                 values = [
                     outcome["source"] or None,
@@ -481,6 +358,7 @@ class FetchPanoramas(MusAlgorithm):
                     if outcome["duplicate_of"] is None
                     else point_name.get(outcome["duplicate_of"]),
                     outcome["status"],
+                    outcome.get("reason") or None,
                 ]
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())

@@ -30,6 +30,7 @@ from .rank_labels import RankLabels
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 from .setup_engine import SetupEngine
+from .survey_imagery import SurveyImagery
 from .train_probe import TrainProbe
 
 
@@ -119,6 +120,7 @@ class MusProvider(QgsProcessingProvider):
             EngineStatus(),
             DownloadWeights(),
             SampleStreetCentroids(),
+            SurveyImagery(),
             FetchPanoramas(),
             ClassifyClip(),
             ResampleToGrid(),

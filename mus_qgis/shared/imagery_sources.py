@@ -21,6 +21,7 @@ class SourceInfo:
     needs_key: bool = False
     price_per_1000: float | None = None  # USD per 1,000 image requests; None: free
     order: int = 0  # 1 for the first in the list
+    colour: str = "#808080"  # the source on survey maps
 
     @property
     def option(self) -> str:
@@ -40,6 +41,44 @@ def imagery_source_infos() -> dict:
             bool(entry.get("needs_key")),
             entry.get("price_per_1000"),
             index + 1,
+            entry.get("colour", "#808080"),
         )
         for index, entry in enumerate(entries)
     }
+
+
+def service_urls(text: str, names: list[str]) -> dict:
+    """Each chosen source's service address from the 'Service URL' text: one address for a
+    single source, or ``name=address`` pairs (separated by spaces, commas or semicolons) for
+    several; a source not named asks its own service."""
+    import re
+
+    text = text.strip()
+    tokens = [token for token in re.split(r"[\s,;]+", text) if token]
+    urls: dict = {}
+    bare = []
+    for token in tokens:
+        name, sep, address = token.partition("=")
+        if sep and name in imagery_source_infos() and "://" not in name:
+            urls[name] = address
+        else:
+            bare.append(token)
+    if bare and (urls or len(names) > 1):
+        from .errors import MusError
+
+        raise MusError(
+            f"The service URL {bare[0]!r} names no source, and {len(names)} sources are asked: "
+            "give each its address as name=URL (e.g. 'mapillary=https://… "
+            "panoramax=https://…'), or leave it empty for each service's own."
+        )
+    if bare:  # the one source's address, as given (the engine says if it is none)
+        urls[names[0]] = text
+    unknown = sorted(set(urls) - set(names))
+    if unknown:
+        from .errors import MusError
+
+        raise MusError(
+            f"The service URL names {', '.join(unknown)}, which is not among the sources "
+            f"chosen ({', '.join(names)}): choose it too, or leave its address out."
+        )
+    return urls

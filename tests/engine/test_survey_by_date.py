@@ -24,75 +24,18 @@ from mus_qgis.engine.imagery.survey import (
     survey_rows,
 )
 from tests.engine.helpers import http_for
-from tests.fakes.imagery_services import GOOD_TOKEN, FakeImage, FakeImageryServices
-
-LON0, LAT0 = 11.88, 43.466
-RADIUS = 25.0
-
-
-def _offset(lon: float, lat: float, east_m: float, north_m: float) -> tuple[float, float]:
-    return (
-        lon + east_m / (111_320.0 * math.cos(math.radians(lat))),
-        lat + north_m / 111_320.0,
-    )
-
-
-def study_world() -> tuple[list[FetchPoint], list[FakeImage]]:
-    """Six points 60 m apart and one far from all imagery. Every point has Mapillary images
-    from 2016 (flat, 4 m away) and 2022 (360°, 8 m away); the even points a Panoramax panorama
-    from 2019 (6 m); points 0 and 1 a Street View panorama from 2021 (3 m); no KartaView."""
-    points, images = [], []
-    for i in range(6):
-        lon, lat = _offset(LON0, LAT0, 60.0 * i, 0.0)
-        points.append(FetchPoint(i, lon, lat, 90.0))
-        # (service, id, metres east and north of the point, capture date, 360°)
-        here = [
-            ("mapillary", f"mly-{i}-2016", 4.0, 0.0, "2016-04-10", False),
-            ("mapillary", f"mly-{i}-2022", -8.0, 0.0, "2022-09-01", True),
-        ]
-        if i % 2 == 0:
-            here.append(("panoramax", f"pnx-{i}-2019", 6.0, 0.0, "2019-06-20", True))
-        if i < 2:
-            here.append(("streetview", f"sv-{i}", 0.0, 3.0, "2021-03-01", True))
-        for service, image_id, east, north, captured, pano in here:
-            images.append(
-                FakeImage(
-                    image_id,
-                    *_offset(lon, lat, east, north),
-                    captured=captured,
-                    is_pano=pano,
-                    creator=f"{service}_mapper_{i}",
-                    services=(service,),
-                )
-            )
-    points.append(FetchPoint(900, *_offset(LON0, LAT0, 0.0, 3000.0), None))
-    return points, images
-
-
-def accesses(fake, *names) -> list[SourceAccess]:
-    from tests.fakes.imagery_services import GOOD_KEY
-
-    made = {
-        "streetview": SourceAccess("streetview", Credentials(GOOD_KEY), fake.streetview_url),
-        "mapillary": SourceAccess("mapillary", Credentials(GOOD_TOKEN), fake.mapillary_url),
-        "kartaview": SourceAccess("kartaview", url=fake.kartaview_url),
-        "panoramax": SourceAccess("panoramax", url=fake.panoramax_url),
-    }
-    return [made[name] for name in names]
-
-
-def served_within(images, service, point, radius=RADIUS):
-    """What the fake serves a point, worked out here from the images themselves."""
-    out = []
-    for image in images:
-        dy = (image.lat - point.lat) * 111_320.0
-        dx = (image.lon - point.lon) * 111_320.0 * math.cos(math.radians(point.lat))
-        if service in image.services and math.hypot(dx, dy) <= radius:
-            out.append(image)
-    return out
-
-
-ALL = ("streetview", "mapillary", "kartaview", "panoramax")
+from tests.fakes.imagery_services import FakeImage, FakeImageryServices
+from tests.fakes.imagery_study import (
+    ALL,
+    LAT0,
+    LON0,
+    RADIUS,
+    accesses,
+    expected_pick,
+    offset,
+    served_within,
+    study_world,
+)
 
 
 def test_the_survey_counts_what_each_fake_service_serves(tmp_path):
@@ -194,24 +137,6 @@ def test_a_failing_service_is_no_longer_asked_and_the_rest_is_not_tried(tmp_path
     assert sum(1 for p in points if again["panoramax"][p.key].candidates) == 3
 
 
-def _expected_pick(point, images, services, target, window=None):
-    """The rule, worked out here from the fake's images: nearest in time, then in distance."""
-    best = None
-    for rank, service in enumerate(services):
-        for image in served_within(images, service, point):
-            captured = date.fromisoformat(image.captured)
-            if service == "streetview":
-                captured = captured.replace(day=1)
-            if window is not None and not window.contains(captured):
-                continue
-            dy = (image.lat - point.lat) * 111_320.0
-            dx = (image.lon - point.lon) * 111_320.0 * math.cos(math.radians(point.lat))
-            key = (abs((captured - target).days), math.hypot(dx, dy), rank)
-            if best is None or key < best[0]:
-                best = (key, image)
-    return best[1] if best else None
-
-
 @pytest.mark.parametrize("target", [date(2016, 1, 1), date(2019, 6, 1), date(2021, 6, 1)])
 def test_the_fetch_by_date_takes_each_point_the_image_nearest_in_time(tmp_path, target):
     points, images = study_world()
@@ -222,7 +147,7 @@ def test_the_fetch_by_date_takes_each_point_the_image_nearest_in_time(tmp_path, 
         )
     assert [o.key for o in outcomes] == [p.key for p in points]
     for point, outcome in zip(points, outcomes):
-        expected = _expected_pick(point, images, services, target)
+        expected = expected_pick(point, images, services, target)
         if expected is None:
             assert outcome.status == "no imagery" and outcome.image_id == ""
             assert "no imagery within 25 m" in outcome.reason
@@ -237,8 +162,8 @@ def test_the_fetch_by_date_takes_each_point_the_image_nearest_in_time(tmp_path, 
 def test_a_tie_in_time_goes_to_the_nearer_image_and_the_reason_says_so(tmp_path):
     point = FetchPoint(1, LON0, LAT0, 0.0)
     images = [
-        FakeImage("far", *_offset(LON0, LAT0, 12.0, 0.0), "2020-05-01", services=("mapillary",)),
-        FakeImage("near", *_offset(LON0, LAT0, 0.0, 5.0), "2020-05-01", services=("panoramax",)),
+        FakeImage("far", *offset(LON0, LAT0, 12.0, 0.0), "2020-05-01", services=("mapillary",)),
+        FakeImage("near", *offset(LON0, LAT0, 0.0, 5.0), "2020-05-01", services=("panoramax",)),
     ]
     with FakeImageryServices(images) as fake:
         (outcome,) = fetch_by_date(
@@ -276,7 +201,7 @@ def _candidate(i, days_after, east_m, pano=False, source="mapillary"):
     captured = (
         None if days_after is None else date.fromordinal(date(2020, 1, 1).toordinal() + days_after)
     )
-    lon, lat = _offset(LON0, LAT0, east_m, 0.0)
+    lon, lat = offset(LON0, LAT0, east_m, 0.0)
     return Candidate(source, f"c{i}", lon, lat, captured, None, pano)
 
 
@@ -327,3 +252,24 @@ def test_the_pick_is_never_beaten_by_another_candidate(found, target_days):
             assert not (other.is_panorama and not pick.is_panorama)
             if other.is_panorama == pick.is_panorama:
                 assert metres(other) >= metres(pick) - 1e-6
+
+
+def test_service_urls_name_each_source_or_serve_the_one_source():
+    from mus_qgis.shared.errors import MusError
+    from mus_qgis.shared.imagery_sources import service_urls
+
+    assert service_urls("", ["mapillary", "panoramax"]) == {}
+    assert service_urls(" https://a.example/api ", ["panoramax"]) == {
+        "panoramax": "https://a.example/api"
+    }
+    # A query string's own '=' is no source's name.
+    assert service_urls("https://a.example/?x=1", ["panoramax"]) == {
+        "panoramax": "https://a.example/?x=1"
+    }
+    assert service_urls(
+        "mapillary=http://h/mly; panoramax=http://h/pnx/api?x=1", ["mapillary", "panoramax"]
+    ) == {"mapillary": "http://h/mly", "panoramax": "http://h/pnx/api?x=1"}
+    with pytest.raises(MusError, match="give each its address as name=URL"):
+        service_urls("http://h/mly", ["mapillary", "panoramax"])
+    with pytest.raises(MusError, match="names kartaview, which is not among the sources"):
+        service_urls("kartaview=http://h/kv", ["mapillary"])

@@ -73,6 +73,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         "resampletogrid",
         "samplestreetcentroids",
         "setupengine",
+        "surveyimagery",
         "trainprobe",
     ]
     assert f"ALGS {[f'mus:{name}' for name in algorithms]}" in out

@@ -107,18 +107,27 @@ def survey_imagery_job(params: SurveyImageryParams, progress) -> SurveyImageryRe
     with open(params.output, "w", encoding="utf-8") as handle:
         json.dump([asdict(row) for row in rows], handle)
     requests = {name: cls.lookup_requests for name, cls in imagery_sources().items()}
+    covered = coverage(rows, requests)
     summaries = [
         SourceCoverageSummary(
             **{**asdict(c), "per_year": {str(y): n for y, n in c.per_year.items()}}
         )
-        for c in coverage(rows, requests)
+        for c in covered
     ]
+    gap_keys = gaps(points, rows)
+    seconds = round(time.perf_counter() - started, 2)
+    if params.report:
+        from .survey_report import write_survey_report
+
+        write_survey_report(
+            params.report, points, rows, covered, gap_keys, float(params.radius_m), seconds
+        )
     return SurveyImageryResult(
         output=params.output,
         points=len(points),
-        gaps=gaps(points, rows),
+        gaps=gap_keys,
         coverage=summaries,
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=seconds,
     )
 
 

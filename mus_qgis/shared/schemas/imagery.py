@@ -124,6 +124,7 @@ class SurveyImageryParams(Schema):
     window: CaptureWindow = field(default_factory=CaptureWindow)
     concurrency: int = 8
     proxies: dict | None = field(default=None, repr=False)
+    report: str = ""  # an HTML file for the report; empty: none
 
     parts: ClassVar[dict] = {"sources": SourceAccessChoice, "window": CaptureWindow}
 
