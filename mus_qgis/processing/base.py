@@ -481,6 +481,20 @@ def project_in_place(geometry, transform, what: str) -> None:
         )
 
 
+def attribute_text(value) -> str:
+    """An attribute as text; "" for NULL (QGIS's NULL reads as the text "NULL")."""
+    return "" if value is None or str(value) in ("", "NULL") else str(value)
+
+
+def attribute_number(value):
+    """An attribute as a number; None for NULL, text that is no number, and NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
 def find_field(fields, candidates) -> int:
     """Index of the first of ``candidates`` among ``fields``, compared case-blind; -1 if none."""
     by_lower_name = {field.name().lower(): i for i, field in enumerate(fields)}

@@ -32,7 +32,9 @@ from ..bridge.qgis_enums import (
     VECTOR_POINT,
     make_field,
 )
+from ..shared.errors import MusError
 from ..shared.imagery_sources import imagery_source_infos
+from ..shared.moments import parse_moments
 from ..shared.schemas.imagery import (
     FetchImageryParams,
     FetchImageryResult,
@@ -107,6 +109,10 @@ class FetchPanoramas(MusAlgorithm):
         "fetch_status (ok, no imagery, not tried or error, each with its reason) and "
         "pick_reason (why this image, among how many). Points on the same panorama share one "
         "download (duplicate_of).\n\n"
+        "Moments: 'every year' takes, for each year a point has imagery of, the image captured "
+        "nearest the middle of that year; dates or years (e.g. '2016 2022') take the image "
+        "nearest each. The output then has a row per point and moment, with its moment: "
+        "CLIP-classify it, and Label change maps where the label changed between two.\n\n"
         "Before the first request the log says what the run will ask: requests, bytes and, for "
         "Street View, the price (Advanced: price per 1,000 images). 'Estimate only' stops "
         "there.\n\n"
@@ -128,6 +134,7 @@ class FetchPanoramas(MusAlgorithm):
     DATE_FROM = "DATE_FROM"
     DATE_TO = "DATE_TO"
     TARGET_DATE = "TARGET_DATE"
+    MOMENTS = "MOMENTS"
     CACHE_FOLDER = "CACHE_FOLDER"
     CONCURRENCY = "CONCURRENCY"
     SERVICE_URL = "SERVICE_URL"
@@ -186,6 +193,9 @@ class FetchPanoramas(MusAlgorithm):
             )
         )
         add_date_parameters(self, (self.TARGET_DATE, "Nearest to the date"))
+        self.add_parameter(
+            QgsProcessingParameterString(self.MOMENTS, self.tr("Moments"), optional=True)
+        )
         self.add_parameter(
             QgsProcessingParameterFile(
                 self.CACHE_FOLDER,
@@ -251,6 +261,10 @@ class FetchPanoramas(MusAlgorithm):
         )
         window = capture_window(self, parameters, context)
         target = date_value(self, parameters, self.TARGET_DATE, context)
+        try:
+            moments = parse_moments(self.parameterAsString(parameters, self.MOMENTS, context))
+        except MusError as exc:
+            raise QgsProcessingException(str(exc)) from None
         accesses, location = accesses_given(
             self, names, parameters, context, feedback, self.SERVICE_URL
         )
@@ -284,29 +298,35 @@ class FetchPanoramas(MusAlgorithm):
                 price_per_1000=self.parameterAsDouble(parameters, self.PRICE_PER_1000, context),
                 sources=accesses if len(accesses) > 1 else [],
                 target_date=target,
+                moments=moments,
             ),
             feedback,
             FetchImageryResult,
         )
         with open(output, encoding="utf-8") as handle:
             outcomes = json.load(handle)
-        by_key = {outcome["key"]: outcome for outcome in outcomes}
-        dest_id = self._write(source, features, by_key, parameters, context)
+        by_key: dict = {}
+        for outcome in outcomes:  # with moments, a point has a row per moment
+            by_key.setdefault(outcome["key"], []).append(outcome)
+        dest_id = self._write(source, features, by_key, bool(moments), parameters, context)
         style_on_load(context, dest_id, style_fetch_layer)
-        found = [o for o in outcomes if o["status"] == "ok"]
+        # Points, not rows: with moments a point has a row per moment.
+        found = {o["key"] for o in outcomes if o["status"] == "ok"}
+        shared = {o["key"] for o in outcomes if o["duplicate_of"] not in (None, o["key"])}
         estimate = result.estimate
         return {
             self.OUTPUT: dest_id,
             "WITH_IMAGERY": len(found),
             "WITHOUT_IMAGERY": len(features) - len(found),
-            "SHARED": sum(1 for o in outcomes if o["duplicate_of"] is not None),
+            "SHARED": len(shared),
             "ESTIMATED_REQUESTS": estimate.requests if estimate else 0,
             "ESTIMATED_MEGABYTES": round(estimate.bytes_expected / 1e6, 1) if estimate else 0.0,
             "ESTIMATED_COST_USD": estimate.cost if estimate else 0.0,
         }
 
-    def _write(self, source, features, by_key, parameters, context) -> str:
-        ours = {name for name, _ in OUTPUT_FIELDS}
+    def _write(self, source, features, by_key, with_moments, parameters, context) -> str:
+        written = OUTPUT_FIELDS + ((("moment", "string"),) if with_moments else ())
+        ours = {name for name, _ in written}
         kept = [i for i, f in enumerate(source.fields()) if f.name() not in ours]
         fields = QgsFields()
         for index in kept:
@@ -327,7 +347,7 @@ class FetchPanoramas(MusAlgorithm):
                 key: None if value is None or value == NULL else str(value)
                 for key, value in point_name.items()
             }
-        for name, kind in OUTPUT_FIELDS:
+        for name, kind in written:
             if name == "duplicate_of" and not id_is_whole_number:
                 kind = "string"
             fields.append(make_field(name, kind))
@@ -338,8 +358,8 @@ class FetchPanoramas(MusAlgorithm):
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         from ..shared.image_paths import PATH_SEPARATOR
 
-        for feature in features:
-            outcome = by_key.get(feature.id())
+        rows = [(f, outcome) for f in features for outcome in by_key.get(f.id()) or [None]]
+        for feature, outcome in rows:
             if outcome is None:
                 values = [None] * (len(OUTPUT_FIELDS) - 2) + ["no geometry", None]
             else:
@@ -360,6 +380,8 @@ class FetchPanoramas(MusAlgorithm):
                     outcome["status"],
                     outcome.get("reason") or None,
                 ]
+            if with_moments:
+                values.append((outcome or {}).get("moment") or None)
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             attributes = feature.attributes()

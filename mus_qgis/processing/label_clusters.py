@@ -36,6 +36,8 @@ from ..shared.reports import report_start
 from ..shared.schemas.readings import ClustersParams, ClustersResult
 from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, first_layer_with, metric_crs, style_on_load
+from .base import attribute_number as _number
+from .base import attribute_text as _text
 from .report_layers import layer_title, where_words
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
@@ -413,18 +415,6 @@ def fields_keeping(source_fields, ours) -> tuple[QgsFields, list[int]]:
     for name, kind in ours:
         fields.append(make_field(name, kind))
     return fields, kept
-
-
-def _text(value) -> str:
-    return "" if value is None or str(value) in ("", "NULL") else str(value)
-
-
-def _number(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if number != number else number
 
 
 def label_colours(names) -> list[str]:

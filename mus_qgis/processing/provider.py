@@ -23,6 +23,7 @@ from .engine_status import EngineStatus
 from .export_figures import ExportFigures
 from .fetch_panoramas import FetchPanoramas
 from .label_boundaries import LabelBoundaries
+from .label_change import LabelChange
 from .label_clusters import LabelClusters
 from .label_periods import LabelPeriods
 from .mainstream_image import MainstreamImage
@@ -130,6 +131,7 @@ class MusProvider(QgsProcessingProvider):
             LabelClusters(),
             LabelBoundaries(),
             LabelPeriods(),
+            LabelChange(),
             TrainProbe(),
             DreamStreets(),
             MainstreamImage(),

@@ -273,3 +273,83 @@ def test_service_urls_name_each_source_or_serve_the_one_source():
         service_urls("http://h/mly", ["mapillary", "panoramax"])
     with pytest.raises(MusError, match="names kartaview, which is not among the sources"):
         service_urls("kartaview=http://h/kv", ["mapillary"])
+
+
+def test_every_year_takes_each_point_one_image_per_year_it_has(tmp_path):
+    from mus_qgis.engine.imagery.by_date import fetch_moments
+
+    points, images = study_world()
+    services = ("mapillary", "panoramax")
+    with FakeImageryServices(images) as fake:
+        rows = fetch_moments(
+            points,
+            accesses(fake, *services),
+            FetchSettings("", concurrency=4),
+            ["every year"],
+            tmp_path,
+        )
+    seen = {(row.outcome.key, row.moment): row.outcome for row in rows}
+    for point in points:
+        served = [i for s in services for i in served_within(images, s, point)]
+        years = sorted({image.captured[:4] for image in served})
+        assert sorted(m for k, m in seen if k == point.key) == (years or [""])
+        for year in years:
+            outcome = seen[(point.key, year)]
+            (expected,) = [i for i in served if i.captured.startswith(year)]
+            assert outcome.image_id == expected.image_id and outcome.status == "ok"
+            assert outcome.captured.year == int(year)
+            assert outcome.paths and all(Path(p).exists() for p in outcome.paths)
+    assert seen[(900, "")].status == "no imagery"
+
+
+def test_moments_as_dates_take_the_image_nearest_each(tmp_path):
+    from mus_qgis.engine.imagery.by_date import fetch_moments
+
+    points, images = study_world()
+    moments = ["2015-01-01", "2023-01-01"]
+    with FakeImageryServices(images) as fake:
+        rows = fetch_moments(
+            points[:2],
+            accesses(fake, "mapillary"),
+            FetchSettings("", concurrency=2),
+            moments,
+            tmp_path,
+        )
+    assert [(row.outcome.key, row.moment) for row in rows] == [
+        (0, moments[0]),
+        (0, moments[1]),
+        (1, moments[0]),
+        (1, moments[1]),
+    ]
+    assert [row.outcome.image_id for row in rows] == [
+        "mly-0-2016",
+        "mly-0-2022",
+        "mly-1-2016",
+        "mly-1-2022",
+    ]
+
+
+def test_one_image_nearest_two_dates_is_downloaded_once_for_the_point(tmp_path):
+    from mus_qgis.engine.imagery.by_date import fetch_moments
+
+    point = FetchPoint(5, LON0, LAT0, 90.0)
+    images = [
+        FakeImage(
+            "only",
+            *offset(LON0, LAT0, 3.0, 0.0),
+            "2019-05-01",
+            is_pano=False,
+            services=("mapillary",),
+        )
+    ]
+    with FakeImageryServices(images) as fake:
+        rows = fetch_moments(
+            [point],
+            accesses(fake, "mapillary"),
+            FetchSettings("", concurrency=2),
+            ["2016-01-01", "2022-01-01"],
+            tmp_path,
+        )
+        assert sum(fake.downloads.values()) == 1
+    assert [row.outcome.image_id for row in rows] == ["only", "only"]
+    assert rows[1].outcome.duplicate_of == 5 and rows[1].outcome.paths == rows[0].outcome.paths

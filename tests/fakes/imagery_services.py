@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,6 +35,7 @@ class FakeImage:
     creator: str = "street_mapper"
     # The services that serve this image (a study area is covered unevenly by each).
     services: tuple = ("streetview", "mapillary", "kartaview", "panoramax")
+    photo: str = ""  # a file whose bytes the services serve as this image; "": a stock picture
 
 
 def grid_images(count: int, lon0: float = 12.49, lat0: float = 41.89, step_m: float = 40.0):
@@ -113,6 +115,12 @@ class FakeImageryServices:
 
     def count(self, prefix: str) -> int:
         return sum(1 for path, _, _ in self.requests if path.startswith(prefix))
+
+    def image_bytes(self, image: FakeImage) -> bytes:
+        """What the services send as the image: its own photo, else a stock one of its kind."""
+        if image.photo:
+            return Path(image.photo).read_bytes()
+        return self.pano_bytes if image.is_pano else self.photo_bytes
 
     def served_by(self, service: str) -> list[FakeImage]:
         return [image for image in self.images.values() if service in image.services]
@@ -352,7 +360,7 @@ class FakeImageryServices:
             with self.lock:
                 self.downloads[(image_id, None)] += 1
             image = self.images[image_id]
-            return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
+            return 200, "image/jpeg", self.image_bytes(image)
         if route == "kv-search":
             found = self.within(
                 "kartaview",
@@ -396,11 +404,12 @@ class FakeImageryServices:
             with self.lock:
                 self.downloads[(image_id, path.rsplit("/", 1)[-1])] += 1
             image = self.images[image_id]
-            return 200, "image/jpeg", self.pano_bytes if image.is_pano else self.photo_bytes
+            return 200, "image/jpeg", self.image_bytes(image)
         image_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
         with self.lock:
             self.downloads[(image_id, None)] += 1
-        return 200, "image/jpeg", self.photo_bytes
+        image = self.images.get(image_id)
+        return 200, "image/jpeg", self.image_bytes(image) if image else self.photo_bytes
 
     def _panoramax_search(self, query, fault):
         if fault == "stac-error":

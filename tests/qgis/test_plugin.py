@@ -65,6 +65,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         "exportfigures",
         "fetchpanoramas",
         "labelboundaries",
+        "labelchange",
         "labelclusters",
         "labelperiods",
         "mainstreamimage",

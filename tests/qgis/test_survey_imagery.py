@@ -150,3 +150,106 @@ def test_several_sources_with_one_address_or_one_key_are_clear_errors(
                 **parameters,
             },
         )
+
+
+# CORINE Land Cover: its many labels split the shared photos even under random weights (the
+# shorter sets give every photo the same first label).
+LABEL_SET = 1
+
+
+def _two_photos_labelled_apart(tiny_parameters) -> tuple[str, str]:
+    """Two of the shared photos that the tiny model labels differently (found here, so the test
+    holds whatever random weights this torch makes from the seed)."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
+
+    from tests.conftest import AREZZO_PHOTOS
+
+    layer = QgsVectorLayer(
+        "Point?crs=EPSG:4326&field=pid:integer&field=image_paths:string", "photos", "memory"
+    )
+    features = []
+    for index, photo in enumerate(AREZZO_PHOTOS[:9]):
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(11.88 + index * 1e-4, 43.467)))
+        feature.setAttributes([index, str(photo)])
+        features.append(feature)
+    assert layer.dataProvider().addFeatures(features)[0]
+    classified = processing.run(
+        "mus:classifyclip",
+        {"INPUT": layer, "LABEL_SET": LABEL_SET, **tiny_parameters, "OUTPUT": "memory:"},
+    )["OUTPUT"]
+    labels = {f["pid"]: f["label_1"] for f in classified.getFeatures()}
+    other = next(i for i in range(1, 9) if labels[i] != labels[0])
+    return str(AREZZO_PHOTOS[0]), str(AREZZO_PHOTOS[other])
+
+
+def test_the_same_streets_at_two_moments_show_exactly_where_the_imagery_changed(
+    mus_provider, tmp_path, tiny_parameters, monkeypatch
+):
+    from tests.fakes.imagery_services import FakeImage
+    from tests.fakes.imagery_study import LAT0, LON0, offset
+
+    monkeypatch.setenv("MUS_MAPILLARY_TOKEN", GOOD_TOKEN)
+    before, after = _two_photos_labelled_apart(tiny_parameters)
+    changed = {1, 4}
+    coordinates, images = [], []
+    for i in range(6):
+        lon, lat = offset(LON0, LAT0, 60.0 * i, 0.0)
+        coordinates.append((lon, lat))
+        for year, east in (("2016", 4.0), ("2022", -4.0)):
+            photo = after if year == "2022" and i in changed else before
+            images.append(
+                FakeImage(
+                    f"mly-{i}-{year}",
+                    *offset(lon, lat, east, 0.0),
+                    captured=f"{year}-05-01",
+                    is_pano=False,
+                    services=("mapillary",),
+                    photo=photo,
+                )
+            )
+    with FakeImageryServices(images) as fake:
+        fetched = processing.run(
+            "mus:fetchpanoramas",
+            {
+                "INPUT": point_layer(coordinates),
+                "SOURCE": [1],
+                "MOMENTS": "every year",
+                "SERVICE_URL": fake.mapillary_url,
+                "CACHE_FOLDER": str(tmp_path / "cache"),
+                "OUTPUT": str(tmp_path / "moments.gpkg"),
+            },
+        )
+    rows = list(QgsVectorLayer(fetched["OUTPUT"], "m", "ogr").getFeatures())
+    assert sorted((r["name"], r["moment"]) for r in rows) == sorted(
+        (f"p{i}", year) for i in range(6) for year in ("2016", "2022")
+    )
+    classified = processing.run(
+        "mus:classifyclip",
+        {
+            "INPUT": fetched["OUTPUT"],
+            "LABEL_SET": LABEL_SET,
+            **tiny_parameters,
+            "OUTPUT": str(tmp_path / "classified.gpkg"),
+        },
+    )
+    report = tmp_path / "change.html"
+    result = processing.run(
+        "mus:labelchange",
+        {
+            "INPUT": classified["OUTPUT"],
+            "POINT_FIELD": "name",
+            "OUTPUT": str(tmp_path / "change.gpkg"),
+            "REPORT": str(report),
+        },
+    )
+    change = list(QgsVectorLayer(str(tmp_path / "change.gpkg"), "c", "ogr").getFeatures())
+    assert len(change) == 6 and result["COMPARED"] == 6
+    assert {f["point"] for f in change if f["changed"] == 1} == {f"p{i}" for i in changed}
+    assert result["CHANGED"] == 2 and (result["FIRST"], result["SECOND"]) == ("2016", "2022")
+    for feature in change:
+        assert feature["certainty"] == pytest.approx(min(feature["prob_a"], feature["prob_b"]))
+    text = report.read_text(encoding="utf-8")
+    assert "Label change, 2016 to 2022" in text and "Labels per moment" in text
+    assert "Classified by " in text and "mus-tiny-vit.pt weights" in text  # which model read it
+    assert "<td>2022</td>" in text  # each moment's labels

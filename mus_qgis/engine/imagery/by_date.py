@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
+from ...shared.moments import EVERY_YEAR
 from ...shared.progress import LoggingProgress, Progress
 from .fetch import STATUS_NONE, FetchOutcome, FetchSettings, fetch_imagery
 from .sources import imagery_sources
@@ -100,7 +101,93 @@ def fetch_by_date(
     progress = progress or LoggingProgress()
     if not points:
         return []
-    listings = list_candidates(
+    listings = _listings(points, accesses, settings, cache_dir, progress, proxies)
+    picks = [pick_image(p, _of(listings, p), target, settings.radius_m) for p in points]
+    return _fetch_picks(
+        points, picks, accesses, settings, cache_dir, progress, proxies, on_estimate
+    )
+
+
+@dataclass
+class MomentOutcome:
+    """One point's image at one moment (a year, or a date asked for)."""
+
+    moment: str  # "2019", or "2019-06-01"; "" for a point with no imagery at any moment
+    outcome: FetchOutcome
+
+
+def fetch_moments(
+    points: list[FetchPoint],
+    accesses: list[SourceAccess],
+    settings: FetchSettings,
+    moments: list[str],
+    cache_dir: str | Path,
+    progress: Progress | None = None,
+    proxies: dict | None = None,
+    on_estimate=None,
+) -> list[MomentOutcome]:
+    """The same points at several moments: ``["every year"]`` takes, for each year a point has
+    imagery of, the image captured nearest the middle of that year; ISO dates take, for each
+    date, the image captured nearest it. A point without imagery keeps one row saying so."""
+    progress = progress or LoggingProgress()
+    if not points:
+        return []
+    listings = _listings(points, accesses, settings, cache_dir, progress, proxies)
+    every_year = moments == [EVERY_YEAR]
+    dates = [] if every_year else [date.fromisoformat(text) for text in moments]
+    rows: list[tuple[FetchPoint, str, Pick]] = []
+    for point in points:
+        mine = _of(listings, point)
+        if every_year:
+            years = sorted(
+                {c.captured.year for lst in mine.values() for c in lst.candidates if c.captured}
+            )
+            for year in years:
+                in_year = {
+                    name: replace(
+                        lst,
+                        candidates=[
+                            c for c in lst.candidates if c.captured and c.captured.year == year
+                        ],
+                    )
+                    for name, lst in mine.items()
+                }
+                pick = pick_image(point, in_year, date(year, 7, 1), settings.radius_m)
+                rows.append((point, str(year), pick))
+            if not years:
+                rows.append((point, "", pick_image(point, mine, None, settings.radius_m)))
+        else:
+            for day in dates:
+                rows.append(
+                    (point, day.isoformat(), pick_image(point, mine, day, settings.radius_m))
+                )
+    # Each (point, moment) is fetched as a point of its own; the same image at two moments of a
+    # point is downloaded once.
+    stand_ins = [
+        FetchPoint(index, point.lon, point.lat, point.bearing)
+        for index, (point, _, _) in enumerate(rows)
+    ]
+    outcomes = _fetch_picks(
+        stand_ins,
+        [pick for _, _, pick in rows],
+        accesses,
+        settings,
+        cache_dir,
+        progress,
+        proxies,
+        on_estimate,
+    )
+    result = []
+    for (point, moment, _), outcome in zip(rows, outcomes, strict=True):
+        if outcome.duplicate_of is not None:
+            outcome.duplicate_of = rows[outcome.duplicate_of][0].key
+        outcome.key = point.key
+        result.append(MomentOutcome(moment, outcome))
+    return result
+
+
+def _listings(points, accesses, settings, cache_dir, progress, proxies):
+    return list_candidates(
         points,
         accesses,
         settings.radius_m,
@@ -111,18 +198,23 @@ def fetch_by_date(
         settings.concurrency,
         settings.max_consecutive_failures,
     )
-    picks = {
-        p.key: pick_image(
-            p, {name: by_key[p.key] for name, by_key in listings.items()}, target, settings.radius_m
-        )
-        for p in points
-    }
+
+
+def _of(listings: dict[str, dict[int, Listing]], point: FetchPoint) -> dict[str, Listing]:
+    """One point's listing from each source."""
+    return {name: by_key[point.key] for name, by_key in listings.items()}
+
+
+def _fetch_picks(
+    points, picks, accesses, settings, cache_dir, progress, proxies, on_estimate
+) -> list[FetchOutcome]:
+    """Fetch each point's picked image, source by source; the outcomes in the points' order."""
+    by_key = {point.key: pick for point, pick in zip(points, picks, strict=True)}
     outcomes: dict[int, FetchOutcome] = {}
     for access in accesses:
-        mine = [p for p in points if (picks[p.key].candidate or _NONE).source == access.name]
+        mine = [p for p in points if (by_key[p.key].candidate or _NONE).source == access.name]
         if not mine:
             continue
-        chosen = {p.key: picks[p.key].candidate for p in mine}
         source_settings = replace(
             settings, source=access.name, url=access.url, location=access.location
         )
@@ -134,12 +226,12 @@ def fetch_by_date(
             progress,
             proxies,
             on_estimate=on_estimate,
-            chosen=chosen,
+            chosen={p.key: by_key[p.key].candidate for p in mine},
         ):
             outcomes[outcome.key] = outcome
     result = []
     for point in points:
-        pick = picks[point.key]
+        pick = by_key[point.key]
         outcome = outcomes.get(point.key) or FetchOutcome(point.key, status=pick.status)
         outcome.reason = pick.reason
         result.append(outcome)

@@ -43,12 +43,27 @@ def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResul
     )
     credentials = Credentials(**(params.credentials or SourceCredentials()).to_dict())
     estimates: list = []
-    if len(params.sources) > 1 or params.target_date:
+    moments = None
+    if params.moments:
+        from .by_date import fetch_moments
+
+        moments = fetch_moments(
+            points,
+            _accesses(params.sources) or _accesses([_first_source(params)]),
+            settings,
+            list(params.moments),
+            params.cache_dir,
+            progress,
+            params.proxies,
+            on_estimate=estimates.append,
+        )
+        outcomes = [row.outcome for row in moments]
+    elif len(params.sources) > 1 or params.target_date:
         from .by_date import fetch_by_date
 
         outcomes = fetch_by_date(
             points,
-            _accesses(params.sources) or [_accesses([_first_source(params)])[0]],
+            _accesses(params.sources) or _accesses([_first_source(params)]),
             settings,
             date.fromisoformat(params.target_date) if params.target_date else None,
             params.cache_dir,
@@ -67,9 +82,11 @@ def fetch_imagery_job(params: FetchImageryParams, progress) -> FetchImageryResul
             on_estimate=estimates.append,
         )
     rows = []
-    for outcome in outcomes:
+    for index, outcome in enumerate(outcomes):
         row = dict(vars(outcome))
         row["captured"] = outcome.captured.isoformat() if outcome.captured else None
+        if moments is not None:
+            row["moment"] = moments[index].moment
         rows.append(row)
     with open(params.output, "w", encoding="utf-8") as handle:
         json.dump(rows, handle)

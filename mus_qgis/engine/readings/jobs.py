@@ -21,6 +21,8 @@ from ...shared.schemas.readings import (
     ClustersResult,
     GridParams,
     GridResult,
+    LabelChangeParams,
+    LabelChangeResult,
     LabelJoinTest,
     PeriodCorrelation,
     PeriodsParams,
@@ -441,4 +443,62 @@ def periods(params: PeriodsParams, progress) -> PeriodsResult:
         metadata=run.metadata,
         dated_labels=int(sum(y == y for y in years)),
         labels=len(years),
+    )
+
+
+@job("label_change", params=LabelChangeParams, result=LabelChangeResult)
+def label_change_job(params: LabelChangeParams, progress) -> LabelChangeResult:
+    """Where the label changed between two moments, and each moment's labels."""
+    from dataclasses import asdict
+
+    from ...shared.schemas.readings import MomentLabelShare
+    from .change import (
+        MomentReading,
+        label_changes,
+        moment_summary,
+        moments_of,
+        write_change_report,
+    )
+
+    with open(params.readings, encoding="utf-8") as handle:
+        readings = [
+            MomentReading(str(point), str(moment or ""), str(label or ""), probability, image)
+            for point, moment, label, probability, image in json.load(handle)
+        ]
+    moments = moments_of(readings)
+    if len(moments) < 2:
+        raise MusError(
+            f"The layer holds {len(moments)} moment{'s' if len(moments) != 1 else ''} "
+            f"({', '.join(moments) or 'none'}): a change needs the same points read at two. "
+            "Fetch panoramas with 'Moments' (e.g. every year), then CLIP-classify the result."
+        )
+    moment_a = params.moment_a or moments[0]
+    moment_b = params.moment_b or moments[-1]
+    changes = label_changes(readings, moment_a, moment_b)
+    summary = moment_summary(readings)
+    with open(params.output, "w", encoding="utf-8") as handle:
+        json.dump([asdict(change) for change in changes], handle)
+    if params.report:
+        write_change_report(
+            params.report,
+            changes,
+            summary,
+            moment_a,
+            moment_b,
+            list(params.runs),
+            list(params.data),
+            params.attribution,
+        )
+    progress.info(
+        f"{len(changes)} points read at {moment_a} and {moment_b}; the label changed at "
+        f"{sum(c.changed for c in changes)}."
+    )
+    return LabelChangeResult(
+        moment_a=moment_a,
+        moment_b=moment_b,
+        moments=moments,
+        compared=len(changes),
+        changed=sum(1 for c in changes if c.changed),
+        same_image=sum(1 for c in changes if c.same_image),
+        summary=[MomentLabelShare(**asdict(row)) for row in summary],
     )

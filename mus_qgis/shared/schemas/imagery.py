@@ -74,6 +74,9 @@ class FetchImageryParams(Schema):
     # and ``credentials`` above are then those of the first).
     sources: list[SourceAccessChoice] = field(default_factory=list)
     target_date: str | None = None  # ISO; None: the nearest panorama, then the nearest image
+    # The same points at several moments: ["every year"], or ISO dates; one row per point and
+    # moment (each row's "moment" says which). Empty: one image per point.
+    moments: list[str] = field(default_factory=list)
 
     parts: ClassVar[dict] = {
         "plan": ViewPlanChoice,

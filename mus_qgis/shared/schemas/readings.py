@@ -268,3 +268,38 @@ class PeriodsResult(Schema):
     labels: int
 
     parts: ClassVar[dict] = {"correlation": PeriodCorrelation}
+
+
+@dataclass(frozen=True)
+class LabelChangeParams(Schema):
+    """The same points read at several moments, and the two moments to compare."""
+
+    readings: str  # a JSON file: [[point, moment, label, probability or null, image id], ...]
+    output: str  # the JSON file the changes go to
+    moment_a: str = ""  # empty: the first moment read
+    moment_b: str = ""  # empty: the last moment read
+    report: str = ""  # an HTML file; empty: none
+    runs: list = field(default_factory=list)  # the classifications' run settings (for report)
+    data: list = field(default_factory=list)  # one line per layer read, for the report
+    attribution: str = ""  # the imagery's attribution block (HTML), for the report
+
+
+@dataclass(frozen=True)
+class MomentLabelShare(Schema):
+    moment: str
+    label: str
+    points: int
+    share: float
+
+
+@dataclass(frozen=True)
+class LabelChangeResult(Schema):
+    moment_a: str
+    moment_b: str
+    moments: list  # every moment read, in time order
+    compared: int  # points read at both moments
+    changed: int
+    same_image: int
+    summary: list[MomentLabelShare]
+
+    parts: ClassVar[dict] = {"summary": MomentLabelShare}
