@@ -1,5 +1,6 @@
-"""Write resources/models/mus_pipeline.model3: study area → sample → fetch → classify → grid,
-and, when asked, dreams and the mainstream image (after a conditional branch).
+"""Write resources/models/mus_pipeline.model3: study area → sample → survey and fetch (across
+sources, by date) → classify → grid, and, when asked, dreams and the mainstream image (after a
+conditional branch).
 
 The model file is data the provider ships; this script is how it is made, so that a change to an
 algorithm's parameters is one edit here and one run: ``python scripts/build_pipeline_model.py``
@@ -37,6 +38,7 @@ def build():
         QgsProcessingModelParameter,
         QgsProcessingParameterAuthConfig,
         QgsProcessingParameterBoolean,
+        QgsProcessingParameterDateTime,
         QgsProcessingParameterEnum,
         QgsProcessingParameterFile,
         QgsProcessingParameterNumber,
@@ -45,6 +47,7 @@ def build():
     from qgis.PyQt.QtCore import QPointF, QSizeF
 
     from mus_qgis.bridge.qgis_enums import (
+        DATE_ONLY,
         FILE_FOLDER,
         NUMBER_DOUBLE,
         NUMBER_INTEGER,
@@ -60,8 +63,10 @@ def build():
             "ALG_DESC": (
                 "The whole study in one run, as in 'CLIP and the City': street centroids "
                 "of a study area (a local OpenStreetMap file or a place name), one image "
-                "per point from the chosen source, a CLIP classification against a label "
-                "set, and the void-free grid of the most frequent label. Optional steps, "
+                "per point from the chosen sources (nearest a target date, when one is "
+                "given), a survey of what each source has near the points (metadata only: a "
+                "report and the points without imagery), a CLIP classification against a "
+                "label set, and the void-free grid of the most frequent label. Optional steps, "
                 "off unless their box is ticked: dream the streets through a diffusion model "
                 "and score them by the city's mainstream image (slow without a GPU)."
             )
@@ -79,9 +84,17 @@ def build():
         ),
         QgsProcessingParameterEnum(
             "source",
-            "Imagery: source",
+            "Imagery: sources",
             options=[info.title for info in imagery_source_infos().values()],
-            defaultValue=1,
+            # Several: each point's image is picked across them. Panoramax needs no key.
+            allowMultiple=True,
+            defaultValue=[list(imagery_source_infos()).index("panoramax")],
+        ),
+        QgsProcessingParameterDateTime(
+            "target_date",
+            "Imagery: nearest to the date (one moment of the city)",
+            type=DATE_ONLY,
+            optional=True,
         ),
         QgsProcessingParameterAuthConfig(
             "auth", "Imagery: key or token (Street View, Mapillary)", optional=True
@@ -146,6 +159,7 @@ def build():
         "osm_file": 0,
         "place": 0,
         "source": 1,
+        "target_date": 1,
         "auth": 1,
         "photo_folder": 1,
         "radius": 1,
@@ -195,8 +209,23 @@ def build():
                 "AUTH": source("auth"),
                 "PHOTO_FOLDER": source("photo_folder"),
                 "RADIUS": source("radius"),
+                "TARGET_DATE": source("target_date"),
             },
             {},
+        ),
+        (
+            # What each source has near the points (metadata only), beside the fetch: its lists
+            # are remembered, and its report and gaps say what the study's imagery covers.
+            "survey",
+            "mus:surveyimagery",
+            {
+                "INPUT": child_output("sample"),
+                "SOURCES": source("source"),
+                "AUTH": source("auth"),
+                "PHOTO_FOLDER": source("photo_folder"),
+                "RADIUS": source("radius"),
+            },
+            {"Imagery survey report": "REPORT"},
         ),
         (
             "classify",
@@ -257,14 +286,25 @@ def build():
         ),
     ]
     # The two dream steps share a column, one above the other.
-    places = {"dream": (5, -70.0), "mainstream": (5, 2 * ROW_DY)}
+    # Each step's column, and its offset in it: the survey under the fetch (its outputs below
+    # it), the two dream steps one above the other.
+    places = {
+        "sample": (0, 0.0),
+        "fetch": (1, 0.0),
+        "survey": (1, 2 * ROW_DY),
+        "classify": (2, 0.0),
+        "grid": (3, 0.0),
+        "branch": (4, 0.0),
+        "dream": (5, -70.0),
+        "mainstream": (5, 2 * ROW_DY),
+    }
     branches = {"dream": "dream", "mainstream": "mainstream"}
     registry = QgsApplication.processingRegistry()
-    for index, (child_id, algorithm_id, sources, outputs) in enumerate(steps):
+    for child_id, algorithm_id, sources, outputs in steps:
         algorithm = registry.algorithmById(algorithm_id)
         child = QgsProcessingModelChildAlgorithm(algorithm_id)
         child.setChildId(child_id)
-        stage, dy = places.get(child_id, (index, 0.0))
+        stage, dy = places[child_id]
         child.setDescription(f"{stage + 1} · {algorithm.displayName()}")
         if child_id == "branch":
             child.setDescription("5 · Dreams only when their box is ticked")

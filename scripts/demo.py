@@ -522,6 +522,7 @@ EARLIER_RESULTS = (
     "label_clusters.csv",
     "probe.html",
     "mainstream_image.html",
+    "mus_study.json",  # each step records itself again
 )
 
 

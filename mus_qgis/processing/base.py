@@ -78,8 +78,11 @@ def releasing_failures(method):
         release_failed_runs()
         try:
             result = method(self, parameters, context, feedback)
-            if method.__name__ == "processAlgorithm" and feedback is not None:
-                feedback.setProgress(100)  # the run's end, and only then (see ENGINE_SHARE)
+            if method.__name__ == "processAlgorithm":
+                if self.STUDY_STEP:
+                    _record_in_study(self, parameters, result, feedback)
+                if feedback is not None:
+                    feedback.setProgress(100)  # the run's end, and only then (see ENGINE_SHARE)
             return result
         except QgsProcessingException as exc:
             message = str(exc)
@@ -89,6 +92,18 @@ def releasing_failures(method):
         raise QgsProcessingException(message)
 
     return run
+
+
+def _record_in_study(algorithm, parameters, results, feedback) -> None:
+    """The run in its output folder's study manifest; a manifest that cannot be written costs a
+    warning, never the run's results."""
+    from .study_manifest import record_run
+
+    try:
+        record_run(algorithm, parameters, results or {}, feedback)
+    except Exception as exc:  # an unwritable folder, a damaged manifest: the outputs stand
+        if feedback is not None:
+            feedback.pushWarning(f"The study manifest was not updated: {exc}")
 
 
 def release_failed_runs() -> None:
@@ -151,6 +166,9 @@ class MusAlgorithm(QgsProcessingAlgorithm):
 
     NAME = ""
     DISPLAY_NAME = ""
+    # Whether a run is a step of a study, recorded in its output folder's manifest (not the
+    # engine's set-up, a status check or a re-run, whose own steps record themselves).
+    STUDY_STEP = True
     SHORT = ""  # one sentence: the toolbox's tooltip
     GROUP = ""
     GROUP_ID = ""

@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
@@ -70,13 +71,18 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         "label set over the same images decodes none; a stored vector damaged on disk is found "
         "by its checksum and computed again. JPEG photos are decoded in draft mode at the "
         "smallest scale that serves the views (scores differ from a full decode by up to about "
-        "5e-4); Advanced ▸ Full-resolution decode turns it off."
+        "5e-4); Advanced ▸ Full-resolution decode turns it off.\n\n"
+        "Imagery terms: Google's terms do not let a study keep Street View images, so once "
+        "their embeddings are stored they are deleted from the imagery cache (the layer keeps "
+        "the image ids, the store the embeddings, and other label sets are scored from the "
+        "store). Advanced ▸ Imagery terms keeps them."
     )
 
     INPUT = "INPUT"
     BATCH_SIZE = "BATCH_SIZE"
     FULL_DECODE = "FULL_DECODE"
     PROBE = "PROBE"
+    IMAGERY_TERMS = "IMAGERY_TERMS"
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None) -> None:
@@ -119,6 +125,12 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             ),
             self.image_folder_parameter(),
             self.cache_parameter(),
+            QgsProcessingParameterEnum(
+                self.IMAGERY_TERMS,
+                self.tr("Imagery terms"),
+                options=[self.tr(text) for text in IMAGERY_TERMS_CHOICES],
+                defaultValue=0,
+            ),
         ]
         self.add_advanced_parameters(advanced)
         self.add_parameter(
@@ -171,12 +183,17 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
             dest_id, classified = self._write(
                 source, features, dict(scores), label_set, parameters, context
             )
+            scores_status = [str(status) for status in scores["status"][: len(features)]]
         # Where the street inspector finds the images and their stored embeddings again.
         settings = {
             **result.metadata,
             "cache_folder": self.cache_folder(parameters, context),
             **self._fields_read,
         }
+        if self.parameterAsEnum(parameters, self.IMAGERY_TERMS, context) == 0:
+            settings["images_deleted_under_terms"] = _delete_under_terms(
+                features, locations, scores_status, feedback
+            )
         _save_metadata(dest_id, settings, feedback)
         style_on_load(
             context,
@@ -214,6 +231,38 @@ class ClassifyClip(ClipParameters, MusAlgorithm):
         # Classifying a classified layer again replaces the old scores instead of clashing.
         dest_id = self.write_points(source, features, ours, rows, parameters, context)
         return dest_id, int((scores["top_index"][: len(features), 0] >= 0).sum())
+
+
+# Processing stores the index: append only.
+IMAGERY_TERMS_CHOICES = (
+    "Follow the sources' terms",
+    "Keep every image",
+)
+
+
+def _delete_under_terms(features, locations, statuses, feedback) -> int:
+    """Delete the images whose source's terms ask it, now that their embeddings are stored;
+    returns how many were deleted."""
+    from ..shared.imagery_terms import delete_pixels, pixels_to_delete
+
+    rows = []
+    for feature, location, status in zip(features, locations, statuses):
+        names = feature.fields().names()
+        source = feature["source"] if "source" in names else ""
+        rows.append((str(source or ""), location[0], status))
+    paths = pixels_to_delete(rows)
+    if not paths:
+        return 0
+    deleted, failed = delete_pixels(paths)
+    feedback.pushInfo(
+        f"Deleted {deleted} Street View images now that their embeddings are stored, as "
+        "Google's terms ask: the layer keeps their ids and the store their embeddings, so "
+        "another label set with this model is scored without them. (Advanced ▸ Imagery terms "
+        "keeps them.)"
+    )
+    for message in failed[:5]:
+        feedback.pushWarning(f"Could not delete {message}")
+    return deleted
 
 
 def _number(value):

@@ -28,7 +28,7 @@ from ..bridge.qgis_enums import GEOMETRY_POINT, VECTOR_POINT, VECTOR_POLYGON, ma
 from ..shared.reports import report_start
 from ..shared.schemas.readings import AgreementParams, AgreementResult
 from .base import MusAlgorithm, find_field, first_layer_with, legend_text, style_on_load
-from .report_layers import where_words
+from .report_layers import imagery_credits, where_words
 
 # Urban Atlas 2018 and CORINE deliveries spell their fields differently: matched case-blind.
 CODE_FIELDS = ("code_2018", "code_18", "code_12", "clc_code", "code")
@@ -227,7 +227,7 @@ class CompareUrbanAtlas(MusAlgorithm):
                 layer = self.parameterAsVectorLayer(parameters, self.INPUT, context)
                 runs = [classification_settings(layer)] if layer is not None else []
                 data = [where_words(layer)] if layer is not None else []
-                out.write(_report_html(result, legend, runs, data))
+                out.write(_report_html(result, legend, runs, data, imagery_credits([layer])))
             outputs[self.REPORT] = report
         return outputs
 
@@ -287,7 +287,7 @@ def _legend(codes):
     return builtin_label_set(name) if name else None
 
 
-def _report_html(result, legend, runs: list[dict], data=()) -> str:
+def _report_html(result, legend, runs: list[dict], data=(), credits=()) -> str:
     names = {label.code: label.text for label in legend.labels} if legend else {}
     colours = (
         {label.code: colour for label, colour in zip(legend.labels, legend.colours())}
@@ -313,6 +313,7 @@ def _report_html(result, legend, runs: list[dict], data=()) -> str:
             style="td,th{text-align:right}.l{text-align:left}.d{background:#d9f0d3}",
             what="agreement figures",
             data=data,
+            credits=credits,
         )
     ]
     parts += [

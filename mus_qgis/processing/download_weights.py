@@ -15,6 +15,7 @@ class DownloadWeights(ClipParameters, MusAlgorithm):
     """A pretrained tag's weights into the cache now, with a progress bar, not mid-study."""
 
     NAME = "downloadweights"
+    STUDY_STEP = False
     DISPLAY_NAME = "Download model weights"
     SHORT = "Fetch a CLIP model's pretrained weights into the cache now, with its progress."
     GROUP = "0 · Engine"

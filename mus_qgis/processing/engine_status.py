@@ -81,6 +81,7 @@ class EngineStatus(MusAlgorithm):
     """Where the engine runs and on what: what a bug report needs, and "is my GPU used?"."""
 
     NAME = "enginestatus"
+    STUDY_STEP = False
     DISPLAY_NAME = "Engine status"
     SHORT = "What the engine runs on (Python, torch, device) and whether it is whole."
     GROUP = "0 · Engine"

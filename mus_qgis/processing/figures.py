@@ -54,12 +54,14 @@ from ..bridge.qgis_enums import (
     LEGEND_TITLE,
     NO_GEOMETRY_REQUEST,
 )
+from ..shared.attribution import attribution_lines
 from ..shared.errors import LabelSetError
 from ..shared.labels import builtin_label_set, generated_palette
 from ..shared.reports import model_words
 from .base import dot_symbol
 from .classify_clip import NO_LABEL_COLOUR, style_classified_layer
 from .rank_labels import set_title
+from .report_layers import imagery_credits
 from .resample_to_grid import style_grid_layer
 
 # QGIS's own layout north arrow (the layout designer's "Add North Arrow"), else one of its SVGs.
@@ -760,25 +762,9 @@ def _models(settings: list[dict]) -> str:
 def _attribution(points, streets, settings, label_set=None) -> list[str]:
     """Who the picture owes: the imagery (source and licence as fetch recorded them), the
     streets (OpenStreetMap), the legend's nomenclature, the model."""
-    lines = []
-    sources = Counter()
-    osm_points = False
-    for layer in points:
-        names = layer.fields().names()
-        osm_points = osm_points or "osm_ids" in names
-        if "source" not in names:
-            continue
-        for feature in layer.getFeatures():
-            licence = _text(feature["licence"]) if "licence" in names else ""
-            source = _text(feature["source"])
-            if source:
-                sources[(source, licence or "licence not recorded")] += 1
-    if sources:
-        lines.append(
-            "Street images: "
-            + "; ".join(f"{source} ({licence})" for source, licence in sorted(sources))
-            + "."
-        )
+    # The imagery's sources, creators and licences, as the licences ask them credited.
+    lines = attribution_lines(imagery_credits(points))
+    osm_points = any("osm_ids" in layer.fields().names() for layer in points)
     if streets or osm_points:
         lines.append(OSM_ATTRIBUTION + ("" if streets else ": the sampled street centroids") + ".")
     if label_set is not None and label_set.source:

@@ -22,9 +22,10 @@ from qgis.core import (
 from ..bridge.engine import job_file, run_job
 from ..bridge.layer_settings import classification_settings
 from ..bridge.qgis_enums import VECTOR_POINT, make_field
+from ..shared.attribution import attribution_html
 from ..shared.schemas.readings import LabelChangeParams, LabelChangeResult
 from .base import MusAlgorithm, attribute_number, attribute_text, dot_symbol, style_on_load
-from .report_layers import where_words
+from .report_layers import imagery_credits, where_words
 
 CHANGE_FIELDS = (
     ("point", "string"),
@@ -174,6 +175,7 @@ class LabelChange(MusAlgorithm):
                 report=report or "",
                 runs=[classification_settings(layer)],
                 data=[where_words(layer)],
+                attribution=attribution_html(imagery_credits([layer])),
             ),
             feedback,
             LabelChangeResult,

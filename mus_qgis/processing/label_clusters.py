@@ -38,7 +38,7 @@ from ..shared.sequences import zip_same_length
 from .base import MusAlgorithm, first_layer_with, metric_crs, style_on_load
 from .base import attribute_number as _number
 from .base import attribute_text as _text
-from .report_layers import layer_title, where_words
+from .report_layers import imagery_credits, layer_title, where_words
 
 NEIGHBOURS = ("k nearest neighbours", "distance band (metres)")
 FEATURE_FIELDS = (
@@ -318,8 +318,11 @@ class LabelClusters(MusAlgorithm):
             settings = classification_settings(layer) if layer is not None else {}
             name = layer_title(layer) if layer is not None else source.sourceName()
             data = [where_words(layer)] if layer is not None else []
+            credits = imagery_credits([layer])
             with open(report, "w", encoding="utf-8") as out:
-                out.write(report_html(result, names, score_name, settings, name, alpha, data))
+                out.write(
+                    report_html(result, names, score_name, settings, name, alpha, data, credits)
+                )
             outputs[self.REPORT] = report
         return outputs
 
@@ -464,7 +467,7 @@ def simple_symbol(kind: str, colour: str):
 
 
 def report_html(
-    result: ClustersResult, names, score_name, settings, layer_name, alpha, data=()
+    result: ClustersResult, names, score_name, settings, layer_name, alpha, data=(), credits=()
 ) -> str:
     """The global tests as a reader sees them: which model made the labels (a banner when its
     weights are random), what was tested, what each verdict means."""
@@ -480,6 +483,7 @@ def report_html(
             ".clustered{background:#d9f0d3}.dispersed{background:#fee8c8}",
             what="clusters",
             data=data,
+            credits=credits,
         )
     ]
     if settings:

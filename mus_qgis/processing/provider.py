@@ -28,6 +28,7 @@ from .label_clusters import LabelClusters
 from .label_periods import LabelPeriods
 from .mainstream_image import MainstreamImage
 from .rank_labels import RankLabels
+from .rerun_study import RerunStudy
 from .resample_to_grid import ResampleToGrid
 from .sample_street_centroids import SampleStreetCentroids
 from .setup_engine import SetupEngine
@@ -135,6 +136,7 @@ class MusProvider(QgsProcessingProvider):
             TrainProbe(),
             DreamStreets(),
             MainstreamImage(),
+            RerunStudy(),
         ):
             self.addAlgorithm(algorithm)
         # The whole pipeline as Processing models (data files made by

@@ -25,7 +25,7 @@ from ..shared.schemas.clip import LabelSetChoice
 from ..shared.schemas.readings import RankLayer, RankParams, RankResult, StoredRanking
 from .base import MusAlgorithm
 from .clip_parameters import ClipParameters
-from .report_layers import where_words
+from .report_layers import imagery_credits, where_words
 
 OUTPUT_FIELDS = (
     ("label_set", "string"),
@@ -217,7 +217,7 @@ class RankLabels(ClipParameters, MusAlgorithm):
                 runs.append({"untrained": True})  # the engine knows: the banner must show
             data = [where_words(layer) for layer in layers]
             with open(report, "w", encoding="utf-8") as out:
-                out.write(_report_html(sections, runs, data))
+                out.write(_report_html(sections, runs, data, imagery_credits(layers)))
             results[self.REPORT] = report
         return results
 
@@ -310,7 +310,7 @@ def _label_universe(layer, rows) -> tuple[str, list[str]]:
     return name or layer.name(), labels + extra
 
 
-def _report_html(sections, runs: list[dict], data=()) -> str:
+def _report_html(sections, runs: list[dict], data=(), credits=()) -> str:
     """The ranking as a reader sees it: which model and weights made it (a banner when the
     weights are random), each label set by its title, the targets marked as targets."""
     parts = [
@@ -321,6 +321,7 @@ def _report_html(sections, runs: list[dict], data=()) -> str:
             ".target{font-weight:bold}th{text-align:left}",
             what="ranks",
             data=data,
+            credits=credits,
         )
     ]
     for title, ranked in sections:

@@ -56,3 +56,33 @@ def _degrees(low: float, high: float, positive: str, negative: str) -> str:
             return f"{one(first)}° {hemisphere}"
         return f"{one(first)}–{one(last)}° {hemisphere}"
     return f"{one(low)}° {negative} – {one(high)}° {positive}"
+
+
+def imagery_credits(layers) -> list:
+    """Each feature's imagery source, licence and creator, from the fields Fetch panoramas
+    writes (and every layer made from it keeps): what a report's attribution block credits."""
+    from ..shared.attribution import Credit
+
+    credits = []
+    for layer in layers:
+        if layer is None:
+            continue
+        names = layer.fields().names()
+        if "source" not in names:
+            continue
+        for feature in layer.getFeatures():
+            source = _text(feature["source"])
+            if not source:
+                continue
+            credits.append(
+                Credit(
+                    source,
+                    _text(feature["licence"]) if "licence" in names else "",
+                    _text(feature["creator"]) if "creator" in names else "",
+                )
+            )
+    return credits
+
+
+def _text(value) -> str:
+    return "" if value is None or str(value) in ("", "NULL") else str(value)

@@ -32,6 +32,7 @@ class SetupEngine(MusAlgorithm):
     """Create (or renew) the engine's own Python environment, outside QGIS."""
 
     NAME = "setupengine"
+    STUDY_STEP = False
     DISPLAY_NAME = "Set up the engine"
     SHORT = "Installs the engine (torch, OpenCLIP) in its own environment, beside QGIS."
     GROUP = "0 · Engine"

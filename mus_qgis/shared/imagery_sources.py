@@ -22,6 +22,7 @@ class SourceInfo:
     price_per_1000: float | None = None  # USD per 1,000 image requests; None: free
     order: int = 0  # 1 for the first in the list
     colour: str = "#808080"  # the source on survey maps
+    keep_pixels: bool = True  # False: its terms ask that images go once embedded
 
     @property
     def option(self) -> str:
@@ -42,6 +43,7 @@ def imagery_source_infos() -> dict:
             entry.get("price_per_1000"),
             index + 1,
             entry.get("colour", "#808080"),
+            bool(entry.get("keep_pixels", True)),
         )
         for index, entry in enumerate(entries)
     }

@@ -31,10 +31,12 @@ def report_start(
     style: str = "",
     what: str = "numbers",
     data: list[str] | tuple = (),
+    credits: list | tuple = (),
 ) -> str:
     """The report's head, title, random-weights banner and 'Classified by …' line, from the run
     settings of the classifications it reads (``classification_settings`` of each layer), and
-    which layers it read and where they lie (``data``: one line each)."""
+    which layers it read and where they lie (``data``: one line each), and whose imagery it
+    read, as the imagery's licences ask (``credits``: ``attribution.Credit`` per image)."""
     parts = [
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{REPORT_STYLE}{style}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -53,4 +55,8 @@ def report_start(
             + "; ".join(html.escape(words) for words in dict.fromkeys(models))
             + ".</p>"
         )
+    if credits:
+        from .attribution import attribution_html
+
+        parts.append(attribution_html(list(credits)))
     return "".join(parts)

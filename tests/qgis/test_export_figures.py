@@ -41,7 +41,7 @@ def survey_points() -> QgsVectorLayer:
     """Six photo points some 40 m apart, as Fetch panoramas writes them."""
     layer = QgsVectorLayer(
         "Point?crs=EPSG:4326&field=image_paths:string&field=source:string"
-        "&field=licence:string&field=bearing:double",
+        "&field=licence:string&field=bearing:double&field=creator:string",
         "points",
         "memory",
     )
@@ -50,7 +50,7 @@ def survey_points() -> QgsVectorLayer:
         feature = QgsFeature(layer.fields())
         x, y = 11.880 + (index % 3) * 5e-4, 43.467 + (index // 3) * 4e-4
         feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
-        feature.setAttributes([str(photo), "mapillary", LICENCE, 0.0])
+        feature.setAttributes([str(photo), "mapillary", LICENCE, 0.0, "ana"])
         features.append(feature)
     assert layer.dataProvider().addFeatures(features)[0]
     return layer
@@ -229,7 +229,9 @@ def test_targets_in_black_and_attribution(exported, study):
     )
     labels = [i.text() for i in figure.layout.items() if isinstance(i, QgsLayoutItemLabel)]
     assert any("Arezzo" in text and text.endswith("Arezzo") for text in labels)
-    assert any(f"mapillary ({LICENCE})" in text and "OpenStreetMap" in text for text in labels)
+    # The imagery credited as its licence asks: source, creators, licence and its page.
+    credit = re.compile(rf"Mapillary: \d+ images by ana, {LICENCE} \(https://creativecommons")
+    assert any(credit.search(text) and "OpenStreetMap" in text for text in labels)
     assert not any("RANDOM WEIGHTS" in text for text in labels)  # a weights file was given
 
 

@@ -58,6 +58,7 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
             "dream:Dreamed points": QgsProcessing.TEMPORARY_OUTPUT,
             "mainstream:Mainstream points": QgsProcessing.TEMPORARY_OUTPUT,
             "mainstream:Mainstream report": str(tmp_path / "mainstream.html"),
+            "survey:Imagery survey report": str(tmp_path / "survey.html"),
         },
         context=context,
         feedback=QgsProcessingFeedback(),
@@ -77,6 +78,11 @@ def test_pipeline_model_is_listed_and_runs_end_to_end(
         range(1, statuses.count("ok") + 1)
     )
     assert "a street in Arezzo" in (tmp_path / "mainstream.html").read_text(encoding="utf-8")
+    # The survey beside the fetch: the points it found no imagery for, the fetch found none.
+    survey = (tmp_path / "survey.html").read_text(encoding="utf-8")
+    gaps = sum(1 for f in points.getFeatures() if f["fetch_status"] == "no imagery")
+    assert f"{gaps} points have imagery from none" in survey
+    assert "<td>Local geotagged photos</td>" in survey
 
 
 def test_pipeline_model_runs_from_qgis_process(write_osm, tmp_path, tiny_checkpoint):
@@ -156,22 +162,30 @@ def test_the_model_validates_and_reads_left_to_right_in_the_modeler(mus_provider
     model = QgsProcessingModelAlgorithm()
     assert model.fromFile(str(ROOT / "resources" / "models" / "mus_pipeline.model3"))
     assert model.validate() == (True, [])
-    children = sorted(model.childAlgorithms().values(), key=lambda c: c.position().x())
+    # Left to right, and top to bottom within a column.
+    children = sorted(
+        model.childAlgorithms().values(), key=lambda c: (c.position().x(), c.position().y())
+    )
     ids = [c.childId() for c in children]
-    assert ids[:5] == ["sample", "fetch", "classify", "grid", "branch"]
-    assert set(ids[5:]) == {"dream", "mainstream"}
-    assert [c.description() for c in children[:5]] == [
+    assert ids == [
+        "sample", "fetch", "survey", "classify", "grid", "branch", "dream", "mainstream"
+    ]  # fmt: skip
+    assert [c.description() for c in children] == [
         "1 · Sample street centroids",
         "2 · Fetch panoramas",
+        "2 · Survey imagery",
         "3 · CLIP-classify street images",
         "4 · Resample labels to a grid",
         "5 · Dreams only when their box is ticked",
-    ]
-    # The two dream steps share the last column, one above the other.
-    assert {c.description() for c in children[5:]} == {
         "6 · Dream the streets",
         "6 · Mainstream image of a city",
-    }
+    ]
+    # The survey asks the same sources as the fetch, for the points the sample made.
+    survey = model.childAlgorithm("survey").parameterSources()
+    assert survey["SOURCES"][0].parameterName() == "source"
+    assert survey["INPUT"][0].outputChildId() == "sample"
+    fetch = model.childAlgorithm("fetch").parameterSources()
+    assert fetch["TARGET_DATE"][0].parameterName() == "target_date"
     # The dream steps hang on the branch's condition of the same name: unticked, skipped.
     for child_id in ("dream", "mainstream"):
         (dependency,) = model.childAlgorithm(child_id).dependencies()
@@ -186,9 +200,10 @@ def test_the_model_validates_and_reads_left_to_right_in_the_modeler(mus_provider
     components = [*model.childAlgorithms().values(), *model.parameterComponents().values()]
     components += [o for c in model.childAlgorithms().values() for o in c.modelOutputs().values()]
     places = [(c.position().x(), c.position().y()) for c in components]
-    assert len(set(places)) == len(places) == 7 + 16 + 5
+    assert len(set(places)) == len(places) == 8 + 17 + 6
     names = [d.name() for d in model.parameterDefinitions() if not d.isDestination()]
-    assert names[:3] == ["osm_file", "place", "source"]  # in the order a user fills them in
+    # In the order a user fills them in.
+    assert names[:4] == ["osm_file", "place", "source", "target_date"]
     descriptions = [d.description() for d in model.parameterDefinitions()]
     assert descriptions[0] == "Study area: a local OpenStreetMap file"
 
@@ -206,7 +221,7 @@ def test_the_plugin_opens_the_pipeline_in_the_modeler_without_risking_its_copy(
     dialog = plugin.edit_pipeline_model()
     try:
         model = dialog.model()
-        assert len(model.childAlgorithms()) == 7 and model.validate() == (True, [])
+        assert len(model.childAlgorithms()) == 8 and model.validate() == (True, [])
         assert model.sourceFilePath() == ""  # Save asks where: the shipped file stays as it is
     finally:
         dialog.setDirty(False)
@@ -231,7 +246,7 @@ def test_in_the_modeler_no_box_covers_another_and_every_name_fits_its_box(mus_pr
         for n, c in model.parameterComponents().items()
     ]
     boxes += [(o.name(), o) for c in children for o in c.modelOutputs().values()]
-    assert len(boxes) == 7 + 16 + 5
+    assert len(boxes) == 8 + 17 + 6
 
     def rect(component) -> QRectF:
         size, centre = component.size(), component.position()

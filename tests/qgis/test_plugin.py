@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_plugin_start_up_imports_nothing_heavy():
         "mainstreamimage",
         "pipeline",
         "ranklabels",
+        "rerunstudy",
         "resampletogrid",
         "samplestreetcentroids",
         "setupengine",
@@ -282,6 +284,11 @@ def test_demo_writes_a_styled_geopackage_and_project(tmp_path):
     assert all(f["clip_status"] == "ok" and f["label_1"] for f in photos.getFeatures())
     assert "label_set_hash" in photos.metadata().abstract()
     assert "<table>" in (output / "label_ranking.html").read_text(encoding="utf-8")
+    # Every step recorded itself in the study manifest, for mus:rerunstudy.
+    study = json.loads((output / "mus_study.json").read_text(encoding="utf-8"))
+    recorded = [run["algorithm"] for run in study["runs"]]
+    for algorithm in ("samplestreetcentroids", "fetchpanoramas", "classifyclip", "ranklabels"):
+        assert f"mus:{algorithm}" in recorded
     # No Urban Atlas offline covers Rome: the demo says so instead of an empty comparison.
     assert "Agreement with Urban Atlas: not computed" in done.stdout
     # The dreams, offline: a tiny random pipeline, and the demo says its pictures are noise.

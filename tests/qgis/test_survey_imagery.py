@@ -253,3 +253,56 @@ def test_the_same_streets_at_two_moments_show_exactly_where_the_imagery_changed(
     assert "Label change, 2016 to 2022" in text and "Labels per moment" in text
     assert "Classified by " in text and "mus-tiny-vit.pt weights" in text  # which model read it
     assert "<td>2022</td>" in text  # each moment's labels
+    assert "Mapillary: 12 images by street_mapper, CC BY-SA 4.0" in text  # credited
+
+
+def test_street_view_pixels_go_once_embedded_and_the_store_scores_them_again(
+    mus_provider, tmp_path, tiny_parameters, monkeypatch
+):
+    from tests.fakes.imagery_services import GOOD_KEY, grid_images
+
+    monkeypatch.setenv("MUS_STREETVIEW_KEY", GOOD_KEY)
+    images = grid_images(3)
+    cache = tmp_path / "imagery-cache"
+    with FakeImageryServices(images) as fake:
+        fetched = processing.run(
+            "mus:fetchpanoramas",
+            {
+                "INPUT": point_layer([(im.lon + 4e-5, im.lat) for im in images]),
+                "SOURCE": [0],
+                "SERVICE_URL": fake.streetview_url,
+                "CACHE_FOLDER": str(cache),
+                "OUTPUT": str(tmp_path / "fetched.gpkg"),
+            },
+        )["OUTPUT"]
+    views = sorted((cache / "imagery" / "streetview").rglob("*.jpg"))
+    assert len(views) == 3 * 4
+
+    def classify(label_set, name, **more):
+        feedback = RecordingFeedback()
+        result = processing.run(
+            "mus:classifyclip",
+            {
+                "INPUT": fetched,
+                "LABEL_SET": label_set,
+                **tiny_parameters,
+                **more,
+                "OUTPUT": str(tmp_path / f"{name}.gpkg"),
+            },
+            feedback=feedback,
+        )
+        rows = list(QgsVectorLayer(result["OUTPUT"], name, "ogr").getFeatures())
+        return rows, feedback
+
+    first, feedback = classify(LABEL_SET, "first")
+    assert [row["clip_status"] for row in first] == ["ok"] * 3
+    assert not any(path.exists() for path in views)  # no pixel left behind
+    assert any("Deleted 12 Street View images" in line for line in feedback.lines)
+    # The same label set again, and another, from the store alone.
+    again, _ = classify(LABEL_SET, "again")
+    assert [row["clip_status"] for row in again] == ["ok"] * 3
+    for before, after in zip(first, again):
+        assert after["label_1"] == before["label_1"]
+        assert after["score_1"] == pytest.approx(before["score_1"], abs=1e-6)
+    other, _ = classify(0, "other")
+    assert [row["clip_status"] for row in other] == ["ok"] * 3

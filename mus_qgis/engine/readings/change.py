@@ -133,6 +133,7 @@ def write_change_report(
             what="changes",
             data=data,
         ),
+        attribution,
         f"<p>{len(changes)} points were read at both moments; the label changed at "
         f"{len(changed)} of them"
         + (f" ({len(changed) / len(changes):.0%})" if changes else "")
@@ -160,8 +161,5 @@ def write_change_report(
             f"<tr><td>{html.escape(row.moment)}</td><td>{html.escape(row.label)}</td>"
             f"<td class='n'>{row.points}</td><td class='n'>{row.share:.1%}</td></tr>"
         )
-    parts.append("</table>")
-    if attribution:
-        parts.append(attribution)
-    parts.append("</body></html>")
+    parts.append("</table></body></html>")
     Path(path).write_text("".join(parts), encoding="utf-8")
