@@ -11,7 +11,14 @@ from pathlib import Path
 
 from ..shared.errors import MusError
 from ..shared.folders import folder_size
-from ..shared.schemas.engine import SelftestParams, SelftestResult, StatusParams, StatusResult
+from ..shared.schemas.engine import (
+    SelftestParams,
+    SelftestResult,
+    StatusParams,
+    StatusResult,
+    VersionsParams,
+    VersionsResult,
+)
 from .jobs import job
 
 REPORTED_PACKAGES = (
@@ -79,6 +86,13 @@ def device_report() -> dict:
     else:
         report["description"] = f"CPU, {torch.get_num_threads()} threads"
     return report
+
+
+@job("versions", params=VersionsParams, result=VersionsResult)
+def versions(params: VersionsParams, progress) -> VersionsResult:
+    """The engine's Python and package versions (from the packages' metadata: nothing imported),
+    for a study manifest."""
+    return VersionsResult(python_version=platform.python_version(), packages=package_versions())
 
 
 @job("status", params=StatusParams, result=StatusResult)

@@ -94,6 +94,9 @@ def record_run(algorithm, parameters: dict, results: dict, feedback=None) -> Pat
         "recorded_utc": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "versions": _versions(),
     }
+    imagery = _imagery_ids(outputs)
+    if imagery:
+        entry["imagery_ids"] = imagery
     if isinstance(results.get("SETTINGS"), str):
         with contextlib.suppress(ValueError):  # settings that do not read are left out
             entry["settings"] = json.loads(results["SETTINGS"])
@@ -140,7 +143,51 @@ def _versions() -> dict:
 
     from ..shared.resources import plugin_version
 
-    return {"mus_qgis": plugin_version(), "qgis": Qgis.version()}
+    return {"mus_qgis": plugin_version(), "qgis": Qgis.version(), "engine": _engine_versions()}
+
+
+_ENGINE_VERSIONS: dict = {}
+
+
+def _engine_versions() -> dict:
+    """The engine's Python and packages, asked once per QGIS session (a warm worker answers in
+    milliseconds: nothing is imported); {} when the engine cannot be asked."""
+    if not _ENGINE_VERSIONS:
+        from ..bridge.engine import run_job
+        from ..shared.schemas.engine import VersionsParams, VersionsResult
+
+        try:
+            answer = run_job("versions", VersionsParams(), None, VersionsResult)
+        except Exception:  # no engine set up, or an older one: the manifest says nothing
+            return {}
+        _ENGINE_VERSIONS.update(
+            python=answer.python_version,
+            **{name: version for name, version in answer.packages.items() if version},
+        )
+    return dict(_ENGINE_VERSIONS)
+
+
+def _imagery_ids(outputs: dict) -> list[str]:
+    """The images a fetch took ("source:id", sorted), from its output layer: which imagery the
+    study read, whatever its files are called."""
+    from qgis.core import QgsVectorLayer
+
+    for value in outputs.values():
+        path = file_of(value)
+        if not path or not path.lower().endswith((".gpkg", ".shp", ".geojson")):
+            continue
+        layer = QgsVectorLayer(value if "|" in value else path, "imagery", "ogr")
+        names = layer.fields().names() if layer.isValid() else []
+        if "image_id" not in names or "fetch_status" not in names:
+            continue
+        return sorted(
+            {
+                f"{feature['source']}:{feature['image_id']}"
+                for feature in layer.getFeatures()
+                if feature["image_id"] not in (None, "") and str(feature["image_id"]) != "NULL"
+            }
+        )
+    return []
 
 
 def _write_atomic(path: Path, manifest: dict) -> None:

@@ -15,6 +15,8 @@ from mus_qgis.shared.schemas.engine import (
     SelftestResult,
     StatusParams,
     StatusResult,
+    VersionsParams,
+    VersionsResult,
 )
 
 PACKAGES = {"torch": "2.5.1", "open_clip_torch": "3.3.0", "osmium": None}
@@ -35,7 +37,11 @@ def carried(schema):
 
 @pytest.mark.parametrize(
     ("name", "params", "result"),
-    [("status", StatusParams, StatusResult), ("selftest", SelftestParams, SelftestResult)],
+    [
+        ("status", StatusParams, StatusResult),
+        ("selftest", SelftestParams, SelftestResult),
+        ("versions", VersionsParams, VersionsResult),
+    ],
 )
 def test_the_engine_jobs_declare_their_schemas(name, params, result):
     run = registered()[name]
@@ -100,3 +106,17 @@ def test_the_set_up_reads_the_selftest_report_past_other_lines(monkeypatch):
     lines[1] = json.dumps({**report.to_dict(), "ok": False})
     with pytest.raises(SetupError, match="said nothing readable"):
         environment.verify("python")
+
+
+def test_the_versions_job_names_the_packages_without_importing_them():
+    import sys
+
+    imported = "torch" in sys.modules
+    answer = VersionsResult.from_dict(carried_dict(registered()["versions"]({}, None)))
+    assert answer.python_version.count(".") == 2
+    assert answer.packages["numpy"] and "torch" in answer.packages
+    assert ("torch" in sys.modules) == imported  # asked of the metadata, not imported
+
+
+def carried_dict(value: dict) -> dict:
+    return json.loads(json.dumps(value))

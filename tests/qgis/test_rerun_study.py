@@ -88,7 +88,13 @@ def test_each_run_records_itself_in_the_study_manifest(study):
     settings = classify["settings"]
     assert settings["model_identity"].startswith("mus-tiny-vit/file-")  # the weights' hash
     assert len(settings["label_set_hash"]) >= 16 and settings["torch_version"]
-    assert runs[0]["versions"]["mus_qgis"] and runs[0]["versions"]["qgis"]
+    versions = runs[0]["versions"]
+    assert versions["mus_qgis"] and versions["qgis"]
+    assert versions["engine"]["numpy"] and versions["engine"]["torch"]  # the engine's packages
+    # The imagery the study read, by source and id.
+    fetched = QgsVectorLayer(str(study / "imagery.gpkg"), "imagery", "ogr")
+    ids = {f"local:{f['image_id']}" for f in fetched.getFeatures() if f["image_id"]}
+    assert runs[0]["imagery_ids"] == sorted(ids) and ids
 
 
 def test_a_rerun_on_another_folder_reproduces_every_output_and_says_so(study, tmp_path):

@@ -8,6 +8,17 @@ from . import Schema
 
 
 @dataclass(frozen=True)
+class VersionsParams(Schema):
+    """No parameters: the engine's Python and package versions, without importing any."""
+
+
+@dataclass(frozen=True)
+class VersionsResult(Schema):
+    python_version: str
+    packages: dict  # package name -> version; None for a package not installed
+
+
+@dataclass(frozen=True)
 class StatusParams(Schema):
     cache_dir: str = ""  # the plugin's cache folder, reported part by part; empty: none
     # Measure bf16 against fp32 when this computer was not measured before (seconds to a
