@@ -28,6 +28,7 @@ ALGORITHMS = (
     "mus:downloadweights",
     "mus:enginestatus",
     "mus:samplestreetcentroids",
+    "mus:surveyimagery",
     "mus:fetchpanoramas",
     "mus:classifyclip",
     "mus:resampletogrid",
@@ -36,10 +37,12 @@ ALGORITHMS = (
     "mus:labelclusters",
     "mus:labelboundaries",
     "mus:labelperiods",
+    "mus:labelchange",
     "mus:exportfigures",
     "mus:trainprobe",
     "mus:dreamstreets",
     "mus:mainstreamimage",
+    "mus:rerunstudy",
 )
 SHARED = ROOT.parent / "shared" / "data"
 

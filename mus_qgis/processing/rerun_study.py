@@ -21,7 +21,7 @@ from qgis.core import (
 from ..bridge.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE, make_field
 from ..shared.reports import report_start
 from .base import MusAlgorithm
-from .study_manifest import MANIFEST_NAME, file_of, read_manifest
+from .study_manifest import MANIFEST_NAME, file_of, output_key, read_manifest
 
 COMPARISON_FIELDS = (
     ("step", "int"),
@@ -193,13 +193,10 @@ def _moved(value, old_folder: Path, new_folder: Path):
 
 
 def _open(value: str):
-    path = file_of(value)
+    path, table = output_key(value)
     if not path or not Path(path).exists():
         return None
-    if value.startswith("ogr:") and " table=" in value:
-        table = value.split(" table=", 1)[1].strip().strip("'\"")
-        value = f"{path}|layername={table}"
-    layer = QgsVectorLayer(value, "compared", "ogr")
+    layer = QgsVectorLayer(f"{path}|layername={table}" if table else path, "compared", "ogr")
     return layer if layer.isValid() else None
 
 

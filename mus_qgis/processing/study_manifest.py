@@ -44,12 +44,9 @@ def plain_value(value):
         return plain_value(value.sink)
     if isinstance(value, QgsProcessingFeatureSourceDefinition):
         return plain_value(value.source)
-    if isinstance(value, QgsProperty):
-        return (
-            value.staticValue()
-            if value.propertyType() == QgsProperty.StaticProperty
-            else (value.expressionString())
-        )
+    if isinstance(value, QgsProperty):  # a static value, else the expression that gives it
+        static = value.staticValue()
+        return plain_value(static) if static is not None else value.expressionString()
     if isinstance(value, QgsMapLayer):
         return value.source()
     if isinstance(value, QDateTime):
@@ -72,6 +69,19 @@ def file_of(value) -> str:
     text = text.split("|", 1)[0]
     path = Path(text)
     return str(path) if path.is_absolute() and path.suffix else ""
+
+
+def output_key(value) -> tuple[str, str]:
+    """What an output writes: its file and, in a file of several layers, its layer (every step of
+    the demo writes into one GeoPackage, each into its own table)."""
+    path = file_of(value)
+    text = value if isinstance(value, str) else ""
+    layer = ""
+    if "layername=" in text:
+        layer = text.split("layername=", 1)[1].split("|")[0]
+    elif " table=" in text:
+        layer = text.split(" table=", 1)[1].split(" (")[0]
+    return path, layer.strip().strip("'\"")
 
 
 def record_run(algorithm, parameters: dict, results: dict, feedback=None) -> Path | None:
@@ -102,11 +112,11 @@ def record_run(algorithm, parameters: dict, results: dict, feedback=None) -> Pat
             entry["settings"] = json.loads(results["SETTINGS"])
     path = folder / MANIFEST_NAME
     manifest = read_manifest(path) if path.exists() else new_manifest()
-    written = {file_of(value) for value in outputs.values()}
+    written = {output_key(value) for value in outputs.values()}
     manifest["runs"] = [
         run
         for run in manifest["runs"]
-        if not written & {file_of(value) for value in run.get("outputs", {}).values()}
+        if not written & {output_key(value) for value in run.get("outputs", {}).values()}
     ] + [entry]
     _write_atomic(path, manifest)
     if feedback is not None:
@@ -176,7 +186,9 @@ def _imagery_ids(outputs: dict) -> list[str]:
         path = file_of(value)
         if not path or not path.lower().endswith((".gpkg", ".shp", ".geojson")):
             continue
-        layer = QgsVectorLayer(value if "|" in value else path, "imagery", "ogr")
+        _, table = output_key(value)
+        uri = f"{path}|layername={table}" if table else path
+        layer = QgsVectorLayer(uri, "imagery", "ogr")
         names = layer.fields().names() if layer.isValid() else []
         if "image_id" not in names or "fetch_status" not in names:
             continue

@@ -169,3 +169,26 @@ def test_a_manifest_that_is_none_is_a_clear_error(mus_provider, tmp_path):
             "mus:rerunstudy",
             {"STUDY": str(bad), "OUTPUT_FOLDER": str(tmp_path / "x"), "OUTPUT": "memory:"},
         )
+
+
+def test_each_output_is_known_by_its_file_and_layer(mus_provider, tmp_path):
+    """Every step of the demo writes into one GeoPackage, each into its own table: a run
+    replaces the entry of the run that wrote the same table, and only that one."""
+    from mus_qgis.processing.study_manifest import output_key, record_run
+
+    gpkg = tmp_path / "study.gpkg"
+    assert output_key(f"{gpkg}|layername=imagery") == (str(gpkg), "imagery")
+    assert output_key(f"ogr:dbname='{gpkg}' table=\"grid\" (geom)") == (str(gpkg), "grid")
+    assert output_key(str(tmp_path / "report.html")) == (str(tmp_path / "report.html"), "")
+
+    class Step:
+        def __init__(self, name):
+            self.name = name
+
+        def id(self):
+            return f"mus:{self.name}"
+
+    for name, table in (("a", "imagery"), ("b", "grid"), ("c", "imagery")):
+        record_run(Step(name), {"X": 1}, {"OUTPUT": f"{gpkg}|layername={table}"})
+    runs = json.loads((tmp_path / "mus_study.json").read_text(encoding="utf-8"))["runs"]
+    assert [run["algorithm"] for run in runs] == ["mus:b", "mus:c"]
