@@ -123,26 +123,28 @@ class RerunStudy(MusAlgorithm):
             )
         tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context)
         runs = manifest["runs"]
+        # What the study's steps wrote: read from the new folder when a later step reads it.
+        outputs = {output_key(value) for run in runs for value in run.get("outputs", {}).values()}
         rows = []
         for number, run in enumerate(runs, start=1):
             if feedback.isCanceled():
                 break
             algorithm = run.get("algorithm", "")
             feedback.pushInfo(f"Step {number} of {len(runs)}: {algorithm} ...")
-            moved = _moved(run.get("parameters", {}), old_folder, new_folder)
+            moved = _moved(run.get("parameters", {}), old_folder, new_folder, outputs)
             try:
                 processing.run(
                     algorithm, moved, context=context, feedback=feedback, is_child_algorithm=True
                 )
             except QgsProcessingException as exc:
-                failure = [None] * 5 + [str(exc)[:300]]
+                failure = [None] * 5 + [" ".join(str(exc).split())[:300]]
                 for name in run.get("outputs", {}):
                     rows.append([number, algorithm, name, "failed", *failure])
                 feedback.reportError(f"Step {number} ({algorithm}) failed: {exc}")
                 continue
             for name, value in run.get("outputs", {}).items():
                 old_value = value
-                new_value = _moved(value, old_folder, new_folder)
+                new_value = _moved(value, old_folder, new_folder, outputs)
                 rows.append([number, algorithm, name, *_compare(old_value, new_value, tolerance)])
             feedback.setProgress(100.0 * number / max(len(runs), 1))
         fields = QgsFields()
@@ -177,18 +179,23 @@ class RerunStudy(MusAlgorithm):
         return results
 
 
-def _moved(value, old_folder: Path, new_folder: Path):
-    """A recorded value with the study's folder replaced by the new one (outputs, and inputs
-    that were earlier steps' outputs)."""
+def _moved(value, old_folder: Path, new_folder: Path, outputs: set):
+    """A recorded value with the study's folder replaced by the new one: the outputs, the inputs
+    that were earlier steps' outputs, and folders (a cache in the study's folder is the study's
+    own: the re-run starts its own). A file in the study's folder that no step wrote is an
+    input someone put there: it is read where it is."""
     if isinstance(value, str):
         for old in {str(old_folder), str(old_folder.resolve())}:
             if old in value:
+                key = output_key(value)
+                if key[0] and Path(key[0]).is_file() and key not in outputs:
+                    return value
                 return value.replace(old, str(new_folder))
         return value
     if isinstance(value, list):
-        return [_moved(item, old_folder, new_folder) for item in value]
+        return [_moved(item, old_folder, new_folder, outputs) for item in value]
     if isinstance(value, dict):
-        return {key: _moved(item, old_folder, new_folder) for key, item in value.items()}
+        return {key: _moved(item, old_folder, new_folder, outputs) for key, item in value.items()}
     return value
 
 

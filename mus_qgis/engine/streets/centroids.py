@@ -461,8 +461,10 @@ def _as_id_list(value) -> list[int]:
 
 def _as_name(value) -> str | None:
     if isinstance(value, list):
-        names = [str(v) for v in dict.fromkeys(value) if isinstance(v, str)]
-        return "; ".join(names) or None
+        # Sorted: osmnx gathers a merged segment's names in a set, whose order changes from one
+        # Python process to the next (string hashing is seeded per process), and a re-run of the
+        # study must write the same names.
+        return "; ".join(sorted({v for v in value if isinstance(v, str)})) or None
     if isinstance(value, str):
         return value
     return None
