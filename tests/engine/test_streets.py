@@ -419,6 +419,7 @@ def test_a_merged_segment_names_its_streets_in_one_order_whatever_the_process(wr
             [sys.executable, "-c", script, str(path)],
             capture_output=True,
             text=True,
+            encoding="utf-8",
             check=True,
             env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)},
         )
