@@ -32,10 +32,12 @@ def plain_value(value):
         QgsProcessingOutputLayerDefinition,
         QgsProperty,
     )
-    from qgis.PyQt.QtCore import QDate, QDateTime
+    from qgis.PyQt.QtCore import QDate, QDateTime, QVariant
 
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, QVariant):  # QGIS's NULL (a parameter left empty) is no text "NULL"
+        return None if value.isNull() else plain_value(value.value())
     if isinstance(value, (list, tuple)):
         return [plain_value(item) for item in value]
     if isinstance(value, dict):

@@ -192,3 +192,14 @@ def test_each_output_is_known_by_its_file_and_layer(mus_provider, tmp_path):
         record_run(Step(name), {"X": 1}, {"OUTPUT": f"{gpkg}|layername={table}"})
     runs = json.loads((tmp_path / "mus_study.json").read_text(encoding="utf-8"))["runs"]
     assert [run["algorithm"] for run in runs] == ["mus:b", "mus:c"]
+
+
+def test_parameter_values_are_recorded_as_json_holds_them(mus_provider):
+    from qgis.core import NULL
+    from qgis.PyQt.QtCore import QDate
+
+    from mus_qgis.processing.study_manifest import plain_value
+
+    assert plain_value(NULL) is None  # a parameter left empty on qgis_process's command line
+    assert plain_value(QDate(2019, 6, 1)) == "2019-06-01"
+    assert plain_value([1, NULL, "a"]) == [1, None, "a"]
