@@ -131,7 +131,7 @@ class RerunStudy(MusAlgorithm):
                 break
             algorithm = run.get("algorithm", "")
             feedback.pushInfo(f"Step {number} of {len(runs)}: {algorithm} ...")
-            moved = _moved(run.get("parameters", {}), old_folder, new_folder, outputs)
+            moved = _as_given(_moved(run.get("parameters", {}), old_folder, new_folder, outputs))
             try:
                 processing.run(
                     algorithm, moved, context=context, feedback=feedback, is_child_algorithm=True
@@ -179,23 +179,38 @@ class RerunStudy(MusAlgorithm):
         return results
 
 
-def _moved(value, old_folder: Path, new_folder: Path, outputs: set):
+def _as_given(parameters: dict) -> dict:
+    """The recorded parameters as the step was given them: a null was a value left empty
+    ('PRETRAINED=' on qgis_process's command line, for random weights), which an empty text
+    gives again; left out, it would take the parameter's default."""
+    return {name: "" if value is None else value for name, value in parameters.items()}
+
+
+# A cache in the study's folder is the study's own: the re-run starts its own there, so every
+# embedding is computed again.
+MOVED_FOLDERS = ("CACHE_FOLDER",)
+
+
+def _moved(value, old_folder: Path, new_folder: Path, outputs: set, name: str = ""):
     """A recorded value with the study's folder replaced by the new one: the outputs, the inputs
-    that were earlier steps' outputs, and folders (a cache in the study's folder is the study's
-    own: the re-run starts its own). A file in the study's folder that no step wrote is an
-    input someone put there: it is read where it is."""
+    that were earlier steps' outputs, and a cache folder there. Anything else in the study's
+    folder that no step wrote (a file or a model folder someone put there) is an input: it is
+    read where it is."""
     if isinstance(value, str):
         for old in {str(old_folder), str(old_folder.resolve())}:
             if old in value:
                 key = output_key(value)
-                if key[0] and Path(key[0]).is_file() and key not in outputs:
+                existing = Path(key[0] or value).exists()
+                if existing and key not in outputs and name not in MOVED_FOLDERS:
                     return value
                 return value.replace(old, str(new_folder))
         return value
     if isinstance(value, list):
-        return [_moved(item, old_folder, new_folder, outputs) for item in value]
+        return [_moved(item, old_folder, new_folder, outputs, name) for item in value]
     if isinstance(value, dict):
-        return {key: _moved(item, old_folder, new_folder, outputs) for key, item in value.items()}
+        return {
+            key: _moved(item, old_folder, new_folder, outputs, key) for key, item in value.items()
+        }
     return value
 
 
