@@ -62,6 +62,7 @@ def imagery_credits(layers) -> list:
     """Each feature's imagery source, licence and creator, from the fields Fetch panoramas
     writes (and every layer made from it keeps): what a report's attribution block credits."""
     from ..shared.attribution import Credit
+    from .base import attribute_text as _text
 
     credits = []
     for layer in layers:
@@ -82,7 +83,3 @@ def imagery_credits(layers) -> list:
                 )
             )
     return credits
-
-
-def _text(value) -> str:
-    return "" if value is None or str(value) in ("", "NULL") else str(value)

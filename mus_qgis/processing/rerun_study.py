@@ -20,7 +20,7 @@ from qgis.core import (
 
 from ..bridge.qgis_enums import FILE_FOLDER, NUMBER_DOUBLE, make_field
 from ..shared.reports import report_start
-from .base import MusAlgorithm
+from .base import MusAlgorithm, attribute_text
 from .study_manifest import MANIFEST_NAME, file_of, output_key, read_manifest
 
 COMPARISON_FIELDS = (
@@ -244,7 +244,7 @@ def _compare(old_value: str, new_value: str, tolerance: float) -> list:
                 if not (math.isnan(float(a)) and math.isnan(float(b))):
                     largest = max(largest, gap)
                     differs = differs or gap > tolerance
-            elif _text(a) != _text(b):
+            elif attribute_text(a) != attribute_text(b):
                 texts += 1
                 differs = True
         geometry_a, geometry_b = before.geometry(), now.geometry()
@@ -271,10 +271,6 @@ def _compare(old_value: str, new_value: str, tolerance: float) -> list:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _text(value) -> str:
-    return "" if value is None or str(value) in ("", "NULL") else str(value)
 
 
 def _report(manifest_path: Path, new_folder: Path, rows: list, tolerance: float) -> str:

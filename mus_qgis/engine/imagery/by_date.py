@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ...shared.moments import EVERY_YEAR
 from ...shared.progress import LoggingProgress, Progress
-from .fetch import STATUS_NONE, FetchOutcome, FetchSettings, fetch_imagery
+from .fetch import STATUS_NONE, STATUS_OK, FetchOutcome, FetchSettings, fetch_imagery
 from .sources import imagery_sources
 from .sources.base import Candidate, FetchPoint, distance_m
-from .survey import STATUS_OK, Listing, SourceAccess, list_candidates
+from .survey import Listing, SourceAccess, list_candidates
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def _fetch_picks(
     by_key = {point.key: pick for point, pick in zip(points, picks, strict=True)}
     outcomes: dict[int, FetchOutcome] = {}
     for access in accesses:
-        mine = [p for p in points if (by_key[p.key].candidate or _NONE).source == access.name]
+        mine = [p for p in points if _source_of(by_key[p.key]) == access.name]
         if not mine:
             continue
         source_settings = replace(
@@ -238,4 +238,5 @@ def _fetch_picks(
     return result
 
 
-_NONE = Candidate("", "", 0.0, 0.0)  # stands for "no pick" when grouping points by source
+def _source_of(pick: Pick) -> str:
+    return pick.candidate.source if pick.candidate is not None else ""

@@ -18,7 +18,7 @@ from statistics import median
 from ...shared.errors import CanceledError, CredentialsError, LocalPhotosError, MusError
 from ...shared.folders import writable_folder
 from ...shared.progress import LoggingProgress, Progress, warn
-from .fetch import describe_failure
+from .fetch import STATUS_NONE, STATUS_NOT_TRIED, STATUS_OK, describe_failure
 from .http import Http
 from .lookup_cache import LookupCache, list_key
 from .sources import imagery_sources
@@ -31,10 +31,6 @@ from .sources.base import (
     distance_m,
     nearest_candidate,
 )
-
-STATUS_OK = "ok"
-STATUS_NONE = "no imagery"
-STATUS_NOT_TRIED = "not tried"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ...shared.imagery_sources import imagery_source_infos
 from ...shared.reports import report_start
+from .fetch import STATUS_NONE, STATUS_OK
 from .sources.base import FetchPoint
-from .survey import STATUS_NONE, STATUS_OK, SourceCoverage, SurveyRow
+from .survey import SourceCoverage, SurveyRow
 
 MAP_SIZE = 420  # pixels, the longer side of the map of gaps
 
