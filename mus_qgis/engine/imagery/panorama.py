@@ -85,39 +85,61 @@ def view_directions(yaw: float, pitch: float, fov: float, size: int):
     return np.arctan2(x, z), np.arctan2(y, np.sqrt(x * x + z * z))
 
 
-# A plan holds int64 indices and float weights for every pixel of every view: about 80 MB for
-# four 640-pixel views. Views aimed along each street differ at every location, so a long cache
-# mostly holds memory (64 plans took 5+ GB while fetching Mapillary panoramas); a few suffice for
-# the repeats that do occur (panoramas without a bearing share one geometry).
+# The sampling of a view depends on its yaw only through a shift of columns: turning about the
+# vertical axis adds the same longitude to every pixel. So the trigonometry is done once per
+# geometry (size, field of view, pitch, panorama size) and each yaw costs a shift, a floor and the
+# weights: about 4 ms for four 224-pixel views against 13 ms from scratch. Views aimed along each
+# street differ at every location, so this is the common case when fetching imagery.
+@lru_cache(maxsize=8)
+def _view_grid(width: int, height: int, pitch: float, fov: float, size: int):
+    """For a view at yaw 0: each pixel's panorama column, and its two rows with their weight."""
+    import numpy as np
+
+    lon, lat = view_directions(0.0, pitch, fov, size)
+    column = ((lon / (2 * math.pi) + 0.5) * width - 0.5).reshape(-1)
+    row = ((0.5 - lat / math.pi) * height - 0.5).reshape(-1)
+    top = np.floor(row)
+    fy = row - top
+    top = top.astype(np.int64)
+    # Latitude stops at the poles.
+    upper = np.clip(top, 0, height - 1) * width
+    lower = np.clip(top + 1, 0, height - 1) * width
+    return column, upper, lower, fy
+
+
+# A plan holds int32 indices and float32 weights for every pixel of every view: about 52 MB for
+# four 640-pixel views. Only the repeats (panoramas without a bearing share one geometry) are
+# worth keeping; the views' grid above is what every yaw shares.
 @lru_cache(maxsize=4)
 def _sampling_plan(
     width: int, height: int, yaws: tuple[float, ...], pitch: float, fov: float, size: int
 ):
-    """Flat pixel indices and bilinear weights (V×4×pixels each): computed once per geometry."""
+    """Flat pixel indices (int32) and bilinear weights (float32), V×4×pixels each."""
     import numpy as np
 
-    indices, weights = [], []
-    for yaw in yaws:
-        lon, lat = view_directions(yaw, pitch, fov, size)
-        column = (lon / (2 * math.pi) + 0.5) * width - 0.5
-        row = (0.5 - lat / math.pi) * height - 0.5
-        left, top = np.floor(column), np.floor(row)
-        fx, fy = column - left, row - top
-        left, top = left.astype(np.int64), top.astype(np.int64)
-        corners = []
-        for dy, dx, weight in (
-            (0, 0, (1 - fx) * (1 - fy)),
-            (0, 1, fx * (1 - fy)),
-            (1, 0, (1 - fx) * fy),
-            (1, 1, fx * fy),
+    base_column, upper, lower, fy = _view_grid(width, height, pitch, fov, size)
+    # int32 indices gather faster (MAX_PIXELS keeps every index below 2**31); both arrays are
+    # written in place, as the products in float64 rounded to float32.
+    indices = np.empty((len(yaws), 4, base_column.size), dtype=np.int32)
+    weights = np.empty((len(yaws), 4, base_column.size), dtype=np.float32)
+    below = 1 - fy
+    for view, yaw in enumerate(yaws):
+        column = base_column + yaw / 360.0 * width
+        left = np.floor(column)
+        fx = column - left
+        # Longitude wraps around.
+        col0 = left.astype(np.int64) % width
+        col1 = col0 + 1
+        col1[col1 == width] = 0
+        for corner, (row, col) in enumerate(
+            ((upper, col0), (upper, col1), (lower, col0), (lower, col1))
         ):
-            # Longitude wraps around; latitude stops at the poles.
-            cols = (left + dx) % width
-            rows = np.clip(top + dy, 0, height - 1)
-            corners.append(((rows * width + cols).reshape(-1), weight.reshape(-1)))
-        indices.append(np.stack([c[0] for c in corners]))
-        weights.append(np.stack([c[1] for c in corners]).astype(np.float32))
-    return np.stack(indices), np.stack(weights)
+            np.add(row, col, out=indices[view, corner], casting="unsafe")
+        np.multiply(1 - fx, below, out=weights[view, 0], casting="same_kind")
+        np.multiply(fx, below, out=weights[view, 1], casting="same_kind")
+        np.multiply(1 - fx, fy, out=weights[view, 2], casting="same_kind")
+        np.multiply(fx, fy, out=weights[view, 3], casting="same_kind")
+    return indices, weights
 
 
 def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, size: int):
@@ -137,8 +159,16 @@ def perspective_views(panorama, yaws: list[float], pitch: float, fov: float, siz
     indices, weights = _sampling_plan(width, height, plan_yaws, float(pitch), float(fov), size)
     flat = pixels_in.reshape(-1, 3)
     count = indices.shape[0]
-    views = np.zeros((count, indices.shape[2], 3), dtype=np.float32)
+    # np.take along the pixel axis and products written in place: half the time of fancy
+    # indexing and fresh temporaries (6 against 12 ms for four 224-pixel views), same values.
+    views = np.empty((count, indices.shape[2], 3), dtype=np.float32)
+    part = np.empty_like(views)
     for corner in range(4):
-        views += flat[indices[:, corner]].astype(np.float32) * weights[:, corner, :, None]
-    views = np.clip(np.rint(views), 0, 255).astype(np.uint8).reshape(count, size, size, 3)
+        corner_pixels = np.take(flat, indices[:, corner], axis=0)
+        np.multiply(corner_pixels, weights[:, corner, :, None], out=part if corner else views)
+        if corner:
+            views += part
+    np.rint(views, out=views)
+    np.clip(views, 0, 255, out=views)
+    views = views.astype(np.uint8).reshape(count, size, size, 3)
     return torch.from_numpy(np.ascontiguousarray(views.transpose(0, 3, 1, 2)))
