@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import open_clip
@@ -12,6 +14,7 @@ from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from PIL import Image
 
 from mus_qgis.engine.clip.classify import classify_locations
+from mus_qgis.engine.clip import embedding
 from mus_qgis.engine.clip.embedding import Location, embed_locations
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.scoring import label_embeddings, score
@@ -292,3 +295,52 @@ def test_rescoring_from_the_store_needs_no_image(tiny, tmp_path):
     assert second.metadata["label_set"] == "world_capitals"
     assert second.metadata["model_identity"] == tiny.identity
     assert second.metadata["views"] == "views4-fov90-pitch0"
+
+
+class SlowBatches:
+    """The tiny model, its batches held for 0.6 s each, and where it says it runs."""
+
+    def __init__(self, model, device: str) -> None:
+        self._model, self.device, self.batches = model, device, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def encode_images(self, pixels):
+        started = time.monotonic()
+        features = self._model.encode_images(pixels)
+        time.sleep(0.6)
+        self.batches.append((started, time.monotonic()))
+        return features
+
+
+@pytest.mark.parametrize(("device", "decoding_waits"), [("cpu", True), ("cuda", False)])
+def test_decoding_waits_while_the_model_runs_on_the_cpu(
+    tiny, monkeypatch, tmp_path, device, decoding_waits
+):
+    # On the CPU the model's threads take every core: a decoding thread beside them stalls
+    # them, so new images start only between batches. On a GPU the two overlap.
+    starts, lock = [], threading.Lock()
+    prepare = embedding.prepare_image
+
+    def recorded(*args, **kwargs):
+        with lock:
+            starts.append(time.monotonic())
+        time.sleep(0.2)  # a big panorama's decoding
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(embedding, "prepare_image", recorded)
+    model = SlowBatches(tiny, device)
+    # 16 files of one photo, each with its own trailing bytes (so its own embedding).
+    data = AREZZO_PHOTOS[0].read_bytes()
+    locations = []
+    for index in range(16):
+        copy = tmp_path / f"photo_{index}.jpg"
+        copy.write_bytes(data + bytes(index + 1))
+        locations.append(Location((str(copy),)))
+    result = embed_locations(locations, model, ViewSetting(), batch_size=4, workers=4)
+    assert result.status == ["ok"] * 16 and len(starts) == 16
+    # A decode that passed the gate just before a batch began may start a moment later.
+    during = [t for t in starts if any(a + 0.05 < t < b for a, b in model.batches)]
+    assert len(model.batches) == 4
+    assert (not during) if decoding_waits else len(during) >= 3

@@ -3,12 +3,18 @@
 Worker threads read, hash, decode (JPEG draft mode) and cut images while the calling thread runs
 the model on batches of views; Pillow and torch release the GIL for the heavy parts. A location
 with several images (a panorama, or one photo per heading) gets the mean of their embeddings.
+
+When the model runs on the CPU, decoding waits while a batch runs (``DecodeGate``): the model's
+threads take every core and work in lockstep, so a decoding thread that displaces one of them
+stalls them all. Taking turns wasted less than sharing the cores: in bfloat16 on two cores the
+engine went from 48 to 57 % of the model alone on whole panoramas (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +59,36 @@ class ImageTask:
     key: str = ""
     status: str = "pending"
     stored_key: str = ""  # the key the store gave it, kept when a damaged vector is redone
+
+
+class DecodeGate:
+    """Lets decoding start only while the model is not running a batch on the same cores.
+
+    An image already being decoded finishes; new ones wait for the batch to end. With the model
+    on a GPU the gate stays open, so that decoding and inference overlap.
+    """
+
+    def __init__(self, model_on_cpu: bool) -> None:
+        self._model_on_cpu = model_on_cpu
+        self._open = threading.Event()
+        self._open.set()
+
+    def wait(self) -> None:
+        self._open.wait()
+
+    def run_model(self, compute):
+        if not self._model_on_cpu:
+            return compute()
+        self._open.clear()
+        try:
+            return compute()
+        finally:
+            self._open.set()
+
+
+def _prepare_when_open(gate: DecodeGate, *args):
+    gate.wait()
+    return prepare_image(*args)
 
 
 def default_workers() -> int:
@@ -210,12 +246,14 @@ def _encode(
     total = max(len(tasks), 1)
     views_per_image = 1 if setting.centre_crop else setting.count
     window = max(2 * workers, 2 * math.ceil(batch_size / views_per_image))
+    gate = DecodeGate(str(getattr(model, "device", "cpu")) == "cpu")
 
     def flush() -> None:
         nonlocal pending, pending_views
         if not pending:
             return
-        features = model.encode_images(torch.cat([views for _, views in pending]))
+        batch = torch.cat([views for _, views in pending])
+        features = gate.run_model(partial(model.encode_images, batch))
         rows, start = [], 0
         for task, views in pending:
             part = features[start : start + views.shape[0]]
@@ -239,7 +277,8 @@ def _encode(
                 if task is None:
                     return
                 future = pool.submit(
-                    prepare_image,
+                    _prepare_when_open,
+                    gate,
                     task.path,
                     setting,
                     model.preprocess,
