@@ -187,3 +187,13 @@ def test_views_equal_bilinear_sampling_by_definition(offset, pitch, fov, width):
     # The same turn asked again (a cached plan) gives the same views.
     again = perspective_views(panorama, yaws, pitch, fov, 64).numpy().astype(int)
     assert np.array_equal(got, again)
+
+
+@pytest.mark.parametrize("prefix", [b"GPano", b"gpano", b"GPANO"])
+def test_gpano_xmp_is_read_in_any_letter_case(prefix):
+    head = b"\xff\xd8 <x:xmpmeta> " + prefix + b':ProjectionType="equirectangular" '
+    head += prefix + b':PoseHeadingDegrees="271.5" </x:xmpmeta>' + bytes(70_000)
+    assert is_equirectangular(1000, 700, head)  # not 2:1, a panorama by its XMP
+    assert xmp_heading(head) == pytest.approx(271.5)
+    assert not is_equirectangular(1000, 700, b"\xff\xd8 no metadata" + bytes(70_000))
+    assert xmp_heading(b"\xff\xd8 no metadata") is None
