@@ -52,20 +52,26 @@ STUDY_LOCATIONS = 4157
 STORED_VIEWS_PANORAMAS = 20  # how many panoramas (e) times, one thread each way
 
 
-def make_panoramas(folder: Path, count: int, width: int) -> list[str]:
+def make_panoramas(folder: Path, count: int, width: int, source_path: Path = SOURCE) -> list[str]:
+    """``count`` files of the source panorama, each turned by its own angle and re-encoded;
+    written by several threads (Pillow encodes outside the GIL): a GPU run needs thousands."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from PIL import Image
 
-    source = Image.open(SOURCE).convert("RGB")
+    source = Image.open(source_path).convert("RGB")
     if width != source.width:
         source = source.resize((width, width // 2), Image.BICUBIC)
     source = np.asarray(source)
-    rng = np.random.default_rng(0)
-    paths = []
-    for index in range(count):
-        turned = np.roll(source, int(rng.integers(0, source.shape[1])), axis=1)
-        path = folder / f"pano_{index:04d}.jpg"
-        Image.fromarray(turned).save(path, quality=90)
-        paths.append(str(path))
+    shifts = np.random.default_rng(0).integers(0, source.shape[1], count)
+    paths = [str(folder / f"pano_{index:04d}.jpg") for index in range(count)]
+
+    def write(index: int) -> None:
+        turned = np.roll(source, int(shifts[index]), axis=1)
+        Image.fromarray(turned).save(paths[index], quality=90)
+
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(write, range(count)))
     return paths
 
 
@@ -274,6 +280,12 @@ def main() -> None:
         help="also time reading stored cut views back against decoding and cutting them",
     )
     parser.add_argument(
+        "--source",
+        type=Path,
+        default=SOURCE,
+        help="the equirectangular JPEG the panoramas are made from (default: the shared one)",
+    )
+    parser.add_argument(
         "--width",
         type=int,
         default=4096,
@@ -289,7 +301,7 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}; precisions {', '.join(precisions)}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        paths = make_panoramas(folder, args.panoramas, args.width)
+        paths = make_panoramas(folder, args.panoramas, args.width, args.source)
         locations = make_views(folder, paths) if args.inputs == "views" else [(p,) for p in paths]
         print(f"inputs: {args.inputs}")
         views = len(paths) * setting.count

@@ -32,14 +32,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PANORAMAS = sorted((ROOT.parent / "shared" / "data" / "images" / "equirectangular").glob("*.jpg"))
+SHARED_PANORAMAS = ROOT.parent / "shared" / "data" / "images" / "equirectangular"
 
 
-def make_panoramas(folder: Path, count: int) -> list[str]:
+def make_panoramas(folder: Path, count: int, images: Path = SHARED_PANORAMAS) -> list[str]:
     import numpy as np
     from PIL import Image
 
-    sources = [np.asarray(Image.open(p).convert("RGB").resize((1024, 512))) for p in PANORAMAS]
+    sources = [
+        np.asarray(Image.open(p).convert("RGB").resize((1024, 512)))
+        for p in sorted(images.glob("*.jpg"))
+    ]
     paths = []
     for index in range(count):
         pixels = np.roll(sources[index % len(sources)], 5 * index + 1, axis=1)
@@ -69,6 +72,12 @@ def main() -> None:
         "--precision", default="fp32", help="with --model: fp32, bf16, or fp16 (GPU)"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="views per model batch")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=SHARED_PANORAMAS,
+        help="a folder of equirectangular JPEGs to make the panoramas from (default: the shared)",
+    )
     args = parser.parse_args()
     if args.model:
         model_against_ray(args)
@@ -87,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mus-bench-ray-") as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()
-        paths = make_panoramas(tmp / "images", args.panoramas)
+        paths = make_panoramas(tmp / "images", args.panoramas, args.images)
         checkpoint = tmp / "tiny.pt"
         subprocess.run(
             [sys.executable, str(ROOT / "tests" / "tiny_checkpoint.py"), str(checkpoint)],
@@ -166,7 +175,7 @@ def model_against_ray(args) -> None:
     with tempfile.TemporaryDirectory(prefix="mus-bench-ray-") as tmp:
         tmp = Path(tmp)
         (tmp / "images").mkdir()
-        paths = make_panoramas(tmp / "images", args.panoramas)
+        paths = make_panoramas(tmp / "images", args.panoramas, args.images)
         gpus = 1 if args.device.startswith("cuda") else 0
         cpus = os.cpu_count() or 2
         start_local_cluster(ray, cpus, gpus)
