@@ -8,7 +8,9 @@ Prints, from one run on one machine (these are shared and noisy: compare ratios,
   (d) re-scoring a new 250-label set over 4,157 stored panorama embeddings (text encoding
       aside), against recomputing those embeddings at rate (b);
 and, when asked, two decoding candidates: (b') the engine with its decoding in processes
-(--processes), (e) cut views kept on disk and read back instead of decoding (--stored-views).
+(--processes), (e) cut views kept on disk and read back instead of decoding (--stored-views);
+and (f) what a location's files cost to read, hash, decode and cut on one thread, with the bound
+that puts on (b)/(c) when the model and the decoding share the same cores.
 (b) and (c) are alternated --rounds times and their medians compared.
 The panoramas are the real 4096×2048 equirectangular photo in ../shared/data, turned by a
 different angle each and re-encoded, so every file differs; with --inputs views the engine reads
@@ -207,6 +209,32 @@ def run_stored_views(paths, model, setting, folder: Path) -> tuple[float, float,
     return decode_s, read_s, view_bytes, jpeg_bytes
 
 
+def decoding_cost(locations, model, setting, fast_decode: bool = True) -> tuple[float, float]:
+    """(seconds a location's files take to read, hash, decode and cut on one thread, median;
+    seconds of that spent decoding the JPEGs alone at 1/8 scale, the floor of any JPEG decode:
+    its entropy decoding, which no scaling shortens)."""
+    import io
+
+    from PIL import Image
+
+    from mus_qgis.engine.clip.views import prepare_image
+
+    sample = locations[: min(len(locations), 16)]
+    prepared, floor = [], []
+    for files in sample:
+        started = time.perf_counter()
+        for path in files:
+            prepare_image(path, setting, model.preprocess, set(), fast_decode=fast_decode)
+        prepared.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for path in files:
+            image = Image.open(io.BytesIO(Path(path).read_bytes()))
+            image.draft("RGB", (image.width // 8, image.height // 8))
+            image.load()
+        floor.append(time.perf_counter() - started)
+    return float(np.median(prepared)), float(np.median(floor))
+
+
 def run_model_alone(views: int, model, batch_size) -> float:
     import torch
 
@@ -329,6 +357,8 @@ def main() -> None:
                     locations, model, setting, args.batch_size
                 )
                 rates["processes"] = views / processes_s, processes_s
+            if "decoding" not in rates:
+                rates["decoding"] = decoding_cost(locations, model, setting)
             if precision == "fp32" and args.naive:
                 naive_s = run_naive(naive_paths, model, setting)
                 rates["naive"] = len(naive_paths) * setting.count / naive_s, naive_s
@@ -373,6 +403,16 @@ def main() -> None:
             f"(b)/(a) = {engine_rate / rates['naive'][0]:.2f}x   " if ("naive" in rates) else ""
         )
         print(f"{precision}: {versus_naive}(b)/(c) = {engine_rate / ceiling_rate:.0%}")
+        # Where decoding and the model share every core, (b)/(c) can be at most the model's
+        # core-seconds over the model's and the decoding's together.
+        decode_s = rates["decoding"][0]
+        model_core_s = ceiling_s / len(paths) * torch.get_num_threads()
+        if str(model.device) == "cpu":
+            print(
+                f"{precision}: at most {model_core_s / (model_core_s + decode_s):.0%} on "
+                f"{torch.get_num_threads()} cores, if nothing but the decoding's own CPU time "
+                f"were lost"
+            )
     if "processes" in rates:
         processes_rate, processes_s = rates["processes"]
         print(
@@ -404,6 +444,11 @@ def main() -> None:
             f"{view_bytes / 1e6:.2f} MB of views against {jpeg_bytes / 1e6:.2f} MB of JPEG "
             f"({view_bytes / jpeg_bytes:.1f}x the disk)"
         )
+    decode_s, floor_s = rates["decoding"]
+    print(
+        f"(f) a location's files read, hashed, decoded and cut on one thread: "
+        f"{decode_s * 1000:.1f} ms; decoding the JPEGs alone at 1/8 scale: {floor_s * 1000:.1f} ms"
+    )
     engine_rate = rates[precisions[0]][0]
     recompute_s = STUDY_LOCATIONS * setting.count / engine_rate
     print(
