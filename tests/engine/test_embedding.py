@@ -13,8 +13,8 @@ import torch
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from PIL import Image
 
-from mus_qgis.engine.clip.classify import classify_locations
 from mus_qgis.engine.clip import embedding
+from mus_qgis.engine.clip.classify import classify_locations
 from mus_qgis.engine.clip.embedding import Location, embed_locations
 from mus_qgis.engine.clip.models import load_model
 from mus_qgis.engine.clip.scoring import label_embeddings, score
