@@ -59,7 +59,16 @@ def start_local_cluster(ray, cpus: int, gpus: int = 0) -> None:
         num_gpus=gpus,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
+        runtime_env={
+            "env_vars": {
+                # This tree first, then what the caller's PYTHONPATH held (a GPU machine's
+                # carried wheels, say): Ray would otherwise replace it.
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+                ),
+                "HF_HUB_OFFLINE": "1",
+            }
+        },
     )
 
 

@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=.device-data
+# With the model on a GPU every core can decode (the engine's own default stops at 8).
+WORKERS=$(nproc 2>/dev/null || echo 8)
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 if [ "$DEVICE" = cpu ]; then
     PRECISIONS=fp32,bf16 HALF=bf16  # fp16 is refused on a CPU
@@ -43,8 +45,15 @@ run() {
     if ! "$python" -c "import open_clip" 2>/dev/null; then
         "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/mus-site \
             "$DATA"/wheels/*.whl
-        export PYTHONPATH=/tmp/mus-site
+        export PYTHONPATH=/tmp/mus-site${PYTHONPATH:+:$PYTHONPATH}
     fi
+    # open_clip also imports these; a GPU machine's PyTorch image has them (prepare fetches
+    # only what such images lack).
+    "$python" -c "import open_clip, regex, tqdm, torchvision, PIL, numpy" || {
+        echo "This Python lacks a package the engine needs (above): use the engine's" \
+            "environment, or carry the missing wheels into $DATA/wheels." >&2
+        exit 1
+    }
     export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
     {
         date -u
@@ -57,10 +66,10 @@ torch.cuda.is_available() and torch.cuda.get_device_name(0))"
         || echo ../shared/data/images/equirectangular/pannellum_examplepano_nonurban.jpg)
     "$python" scripts/bench_classify.py --device "$DEVICE" --source "$panorama" \
         --precision "$PRECISIONS" --panoramas "$PANORAMAS" --naive "$NAIVE" --rounds 3 \
-        --batch-size "$BATCH" 2>&1 | tee "$out/gpu_classify_panoramas.txt"
+        --batch-size "$BATCH" --workers "$WORKERS" 2>&1 | tee "$out/gpu_classify_panoramas.txt"
     "$python" scripts/bench_classify.py --device "$DEVICE" --source "$panorama" \
         --precision "$HALF" --inputs views --panoramas "$VIEWS" --naive 0 --rounds 3 \
-        --batch-size "$BATCH" 2>&1 | tee "$out/gpu_classify_views.txt"
+        --batch-size "$BATCH" --workers "$WORKERS" 2>&1 | tee "$out/gpu_classify_views.txt"
     if "$python" -c "import ray" 2>/dev/null; then
         local images=$DATA
         ls "$DATA"/*.jpg >/dev/null 2>&1 || images=../shared/data/images/equirectangular

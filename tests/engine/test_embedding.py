@@ -340,7 +340,8 @@ def test_decoding_waits_while_the_model_runs_on_the_cpu(
         locations.append(Location((str(copy),)))
     result = embed_locations(locations, model, ViewSetting(), batch_size=4, workers=4)
     assert result.status == ["ok"] * 16 and len(starts) == 16
-    # A decode that passed the gate just before a batch began may start a moment later.
-    during = [t for t in starts if any(a + 0.05 < t < b for a, b in model.batches)]
+    # A decode that passed the gate just before a batch began may start a moment later (a busy
+    # machine may hold its thread back); with no gate, decodes start all through each batch.
+    during = [t for t in starts if any(a + 0.15 < t < b for a, b in model.batches)]
     assert len(model.batches) == 4
     assert (not during) if decoding_waits else len(during) >= 3

@@ -7,7 +7,7 @@ with several images (a panorama, or one photo per heading) gets the mean of thei
 When the model runs on the CPU, decoding waits while a batch runs (``DecodeGate``): the model's
 threads take every core and work in lockstep, so a decoding thread that displaces one of them
 stalls them all. Taking turns wasted less than sharing the cores: in bfloat16 on two cores the
-engine went from 48 to 57 % of the model alone on whole panoramas (BENCHMARKS.md).
+engine went from 48 to 55 % of the model alone on whole panoramas (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -64,26 +64,31 @@ class ImageTask:
 class DecodeGate:
     """Lets decoding start only while the model is not running a batch on the same cores.
 
-    An image already being decoded finishes; new ones wait for the batch to end. With the model
-    on a GPU the gate stays open, so that decoding and inference overlap.
+    An image already being decoded finishes; new ones wait for the batch to end, checked under
+    the gate's lock (so a decode woken by one batch's end cannot slip into the next batch). With
+    the model on a GPU the gate stays open, so that decoding and inference overlap.
     """
 
     def __init__(self, model_on_cpu: bool) -> None:
         self._model_on_cpu = model_on_cpu
-        self._open = threading.Event()
-        self._open.set()
+        self._condition = threading.Condition()
+        self._model_running = False
 
     def wait(self) -> None:
-        self._open.wait()
+        with self._condition:
+            self._condition.wait_for(lambda: not self._model_running)
 
     def run_model(self, compute):
         if not self._model_on_cpu:
             return compute()
-        self._open.clear()
+        with self._condition:
+            self._model_running = True
         try:
             return compute()
         finally:
-            self._open.set()
+            with self._condition:
+                self._model_running = False
+                self._condition.notify_all()
 
 
 def _prepare_when_open(gate: DecodeGate, *args):
