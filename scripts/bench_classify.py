@@ -213,7 +213,7 @@ def run_stored_views(paths, model, setting, folder: Path) -> tuple[float, float,
     return decode_s, read_s, view_bytes, jpeg_bytes
 
 
-def decoding_cost(locations, model, setting, fast_decode: bool = True) -> tuple[float, float]:
+def decoding_cost(locations, model, setting) -> tuple[float, float, float]:
     """Medians, in seconds, of what a location's files cost on one thread: read, hash, decode and
     cut (the engine's own path); decoding the JPEGs alone at 1/8 scale, the floor of any JPEG
     decode (its entropy decoding, which no scaling shortens); hashing them for the store."""
@@ -229,15 +229,15 @@ def decoding_cost(locations, model, setting, fast_decode: bool = True) -> tuple[
     for files in sample:
         started = time.perf_counter()
         for path in files:
-            prepare_image(path, setting, model.preprocess, set(), fast_decode=fast_decode)
+            prepare_image(path, setting, model.preprocess, set())
         prepared.append(time.perf_counter() - started)
+        contents = [Path(path).read_bytes() for path in files]
         started = time.perf_counter()
-        for path in files:
-            image = Image.open(io.BytesIO(Path(path).read_bytes()))
+        for data in contents:
+            image = Image.open(io.BytesIO(data))
             image.draft("RGB", (image.width // 8, image.height // 8))
             image.load()
         floor.append(time.perf_counter() - started)
-        contents = [Path(path).read_bytes() for path in files]
         started = time.perf_counter()
         for data in contents:
             hashlib.blake2b(data, digest_size=16).hexdigest()  # as views.read_facts
